@@ -1,0 +1,121 @@
+/*
+ * internal.h -- what every crew source file shares: allocation, assertions,
+ * time, futexes, spinning, the cached thread id. Never installed.
+ *
+ * Before adding a helper to any src/ file, look here: if two subsystems need
+ * it, it belongs here (and in util.c), once.
+ */
+#ifndef CREW_INTERNAL_H
+#define CREW_INTERNAL_H
+
+#include "crew.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+/* ------------------------------------------------------------ assertions
+ * Stay on in release builds: they guard invariants whose breakage would
+ * corrupt shared state, where continuing is worse than stopping. */
+#define CREW_ASSERT(cond)                                                      \
+    do {                                                                       \
+        if (__builtin_expect(!(cond), 0))                                      \
+            crew__assert_fail(#cond, __FILE__, __LINE__);                      \
+    } while (0)
+__attribute__((noreturn)) void crew__assert_fail(const char *expr, const char *file, int line);
+
+#define CREW_LIKELY(x) __builtin_expect(!!(x), 1)
+#define CREW_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define CREW_CACHELINE 64
+
+/* ------------------------------------------------------------ allocation
+ * All heap memory goes through these (see crew_set_allocator). They return
+ * NULL on failure; callers turn that into CREW_ENOMEM. */
+void *crew__malloc(size_t size);
+void *crew__calloc(size_t n, size_t size);
+void *crew__realloc(void *p, size_t size);
+void crew__free(void *p);
+
+/* ------------------------------------------------------------ time
+ * A deadline is an absolute CLOCK_MONOTONIC time. crew__deadline() turns the
+ * public `double timeout` convention into one: timeout < 0 gives
+ * deadline->forever = true; 0 gives "already expired". */
+typedef struct crew__deadline {
+    struct timespec at;
+    bool forever;
+} crew__deadline;
+
+void crew__deadline_init(crew__deadline *d, double timeout);
+/* true when the deadline has passed (never true for forever). */
+bool crew__deadline_expired(const crew__deadline *d);
+/* Seconds left (>= 0), or a negative value for forever. */
+double crew__deadline_left(const crew__deadline *d);
+uint64_t crew__now_ns(void);
+/* Whole milliseconds left for poll(2): -1 forever, 0 expired, rounded up. */
+int crew__deadline_poll_ms(const crew__deadline *d);
+
+/* ------------------------------------------------------------ futexes
+ * Shared (not FUTEX_PRIVATE) futexes, so they work in memory shared between
+ * processes. crew__futex_wait() sleeps while *addr == val, until woken or the
+ * deadline (NULL = forever) passes. Returns 0 (woken, or value changed, or a
+ * spurious wake: callers always re-check their condition), CREW_ETIMEDOUT, or
+ * CREW_EINTR (a signal interrupted the sleep: callers re-check and retry). */
+int crew__futex_wait(_Atomic uint32_t *addr, uint32_t val, const crew__deadline *d);
+/* Wakes up to n waiters (INT32_MAX for all). */
+void crew__futex_wake(_Atomic uint32_t *addr, int n);
+
+/* ------------------------------------------------------------ spinning
+ * On this kind of machine waking a sleeping CPU costs ~35 us through the
+ * hypervisor, while a waiter that spins sees a hand-off in ~0.3 us. So every
+ * wait in crew spins for up to CREW__SPIN_NS first, then parks on a futex. */
+#define CREW__SPIN_NS 20000u
+static inline void crew__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+/* Spin until *addr != val or the spin budget runs out. Returns true if the
+ * value changed (caller need not park). Checks the clock only every 64 turns. */
+bool crew__spin_while_eq(_Atomic uint32_t *addr, uint32_t val, uint32_t budget_ns);
+
+/* ------------------------------------------------------------ identity
+ * The calling thread's kernel tid and its process's pid, cached in
+ * thread-local storage and refreshed in a forked child (pthread_atfork). */
+extern __thread uint32_t crew__tls_tid __attribute__((tls_model("initial-exec")));
+extern __thread uint32_t crew__tls_pid __attribute__((tls_model("initial-exec")));
+void crew__identity_slow(void);
+static inline uint32_t crew__tid(void)
+{
+    if (CREW_UNLIKELY(crew__tls_tid == 0))
+        crew__identity_slow();
+    return crew__tls_tid;
+}
+static inline uint32_t crew__pid(void)
+{
+    if (CREW_UNLIKELY(crew__tls_tid == 0))
+        crew__identity_slow();
+    return crew__tls_pid;
+}
+/* Is thread `tid` of process `pid` still alive? (tgkill with signal 0.) */
+bool crew__thread_alive(uint32_t pid, uint32_t tid);
+
+/* ------------------------------------------------------------ shared memory
+ * A MAP_SHARED mapping backed by memfd_create: nothing appears in /dev/shm,
+ * the memory is freed when the last mapping and fd go, even after SIGKILL.
+ * *fd_out receives the memfd (O_CLOEXEC) or is left alone if fd_out is NULL,
+ * in which case the fd is closed after mapping. */
+int crew__memfd_map(const char *name, size_t size, int *fd_out, void **addr_out);
+
+/* Retry-on-EINTR close that ignores the result (fds are ours; EBADF would be
+ * a crew bug, caught by the fd-leak tests). */
+void crew__close(int fd);
+
+#endif /* CREW_INTERNAL_H */
