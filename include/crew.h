@@ -145,8 +145,275 @@ CREW_API int crew_cpu_count(void);
 CREW_API double crew_now(void);
 
 /* @@SECTION threads@@ */
+/* ================================================================ threads
+ *
+ * crew_thread is Python's threading.Thread for C: start a function with an
+ * argument, join it (with a timeout) and get its result, or detach it.
+ * A handle is a heap object made by crew_thread_start() and freed by
+ * crew_thread_destroy(); joining does not free it, so the status of a second
+ * join is still well defined (CREW_ESTATE).
+ *
+ * Differences from Python: there is no "daemon" flag (detach a thread you do
+ * not want to join; the process still ends when main returns), and the result
+ * of the function is returned by join (Python discards it).
+ */
+typedef struct crew_thread crew_thread;
+typedef void *(*crew_thread_fn)(void *arg);
+
+typedef struct crew_thread_options {
+    /* Thread name shown by ps/top/gdb; truncated to 15 bytes (the kernel's
+     * limit). NULL: the name is inherited from the creating thread. */
+    const char *name;
+    /* Stack size in bytes; 0 = the system default (usually 8 MiB of address
+     * space, touched lazily). Below the system minimum: CREW_EINVAL. */
+    size_t stack_size;
+} crew_thread_options;
+
+/* Starts fn(arg) in a new thread; *out receives its handle. opts may be NULL.
+ * Returns 0, CREW_EINVAL (out or fn NULL, stack_size too small),
+ * CREW_ENOMEM (the handle could not be allocated), CREW_EAGAIN (the system
+ * refused another thread: RLIMIT_NPROC, threads-max, or no memory for the
+ * stack), CREW_EPERM. On failure *out is left untouched and nothing leaks.
+ * Thread-safe. */
+CREW_API int crew_thread_start(crew_thread **out, crew_thread_fn fn, void *arg,
+                               const crew_thread_options *opts);
+
+/* Waits for t to finish and stores its return value in *result (result may be
+ * NULL). timeout follows the crew convention; on CREW_ETIMEDOUT the thread is
+ * still joinable. Returns 0, CREW_EINVAL (t NULL), CREW_ESTATE (t was already
+ * joined or is detached), CREW_EDEADLK (t is the calling thread),
+ * CREW_EBUSY (another thread is joining t right now), CREW_ETIMEDOUT.
+ * A join with a timeout relies on the thread returning from fn (or calling
+ * pthread_exit); one that is cancelled is only seen by a join that waits
+ * forever. Thread-safe. */
+CREW_API int crew_thread_join(crew_thread *t, double timeout, void **result);
+
+/* Lets t run on without being joined: its resources are released when it
+ * ends. The handle stays valid (join returns CREW_ESTATE) until
+ * crew_thread_destroy(). Returns 0, CREW_EINVAL, CREW_ESTATE (already joined
+ * or detached), CREW_EBUSY (being joined). Thread-safe. */
+CREW_API int crew_thread_detach(crew_thread *t);
+
+/* Frees the handle. If the thread was neither joined nor detached, destroy
+ * first joins it (waiting forever), so no thread is left unreaped; calling it
+ * from t itself on a joinable t returns CREW_EDEADLK and frees nothing.
+ * Returns 0, CREW_EINVAL (NULL), CREW_EDEADLK, CREW_EBUSY (being joined). Not
+ * to be called concurrently with any other call on the same handle. */
+CREW_API int crew_thread_destroy(crew_thread *t);
+
+/* The calling thread's kernel thread id (what ps -L and gettid() show). */
+CREW_API uint32_t crew_thread_self_id(void);
 
 /* @@SECTION sync@@ */
+/* ================================================================ sync
+ *
+ * Lock, RLock, Condition, Semaphore, Event and Barrier, with Python's
+ * threading semantics unless a comment says otherwise (docs/sync.md lists
+ * every difference).
+ *
+ * Each object is a fixed-size struct that the caller places anywhere and
+ * initialises in place with crew_xxx_init(). The objects hold no pointers and
+ * use shared futexes, so the SAME object works between threads and between
+ * processes when it lives in MAP_SHARED memory (an anonymous shared mapping
+ * made before fork(), a memfd, a file): every call below is thread-safe and
+ * process-shared. Do not copy an object or move it while in use.
+ *
+ * Dying does not become a deadlock: a lock knows its owner (process id,
+ * thread id). A waiter that finds the owner dead (thread ended, process
+ * killed) takes the lock and gets CREW_EOWNERDEAD, with the lock held, as
+ * POSIX robust mutexes; a barrier whose participant died breaks
+ * (CREW_EBROKEN). Waiters check liveness every few tens of milliseconds while
+ * blocked, so death is seen within ~50 ms. All processes sharing an object
+ * must be in the same pid namespace (see docs/sync.md).
+ */
+
+/* ---------------------------------------------------------------- Lock
+ * A mutual-exclusion lock with an owner. Unlike Python's Lock (which any
+ * thread may release), only the owning thread may release a crew_lock; and a
+ * thread that acquires a lock it already holds gets CREW_EDEADLK instead of
+ * hanging. An all-zero crew_lock is a valid unlocked lock (so fresh shared
+ * memory works), but call crew_lock_init() anyway. */
+typedef struct crew_lock {
+    _Alignas(8) unsigned char opaque_[16];
+} crew_lock;
+
+/* Makes l an unlocked lock (also repairs a not-recoverable or destroyed one).
+ * Must not be called while any thread uses l. Returns 0 or CREW_EINVAL. */
+CREW_API int crew_lock_init(crew_lock *l);
+/* Acquires l, waiting at most `timeout` seconds (0 = poll, <0 forever).
+ * Returns 0; CREW_EOWNERDEAD: the previous owner died holding l -- the caller
+ * now holds l, must repair the data it protects and call
+ * crew_lock_consistent() before releasing, else l becomes unusable;
+ * CREW_ENOTRECOVERABLE (l was released while inconsistent; re-init it);
+ * CREW_EDEADLK (the caller already holds l); CREW_ETIMEDOUT; CREW_EINVAL
+ * (NULL or destroyed). */
+CREW_API int crew_lock_acquire(crew_lock *l, double timeout);
+/* Acquires l only if it is free: 0, CREW_EBUSY (held, also by the caller),
+ * CREW_ENOTRECOVERABLE, CREW_EINVAL. Never blocks, never checks liveness. */
+CREW_API int crew_lock_try(crew_lock *l);
+/* Releases l: 0; CREW_EPERM if the caller is not the owner (l unchanged);
+ * CREW_EINVAL. Releasing a lock still marked inconsistent (after
+ * CREW_EOWNERDEAD, without crew_lock_consistent) releases it for good: every
+ * later acquire returns CREW_ENOTRECOVERABLE. */
+CREW_API int crew_lock_release(crew_lock *l);
+/* Marks the state protected by l as repaired after CREW_EOWNERDEAD. The
+ * caller must hold l. Returns 0, CREW_EPERM (not the owner), CREW_EINVAL (l
+ * is not inconsistent). */
+CREW_API int crew_lock_consistent(crew_lock *l);
+/* Marks l destroyed (later calls return CREW_EINVAL until crew_lock_init).
+ * Returns 0, CREW_EBUSY (held by anyone), CREW_EINVAL. */
+CREW_API int crew_lock_destroy(crew_lock *l);
+
+/* ---------------------------------------------------------------- RLock
+ * Reentrant lock: the owner may acquire it again; it is free after as many
+ * releases as acquires. Release by a non-owner: CREW_EPERM (as Python's
+ * RuntimeError). Dead owner: as crew_lock (the recursion count of the new
+ * owner is 1). */
+typedef struct crew_rlock {
+    _Alignas(8) unsigned char opaque_[16];
+} crew_rlock;
+
+CREW_API int crew_rlock_init(crew_rlock *r);
+/* As crew_lock_acquire, except that the owner re-acquires at once (0; or
+ * CREW_EOVERFLOW past 2^31 levels). */
+CREW_API int crew_rlock_acquire(crew_rlock *r, double timeout);
+/* 0 or CREW_EBUSY (held by another thread); the owner always succeeds. */
+CREW_API int crew_rlock_try(crew_rlock *r);
+/* Drops one level: 0, CREW_EPERM (not the owner), CREW_EINVAL. */
+CREW_API int crew_rlock_release(crew_rlock *r);
+CREW_API int crew_rlock_consistent(crew_rlock *r);
+/* 0, CREW_EBUSY (held), CREW_EINVAL. */
+CREW_API int crew_rlock_destroy(crew_rlock *r);
+
+/* ---------------------------------------------------------------- Condition
+ * A condition variable used with a crew_lock (any lock, passed to each wait:
+ * unlike Python's Condition it does not own one). It keeps no per-waiter
+ * state, so a waiter killed in the middle of a wait leaves it intact. As with
+ * Python, wait may return 0 without a notify ("spurious" wake-up): loop on
+ * the predicate, or use crew_cond_wait_for(). */
+typedef struct crew_cond {
+    _Alignas(8) unsigned char opaque_[16];
+} crew_cond;
+
+CREW_API int crew_cond_init(crew_cond *c);
+/* Atomically releases l (which the caller must hold) and waits for a notify
+ * or the timeout, then re-acquires l -- always, even after a timeout, and
+ * without a time limit. Returns 0 (notified or spurious), CREW_ETIMEDOUT,
+ * CREW_EPERM (l not held by the caller; nothing released), CREW_EINVAL, or
+ * the status of re-acquiring l: CREW_EOWNERDEAD (l held, repair it) or
+ * CREW_ENOTRECOVERABLE (l NOT held). */
+CREW_API int crew_cond_wait(crew_cond *c, crew_lock *l, double timeout);
+/* Python's wait_for: waits until pred(arg) returns non-zero, evaluating it
+ * with l held, first before waiting at all. Returns 0 when the predicate is
+ * true, CREW_ETIMEDOUT if it is still false when the time is up, or an error
+ * of crew_cond_wait. l is held on return (except CREW_ENOTRECOVERABLE,
+ * CREW_EPERM, CREW_EINVAL). */
+typedef int (*crew_cond_pred)(void *arg);
+CREW_API int crew_cond_wait_for(crew_cond *c, crew_lock *l, crew_cond_pred pred, void *arg,
+                                double timeout);
+/* Wakes at least one waiter if any is waiting. Holding the lock is not
+ * required (but is what makes the predicate change visible in order).
+ * Returns 0 or CREW_EINVAL. */
+CREW_API int crew_cond_notify(crew_cond *c);
+/* Wakes every waiter. Returns 0 or CREW_EINVAL. */
+CREW_API int crew_cond_notify_all(crew_cond *c);
+/* Returns 0 or CREW_EINVAL. (Waiters must be gone; not checked.) */
+CREW_API int crew_cond_destroy(crew_cond *c);
+
+/* ---------------------------------------------------------------- Semaphore
+ * A counting semaphore. max == 0: unbounded (Python's Semaphore, up to
+ * INT32_MAX); max > 0: bounded (Python's BoundedSemaphore): a release that
+ * would take the value above max fails with CREW_EOVERFLOW and changes
+ * nothing (Python raises ValueError). A semaphore has no owner, so a process
+ * that dies holding a unit does not give it back. */
+typedef struct crew_sem {
+    _Alignas(8) unsigned char opaque_[16];
+} crew_sem;
+
+/* 0, or CREW_EINVAL (NULL, value > INT32_MAX, max > INT32_MAX, or bounded
+ * and value > max). */
+CREW_API int crew_sem_init(crew_sem *s, unsigned value, unsigned max);
+/* Takes one unit, waiting at most timeout: 0, CREW_ETIMEDOUT, CREW_EINVAL. */
+CREW_API int crew_sem_acquire(crew_sem *s, double timeout);
+/* 0 or CREW_EBUSY (value is 0). */
+CREW_API int crew_sem_try(crew_sem *s);
+/* Adds n units (Python's release(n)) and wakes that many waiters: 0,
+ * CREW_EOVERFLOW (above max, or INT32_MAX when unbounded; nothing added),
+ * CREW_EINVAL (n == 0). */
+CREW_API int crew_sem_release(crew_sem *s, unsigned n);
+/* The current value (a snapshot). 0 or CREW_EINVAL. */
+CREW_API int crew_sem_value(crew_sem *s, unsigned *value);
+CREW_API int crew_sem_destroy(crew_sem *s);
+
+/* ---------------------------------------------------------------- Event
+ * A flag threads wait for. As in Python, a waiter returns 0 if the flag was
+ * set at any moment after it started waiting, even if it was cleared again
+ * before the waiter ran. */
+typedef struct crew_event {
+    _Alignas(8) unsigned char opaque_[16];
+} crew_event;
+
+/* Initialises e cleared. 0 or CREW_EINVAL. */
+CREW_API int crew_event_init(crew_event *e);
+/* Sets the flag and wakes every waiter. 0 or CREW_EINVAL. */
+CREW_API int crew_event_set(crew_event *e);
+/* Clears the flag. 0 or CREW_EINVAL. */
+CREW_API int crew_event_clear(crew_event *e);
+/* 1 if set, 0 if not, CREW_EINVAL. */
+CREW_API int crew_event_is_set(crew_event *e);
+/* Waits until the flag is set: 0 (set), CREW_ETIMEDOUT, CREW_EINVAL. */
+CREW_API int crew_event_wait(crew_event *e, double timeout);
+CREW_API int crew_event_destroy(crew_event *e);
+
+/* ---------------------------------------------------------------- Barrier
+ * parties threads (or processes) wait until all have arrived, then all go on
+ * together; the barrier is then ready for the next round. As Python's Barrier
+ * minus the `action` argument (a function pointer cannot be shared between
+ * processes: let the waiter that got index 0 run the action).
+ *
+ * Broken state (Python's BrokenBarrierError): crew_barrier_abort(), a wait
+ * that times out, crew_barrier_reset() while threads wait, or the death of a
+ * participant break it; every waiter of that round and every later wait gets
+ * CREW_EBROKEN until crew_barrier_reset().
+ *
+ * Death rule: a thread becomes a tracked participant at its first
+ * crew_barrier_wait() or crew_barrier_attach() (up to `parties` threads are
+ * tracked; later ones still count but are not tracked). While threads wait,
+ * they check every tracked participant that has not arrived in the current
+ * round; if one has died, the barrier breaks (within ~50 ms). So attach each
+ * participant at its start, and detach a thread that leaves the group for
+ * good, or its exit breaks the barrier at the next round. */
+#define CREW_BARRIER_MAX_PARTIES 64
+typedef struct crew_barrier {
+    _Alignas(8) unsigned char opaque_[576];
+} crew_barrier;
+
+/* 0, or CREW_EINVAL (NULL, parties 0 or > CREW_BARRIER_MAX_PARTIES). */
+CREW_API int crew_barrier_init(crew_barrier *b, unsigned parties);
+/* Arrives and waits for the others. On 0, *index (if not NULL) receives the
+ * arrival order in this round, 0 .. parties-1, different for each waiter
+ * (Python returns the same). Returns 0, CREW_EBROKEN, CREW_ETIMEDOUT (this
+ * waiter's timeout broke the barrier; the others get CREW_EBROKEN),
+ * CREW_EINVAL. */
+CREW_API int crew_barrier_wait(crew_barrier *b, double timeout, unsigned *index);
+/* Registers the caller as a tracked participant without waiting: 0,
+ * CREW_EBUSY (all `parties` slots are taken by other threads), CREW_EINVAL. */
+CREW_API int crew_barrier_attach(crew_barrier *b);
+/* Unregisters the caller: 0, CREW_ENOENT (not attached), CREW_EINVAL. */
+CREW_API int crew_barrier_detach(crew_barrier *b);
+/* Breaks the barrier: current and future waiters get CREW_EBROKEN. */
+CREW_API int crew_barrier_abort(crew_barrier *b);
+/* Returns the barrier to its empty, unbroken state; threads waiting now get
+ * CREW_EBROKEN; tracked participants are forgotten (they are tracked again at
+ * their next wait). 0 or CREW_EINVAL. */
+CREW_API int crew_barrier_reset(crew_barrier *b);
+/* Snapshot: parties, threads waiting in the current round, broken (0/1).
+ * Any pointer may be NULL. 0 or CREW_EINVAL. */
+CREW_API int crew_barrier_info(crew_barrier *b, unsigned *parties, unsigned *waiting,
+                               int *broken);
+/* 0, CREW_EBUSY (threads are waiting), CREW_EINVAL. */
+CREW_API int crew_barrier_destroy(crew_barrier *b);
+
 
 /* @@SECTION processes@@ */
 
@@ -155,6 +422,267 @@ CREW_API double crew_now(void);
 /* @@SECTION queue@@ */
 
 /* @@SECTION pool@@ */
+/* ================================================================ pool
+ *
+ * One executor over two backends. A pool runs tasks on worker threads
+ * (CREW_THREADS) or worker processes (CREW_PROCESSES); the kind is an option
+ * and the same program runs on either by changing it.
+ *
+ * A task is a function plus an argument of bytes that the pool copies at
+ * submit (the caller's buffer may be reused as soon as submit returns). It
+ * writes up to result_cap bytes of result and returns 0 or a negative status.
+ * submit gives a future: wait on it (with a timeout), poll it, cancel it, give
+ * it a completion callback, read its status, result bytes and, for failures,
+ * the details (which worker process, which signal or exit code, which task).
+ *
+ * Every future ends in exactly one final status:
+ *   0 or the task's own negative return   the task ran to the end
+ *   CREW_ECANCELED   cancelled while queued (never ran), by
+ *                    crew_future_cancel, crew_pool_shutdown(p, 1) or
+ *                    crew_pool_destroy; or cancelled while running and the
+ *                    task stopped (processes: worker killed; threads: the task
+ *                    saw crew_task_cancelled() -- its return then does not
+ *                    matter)
+ *   CREW_ETIMEDOUT   ran past options.task_timeout (threads: cooperative,
+ *                    see below; processes: the worker was stopped)
+ *   CREW_ECRASHED    processes only: the worker died while running it
+ *                    (crew_future_failure says how)
+ *   CREW_EBROKEN     processes only: the pool's crash breaker tripped
+ *   CREW_ENOMEM      the result could not be stored
+ *
+ * Thread pools: per-worker deques with work stealing plus an injector. A task
+ * may submit sub-tasks (crew_task_pool) and wait on them: a worker that waits
+ * keeps running other queued work meanwhile, so nesting does not deadlock.
+ * Cancelling or timing out a running thread task is cooperative: the task
+ * polls crew_task_cancelled(). A crash in a thread task (SIGSEGV, abort)
+ * takes the whole process down: that is the trade-off of threads; use a
+ * process pool for code that may crash.
+ *
+ * Process pools: see the processes notes in docs/DESIGN.md; tasks cross the
+ * process boundary through shared memory, crashed or hung workers are
+ * replaced, the other tasks are not affected.
+ */
+typedef enum crew_pool_kind { CREW_THREADS = 0, CREW_PROCESSES = 1 } crew_pool_kind;
+typedef struct crew_pool crew_pool;
+typedef struct crew_future crew_future;
+/* The context of the running task; valid only during the task call. */
+typedef struct crew_task crew_task;
+
+/* A task reads arg_len bytes at arg, may write up to result_cap bytes at
+ * result and set *result_len (it starts at 0), and returns 0 or a negative
+ * status that becomes the future's status (a positive return is treated as
+ * 0). For process pools arg and result live in shared memory. For map tasks
+ * arg is one input record and result its output record (result_cap =
+ * out_size). */
+typedef int (*crew_task_fn)(crew_task *t, const void *arg, size_t arg_len, void *result,
+                            size_t result_cap, size_t *result_len);
+
+/* 1 when the running task should stop: its future was cancelled, the pool is
+ * being destroyed, or (thread pools) the task ran past options.task_timeout.
+ * 0 otherwise, or if t is NULL. Cheap enough to call in an inner loop (a
+ * load, plus a clock read when a task_timeout is set). */
+CREW_API int crew_task_cancelled(const crew_task *t);
+/* Index of the worker running the task, 0..workers-1; CREW_EINVAL if t NULL. */
+CREW_API int crew_task_worker(const crew_task *t);
+/* Thread pools: the pool running the task, to submit sub-tasks from it.
+ * NULL for process pools (a worker process cannot submit) or t NULL. */
+CREW_API crew_pool *crew_task_pool(crew_task *t);
+
+typedef struct crew_pool_options {
+    crew_pool_kind kind;       /* CREW_THREADS (0) or CREW_PROCESSES */
+    int workers;               /* 0: crew_cpu_count(); max 1024 */
+    int start_method;          /* processes: a crew_start_method value; 0: the
+                                  fork-safe default (a fork server) */
+    size_t max_arg_size;       /* 0: 64 KiB; larger args -> CREW_E2BIG at submit */
+    size_t max_result_size;    /* 0: 64 KiB: result_cap given to each task */
+    double task_timeout;       /* per-task deadline in seconds, from the start
+                                  of the task; 0: none. Threads: cooperative
+                                  (crew_task_cancelled() turns 1; when the task
+                                  returns after its deadline the future ends
+                                  CREW_ETIMEDOUT whatever it returned).
+                                  Processes: SIGTERM, SIGKILL after kill_grace,
+                                  worker replaced, future CREW_ETIMEDOUT. */
+    double kill_grace;         /* processes; 0: 0.05 s */
+    unsigned max_tasks_per_worker; /* processes: recycle a worker after N tasks; 0: never */
+    size_t max_worker_memory;  /* processes: recycle a worker whose RSS is above
+                                  this, checked between tasks; 0: no limit */
+    unsigned breaker_crashes;  /* processes; 0: 20 worker deaths within
+                                  breaker_window trip the breaker (CREW_EBROKEN) */
+    double breaker_window;     /* processes; 0: 1.0 s */
+    unsigned max_pending;      /* queued + running tasks above which submit
+                                  returns CREW_EAGAIN; 0: no limit (threads) or
+                                  the backend's queue size (processes) */
+} crew_pool_options;
+
+/* Creates a pool; *out receives it. opts may be NULL (all defaults). Thread
+ * workers are started before it returns. Returns 0, CREW_EINVAL (out NULL,
+ * unknown kind, workers < 0 or > 1024, negative timeout), CREW_ENOMEM,
+ * CREW_EAGAIN (no more threads/processes), CREW_ENOTSUP (backend not
+ * available here). On failure nothing leaks. Thread-safe. */
+CREW_API int crew_pool_create(crew_pool **out, const crew_pool_options *opts);
+
+/* Queues fn(arg[0..arg_len)) and gives its future in *out (which the caller
+ * must crew_future_destroy). arg is copied; arg may be NULL when arg_len is
+ * 0. Returns 0, CREW_EINVAL (p, fn or out NULL; arg NULL with arg_len > 0),
+ * CREW_E2BIG (arg_len > max_arg_size), CREW_ESHUTDOWN (after
+ * crew_pool_shutdown or destroy), CREW_EAGAIN (max_pending reached),
+ * CREW_EBROKEN (process pool breaker tripped), CREW_ENOMEM. Thread-safe,
+ * also from inside a task of the same pool (thread pools). No allocation,
+ * lock or system call on the common path. */
+CREW_API int crew_pool_submit(crew_pool *p, crew_task_fn fn, const void *arg, size_t arg_len,
+                              crew_future **out);
+
+/* Stops accepting work: submit then returns CREW_ESHUTDOWN. cancel_pending 0:
+ * queued work still runs; 1: queued tasks end CREW_ECANCELED and running ones
+ * are asked to stop (crew_task_cancelled). Then waits until no task is queued
+ * or running -- except when called from a task of this pool, which returns
+ * at once (waiting there would wait for itself). Calling it again is fine (a
+ * later cancel_pending = 1 still cancels). Returns 0 or CREW_EINVAL (p NULL).
+ * Thread-safe. */
+CREW_API int crew_pool_shutdown(crew_pool *p, int cancel_pending);
+
+/* crew_pool_shutdown(p, 1), then joins every worker thread / reaps every
+ * worker process and frees the pool. Every future of the pool is done by
+ * then and stays valid (readable) until crew_future_destroy. Returns 0,
+ * CREW_EINVAL (p NULL), CREW_EDEADLK (called from a task of this pool:
+ * nothing is done). Not thread-safe against other calls on p. */
+CREW_API int crew_pool_destroy(crew_pool *p);
+
+/* Number of workers (>= 1), or CREW_EINVAL for NULL. Thread-safe. */
+CREW_API int crew_pool_workers(const crew_pool *p);
+/* The kind the pool was created with, or CREW_EINVAL for NULL. */
+CREW_API int crew_pool_kind_of(const crew_pool *p);
+
+typedef struct crew_pool_stats {
+    uint64_t submitted;        /* futures handed out (map: one per map) */
+    uint64_t completed;        /* ended with status 0 */
+    uint64_t failed;           /* ended with the task's own negative status */
+    uint64_t crashed, timed_out, canceled;
+    uint64_t workers_started, workers_recycled;
+    int workers_alive;
+    int broken;                /* 1 once the crash breaker tripped */
+} crew_pool_stats;
+/* A snapshot of the counters (each exact, the set not atomic while tasks
+ * run). Returns 0 or CREW_EINVAL (NULL). Thread-safe. */
+CREW_API int crew_pool_stats_get(crew_pool *p, crew_pool_stats *st);
+
+/* Waits until f is done, whatever its final status. Returns 0 (done),
+ * CREW_ETIMEDOUT, CREW_EINVAL (f NULL or destroyed). Called from a task of a
+ * thread pool it runs other queued tasks while it waits. Idle waiting costs
+ * no CPU (brief spin, then a futex). Thread-safe; many threads may wait on
+ * one future. */
+CREW_API int crew_future_wait(crew_future *f, double timeout);
+/* 1 if f is done, 0 if not yet, CREW_EINVAL (NULL/destroyed). Thread-safe. */
+CREW_API int crew_future_done(const crew_future *f);
+/* The final status (see the list above) once done; CREW_ESTATE while not
+ * done; CREW_EINVAL (NULL/destroyed). Thread-safe. */
+CREW_API int crew_future_status(const crew_future *f);
+/* The result bytes of a done future: *data is borrowed until
+ * crew_future_destroy (NULL when *len is 0). Works whatever the status (a
+ * failed task may leave a result). Returns 0, CREW_ESTATE (not done),
+ * CREW_EINVAL (NULL args, destroyed). Thread-safe. */
+CREW_API int crew_future_result(const crew_future *f, const void **data, size_t *len);
+
+typedef struct crew_failure {
+    int status;        /* the final status (CREW_ECRASHED, CREW_ETIMEDOUT, ...) */
+    pid_t pid;         /* worker process (0 for threads) */
+    int signal;        /* terminating signal, 0 if it exited or was a thread */
+    int exit_code;     /* when the worker exited (e.g. _exit(3) inside a task) */
+    uint64_t task_id;  /* crew_future_id of the failed task */
+    size_t first_item, n_items; /* map: the first failed item and how many failed */
+} crew_failure;
+/* The failure details of a done future (all zero but status and task_id for
+ * a success or a plain task error). Returns 0, CREW_ESTATE (not done),
+ * CREW_EINVAL. Thread-safe. */
+CREW_API int crew_future_failure(const crew_future *f, crew_failure *out);
+
+/* Cancels f. Queued: it ends CREW_ECANCELED now and never runs. Running:
+ * threads -- crew_task_cancelled() turns 1 and the future ends
+ * CREW_ECANCELED when the task returns; processes -- the worker is killed and
+ * replaced and the future ends CREW_ECANCELED. A map: unstarted items end
+ * CREW_ECANCELED, running chunks as above. Returns 0 (cancel requested or
+ * done), CREW_ESTATE (already done: nothing changed), CREW_EINVAL.
+ * Thread-safe. */
+CREW_API int crew_future_cancel(crew_future *f);
+
+/* Unique (per process) id of f, > 0; 0 for NULL. Thread-safe. */
+CREW_API uint64_t crew_future_id(const crew_future *f);
+
+/* cb(f, data) runs once when f is done: on the thread that completes it (a
+ * worker, or the pool's monitor thread for processes), or right now on the
+ * caller's thread if f is already done. It must not block for long nor
+ * destroy f. One callback per future. Returns 0, CREW_EINVAL (NULL f/cb),
+ * CREW_EBUSY (a callback is already set). Thread-safe. */
+typedef void (*crew_future_cb)(crew_future *f, void *data);
+CREW_API int crew_future_on_done(crew_future *f, crew_future_cb cb, void *data);
+
+/* Releases the caller's handle. A task still queued or running finishes
+ * (cancel it first to stop it) and its result is dropped; the memory goes
+ * back to the pool. Using f afterwards is an error: crew detects it and
+ * returns CREW_EINVAL as long as the slot was not reused by a later submit.
+ * Returns 0, CREW_EINVAL (NULL, destroyed). Thread-safe with respect to the
+ * completing worker; not against other calls on the same f. */
+CREW_API int crew_future_destroy(crew_future *f);
+
+/* Waits until all n futures are done. Returns 0, CREW_ETIMEDOUT,
+ * CREW_EINVAL (fs NULL with n > 0, an element NULL/destroyed). n == 0: 0. */
+CREW_API int crew_wait_all(crew_future *const *fs, size_t n, double timeout);
+/* Waits until at least one of n futures is done; *index (may be NULL) gets
+ * the lowest done index. Returns 0, CREW_ETIMEDOUT, CREW_EINVAL (fs NULL,
+ * n == 0, an element NULL/destroyed). */
+CREW_API int crew_wait_any(crew_future *const *fs, size_t n, double timeout, size_t *index);
+
+/* ---- map over fixed-size records
+ * Item i is the record at in + i*in_size (arg_len = in_size); its result goes
+ * to out + i*out_size (result_cap = out_size; out may be NULL when out_size
+ * is 0). Items are grouped into chunks: chunk_size 0 = adaptive (guided:
+ * each claim takes about remaining / (4 * workers) items, never fewer than
+ * 1, so the tail balances). statuses: optional array of n ints that receives
+ * each item's status (ECANCELED for items never run). For process pools in
+ * and out are copied through shared memory unless they lie inside a crew shm
+ * region. */
+typedef struct crew_map_options {
+    size_t chunk_size;         /* 0: adaptive */
+    int *statuses;             /* optional, n ints */
+} crew_map_options;
+/* Runs the map and waits for it (called from a thread task, the waiting
+ * worker helps). Returns 0 if every item succeeded, else the status of the
+ * lowest-indexed failed item; CREW_EINVAL (p/fn NULL, n == 0, in NULL with
+ * in_size > 0, out NULL with out_size > 0), CREW_E2BIG (in_size above
+ * max_arg_size or out_size above max_result_size), CREW_ESHUTDOWN,
+ * CREW_ENOMEM. o may be NULL. Thread-safe. */
+CREW_API int crew_pool_map(crew_pool *p, crew_task_fn fn, const void *in, size_t in_size,
+                           void *out, size_t out_size, size_t n, const crew_map_options *o);
+/* The same, asynchronous: *out gets a future that is done when every item
+ * is; its status is what crew_pool_map would return, its failure names the
+ * failed items. in, out and statuses must stay valid until then. */
+CREW_API int crew_pool_map_submit(crew_pool *p, crew_task_fn fn, const void *in,
+                                  size_t in_size, void *out, size_t out_size, size_t n,
+                                  const crew_map_options *o, crew_future **out_future);
+/* Items done so far and the total, readable from any thread while the map
+ * runs (a plain task: 0 or 1 of 1). Either pointer may be NULL. Returns 0,
+ * CREW_EINVAL. Thread-safe. */
+CREW_API int crew_future_progress(const crew_future *f, size_t *done, size_t *total);
+
+/* ---- event-loop integration
+ * crew_pool_fd: an eventfd that is readable while completed futures wait in
+ * the pool's completion list. Only futures marked with crew_future_notify
+ * enter the list, so pools that nobody polls pay nothing. The fd belongs to
+ * the pool (closed by destroy); do not read it yourself, call
+ * crew_pool_completions. Returns the fd (>= 0), CREW_EINVAL, CREW_EMFILE... */
+CREW_API int crew_pool_fd(crew_pool *p);
+/* Marks f so that it enters p's completion list when done (at once if it is
+ * done already), with user_data attached. Returns 0, CREW_EINVAL, CREW_EBUSY
+ * (already marked). Thread-safe. */
+CREW_API int crew_future_notify(crew_future *f, void *user_data);
+/* Pops up to max completed, notified futures into out[0..*n). Non-blocking;
+ * when the list becomes empty the fd stops being readable. The caller still
+ * owns (and destroys) each future. Returns 0 (*n may be 0), CREW_EINVAL.
+ * Thread-safe. */
+CREW_API int crew_pool_completions(crew_pool *p, crew_future **out, size_t max, size_t *n);
+/* The user_data given to crew_future_notify (NULL if none or f NULL). */
+CREW_API void *crew_future_user_data(const crew_future *f);
+
 
 #ifdef __cplusplus
 }
