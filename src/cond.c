@@ -1,0 +1,147 @@
+/*
+ * cond.c -- crew_cond, a condition variable for crew_lock.
+ *
+ * DESIGN
+ * The condition is a sequence counter `seq` (a futex word) and a count of
+ * threads that may be waiting, `waiters`, used only to skip the wake-up
+ * system call when nobody waits.
+ *
+ * Wait: increment waiters, read seq, release the lock, sleep on seq while it
+ * still holds the value read, decrement waiters, re-acquire the lock.
+ * Notify: increment seq, then wake one (or all) sleepers if waiters > 0.
+ *
+ * No wake-up is lost: the waiter reads seq while it still holds the lock, so
+ * a notifier that changes the predicate under the lock and then notifies
+ * increments seq after that read; FUTEX_WAIT then refuses to sleep on the
+ * stale value, or the sleeper is already queued and FUTEX_WAKE finds it. The
+ * waiter's increment of `waiters` and a notifier's read of it are both
+ * seq_cst and ordered around the two seq accesses, so a notifier that sees
+ * waiters == 0 is one whose increment of seq the waiter will see.
+ *
+ * A waiter killed in the middle of a wait leaves nothing behind but one
+ * extra count in `waiters` -- which only costs later notifies a needless
+ * system call. Nothing else is per-waiter, so the condition keeps working
+ * for the survivors (tests/test_cond.c kills one to prove it).
+ *
+ * Spurious returns: notify(one) may let several waiters return (all that
+ * read the old seq and had not yet slept); callers loop on their predicate
+ * (crew_cond_wait_for does).
+ */
+#include "sync.h"
+
+#include <string.h>
+
+#define COND_MAGIC 0x636f6e64u /* "cond" */
+
+typedef struct cond_impl {
+    _Atomic uint32_t seq;
+    _Atomic uint32_t waiters;
+    _Atomic uint32_t magic;
+    uint32_t reserved;
+} cond_impl;
+_Static_assert(sizeof(cond_impl) <= sizeof(crew_cond), "crew_cond too small");
+
+static inline cond_impl *ci(crew_cond *c) { return (cond_impl *)(void *)c; }
+
+static bool cond_ok(crew_cond *c)
+{
+    return c && atomic_load_explicit(&ci(c)->magic, memory_order_relaxed) == COND_MAGIC;
+}
+
+int crew_cond_init(crew_cond *c)
+{
+    if (!c)
+        return CREW_EINVAL;
+    memset(c, 0, sizeof *c);
+    atomic_store_explicit(&ci(c)->magic, COND_MAGIC, memory_order_release);
+    return 0;
+}
+
+/* The owner check uses the lock's word directly: layout from lock.c. */
+static bool lock_held_by_me(crew_lock *l)
+{
+    _Atomic uint64_t *w = (_Atomic uint64_t *)(void *)l;
+    return crew__lw_owner(atomic_load_explicit(w, memory_order_relaxed)) == crew__lw_self();
+}
+
+static int cond_wait_until(crew_cond *c, crew_lock *l, const crew__deadline *d, double timeout)
+{
+    cond_impl *p = ci(c);
+    atomic_fetch_add_explicit(&p->waiters, 1, memory_order_seq_cst);
+    uint32_t s = atomic_load_explicit(&p->seq, memory_order_seq_cst);
+    int rc = crew_lock_release(l);
+    CREW_ASSERT(rc == 0); /* ownership was checked by the caller */
+    int out = 0;
+    if (timeout != 0 && !crew__spin_while_eq(&p->seq, s, CREW__SPIN_NS)) {
+        for (;;) {
+            int r = crew__futex_wait(&p->seq, s, d);
+            if (r == CREW_EINTR)
+                continue;
+            if (r == CREW_ETIMEDOUT &&
+                atomic_load_explicit(&p->seq, memory_order_acquire) == s)
+                out = CREW_ETIMEDOUT;
+            break;
+        }
+    } else if (timeout == 0 && atomic_load_explicit(&p->seq, memory_order_acquire) == s) {
+        out = CREW_ETIMEDOUT;
+    }
+    atomic_fetch_sub_explicit(&p->waiters, 1, memory_order_relaxed);
+    rc = crew_lock_acquire(l, CREW_FOREVER);
+    return rc ? rc : out;
+}
+
+int crew_cond_wait(crew_cond *c, crew_lock *l, double timeout)
+{
+    if (!cond_ok(c) || !l)
+        return CREW_EINVAL;
+    if (!lock_held_by_me(l))
+        return CREW_EPERM;
+    crew__deadline d;
+    crew__deadline_init(&d, timeout);
+    return cond_wait_until(c, l, &d, timeout);
+}
+
+int crew_cond_wait_for(crew_cond *c, crew_lock *l, crew_cond_pred pred, void *arg,
+                       double timeout)
+{
+    if (!cond_ok(c) || !l || !pred)
+        return CREW_EINVAL;
+    if (!lock_held_by_me(l))
+        return CREW_EPERM;
+    crew__deadline d;
+    crew__deadline_init(&d, timeout);
+    int owner_dead = 0;
+    while (!pred(arg)) {
+        double left = crew__deadline_left(&d);
+        if (left == 0)
+            return owner_dead ? owner_dead : CREW_ETIMEDOUT;
+        int rc = cond_wait_until(c, l, &d, left);
+        if (rc == CREW_EOWNERDEAD)
+            owner_dead = rc; /* held; report it once the predicate is settled */
+        else if (rc != 0 && rc != CREW_ETIMEDOUT)
+            return rc;
+    }
+    return owner_dead;
+}
+
+static int notify(crew_cond *c, int n)
+{
+    if (!cond_ok(c))
+        return CREW_EINVAL;
+    cond_impl *p = ci(c);
+    atomic_fetch_add_explicit(&p->seq, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&p->waiters, memory_order_seq_cst) != 0)
+        crew__futex_wake(&p->seq, n);
+    return 0;
+}
+
+int crew_cond_notify(crew_cond *c) { return notify(c, 1); }
+int crew_cond_notify_all(crew_cond *c) { return notify(c, INT32_MAX); }
+
+int crew_cond_destroy(crew_cond *c)
+{
+    if (!cond_ok(c))
+        return CREW_EINVAL;
+    atomic_store_explicit(&ci(c)->magic, 0, memory_order_relaxed);
+    return 0;
+}

@@ -1,0 +1,54 @@
+/*
+ * sync.h -- what the synchronisation objects (lock.c, cond.c, sem.c,
+ * event.c, barrier.c) share privately: the owner word of a lock, the
+ * liveness check, the sliced sleep. Never installed.
+ */
+#ifndef CREW_SYNC_H
+#define CREW_SYNC_H
+
+#include "internal.h"
+
+/* The lock and rlock wait on the low 32 bits of a 64-bit word: on a
+ * little-endian machine they are at the word's own address. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "crew locks assume little-endian");
+
+/* Owner word of a lock: (pid << 32) | tid | flags. Linux tids are below
+ * 2^22 (PID_MAX_LIMIT), so bits 30 and 31 of the low half are free. pid 0
+ * never owns anything, so pid 0 with a marker in the low half encodes the
+ * special states. */
+#define CREW__LW_WAITERS ((uint64_t)1 << 30)
+#define CREW__LW_INCONSISTENT ((uint64_t)1 << 31)
+#define CREW__LW_FLAGS (CREW__LW_WAITERS | CREW__LW_INCONSISTENT)
+#define CREW__LW_NOTRECOVERABLE ((uint64_t)0x3ffffffe)
+#define CREW__LW_DESTROYED ((uint64_t)0x3ffffffd)
+
+static inline uint64_t crew__lw_self(void)
+{
+    return ((uint64_t)crew__pid() << 32) | crew__tid();
+}
+/* The owner part of a word (no flags); 0 when free. */
+static inline uint64_t crew__lw_owner(uint64_t w) { return w & ~CREW__LW_FLAGS; }
+
+/* The lock core shared by crew_lock, crew_rlock and the barrier's internal
+ * lock: slow paths only (the fast paths are inline CASes in lock.c). */
+int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t seen, double timeout);
+int crew__lw_release_slow(_Atomic uint64_t *w, uint64_t me, uint64_t seen);
+int crew__lw_consistent(_Atomic uint64_t *w, uint64_t me);
+
+/* Is thread tid of process pid alive? Unlike crew__thread_alive it also
+ * reports a zombie (killed, not yet reaped: tgkill still finds it) as dead.
+ * Costs a few system calls: for slow paths only. */
+bool crew__sync_alive(uint32_t pid, uint32_t tid);
+
+/* Sleeps on a futex in slices, so the caller can check liveness between
+ * them: the first slice is short, later ones double up to the cap (a
+ * blocked waiter wakes ~20 times a second at most). */
+#define CREW__SLICE_FIRST_NS 4000000u /* 4 ms */
+#define CREW__SLICE_MAX_NS 50000000u  /* 50 ms: the bound on death detection */
+/* Returns 0 (woken or value changed or interrupted), CREW_ETIMEDOUT (the
+ * real deadline passed) or 1 (only the slice ran out: check liveness).
+ * *slice_ns is doubled for the next call. */
+int crew__sync_sleep(_Atomic uint32_t *addr, uint32_t val, const crew__deadline *d,
+                     uint32_t *slice_ns);
+
+#endif
