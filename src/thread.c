@@ -184,6 +184,8 @@ int crew_thread_destroy(crew_thread *t)
     if (!t)
         return CREW_EINVAL;
     int s = atomic_load_explicit(&t->state, memory_order_acquire);
+    if (s != DETACHED && s != JOINED && pthread_equal(t->pt, pthread_self()))
+        return CREW_EDEADLK;
     if (s == JOINING)
         return CREW_EBUSY;
     if (s == JOINABLE) {
