@@ -417,9 +417,304 @@ CREW_API int crew_barrier_destroy(crew_barrier *b);
 
 /* @@SECTION processes@@ */
 
+/* ================================================================ processes
+ *
+ * A crew_process runs `fn(arg, len)` in a child process; fn's return value
+ * (0..255) is the child's exit code. The `len` argument bytes are copied to
+ * the child, which receives a pointer to its own copy (NULL when len == 0).
+ * See docs/processes.md for the design.
+ *
+ * Start methods (as in Python's multiprocessing):
+ *  - CREW_START_FORK: plain fork(). Fastest; the child is a copy of the parent.
+ *    Only for single-threaded parents: a fork taken while another thread holds
+ *    a lock (malloc's, stdio's, yours) leaves that lock held forever in the
+ *    child. The child inherits every fd.
+ *  - CREW_START_SPAWN: a fresh exec of the program itself (/proc/self/exe).
+ *    Safe from threaded parents. The child finds fn by (module, offset) --
+ *    no registration needed -- and runs it from a library constructor before
+ *    main(), so main() is never run in the child (like Python's spawn, which
+ *    does not run __main__). Globals have their initial values. A program in
+ *    which libcrew's constructor does not run must call crew_child_main()
+ *    first thing in main().
+ *  - CREW_START_FORKSERVER (and CREW_START_DEFAULT): a small single-threaded
+ *    server, a fresh exec of the program started once (lazily or with
+ *    crew_forkserver_start()), forks each child on request. Safe from
+ *    threaded parents and ~5x cheaper than spawn per start. The child is a
+ *    fresh image like spawn's, and it is a direct child of the caller (made
+ *    with CLONE_PARENT), so join, kill and pidfd work as for the others.
+ *  Spawn and forkserver children hold only fds 0..2 (the caller's current
+ *  ones) and pass_fds; fork children inherit everything.
+ *
+ * Lifetime guarantees: a child never outlives its parent (it gets SIGKILL
+ * when the parent dies, even if the parent died before the child started).
+ * Linux ties that signal to the *thread* that started a fork or spawn child:
+ * such a child is killed when that thread exits, so start long-lived children
+ * from a long-lived thread, or use the forkserver (it is tied to a crew-owned
+ * thread that lives as long as the process). Nothing is ever left as a
+ * zombie: join reaps, destroy kills and reaps. If the process ignores
+ * SIGCHLD (SIG_IGN), the kernel reaps children itself and join returns
+ * CREW_ECHILD.
+ */
+typedef enum crew_start_method {
+    CREW_START_DEFAULT = 0, /* = CREW_START_FORKSERVER */
+    CREW_START_FORK,
+    CREW_START_SPAWN,
+    CREW_START_FORKSERVER
+} crew_start_method;
+
+typedef struct crew_process crew_process;
+
+/* Runs in the child; its return value is the exit code (only the low 8 bits
+ * survive, as for exit()). */
+typedef int (*crew_process_fn)(void *arg, size_t len);
+
+typedef struct crew_process_options {
+    crew_start_method method;
+    const char *name;      /* the child's comm name (15 chars kept); NULL: inherited */
+    const int *pass_fds;   /* fds the child receives at the SAME numbers */
+    size_t n_pass_fds;     /* at most 240 */
+} crew_process_options;
+
+/* How a child ended: `code` is valid when `signal` is 0. */
+typedef struct crew_exit {
+    int code;        /* exit code 0..255 */
+    int signal;      /* terminating signal, or 0 */
+    int core_dumped; /* 1 if it dumped core */
+} crew_exit;
+
+/* Starts fn(arg, len) in a new child process. opts may be NULL (defaults).
+ * On success *out owns the child; end it with crew_process_destroy().
+ * A start that fails is reported here and leaves no child behind:
+ * CREW_EINVAL (NULL out/fn, arg NULL with len > 0, bad method, pass_fds NULL
+ * with n_pass_fds > 0), CREW_EBADF (a pass_fds entry is not open),
+ * CREW_E2BIG (n_pass_fds > 240), CREW_ENOMEM, CREW_ENOTFOUND (spawn and
+ * forkserver: fn is not in a module the child can load, e.g. a module that
+ * was deleted or replaced since), CREW_EEXEC (the exec'd child did not come
+ * up as a crew child), -errno of fork/clone/execve (CREW_EAGAIN,
+ * CREW_E2BIG for an oversized environment, ...). Thread-safe. */
+CREW_API int crew_process_start(crew_process **out, crew_process_fn fn, const void *arg,
+                                size_t len, const crew_process_options *opts);
+
+/* Waits for the child to end and reaps it; fills *st (may be NULL). Joining
+ * an already reaped child returns its status again. CREW_ETIMEDOUT leaves it
+ * running. CREW_EINVAL for NULL p, CREW_ECHILD if someone else reaped it
+ * (waitpid(-1) elsewhere, SIGCHLD ignored). Thread-safe: several threads may
+ * join the same child. */
+CREW_API int crew_process_join(crew_process *p, double timeout, crew_exit *st);
+
+/* Sends signal sig (0 only checks) to the child, through its pidfd, so it
+ * never hits a recycled pid. CREW_ESRCH once it has been reaped, CREW_EINVAL
+ * for a NULL p or bad signal. Thread-safe. */
+CREW_API int crew_process_kill(crew_process *p, int sig);
+
+/* The child's pid (stays valid as a number until destroy), or CREW_EINVAL. */
+CREW_API pid_t crew_process_pid(const crew_process *p);
+
+/* A pidfd for the child, owned by p (do not close it): it becomes readable
+ * (POLLIN) when the child ends, so a pool can watch many children with
+ * poll/epoll. CREW_EINVAL for NULL p. */
+CREW_API int crew_process_pidfd(const crew_process *p);
+
+/* Ends p: a child still running gets SIGKILL and is reaped; then frees p.
+ * Never leaves a zombie. NULL is a no-op returning CREW_EINVAL. Not to be
+ * called while another thread still uses p. */
+CREW_API int crew_process_destroy(crew_process *p);
+
+/* Starts the forkserver now (otherwise the first forkserver start does it,
+ * paying one exec of the program, ~1 ms). Call it early -- best before the
+ * program creates threads or grows large -- to keep that cost off the first
+ * start. Idempotent; returns 0, -errno of the exec, or CREW_EEXEC.
+ * Thread-safe. A forked child of this process starts its own forkserver. */
+CREW_API int crew_forkserver_start(void);
+
+/* Stops this process's forkserver (if running) and reaps it. Children it
+ * started keep running and are still joined as usual. The next forkserver
+ * start starts a new one. Thread-safe. */
+CREW_API int crew_forkserver_stop(void);
+
+/* The forkserver's pid, or 0 when none is running. */
+CREW_API pid_t crew_forkserver_pid(void);
+
+/* For programs in which libcrew's constructor does not run (a crew child is
+ * normally dispatched before main()): call it first thing in main(). In a
+ * crew spawn or forkserver child it runs the child's work and never returns;
+ * otherwise it returns 0 at once. */
+CREW_API int crew_child_main(int argc, char **argv);
+
 /* @@SECTION shm@@ */
 
 /* @@SECTION queue@@ */
+
+/* ================================================================= queues
+ *
+ * crew_queue: a bounded multi-producer multi-consumer queue of
+ * variable-size messages (byte strings, length 0 allowed) that lives in
+ * shared memory (a memfd: nothing appears in /dev/shm and the memory goes
+ * away with the last process that maps it, even after SIGKILL). A queue made
+ * before fork() works in the child through the same handle pointer; another
+ * process (for example an exec'd one) reaches it through crew_queue_fd() /
+ * crew_queue_attach(). All calls are thread-safe and process-shared.
+ *
+ * Order: FIFO -- messages from one producer thread come out in the order it
+ * put them; several producers interleave.
+ * Robustness: a producer or consumer SIGKILLed at any point leaves the queue
+ * consistent and never blocks the others for good (its lock is taken over
+ * once its death is noticed, within ~20 ms). A consumer killed inside a get
+ * may lose the one message it was taking (at most once for the message in
+ * flight); a producer killed inside a put may or may not have queued its
+ * message, never half of it. See docs/queue.md.
+ * Waiting: blocked calls spin ~20 us, then sleep on a futex (no CPU).
+ */
+typedef struct crew_queue crew_queue;
+
+typedef struct crew_queue_options {
+    /* Bytes of message storage; 0 = 1 MiB. Rounded up to a multiple of 8
+     * (at least 64); more than 2^40 is CREW_EINVAL. Each message takes
+     * 8 bytes of header plus its length rounded up to 8. */
+    size_t capacity;
+    /* Largest message accepted; 0 = the largest that fits
+     * (capacity - 8, at most 2^32 - 2). Larger than that is CREW_EINVAL. */
+    size_t max_message;
+} crew_queue_options;
+
+/* Creates a queue. opts may be NULL (defaults). Returns 0, CREW_EINVAL (NULL
+ * out, bad options), CREW_ENOMEM, or a system error from memfd/mmap. */
+CREW_API int crew_queue_create(crew_queue **out, const crew_queue_options *opts);
+
+/* Unmaps this process's view and frees the handle. It does not close the
+ * queue: other processes keep using it; the memory is freed when the last
+ * one unmaps. Not to be called while other threads of this process use q.
+ * Returns 0 or CREW_EINVAL (NULL). */
+CREW_API int crew_queue_destroy(crew_queue *q);
+
+/* A new file descriptor for the queue, owned by the caller and without
+ * FD_CLOEXEC so that it survives exec: pass its number to another process,
+ * which calls crew_queue_attach(), then close it. Returns 0, CREW_EINVAL,
+ * or a system error (CREW_EMFILE). */
+CREW_API int crew_queue_fd(crew_queue *q, int *fd_out);
+
+/* Maps the queue behind `fd` (from crew_queue_fd) into this process. The
+ * handle keeps its own duplicate: the caller still owns and closes fd.
+ * Returns 0, CREW_EBADF, CREW_EINVAL (fd is not a crew queue), CREW_ENOMEM,
+ * or a system error. */
+CREW_API int crew_queue_attach(crew_queue **out, int fd);
+
+/* Puts a copy of msg[0..len). Waits for room up to `timeout` seconds.
+ * Returns 0; CREW_E2BIG if len > max_message (never truncated); CREW_ECLOSED
+ * after crew_queue_close(); CREW_EAGAIN when timeout is 0 and there is no
+ * room; CREW_ETIMEDOUT; CREW_EINVAL (NULL q, or NULL msg with len > 0);
+ * CREW_EDEADLK if called from this queue's put_with callback. */
+CREW_API int crew_queue_put(crew_queue *q, const void *msg, size_t len, double timeout);
+/* crew_queue_put with timeout 0: CREW_EAGAIN when full. */
+CREW_API int crew_queue_try_put(crew_queue *q, const void *msg, size_t len);
+
+/* Takes the oldest message into buf (bufcap bytes); *len_out (may be NULL)
+ * receives its length. Waits up to `timeout` for one. Returns 0; CREW_EOF
+ * once the queue is closed and drained; CREW_E2BIG when the message is
+ * longer than bufcap -- *len_out then holds the size needed and the message
+ * stays at the head of the queue (retry with a bigger buffer); CREW_EAGAIN
+ * (timeout 0, empty); CREW_ETIMEDOUT; CREW_EINVAL (NULL q, or NULL buf with
+ * bufcap > 0); CREW_EDEADLK if called from this queue's get_with callback. */
+CREW_API int crew_queue_get(crew_queue *q, void *buf, size_t bufcap, size_t *len_out,
+                            double timeout);
+/* crew_queue_get with timeout 0: CREW_EAGAIN when empty. */
+CREW_API int crew_queue_try_get(crew_queue *q, void *buf, size_t bufcap, size_t *len_out);
+
+/* Zero-copy variants for streaming. put_with reserves `len` bytes in the
+ * queue and calls fill(dst, len, arg) to write the message in place; get_with
+ * calls fn(msg, len, arg) on the oldest message where it lies, then removes
+ * it. Callbacks run while this side of the queue is locked: keep them short,
+ * and do not call get (from fn) or put (from fill) on the same queue
+ * (CREW_EDEADLK). A process killed inside fill queues nothing; one killed
+ * inside fn leaves the message queued for the next consumer (it may thus be
+ * seen twice: at least once for get_with). Return codes as put/get (no
+ * E2BIG for get_with); CREW_EINVAL for NULL q or callback. */
+typedef void (*crew_queue_fill_fn)(void *dst, size_t len, void *arg);
+typedef void (*crew_queue_read_fn)(const void *msg, size_t len, void *arg);
+CREW_API int crew_queue_put_with(crew_queue *q, size_t len, crew_queue_fill_fn fill, void *arg,
+                                 double timeout);
+CREW_API int crew_queue_get_with(crew_queue *q, crew_queue_read_fn fn, void *arg,
+                                 double timeout);
+
+/* Closes the queue for every process: later puts return CREW_ECLOSED, gets
+ * drain what is left and then return CREW_EOF; every waiter wakes.
+ * Idempotent. Returns 0 or CREW_EINVAL. */
+CREW_API int crew_queue_close(crew_queue *q);
+
+typedef struct crew_queue_status {
+    size_t capacity;     /* data bytes (after rounding) */
+    size_t max_message;  /* largest message accepted */
+    size_t used;         /* bytes queued now, headers and padding included */
+    int closed;          /* 1 after crew_queue_close */
+    unsigned recoveries; /* locks taken over from dead processes, ever */
+} crew_queue_status;
+/* A snapshot of the queue. Returns 0 or CREW_EINVAL. */
+CREW_API int crew_queue_info(crew_queue *q, crew_queue_status *out);
+
+/* ================================================================== pipes
+ *
+ * crew_pipe: a duplex channel of whole messages between two ends, for two
+ * processes (or threads). Built on two crew_queue rings in one memfd, so it
+ * costs the same as a queue. Each end may be used by several threads.
+ *
+ * Ends and holders, like file descriptors: crew_pipe_create() gives both
+ * ends to the calling process; fork() gives the child a hold on every end
+ * the parent holds; crew_pipe_attach() adds a hold; crew_pipe_destroy()
+ * drops this process's hold. An end is closed when crew_pipe_close() is
+ * called on it, when its last holder destroys it, or when every process
+ * holding it has died. The peer of a closed end then reads what was sent
+ * and gets CREW_EOF, and its sends get CREW_EPIPE. So, as with pipe(2):
+ * after fork, each process destroys the end it does not use -- otherwise
+ * it keeps that end alive and will not see EOF when the other dies.
+ * A peer's death is noticed while waiting, within ~100 ms; a send that
+ * finds room succeeds even if the peer has just died.
+ */
+typedef struct crew_pipe crew_pipe;
+
+typedef struct crew_pipe_options {
+    size_t capacity;    /* bytes per direction; 0 = 1 MiB (as for queues) */
+    size_t max_message; /* 0 = the largest that fits */
+} crew_pipe_options;
+
+/* Creates a pipe; *a and *b are its two ends. Returns 0, CREW_EINVAL,
+ * CREW_ENOMEM, or a system error. */
+CREW_API int crew_pipe_create(crew_pipe **a, crew_pipe **b, const crew_pipe_options *opts);
+
+/* Sends a copy of msg[0..len) to the other end, waiting up to `timeout` for
+ * room. Returns 0; CREW_EPIPE (the other end is closed or its holders died);
+ * CREW_ECLOSED (this end was closed); CREW_E2BIG; CREW_EAGAIN (timeout 0,
+ * full); CREW_ETIMEDOUT; CREW_EINVAL. */
+CREW_API int crew_pipe_send(crew_pipe *p, const void *msg, size_t len, double timeout);
+
+/* Receives the next whole message, as crew_queue_get (CREW_E2BIG leaves it
+ * queued and reports its size). Returns 0; CREW_EOF when the other end is
+ * closed or dead and everything it sent has been read; CREW_ECLOSED (this
+ * end was closed); CREW_E2BIG; CREW_EAGAIN; CREW_ETIMEDOUT; CREW_EINVAL. */
+CREW_API int crew_pipe_recv(crew_pipe *p, void *buf, size_t bufcap, size_t *len_out,
+                            double timeout);
+
+/* Zero-copy receive: fn(msg, len, arg) on the message in place (see
+ * crew_queue_get_with). Returns as crew_pipe_recv. */
+CREW_API int crew_pipe_recv_with(crew_pipe *p, crew_queue_read_fn fn, void *arg, double timeout);
+
+/* Closes this end for every holder now (the peer sees EOF after draining).
+ * Idempotent. Returns 0 or CREW_EINVAL. */
+CREW_API int crew_pipe_close(crew_pipe *p);
+
+/* Drops this process's hold on the end and frees the handle; the end closes
+ * when no live process holds it any more. Returns 0 or CREW_EINVAL. */
+CREW_API int crew_pipe_destroy(crew_pipe *p);
+
+/* A new descriptor (caller-owned, no FD_CLOEXEC) naming this end, for
+ * crew_pipe_attach() in another process. Needs /proc. Returns 0,
+ * CREW_EINVAL, or a system error. */
+CREW_API int crew_pipe_fd(crew_pipe *p, int *fd_out);
+
+/* Takes a hold on the end named by fd (from crew_pipe_fd); the caller still
+ * owns fd. Returns 0, CREW_EBADF, CREW_EINVAL (not a crew pipe end),
+ * CREW_ECLOSED (that end is already closed), CREW_ENOSPC (too many
+ * processes hold it: 16 at most), CREW_ENOMEM, or a system error. */
+CREW_API int crew_pipe_attach(crew_pipe **out, int fd);
 
 /* @@SECTION pool@@ */
 /* ================================================================ pool
@@ -683,6 +978,38 @@ CREW_API int crew_pool_completions(crew_pool *p, crew_future **out, size_t max, 
 /* The user_data given to crew_future_notify (NULL if none or f NULL). */
 CREW_API void *crew_future_user_data(const crew_future *f);
 
+
+/* @@SECTION measure@@ */
+/* ================================================================ measure
+ *
+ * What a process costs, read from /proc: its memory and the processes it
+ * started. `crew compare` uses these for "memory per idle worker"; any
+ * program may. Snapshots: nothing is cached, every call is thread-safe.
+ */
+typedef struct crew_mem_usage {
+    uint64_t rss;            /* resident bytes */
+    uint64_t pss;            /* proportional set size: a page shared by k
+                                processes counts 1/k in each, so PSS sums
+                                to the real use of a group of processes */
+    uint64_t private_bytes;  /* resident pages no other process maps */
+    uint64_t shared_bytes;   /* resident pages other processes map too */
+    uint64_t swap;           /* swapped-out bytes */
+} crew_mem_usage;
+
+/* Fills *out for process pid (0: the calling process), from
+ * /proc/<pid>/smaps_rollup. A zombie reads as all zero. Returns 0,
+ * CREW_EINVAL (out NULL, pid < 0), CREW_ESRCH (no such process),
+ * CREW_EACCES (another user's process), CREW_ENOTSUP (kernel older than
+ * 4.14: no smaps_rollup). Thread-safe. */
+CREW_API int crew_mem_usage_get(pid_t pid, crew_mem_usage *out);
+
+/* Lists the children of pid (0: the calling process), or with recursive != 0
+ * all its descendants (children first, then theirs). Stores up to cap pids
+ * in out and the number found in *n (which may exceed cap: call again with
+ * a bigger array). A snapshot: processes may start or end meanwhile.
+ * Returns 0, CREW_EINVAL (n NULL, out NULL with cap > 0, pid < 0),
+ * CREW_ENOMEM. Thread-safe. */
+CREW_API int crew_proc_children(pid_t pid, int recursive, pid_t *out, size_t cap, size_t *n);
 
 #ifdef __cplusplus
 }
