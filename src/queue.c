@@ -1,0 +1,663 @@
+/*
+ * queue.c -- crew_queue, and the shared-memory ring it shares with crew_pipe.
+ *
+ * DESIGN
+ *
+ * Layout. One memfd mapping holds a ring header (one page) and a data area
+ * of `cap` bytes (a multiple of 8). Messages are records laid end to end:
+ * an 8-byte header (u32 length, u32 reserved) and the payload padded to 8.
+ * A record never wraps: when one does not fit before the end of the area,
+ * the producer writes a SKIP header there and puts the record at offset 0,
+ * so every message is contiguous and can be handed out in place. `tail`
+ * (where producers write) and `head` (where consumers read) are 64-bit byte
+ * counters that only grow; offset = counter % cap, bytes used = tail - head.
+ *
+ * Who touches what. Producers serialise among themselves on prod_lock and
+ * consumers on cons_lock (a two-lock queue): a producer holds prod_lock
+ * while it copies its record in past `tail` and then publishes it with one
+ * release store of `tail`; a consumer holds cons_lock while it copies the
+ * record at `head` out and then frees it with one release store of `head`.
+ * A producer and a consumer therefore copy at the same time, which is what
+ * streaming needs. A producer reads `head` (acquire) only to compute free
+ * space; a consumer reads `tail` (acquire) only to see data. Lock order:
+ * prod_lock before cons_lock; only a producer that must wrap an empty ring
+ * takes both (below). Nobody holds a lock while it sleeps for data or space.
+ *
+ * Wrapping an empty ring. A record of `need` bytes that does not fit in the
+ * `room` left before the end needs used + room + need <= cap. When the ring
+ * is empty that can still fail (a big record, offset mid-ring) and no
+ * consumer may come by to move `head`; so the producer commits a SKIP record
+ * (tail += room), then takes cons_lock and consumes it itself (head = tail).
+ *
+ * Wake-up protocol (no lost wake-up). Each direction has an event: a 32-bit
+ * futex word `*_seq` and a count `*_waiters`. A waiter spins for
+ * CREW__SPIN_NS on the condition (tail moved / head moved / closed); then it
+ * increments *_waiters (seq_cst), loads *_seq, re-checks the condition and
+ * only then sleeps on *_seq with the value it loaded. A waker publishes its
+ * store (tail or head), issues a seq_cst fence and loads *_waiters; only if
+ * it is non-zero does it bump *_seq and FUTEX_WAKE every sleeper. In the
+ * single total order of seq_cst operations either the waiter's increment
+ * comes before the waker's fence (the waker sees it, bumps and wakes: the
+ * sleeper either already sleeps and is woken, or its futex_wait finds *_seq
+ * changed and returns at once) or after it (then the waiter's re-check sees
+ * the published store and does not sleep). The fast path with nobody asleep
+ * is one fence and one load: no system call. Waking every sleeper (not one)
+ * keeps the argument simple with variable-size records and means a sleeper
+ * killed just after being woken cannot swallow the wake-up others needed.
+ *
+ * Crash argument (a process SIGKILLed at any instruction). Shared state only
+ * changes through single stores that move from one consistent state to the
+ * next: a record becomes visible with the `tail` store, is freed with the
+ * `head` store, and a wrap is two such steps (commit SKIP, then consume it).
+ * So whatever a dead process had done, the ring is consistent; the only
+ * thing it can leave behind is a lock it held. The locks record the owner's
+ * kernel thread id in the lock word; a waiter that finds the lock held
+ * checks between short sleep slices whether the owner is still alive
+ * (crew__task_alive: tkill(tid, 0), and not a zombie) and, if not, takes the
+ * lock over with a CAS from the exact word it saw (counted in `recoveries`).
+ * Nothing needs repairing: a producer that died mid-copy never published
+ * its record (its bytes lie beyond `tail` and are overwritten); a consumer
+ * that died mid-copy never freed its record (it stays at `head` and the next
+ * consumer gets it), and one that died after the `head` store took its
+ * message with it -- at most once for the message in flight. A waiter
+ * killed while asleep leaves *_waiters one too high: correct, but every
+ * later put/get on that side then makes one futex_wake system call.
+ * Thread ids are recycled by the kernel (pid_max); a dead owner whose id is
+ * reused before anyone looks would look alive. That window is the time to
+ * cycle through every pid on the machine, and is accepted.
+ *
+ * Timeouts: deadlines are absolute (crew__deadline); a timeout of 0 never
+ * sleeps and reports CREW_EAGAIN; a lock is "busy" for a poll only after a
+ * spin, since a lock is held for one copy at most.
+ */
+#include "ring.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define SKIP_LEN 0xffffffffu
+#define LOCK_WAITERS 0x80000000u
+/* How often a thread waiting for a lock checks that its owner lives. */
+#define LOCK_SLICE_NS 20000000u
+/* A pipe waiter's sleep slices, between peer-liveness checks. */
+#define PEER_SLICE_MIN_NS 1000000u
+#define PEER_SLICE_MAX_NS 100000000u
+#define DEFAULT_CAPACITY (1u << 20)
+#define MAX_CAPACITY (1ull << 40)
+
+static inline uint64_t round8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
+static inline uint8_t *ring_data(const crew__ring *r)
+{
+    return (uint8_t *)r + CREW__RING_DATA_OFF;
+}
+
+/* ------------------------------------------------------------ liveness */
+bool crew__task_alive(uint32_t id)
+{
+    if (id == 0 || id > INT32_MAX)
+        return false;
+    if (syscall(SYS_tkill, (pid_t)id, 0) != 0 && errno == ESRCH)
+        return false;
+    /* tkill succeeds on a zombie (killed but not yet reaped), and a zombie
+     * never releases anything: look at its state too. */
+    char path[48];
+    snprintf(path, sizeof path, "/proc/%u/stat", id);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno != ENOENT; /* no /proc: trust tkill */
+    char buf[512];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    crew__close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = 0;
+    const char *rp = strrchr(buf, ')'); /* the command name may hold ')' */
+    if (!rp || rp[1] != ' ')
+        return true;
+    return rp[2] != 'Z' && rp[2] != 'X' && rp[2] != 'x';
+}
+
+/* ------------------------------------------------------------ deadlines */
+
+/* The earlier of `d` and now + ns. */
+static void slice_deadline(crew__deadline *out, const crew__deadline *d, uint64_t ns)
+{
+    crew__deadline_init(out, (double)ns * 1e-9);
+    if (!d->forever && (d->at.tv_sec < out->at.tv_sec ||
+                        (d->at.tv_sec == out->at.tv_sec && d->at.tv_nsec < out->at.tv_nsec)))
+        out->at = d->at;
+}
+
+/* ------------------------------------------------------------ locks */
+
+static int lock_slow(crew__ring *r, _Atomic uint32_t *w, uint32_t me, const crew__deadline *d)
+{
+    uint32_t cur = atomic_load_explicit(w, memory_order_relaxed);
+    if ((cur & ~LOCK_WAITERS) == me)
+        return CREW_EDEADLK; /* re-entered from a fill/read callback */
+
+    /* Locks are held for one copy: spinning usually wins. */
+    uint64_t start = crew__now_ns();
+    for (unsigned i = 1;; i++) {
+        cur = atomic_load_explicit(w, memory_order_relaxed);
+        if (cur == 0) {
+            if (atomic_compare_exchange_weak_explicit(w, &cur, me, memory_order_acquire,
+                                                      memory_order_relaxed))
+                return 0;
+            continue;
+        }
+        crew__cpu_relax();
+        if ((i & 63) == 0 && crew__now_ns() - start >= CREW__SPIN_NS)
+            break;
+    }
+
+    for (;;) {
+        cur = atomic_load_explicit(w, memory_order_relaxed);
+        if (cur == 0) {
+            /* Others may be asleep behind us: keep the waiters bit so our
+             * unlock wakes one of them. */
+            if (atomic_compare_exchange_weak_explicit(w, &cur, me | LOCK_WAITERS,
+                                                      memory_order_acquire, memory_order_relaxed))
+                return 0;
+            continue;
+        }
+        if (!crew__task_alive(cur & ~LOCK_WAITERS)) {
+            /* The owner died holding it. The CAS from the exact word we saw
+             * makes one taker win even if several noticed at once. */
+            if (atomic_compare_exchange_strong_explicit(w, &cur, me | LOCK_WAITERS,
+                                                        memory_order_acquire,
+                                                        memory_order_relaxed)) {
+                atomic_fetch_add_explicit(&r->recoveries, 1, memory_order_relaxed);
+                return 0;
+            }
+            continue;
+        }
+        if (!(cur & LOCK_WAITERS)) {
+            if (!atomic_compare_exchange_weak_explicit(w, &cur, cur | LOCK_WAITERS,
+                                                       memory_order_relaxed,
+                                                       memory_order_relaxed))
+                continue;
+            cur |= LOCK_WAITERS;
+        }
+        if (crew__deadline_expired(d))
+            return CREW_ETIMEDOUT;
+        crew__deadline slice;
+        slice_deadline(&slice, d, LOCK_SLICE_NS);
+        (void)crew__futex_wait(w, cur, &slice); /* every outcome: look again */
+    }
+}
+
+static inline int lock_take(crew__ring *r, _Atomic uint32_t *w, const crew__deadline *d)
+{
+    uint32_t me = crew__tid();
+    uint32_t expect = 0;
+    if (CREW_LIKELY(atomic_compare_exchange_strong_explicit(w, &expect, me, memory_order_acquire,
+                                                            memory_order_relaxed)))
+        return 0;
+    return lock_slow(r, w, me, d);
+}
+
+static inline void lock_drop(_Atomic uint32_t *w)
+{
+    uint32_t old = atomic_exchange_explicit(w, 0, memory_order_release);
+    /* Only a false "owner is dead" verdict could put someone else's id
+     * here; continuing would let two threads share the ring. */
+    CREW_ASSERT((old & ~LOCK_WAITERS) == crew__tid());
+    if (CREW_UNLIKELY(old & LOCK_WAITERS))
+        crew__futex_wake(w, 1);
+}
+
+/* ------------------------------------------------------------ events */
+
+static inline void event_signal(_Atomic uint32_t *seq, _Atomic uint32_t *waiters)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (CREW_UNLIKELY(atomic_load_explicit(waiters, memory_order_relaxed) != 0)) {
+        atomic_fetch_add_explicit(seq, 1, memory_order_release);
+        crew__futex_wake(seq, INT32_MAX);
+    }
+}
+
+/* Waits until *pos != seen or the ring is closed. Returns 0 (the condition
+ * may hold: callers re-check under their lock), CREW_ETIMEDOUT, or
+ * CREW_EPIPE when the peer probe says the other side is gone. */
+static int event_wait(crew__ring *r, _Atomic uint64_t *pos, uint64_t seen, _Atomic uint32_t *seq,
+                      _Atomic uint32_t *waiters, const crew__deadline *d,
+                      const crew__ring_peer *peer)
+{
+    uint64_t start = 0;
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(pos, memory_order_acquire) != seen ||
+            atomic_load_explicit(&r->closed, memory_order_acquire))
+            return 0;
+        crew__cpu_relax();
+        if ((i & 63) == 0) {
+            uint64_t now = crew__now_ns();
+            if (start == 0)
+                start = now;
+            else if (now - start >= CREW__SPIN_NS)
+                break;
+        }
+    }
+    uint64_t slice_ns = PEER_SLICE_MIN_NS;
+    for (;;) {
+        if (crew__deadline_expired(d))
+            return CREW_ETIMEDOUT;
+        if (peer && peer->gone(peer->ctx))
+            return CREW_EPIPE;
+        atomic_fetch_add_explicit(waiters, 1, memory_order_seq_cst);
+        uint32_t s = atomic_load_explicit(seq, memory_order_seq_cst);
+        if (atomic_load_explicit(pos, memory_order_seq_cst) != seen ||
+            atomic_load_explicit(&r->closed, memory_order_seq_cst)) {
+            atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
+            return 0;
+        }
+        int rc;
+        if (peer) {
+            crew__deadline slice;
+            slice_deadline(&slice, d, slice_ns);
+            if (slice_ns < PEER_SLICE_MAX_NS)
+                slice_ns *= 2;
+            rc = crew__futex_wait(seq, s, &slice);
+        } else {
+            rc = crew__futex_wait(seq, s, d);
+        }
+        atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
+        if (rc == 0)
+            return 0;
+        /* ETIMEDOUT (of a slice or of the caller) or EINTR: look again. */
+    }
+}
+
+/* ------------------------------------------------------------ geometry */
+
+int crew__ring_geometry(size_t capacity, size_t max_message, uint64_t *cap_out, uint64_t *max_out)
+{
+    uint64_t cap = capacity ? (uint64_t)capacity : DEFAULT_CAPACITY;
+    if (cap > MAX_CAPACITY)
+        return CREW_EINVAL;
+    if (cap < 64)
+        cap = 64;
+    cap = round8(cap);
+    uint64_t largest = cap - CREW__RING_HDR;
+    if (largest > SKIP_LEN - 1)
+        largest = SKIP_LEN - 1;
+    if (max_message > largest)
+        return CREW_EINVAL;
+    *cap_out = cap;
+    *max_out = max_message ? (uint64_t)max_message : largest;
+    return 0;
+}
+
+size_t crew__ring_bytes(uint64_t cap)
+{
+    uint64_t page = 4096;
+    return (size_t)((CREW__RING_DATA_OFF + cap + page - 1) & ~(page - 1));
+}
+
+void crew__ring_init(crew__ring *r, uint64_t cap, uint64_t max_msg)
+{
+    /* Fresh memfd pages are zero: only the constants need writing. */
+    uint64_t bytes = crew__ring_bytes(cap);
+    r->version = CREW__RING_VERSION;
+    r->cap = cap;
+    r->max_msg = max_msg;
+    r->ring_size_lo = (uint32_t)bytes;
+    r->ring_size_hi = (uint32_t)(bytes >> 32);
+    atomic_store_explicit(&r->tail, 0, memory_order_relaxed);
+    atomic_store_explicit(&r->head, 0, memory_order_relaxed);
+    atomic_store_explicit(&r->closed, 0, memory_order_relaxed);
+    r->magic = CREW__RING_MAGIC; /* last: a ring is valid once this reads right */
+}
+
+bool crew__ring_valid(const crew__ring *r, size_t avail)
+{
+    if (avail < CREW__RING_DATA_OFF || r->magic != CREW__RING_MAGIC ||
+        r->version != CREW__RING_VERSION)
+        return false;
+    uint64_t bytes = (uint64_t)r->ring_size_lo | (uint64_t)r->ring_size_hi << 32;
+    return r->cap >= 64 && r->cap % 8 == 0 && r->cap <= MAX_CAPACITY &&
+           bytes == crew__ring_bytes(r->cap) && bytes <= avail &&
+           r->max_msg <= r->cap - CREW__RING_HDR;
+}
+
+uint64_t crew__ring_used(const crew__ring *r)
+{
+    crew__ring *m = (crew__ring *)r;
+    uint64_t h = atomic_load_explicit(&m->head, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&m->tail, memory_order_acquire);
+    return t >= h ? t - h : 0;
+}
+
+/* ------------------------------------------------------------ put */
+
+static inline void write_header(uint8_t *at, uint32_t len)
+{
+    uint32_t h[2] = {len, 0};
+    memcpy(at, h, sizeof h);
+}
+
+/* The ring is empty (tail == head) at an offset where `need` does not fit
+ * before the end: commit a SKIP record over the rest, then consume it
+ * ourselves. Called and returns with prod_lock held. */
+static int wrap_empty(crew__ring *r, uint64_t t, uint64_t room, const crew__deadline *d)
+{
+    write_header(ring_data(r) + t % r->cap, SKIP_LEN);
+    atomic_store_explicit(&r->tail, t + room, memory_order_release);
+    int rc = lock_take(r, &r->cons_lock, d);
+    if (rc != 0)
+        return rc; /* the SKIP record stays queued; any consumer eats it */
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+    if (h == t)
+        atomic_store_explicit(&r->head, t + room, memory_order_release);
+    lock_drop(&r->cons_lock);
+    event_signal(&r->space_seq, &r->space_waiters);
+    return 0;
+}
+
+int crew__ring_put(crew__ring *r, const void *src, size_t len, crew__fill_fn fill, void *arg,
+                   double timeout, const crew__ring_peer *peer)
+{
+    if (len > r->max_msg)
+        return CREW_E2BIG;
+    const uint64_t cap = r->cap;
+    const uint64_t need = CREW__RING_HDR + round8(len);
+    const bool poll = timeout == 0;
+    crew__deadline d;
+    crew__deadline_init(&d, timeout);
+
+    for (;;) {
+        int rc = lock_take(r, &r->prod_lock, &d);
+        if (rc != 0)
+            return rc == CREW_ETIMEDOUT && poll ? CREW_EAGAIN : rc;
+        uint64_t t, h;
+        for (;;) {
+            if (atomic_load_explicit(&r->closed, memory_order_relaxed)) {
+                lock_drop(&r->prod_lock);
+                return CREW_ECLOSED;
+            }
+            t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+            h = atomic_load_explicit(&r->head, memory_order_acquire);
+            uint64_t used = t - h, off = t % cap, room = cap - off;
+            uint64_t at, next;
+            if (need <= room && used + need <= cap) {
+                at = off;
+                next = t + need;
+            } else if (need > room && used + room + need <= cap) {
+                write_header(ring_data(r) + off, SKIP_LEN);
+                at = 0;
+                next = t + room + need;
+            } else if (need > room && used == 0) {
+                rc = wrap_empty(r, t, room, &d);
+                if (rc != 0) {
+                    lock_drop(&r->prod_lock);
+                    return rc == CREW_ETIMEDOUT && poll ? CREW_EAGAIN : rc;
+                }
+                continue;
+            } else {
+                break; /* full: wait for space below */
+            }
+            uint8_t *rec = ring_data(r) + at;
+            write_header(rec, (uint32_t)len);
+            if (fill)
+                fill(rec + CREW__RING_HDR, len, arg);
+            else if (len)
+                memcpy(rec + CREW__RING_HDR, src, len);
+            atomic_store_explicit(&r->tail, next, memory_order_release);
+            lock_drop(&r->prod_lock);
+            event_signal(&r->data_seq, &r->data_waiters);
+            return 0;
+        }
+        lock_drop(&r->prod_lock);
+        if (poll)
+            return CREW_EAGAIN;
+        rc = event_wait(r, &r->head, h, &r->space_seq, &r->space_waiters, &d, peer);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+/* ------------------------------------------------------------ get */
+
+int crew__ring_get(crew__ring *r, void *buf, size_t bufcap, size_t *len_out, crew__read_fn fn,
+                   void *arg, double timeout, const crew__ring_peer *peer)
+{
+    const uint64_t cap = r->cap;
+    const bool poll = timeout == 0;
+    bool peer_gone = false;
+    crew__deadline d;
+    crew__deadline_init(&d, timeout);
+
+    for (;;) {
+        int rc = lock_take(r, &r->cons_lock, &d);
+        if (rc != 0)
+            return rc == CREW_ETIMEDOUT && poll ? CREW_EAGAIN : rc;
+        uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+        bool freed = false;
+        /* `closed` before `tail`: close() takes prod_lock, so every put that
+         * will ever commit has committed before closed reads 1. */
+        bool closed = atomic_load_explicit(&r->closed, memory_order_acquire);
+        uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+        while (t != h) {
+            uint64_t off = h % cap;
+            const uint8_t *rec = ring_data(r) + off;
+            uint32_t mlen;
+            memcpy(&mlen, rec, sizeof mlen);
+            if (mlen == SKIP_LEN) {
+                h += cap - off;
+                atomic_store_explicit(&r->head, h, memory_order_release);
+                freed = true;
+                continue;
+            }
+            CREW_ASSERT(mlen <= r->max_msg && CREW__RING_HDR + round8(mlen) <= t - h);
+            if (len_out)
+                *len_out = mlen;
+            if (!fn && mlen > bufcap) {
+                lock_drop(&r->cons_lock);
+                if (freed)
+                    event_signal(&r->space_seq, &r->space_waiters);
+                return CREW_E2BIG;
+            }
+            if (fn)
+                fn(rec + CREW__RING_HDR, mlen, arg);
+            else if (mlen)
+                memcpy(buf, rec + CREW__RING_HDR, mlen);
+            atomic_store_explicit(&r->head, h + CREW__RING_HDR + round8(mlen),
+                                  memory_order_release);
+            lock_drop(&r->cons_lock);
+            event_signal(&r->space_seq, &r->space_waiters);
+            return 0;
+        }
+        lock_drop(&r->cons_lock);
+        if (freed)
+            event_signal(&r->space_seq, &r->space_waiters);
+        if (closed)
+            return CREW_EOF;
+        if (peer_gone)
+            return CREW_EPIPE;
+        if (poll)
+            return CREW_EAGAIN;
+        rc = event_wait(r, &r->tail, t, &r->data_seq, &r->data_waiters, &d, peer);
+        if (rc == CREW_EPIPE)
+            peer_gone = true; /* look once more: it may have sent before dying */
+        else if (rc != 0)
+            return rc;
+    }
+}
+
+void crew__ring_close(crew__ring *r)
+{
+    crew__deadline forever;
+    crew__deadline_init(&forever, CREW_FOREVER);
+    /* Under prod_lock so that a put either committed before the close or
+     * sees it: consumers that read `closed` then `tail` see the final tail. */
+    bool locked = lock_take(r, &r->prod_lock, &forever) == 0;
+    atomic_store_explicit(&r->closed, 1, memory_order_seq_cst);
+    if (locked)
+        lock_drop(&r->prod_lock);
+    atomic_fetch_add_explicit(&r->data_seq, 1, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&r->space_seq, 1, memory_order_seq_cst);
+    crew__futex_wake(&r->data_seq, INT32_MAX);
+    crew__futex_wake(&r->space_seq, INT32_MAX);
+}
+
+/* ------------------------------------------------------------ crew_queue */
+
+struct crew_queue {
+    crew__ring *r;
+    size_t map_len;
+    int fd;
+};
+
+int crew_queue_create(crew_queue **out, const crew_queue_options *opts)
+{
+    if (!out)
+        return CREW_EINVAL;
+    *out = NULL;
+    crew_queue_options o = {0};
+    if (opts)
+        o = *opts;
+    uint64_t cap, max;
+    int rc = crew__ring_geometry(o.capacity, o.max_message, &cap, &max);
+    if (rc != 0)
+        return rc;
+    crew_queue *q = crew__calloc(1, sizeof *q);
+    if (!q)
+        return CREW_ENOMEM;
+    q->map_len = crew__ring_bytes(cap);
+    void *addr;
+    rc = crew__memfd_map("crew-queue", q->map_len, &q->fd, &addr);
+    if (rc != 0) {
+        crew__free(q);
+        return rc;
+    }
+    q->r = addr;
+    crew__ring_init(q->r, cap, max);
+    *out = q;
+    return 0;
+}
+
+int crew_queue_attach(crew_queue **out, int fd)
+{
+    if (!out)
+        return CREW_EINVAL;
+    *out = NULL;
+    if (fd < 0)
+        return CREW_EBADF;
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode) || st.st_size < (off_t)CREW__RING_DATA_OFF)
+        return CREW_EINVAL;
+    crew_queue *q = crew__calloc(1, sizeof *q);
+    if (!q)
+        return CREW_ENOMEM;
+    q->map_len = (size_t)st.st_size;
+    void *addr = mmap(NULL, q->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (addr == MAP_FAILED) {
+        int e = -errno;
+        crew__free(q);
+        return e;
+    }
+    q->r = addr;
+    if (!crew__ring_valid(q->r, q->map_len)) {
+        munmap(addr, q->map_len);
+        crew__free(q);
+        return CREW_EINVAL;
+    }
+    q->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (q->fd < 0) {
+        int e = -errno;
+        munmap(addr, q->map_len);
+        crew__free(q);
+        return e;
+    }
+    *out = q;
+    return 0;
+}
+
+int crew_queue_fd(crew_queue *q, int *fd_out)
+{
+    if (!q || !fd_out)
+        return CREW_EINVAL;
+    int fd = fcntl(q->fd, F_DUPFD, 0); /* no FD_CLOEXEC: meant to cross exec */
+    if (fd < 0)
+        return -errno;
+    *fd_out = fd;
+    return 0;
+}
+
+int crew_queue_destroy(crew_queue *q)
+{
+    if (!q)
+        return CREW_EINVAL;
+    munmap(q->r, q->map_len);
+    crew__close(q->fd);
+    crew__free(q);
+    return 0;
+}
+
+int crew_queue_put(crew_queue *q, const void *msg, size_t len, double timeout)
+{
+    if (!q || (!msg && len))
+        return CREW_EINVAL;
+    return crew__ring_put(q->r, msg, len, NULL, NULL, timeout, NULL);
+}
+
+int crew_queue_try_put(crew_queue *q, const void *msg, size_t len)
+{
+    return crew_queue_put(q, msg, len, 0);
+}
+
+int crew_queue_put_with(crew_queue *q, size_t len, crew_queue_fill_fn fill, void *arg,
+                        double timeout)
+{
+    if (!q || !fill)
+        return CREW_EINVAL;
+    return crew__ring_put(q->r, NULL, len, fill, arg, timeout, NULL);
+}
+
+int crew_queue_get(crew_queue *q, void *buf, size_t cap, size_t *len_out, double timeout)
+{
+    if (!q || (!buf && cap))
+        return CREW_EINVAL;
+    return crew__ring_get(q->r, buf, cap, len_out, NULL, NULL, timeout, NULL);
+}
+
+int crew_queue_try_get(crew_queue *q, void *buf, size_t cap, size_t *len_out)
+{
+    return crew_queue_get(q, buf, cap, len_out, 0);
+}
+
+int crew_queue_get_with(crew_queue *q, crew_queue_read_fn fn, void *arg, double timeout)
+{
+    if (!q || !fn)
+        return CREW_EINVAL;
+    return crew__ring_get(q->r, NULL, 0, NULL, fn, arg, timeout, NULL);
+}
+
+int crew_queue_close(crew_queue *q)
+{
+    if (!q)
+        return CREW_EINVAL;
+    crew__ring_close(q->r);
+    return 0;
+}
+
+int crew_queue_info(crew_queue *q, crew_queue_status *out)
+{
+    if (!q || !out)
+        return CREW_EINVAL;
+    memset(out, 0, sizeof *out);
+    out->capacity = (size_t)q->r->cap;
+    out->max_message = (size_t)q->r->max_msg;
+    out->used = (size_t)crew__ring_used(q->r);
+    out->closed = atomic_load_explicit(&q->r->closed, memory_order_acquire) != 0;
+    out->recoveries = atomic_load_explicit(&q->r->recoveries, memory_order_relaxed);
+    return 0;
+}

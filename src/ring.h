@@ -1,0 +1,99 @@
+/*
+ * ring.h -- the shared-memory message ring under crew_queue and crew_pipe
+ * (implemented in queue.c; see the DESIGN comment there and docs/queue.md).
+ * Private to the library, never installed.
+ */
+#ifndef CREW_RING_H
+#define CREW_RING_H
+
+#include "internal.h"
+
+#include <stdalign.h>
+
+#define CREW__RING_MAGIC 0x3167726e77657263ull /* "crewrng1" */
+#define CREW__RING_VERSION 1u
+/* Every record starts with an 8-byte header; payloads are padded to 8. */
+#define CREW__RING_HDR 8u
+/* Where the data area starts, from the ring header (one page). */
+#define CREW__RING_DATA_OFF 4096u
+
+/* The ring header, at the start of a page of shared memory, followed by the
+ * data area at CREW__RING_DATA_OFF. Each group of fields that one side writes
+ * sits on its own cache line, so producers and consumers do not false-share. */
+typedef struct crew__ring {
+    /* Constant after init. */
+    uint64_t magic;
+    uint32_t version;
+    uint32_t ring_size_lo; /* total bytes of header + data, split for alignment */
+    uint64_t cap;          /* data bytes, a multiple of 8 */
+    uint64_t max_msg;      /* largest accepted payload */
+    uint32_t ring_size_hi;
+    uint32_t pad0;
+
+    /* Producer side: written only under prod_lock. */
+    alignas(CREW_CACHELINE) _Atomic uint64_t tail;
+    _Atomic uint32_t prod_lock;
+
+    /* Consumer side: written only under cons_lock. */
+    alignas(CREW_CACHELINE) _Atomic uint64_t head;
+    _Atomic uint32_t cons_lock;
+
+    /* "Data arrived" event: bumped by producers when data_waiters > 0. */
+    alignas(CREW_CACHELINE) _Atomic uint32_t data_seq;
+    _Atomic uint32_t data_waiters;
+
+    /* "Space freed" event: bumped by consumers when space_waiters > 0. */
+    alignas(CREW_CACHELINE) _Atomic uint32_t space_seq;
+    _Atomic uint32_t space_waiters;
+
+    /* Rarely written. */
+    alignas(CREW_CACHELINE) _Atomic uint32_t closed;
+    _Atomic uint32_t recoveries; /* locks taken over from dead owners */
+} crew__ring;
+
+/* A peer-liveness probe for crew_pipe: gone(ctx) returns true once the other
+ * side can never act again. Waits that have a peer sleep in short slices and
+ * ask it between slices. NULL for a queue (no peer to watch). */
+typedef struct crew__ring_peer {
+    bool (*gone)(void *ctx);
+    void *ctx;
+} crew__ring_peer;
+
+typedef void (*crew__fill_fn)(void *dst, size_t len, void *arg);
+typedef void (*crew__read_fn)(const void *msg, size_t len, void *arg);
+
+/* Validates and normalises options (0 = defaults). */
+int crew__ring_geometry(size_t capacity, size_t max_message, uint64_t *cap_out,
+                        uint64_t *max_out);
+/* Bytes of shared memory a ring of `cap` data bytes needs (page multiple). */
+size_t crew__ring_bytes(uint64_t cap);
+void crew__ring_init(crew__ring *r, uint64_t cap, uint64_t max_msg);
+/* Checks a ring found in `avail` bytes of memory someone else made. */
+bool crew__ring_valid(const crew__ring *r, size_t avail);
+
+/* Put one message: copied from src, or written in place by fill(dst, len,
+ * arg) when fill is non-NULL. Returns 0, CREW_E2BIG, CREW_ECLOSED,
+ * CREW_EAGAIN (timeout 0 and no room), CREW_ETIMEDOUT, CREW_EPIPE (peer
+ * gone), CREW_EDEADLK (called from inside a fill callback). */
+int crew__ring_put(crew__ring *r, const void *src, size_t len, crew__fill_fn fill, void *arg,
+                   double timeout, const crew__ring_peer *peer);
+
+/* Get one message: copied into buf (cap bytes), or handed in place to
+ * fn(msg, len, arg) when fn is non-NULL. *len_out (may be NULL) gets the
+ * message's size, also on CREW_E2BIG. Returns 0, CREW_EOF (closed and
+ * drained), CREW_E2BIG (buf too small; the message stays queued),
+ * CREW_EAGAIN, CREW_ETIMEDOUT, CREW_EPIPE (peer gone and drained),
+ * CREW_EDEADLK. */
+int crew__ring_get(crew__ring *r, void *buf, size_t cap, size_t *len_out, crew__read_fn fn,
+                   void *arg, double timeout, const crew__ring_peer *peer);
+
+/* Marks the ring closed and wakes every waiter. Idempotent. */
+void crew__ring_close(crew__ring *r);
+
+/* Payload bytes plus headers currently queued. */
+uint64_t crew__ring_used(const crew__ring *r);
+
+/* Is the process or thread with this kernel id alive and not a zombie? */
+bool crew__task_alive(uint32_t id);
+
+#endif /* CREW_RING_H */
