@@ -1,0 +1,119 @@
+/*
+ * process_internal.h -- what the process files share (process.c, fnref.c,
+ * spawn.c, forkserver.c). Never installed.
+ *
+ * A child that is not a plain fork (spawn, forkserver worker) receives one
+ * "start request": the task function as (module, offset), the argument bytes,
+ * its name, signal mask and the fd numbers it must hold. The request travels
+ * as one SOCK_SEQPACKET message (fds ride along as SCM_RIGHTS); an argument
+ * larger than CREW__INLINE_ARG travels in a sealed-off memfd instead.
+ */
+#ifndef CREW_PROCESS_INTERNAL_H
+#define CREW_PROCESS_INTERNAL_H
+
+#include "internal.h"
+
+#include <limits.h>
+#include <signal.h>
+
+/* The environment variable that marks an exec'd crew child:
+ * "s:<fd>:<ppid>" for a spawn child, "f:<fd>:<ppid>" for a forkserver. */
+#define CREW__CHILD_ENV "CREW_CHILD"
+
+#define CREW__REQ_MAGIC 0x43524557u /* "CREW" */
+#define CREW__INLINE_ARG (64u * 1024u)
+#define CREW__MAX_PASS_FDS 240 /* SCM_MAX_FD is 253; stdio and the arg memfd ride too */
+#define CREW__BUILD_ID_MAX 32
+
+/* A function pointer as something another process image can resolve. */
+typedef struct crew__fnref {
+    uint64_t offset;                  /* from the module's load base */
+    uint32_t build_id_len;            /* 0: the module has no GNU build id */
+    uint8_t build_id[CREW__BUILD_ID_MAX];
+    char module[PATH_MAX];            /* "" is the main executable */
+} crew__fnref;
+
+/* Parent side: the module holding fn and fn's offset in it. CREW_ENOTFOUND
+ * if fn is in no loaded module (e.g. on the heap or stack). */
+int crew__fnref_make(crew__fnref *ref, uintptr_t fn);
+/* Child side: back to an address in this image. Loads a module that is not
+ * loaded yet (a dlopen'ed module of the parent) with dlopen. CREW_ENOTFOUND
+ * when the module is missing, has another build id, or the address is not
+ * in an executable segment. */
+int crew__fnref_resolve(const crew__fnref *ref, uintptr_t *fn);
+
+/* The wire format of a start request (host byte order: both ends are the
+ * same program on the same machine). Followed by module[module_len],
+ * name[name_len], int32 target[n_fds], then the argument bytes when they are
+ * inline. fds[i] sent with SCM_RIGHTS goes to target[i] in the child; target
+ * -1 marks the memfd holding the argument. */
+typedef struct crew__req {
+    uint32_t magic;
+    uint32_t flags;
+    uint64_t fn_offset;
+    uint64_t arg_len;
+    uint32_t module_len, name_len, n_fds, build_id_len;
+    int32_t parent_pid; /* the crew parent: the child dies if it is gone */
+    int32_t pad_;
+    uint64_t sigmask[2]; /* the starting thread's blocked signals (1..128) */
+    uint8_t build_id[CREW__BUILD_ID_MAX];
+} crew__req;
+#define CREW__REQ_ARG_MEMFD 1u
+#define CREW__REQ_FDS_ATTACHED 2u /* fds ride along (forkserver); else in place (spawn) */
+
+typedef struct crew__reply {
+    int32_t status; /* 0 or a CREW_E* code */
+    int32_t pid;
+} crew__reply;
+
+/* A request being built (parent side) or received (child side). */
+typedef struct crew__msg {
+    crew__req *req; /* heap buffer, req->... then the tail */
+    size_t size;    /* bytes of the whole buffer */
+    int fds[CREW__MAX_PASS_FDS + 4];
+    int n_fds;     /* fds attached */
+    int arg_fd;    /* sender: the memfd holding a large argument, or -1 */
+    bool owns_fds; /* receiver: fds[] are ours to close */
+} crew__msg;
+
+/* Parent side: build the request for fn/arg/opts. It always carries the
+ * caller's fds 0..2 (when open) plus opts->pass_fds when with_pass_fds. */
+int crew__msg_build(crew__msg *m, crew_process_fn fn, const void *arg, size_t len,
+                    const crew_process_options *opts, bool with_fds);
+void crew__msg_free(crew__msg *m); /* frees the buffer, closes owned fds */
+int crew__msg_send(int sock, const crew__msg *m);
+/* Receive one request; CREW_EOF on orderly end of the channel. */
+int crew__msg_recv(int sock, crew__msg *m);
+
+/* In a fresh child (spawn after exec, or forkserver worker after clone):
+ * place the fds, set name/mask, map the argument, run fn and _exit with its
+ * result. `channel` is closed before fn runs. Never returns. */
+__attribute__((noreturn)) void crew__child_run(crew__msg *m, crew_process_fn fn, int channel);
+
+/* Checks, in a fresh child, that the crew parent is still there, with
+ * PR_SET_PDEATHSIG(SIGKILL) set first so there is no window. Exits at once
+ * if the parent is gone. */
+void crew__child_tie_to_parent(pid_t parent);
+
+/* The common child epilogue: flush stdio, _exit(code). */
+__attribute__((noreturn)) void crew__child_exit(int code);
+
+/* spawn.c: exec /proc/self/exe as a crew child of kind 's' or 'f' with
+ * `channel` (a socket end the child keeps at the same number) and keep_fds
+ * (kept at the same numbers). Only the channel and keep_fds survive the exec
+ * besides 0..2; the child starts with every signal blocked (it restores the
+ * intended mask itself). Returns the pid, or -errno / CREW_EEXEC (exec
+ * failed: the failed child is already reaped). */
+pid_t crew__spawn_exec(char kind, int channel, const int *keep_fds, size_t n_keep);
+
+/* forkserver.c: start a child through the forkserver (starting it first if
+ * needed). Returns the pid of a child of *this* process (CLONE_PARENT). */
+pid_t crew__forkserver_fork(crew_process_fn fn, const void *arg, size_t len,
+                            const crew_process_options *opts, int *err);
+/* The forkserver main loop, entered from the child dispatch. Never returns. */
+__attribute__((noreturn)) void crew__forkserver_main(int sock, pid_t parent);
+
+/* process.c: the dispatch run by the constructor and crew_child_main. */
+void crew__child_dispatch(void);
+
+#endif /* CREW_PROCESS_INTERNAL_H */
