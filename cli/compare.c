@@ -1,0 +1,533 @@
+/*
+ * compare.c -- `crew compare`: options, the measuring plan, the run, the
+ * output.
+ *
+ * DESIGN
+ *  parse options -> (load --task) -> plan (how much of each probe; --quick
+ *  shrinks it) -> serial baseline -> threads -> processes -> recommendation
+ *  -> one report on stdout (table, --json or --csv) and --plot's SVG.
+ *  The thread model is measured first: its sacrificial children (the fault
+ *  demo, the user's task) are forked before this process runs any pool.
+ *  A watchdog (alarm) bounds the whole run, so compare never hangs even if a
+ *  pool does; each wait inside has its own deadline too.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+void compare_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: crew compare [OPTIONS]\n"
+            "\n"
+            "Measures threads against processes on this machine with crew's own pools --\n"
+            "start cost, memory per worker, task round trip, data exchange, CPU-bound\n"
+            "speedup, I/O-bound throughput, crash isolation -- and recommends one.\n"
+            "Results go to stdout, progress to stderr.\n"
+            "\n"
+            "options:\n"
+            "  --quick               a short run (about 5 s): fewer, smaller repetitions\n"
+            "  --json                results as JSON (schema crew-compare/%d, docs/compare.schema.json)\n"
+            "  --csv                 results as CSV: section,metric,model,workers,value,unit\n"
+            "  --plot FILE.svg       also write a speedup-vs-workers chart (SVG)\n"
+            "  --workers N[,M...]    worker counts of the speedup curve (default 1..CPUs)\n"
+            "  --workload NAME       built-in work whose speedup is measured:\n"
+            "                        cpu (default), io, mixed, membw (memory bandwidth)\n"
+            "  --task LIB.so:SYMBOL  measure your own task instead: a crew_task_fn in a\n"
+            "                        shared object (see crew-compare(1) for an example)\n"
+            "  --arg BYTES|@FILE     the argument bytes given to each run of --task\n"
+            "  --items N             how many times --task runs per measurement (default 64)\n"
+            "  --start-method NAME   process pools: forkserver (default), fork or spawn\n"
+            "  --no-fault            skip the live crash demonstration\n"
+            "  -q, --quiet           no progress on stderr\n"
+            "  -h, --help            this text\n"
+            "\n"
+            "exit status: 0 ok, 1 internal error, 2 usage, 3 task not loadable,\n"
+            "             4 task crashed or failed, 5 measurement failed, 6 output not writable\n",
+            CMP_SCHEMA_VERSION);
+}
+
+static int usage_error(const char *fmt, const char *what)
+{
+    cli_progress_done();
+    fputs("crew compare: ", stderr);
+    fprintf(stderr, fmt, what);
+    fputs(" (try: crew compare --help)\n", stderr);
+    return CLI_EXIT_USAGE;
+}
+
+static bool parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static int parse_workers(cmp_options *o, const char *s)
+{
+    char buf[256];
+    if (strlen(s) >= sizeof buf)
+        return usage_error("--workers: list too long: %s", s);
+    strcpy(buf, s);
+    o->nworkers = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        long v;
+        if (!parse_long(tok, 1, 1024, &v))
+            return usage_error("--workers: '%s' is not a worker count (1..1024)", tok);
+        if (o->nworkers == CMP_MAX_POINTS)
+            return usage_error("--workers: at most 24 counts, got '%s'", s);
+        o->workers[o->nworkers++] = (int)v;
+    }
+    if (o->nworkers == 0)
+        return usage_error("--workers: empty list '%s'", s);
+    /* sorted, no duplicates */
+    for (int i = 1; i < o->nworkers; i++)
+        for (int j = i; j > 0 && o->workers[j] < o->workers[j - 1]; j--) {
+            int t = o->workers[j];
+            o->workers[j] = o->workers[j - 1];
+            o->workers[j - 1] = t;
+        }
+    int n = 1;
+    for (int i = 1; i < o->nworkers; i++)
+        if (o->workers[i] != o->workers[n - 1])
+            o->workers[n++] = o->workers[i];
+    o->nworkers = n;
+    return CLI_EXIT_OK;
+}
+
+static int read_arg(cmp_options *o, const char *s)
+{
+    free(o->arg);
+    o->arg = NULL;
+    o->arg_len = 0;
+    if (s[0] != '@') {
+        o->arg_len = strlen(s);
+        o->arg = malloc(o->arg_len + 1);
+        if (!o->arg)
+            return CLI_EXIT_FAILURE;
+        memcpy(o->arg, s, o->arg_len + 1);
+        return CLI_EXIT_OK;
+    }
+    FILE *f = fopen(s + 1, "rb");
+    if (!f) {
+        cli_error("--arg: cannot read %s: %s", s + 1, strerror(errno));
+        return CLI_EXIT_USAGE;
+    }
+    size_t cap = 4096, len = 0;
+    unsigned char *buf = malloc(cap);
+    for (;;) {
+        if (!buf) {
+            fclose(f);
+            return CLI_EXIT_FAILURE;
+        }
+        len += fread(buf + len, 1, cap - len, f);
+        if (len < cap)
+            break;
+        if (cap >= (64u << 20)) {
+            fclose(f);
+            free(buf);
+            cli_error("--arg: %s is larger than 64 MiB", s + 1);
+            return CLI_EXIT_USAGE;
+        }
+        unsigned char *b2 = realloc(buf, cap * 2);
+        if (!b2)
+            free(buf);
+        buf = b2;
+        cap *= 2;
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        cli_error("--arg: error reading %s", s + 1);
+        return CLI_EXIT_USAGE;
+    }
+    o->arg = buf;
+    o->arg_len = len;
+    return CLI_EXIT_OK;
+}
+
+enum { OPT_QUICK = 256, OPT_JSON, OPT_CSV, OPT_PLOT, OPT_WORKERS, OPT_WORKLOAD, OPT_TASK, OPT_ARG, OPT_ITEMS,
+       OPT_METHOD, OPT_NOFAULT };
+
+static int parse(cmp_options *o, int argc, char **argv, bool *help)
+{
+    static const struct option longs[] = {
+        {"quick", no_argument, NULL, OPT_QUICK},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"csv", no_argument, NULL, OPT_CSV},
+        {"plot", required_argument, NULL, OPT_PLOT},
+        {"workers", required_argument, NULL, OPT_WORKERS},
+        {"workload", required_argument, NULL, OPT_WORKLOAD},
+        {"task", required_argument, NULL, OPT_TASK},
+        {"arg", required_argument, NULL, OPT_ARG},
+        {"items", required_argument, NULL, OPT_ITEMS},
+        {"start-method", required_argument, NULL, OPT_METHOD},
+        {"no-fault", no_argument, NULL, OPT_NOFAULT},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    bool has_arg = false, has_items = false;
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "+qh", longs, NULL)) != -1) {
+        long v;
+        int rc;
+        switch (c) {
+        case OPT_QUICK: o->quick = true; break;
+        case OPT_JSON: o->json = true; break;
+        case OPT_CSV: o->csv = true; break;
+        case OPT_PLOT: o->plot_path = optarg; break;
+        case OPT_NOFAULT: o->no_fault = true; break;
+        case 'q': o->quiet = true; break;
+        case 'h': *help = true; return CLI_EXIT_OK;
+        case OPT_WORKERS:
+            if ((rc = parse_workers(o, optarg)) != 0)
+                return rc;
+            break;
+        case OPT_WORKLOAD:
+            o->workload_name = optarg;
+            if (strcmp(optarg, "cpu") == 0)
+                o->workload = CMP_WL_CPU;
+            else if (strcmp(optarg, "io") == 0)
+                o->workload = CMP_WL_IO;
+            else if (strcmp(optarg, "mixed") == 0)
+                o->workload = CMP_WL_MIXED;
+            else if (strcmp(optarg, "membw") == 0 || strcmp(optarg, "memory-bandwidth") == 0)
+                o->workload = CMP_WL_MEMBW, o->workload_name = "membw";
+            else
+                return usage_error("--workload: unknown workload '%s' (cpu, io, mixed, membw)", optarg);
+            break;
+        case OPT_TASK: {
+            o->task_spec = optarg;
+            const char *colon = strrchr(optarg, ':');
+            if (!colon || colon == optarg || colon[1] == 0)
+                return usage_error("--task: expected LIB.so:SYMBOL, got '%s'", optarg);
+            free(o->task_path);
+            free(o->task_symbol);
+            o->task_path = strndup(optarg, (size_t)(colon - optarg));
+            o->task_symbol = strdup(colon + 1);
+            if (!o->task_path || !o->task_symbol)
+                return CLI_EXIT_FAILURE;
+            break;
+        }
+        case OPT_ARG:
+            has_arg = true;
+            if ((rc = read_arg(o, optarg)) != 0)
+                return rc;
+            break;
+        case OPT_ITEMS:
+            has_items = true;
+            if (!parse_long(optarg, 1, 10000000, &v))
+                return usage_error("--items: '%s' is not a count (1..10000000)", optarg);
+            o->items = v;
+            break;
+        case OPT_METHOD:
+            o->start_method_name = optarg;
+            if (strcmp(optarg, "fork") == 0)
+                o->start_method = CREW_START_FORK;
+            else if (strcmp(optarg, "spawn") == 0)
+                o->start_method = CREW_START_SPAWN;
+            else if (strcmp(optarg, "forkserver") == 0)
+                o->start_method = CREW_START_FORKSERVER;
+            else
+                return usage_error("--start-method: unknown method '%s' (forkserver, fork, spawn)", optarg);
+            break;
+        case '?':
+        default:
+            if (optopt && optopt < 256)
+                return usage_error("unknown option '-%c'", (char[]){(char)optopt, 0});
+            return usage_error("bad option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (o->json && o->csv)
+        return usage_error("%s", "--json and --csv exclude each other");
+    if ((has_arg || has_items) && !o->task_spec)
+        return usage_error("%s needs --task", has_arg ? "--arg" : "--items");
+    if (o->task_spec && o->workload_name)
+        return usage_error("%s", "--task and --workload exclude each other");
+    if (o->task_spec)
+        o->workload = CMP_WL_USER;
+    return CLI_EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- watchdog */
+static void watchdog(int sig)
+{
+    (void)sig;
+    static const char msg[] = "\ncrew compare: a measurement did not finish in time; giving up\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
+    _exit(CLI_EXIT_MEASURE);
+}
+
+/* ---------------------------------------------------------------- machine */
+static void machine(cmp_results *r)
+{
+    struct utsname u;
+    if (uname(&u) == 0)
+        snprintf(r->kernel, sizeof r->kernel, "%s", u.release);
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) == 0) {
+            char *p = strchr(line, ':');
+            if (p) {
+                p++;
+                while (*p == ' ')
+                    p++;
+                p[strcspn(p, "\n")] = 0;
+                snprintf(r->cpu_model, sizeof r->cpu_model, "%s", p);
+            }
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+}
+
+static void model_init(cmp_model *m, const char *name)
+{
+    memset(m, 0, sizeof *m);
+    m->name = name;
+    m->start_ms = m->ready_ms = m->destroy_ms = NAN;
+    m->idle_bytes = m->idle_private_bytes = NAN;
+    m->roundtrip_us = m->empty_per_s = m->map_per_s = NAN;
+    m->xfer_copy_us = m->xfer_ref_us = NAN;
+    m->fault.detect_ms = NAN;
+}
+
+/* ---------------------------------------------------------------- plan */
+static int build_plan(cmp_plan *pl, cmp_results *r, const cmp_options *o, crew_task_fn user)
+{
+    int cpus = r->cpus;
+    bool q = o->quick;
+    pl->reps = q ? 3 : 5;
+    pl->rt_calls = q ? 300 : 2000;
+    pl->batch = q ? 2000 : 20000;
+    pl->map_items = q ? 20000 : 200000;
+    pl->xfer_calls = q ? 10 : 40;
+    pl->ready_workers = cpus < 2 ? 2 : cpus;
+    pl->mem_workers = q ? 8 : 16;
+    pl->timeout = 120;
+    pl->fault = !o->no_fault;
+    pl->methods[0] = CREW_START_FORKSERVER, pl->method_names[0] = "forkserver";
+    pl->methods[1] = CREW_START_FORK, pl->method_names[1] = "fork";
+    pl->methods[2] = CREW_START_SPAWN, pl->method_names[2] = "spawn";
+    pl->nmethods = 3;
+    pl->pool_method = o->start_method_name ? o->start_method : CREW_START_FORKSERVER;
+    pl->pool_method_name = o->start_method_name ? o->start_method_name : "forkserver";
+
+    /* the curve's worker counts */
+    if (o->nworkers) {
+        memcpy(pl->curve_workers, o->workers, sizeof o->workers);
+        pl->ncurve = o->nworkers;
+    } else if (o->workload == CMP_WL_IO || o->workload == CMP_WL_MIXED) {
+        int ws[] = {1, cpus, 4 * cpus, 16 * cpus};
+        for (size_t i = 0; i < 4; i++)
+            if ((pl->ncurve == 0 || ws[i] > pl->curve_workers[pl->ncurve - 1]) && ws[i] <= 256)
+                pl->curve_workers[pl->ncurve++] = ws[i];
+    } else if (cpus <= 8) {
+        for (int w = 1; w <= cpus; w++)
+            pl->curve_workers[pl->ncurve++] = w;
+    } else {
+        for (int w = 1; w < cpus && pl->ncurve < CMP_MAX_POINTS - 1; w *= 2)
+            pl->curve_workers[pl->ncurve++] = w;
+        pl->curve_workers[pl->ncurve++] = cpus;
+    }
+    int maxw = pl->curve_workers[pl->ncurve - 1];
+
+    /* the I/O rows: 10 ms waits at the CPU count and at 100 workers */
+    r->io_wait_ms = 10;
+    pl->io_wait_s = 0.010;
+    pl->io_per_worker = q ? 5 : 10;
+    pl->io_workers[pl->nio++] = cpus;
+    if (cpus < 100)
+        pl->io_workers[pl->nio++] = 100;
+    r->io_tasks_full = 1000;
+
+    /* the workload's items */
+    wl_arg a = {0};
+    a.kind = (uint32_t)o->workload;
+    long items = 0;
+    double steps_per_us = 0;
+    switch (o->workload) {
+    case CMP_WL_CPU:
+        steps_per_us = wl_calibrate_cpu();
+        a.iters = (uint64_t)(steps_per_us * (q ? 500 : 1000));
+        items = q ? 120 : 400;
+        snprintf(r->workload_desc, sizeof r->workload_desc, "cpu (built-in): %ld items of ~%d µs of pure computation",
+                 items > 8L * maxw ? items : 8L * maxw, q ? 500 : 1000);
+        break;
+    case CMP_WL_IO:
+        a.wait_ns = q ? 2000000 : 5000000;
+        items = q ? 32 : 64;
+        snprintf(r->workload_desc, sizeof r->workload_desc, "io (built-in): %ld items each waiting %d ms",
+                 items > 8L * maxw ? items : 8L * maxw, q ? 2 : 5);
+        break;
+    case CMP_WL_MIXED:
+        steps_per_us = wl_calibrate_cpu();
+        a.iters = (uint64_t)(steps_per_us * 500);
+        a.wait_ns = 500000;
+        items = q ? 60 : 200;
+        snprintf(r->workload_desc, sizeof r->workload_desc,
+                 "mixed (built-in): %ld items of ~500 µs computation + 500 µs wait",
+                 items > 8L * maxw ? items : 8L * maxw);
+        break;
+    case CMP_WL_MEMBW:
+        a.bytes = WL_MEMBW_BUFFER;
+        items = q ? 40 : 200;
+        snprintf(r->workload_desc, sizeof r->workload_desc,
+                 "membw (built-in): %ld items each streaming over a private 8 MiB buffer",
+                 items > 8L * maxw ? items : 8L * maxw);
+        break;
+    case CMP_WL_USER:
+        break;
+    }
+    if (o->workload == CMP_WL_USER) {
+        pl->user = true;
+        pl->task = user;
+        pl->items = o->items ? o->items : (q ? 16 : 64);
+        pl->in_size = o->arg_len;
+        pl->out_size = 4096;
+        pl->in = pl->in_size ? malloc(pl->in_size * (size_t)pl->items) : NULL;
+        if (pl->in_size && !pl->in)
+            return CLI_EXIT_FAILURE;
+        for (long i = 0; i < pl->items && pl->in_size; i++)
+            memcpy(pl->in + (size_t)i * pl->in_size, o->arg, pl->in_size);
+        snprintf(r->workload_desc, sizeof r->workload_desc, "your task %s: %ld runs, %zu argument bytes each",
+                 o->task_spec, pl->items, o->arg_len);
+        r->task_spec = o->task_spec;
+        r->arg_len = o->arg_len;
+        r->workload = "user";
+    } else {
+        if (items < 8L * maxw)
+            items = 8L * maxw;
+        pl->task = wl_task_work;
+        pl->items = items;
+        pl->in_size = sizeof(wl_arg);
+        pl->out_size = 2 * sizeof(uint64_t);
+        pl->in = malloc(sizeof(wl_arg) * (size_t)items);
+        if (!pl->in)
+            return CLI_EXIT_FAILURE;
+        for (long i = 0; i < items; i++) {
+            a.seq = (uint64_t)i;
+            memcpy(pl->in + (size_t)i * sizeof a, &a, sizeof a);
+        }
+        static const char *names[] = {"cpu", "io", "mixed", "membw"};
+        r->workload = names[o->workload];
+    }
+    r->items = pl->items;
+    return CLI_EXIT_OK;
+}
+
+static void options_free(cmp_options *o)
+{
+    free(o->task_path);
+    free(o->task_symbol);
+    free(o->arg);
+}
+
+int cmd_compare(int argc, char **argv)
+{
+    double t_start = crew_now();
+    cmp_options o;
+    memset(&o, 0, sizeof o);
+    o.start_method = -1;
+    bool help = false;
+    int ex = parse(&o, argc, argv, &help);
+    if (ex || help) {
+        if (help)
+            compare_usage(stdout);
+        options_free(&o);
+        return ex;
+    }
+    cli_progress_init(o.quiet);
+
+    /* No core file from compare or anything it starts (the crash demo, a
+     * crashing user task); no death by SIGPIPE when stdout goes away. */
+    struct rlimit nocore = {0, 0};
+    setrlimit(RLIMIT_CORE, &nocore);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGALRM, watchdog);
+    alarm(o.task_spec ? 1800 : o.quick ? 120 : 300);
+
+    crew_task_fn user = NULL;
+    if (o.task_spec) {
+        /* An absolute path, so worker processes load the same file. */
+        char *path = o.task_path;
+        char resolved[PATH_MAX];
+        if (strchr(path, '/') && realpath(path, resolved))
+            path = resolved;
+        ex = wl_load_user(path, o.task_symbol, &user);
+        if (ex) {
+            options_free(&o);
+            return ex;
+        }
+    }
+
+    static cmp_results r;
+    static cmp_plan pl;
+    memset(&r, 0, sizeof r);
+    memset(&pl, 0, sizeof pl);
+    r.crew_version = crew_version_string();
+    r.cpus = crew_cpu_count();
+    r.quick = o.quick;
+    machine(&r);
+    model_init(&r.m[CMP_THREADS], "threads");
+    model_init(&r.m[CMP_PROCESSES], "processes");
+    r.serial_seconds = r.item_us = NAN;
+    if ((ex = build_plan(&pl, &r, &o, user)) != 0)
+        goto out;
+    r.reps = pl.reps;
+    r.m[CMP_PROCESSES].method = pl.pool_method_name;
+
+    if (!pl.user && (ex = probe_serial(&r, &pl)) != 0)
+        goto out;
+    if (pl.user && (ex = probe_user_task_once(&pl, o.task_spec)) != 0)
+        goto out;
+    int failed = 0;
+    for (int model = 0; model < CMP_NMODELS; model++) {
+        ex = probe_model(&r, model, &pl);
+        if (ex == CLI_EXIT_TASK || ex == CLI_EXIT_FAILURE)
+            goto out;
+        if (ex)
+            failed = ex;
+    }
+    alarm(0);
+    cli_progress_done();
+    recommend(&r);
+    r.elapsed_s = crew_now() - t_start;
+
+    int w = o.json ? report_json(stdout, &r) : o.csv ? report_csv(stdout, &r) : report_table(stdout, &r);
+    if (fflush(stdout) != 0 || w != 0) {
+        cli_error("cannot write the results: %s", strerror(errno));
+        ex = CLI_EXIT_OUTPUT;
+        goto out;
+    }
+    if (o.plot_path && (ex = report_svg(o.plot_path, &r)) != 0)
+        goto out;
+    ex = failed;
+out:
+    cli_progress_done();
+    free(pl.in);
+    options_free(&o);
+    return ex;
+}

@@ -1,0 +1,162 @@
+/*
+ * plot.c -- `crew compare --plot FILE.svg`: speedup against worker count,
+ * one series per model, plus the ideal (min(workers, CPUs)) as a dashed line.
+ *
+ * A self-contained SVG 1.1 document (no script, no external font or CSS), so
+ * a browser, an image viewer or a README renders it as is. Each series is a
+ * <g id="series-threads"> / <g id="series-processes"> group: a polyline and
+ * one marker per measured point with a <title> tooltip giving the figure.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+enum { W = 720, H = 440, ML = 70, MR = 180, MT = 50, MB = 60 };
+
+static void xml_text(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        default: fputc(*s, f);
+        }
+    }
+}
+
+static double nice_step(double range, int ticks)
+{
+    double raw = range / ticks, mag = pow(10, floor(log10(raw))), n = raw / mag;
+    double step = n <= 1 ? 1 : n <= 2 ? 2 : n <= 5 ? 5 : 10;
+    return step * mag;
+}
+
+int report_svg(const char *path, const cmp_results *r)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        cli_error("cannot write plot %s: %s", path, strerror(errno));
+        return CLI_EXIT_OUTPUT;
+    }
+    int xmax = 1;
+    double ymax = 1.0;
+    for (int i = 0; i < CMP_NMODELS; i++)
+        for (int k = 0; k < r->m[i].ncurve; k++) {
+            const cmp_point *p = &r->m[i].curve[k];
+            if (p->workers > xmax)
+                xmax = p->workers;
+            if (isfinite(p->speedup) && p->speedup > ymax)
+                ymax = p->speedup;
+        }
+    if (r->cpus > ymax && r->cpus <= xmax)
+        ymax = r->cpus;
+    ymax *= 1.1;
+    double xstep = nice_step(xmax > 1 ? xmax - 1 : 1, 8);
+    if (xstep < 1)
+        xstep = 1;
+    double ystep = nice_step(ymax, 6);
+    ymax = ceil(ymax / ystep) * ystep;
+    const int pw = W - ML - MR, ph = H - MT - MB;
+    double x0 = 1, x1 = xmax > 1 ? xmax : 2;
+#define PX(w) (ML + ((double)(w) - x0) / (x1 - x0) * pw)
+#define PY(s) (MT + ph - (s) / ymax * ph)
+
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+               "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%d\" height=\"%d\" "
+               "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"13\">\n",
+            W, H, W, H);
+    fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"white\"/>\n", W, H);
+    fprintf(f, "<text x=\"%d\" y=\"28\" font-size=\"16\" font-weight=\"bold\">", ML);
+    char title[256];
+    snprintf(title, sizeof title, "crew compare: %s speedup vs workers (%d CPUs, crew %s)", r->workload, r->cpus,
+             r->crew_version);
+    xml_text(f, title);
+    fputs("</text>\n", f);
+
+    /* grid and ticks */
+    fputs("<g id=\"axes\" stroke=\"#ccc\" stroke-width=\"1\">\n", f);
+    for (double y = 0; y <= ymax + 1e-9; y += ystep)
+        fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\"/>\n", ML, PY(y), ML + pw, PY(y));
+    for (double x = x0; x <= x1 + 1e-9; x += xstep)
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\"/>\n", PX(x), MT, PX(x), MT + ph);
+    fputs("</g>\n<g fill=\"#333\">\n", f);
+    for (double y = 0; y <= ymax + 1e-9; y += ystep)
+        fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", ML - 8, PY(y) + 4, y);
+    for (double x = x0; x <= x1 + 1e-9; x += xstep)
+        fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%g</text>\n", PX(x), MT + ph + 20, x);
+    fputs("</g>\n", f);
+    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n", ML, MT + ph, ML + pw, MT + ph);
+    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n", ML, MT, ML, MT + ph);
+    fprintf(f, "<text id=\"x-label\" x=\"%d\" y=\"%d\" text-anchor=\"middle\">workers</text>\n", ML + pw / 2,
+            H - 15);
+    fprintf(f,
+            "<text id=\"y-label\" x=\"20\" y=\"%d\" text-anchor=\"middle\" transform=\"rotate(-90 20 %d)\">"
+            "speedup over one thread, no pool (x)</text>\n",
+            MT + ph / 2, MT + ph / 2);
+
+    /* ideal: min(workers, cpus) */
+    fputs("<g id=\"series-ideal\"><polyline fill=\"none\" stroke=\"#999\" stroke-dasharray=\"6 4\" points=\"", f);
+    for (int w = 1; w <= (int)x1; w++)
+        fprintf(f, "%.1f,%.1f ", PX(w), PY(w < r->cpus ? w : r->cpus));
+    fputs("\"/></g>\n", f);
+
+    static const char *colour[CMP_NMODELS] = {"#1f77b4", "#d62728"};
+    for (int i = 0; i < CMP_NMODELS; i++) {
+        const cmp_model *m = &r->m[i];
+        fprintf(f, "<g id=\"series-%s\" stroke=\"%s\" fill=\"%s\">\n", m->name, colour[i], colour[i]);
+        fputs("<polyline fill=\"none\" stroke-width=\"2.5\" points=\"", f);
+        for (int k = 0; k < m->ncurve; k++)
+            if (isfinite(m->curve[k].speedup))
+                fprintf(f, "%.1f,%.1f ", PX(m->curve[k].workers), PY(m->curve[k].speedup));
+        fputs("\"/>\n", f);
+        for (int k = 0; k < m->ncurve; k++) {
+            const cmp_point *p = &m->curve[k];
+            if (!isfinite(p->speedup))
+                continue;
+            if (i == CMP_THREADS)
+                fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\">", PX(p->workers), PY(p->speedup));
+            else
+                fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"9\" height=\"9\">", PX(p->workers) - 4.5,
+                        PY(p->speedup) - 4.5);
+            fprintf(f, "<title>%s, %d workers: %.2fx (%.4g s)</title>", m->name, p->workers, p->speedup,
+                    p->seconds);
+            fputs(i == CMP_THREADS ? "</circle>\n" : "</rect>\n", f);
+        }
+        fputs("</g>\n", f);
+    }
+
+    /* legend */
+    int lx = ML + pw + 20, ly = MT + 10;
+    fputs("<g id=\"legend\">\n", f);
+    for (int i = 0; i < CMP_NMODELS; i++) {
+        int y = ly + i * 24;
+        fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2.5\"/>", lx, y,
+                lx + 28, y, colour[i]);
+        fprintf(f, "<text x=\"%d\" y=\"%d\">", lx + 36, y + 4);
+        if (i == CMP_PROCESSES && r->m[i].method) {
+            char name[96];
+            snprintf(name, sizeof name, "processes (%s)", r->m[i].method);
+            xml_text(f, name);
+        } else {
+            xml_text(f, r->m[i].name);
+        }
+        fputs("</text>\n", f);
+    }
+    fprintf(f,
+            "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#999\" stroke-dasharray=\"6 4\"/>"
+            "<text x=\"%d\" y=\"%d\">ideal</text>\n",
+            lx, ly + 48, lx + 28, ly + 48, lx + 36, ly + 52);
+    fputs("</g>\n</svg>\n", f);
+#undef PX
+#undef PY
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) {
+        cli_error("cannot write plot %s", path);
+        return CLI_EXIT_OUTPUT;
+    }
+    return CLI_EXIT_OK;
+}

@@ -1,0 +1,809 @@
+/*
+ * probes.c -- the measurements of `crew compare`, on crew's own pools.
+ *
+ * DESIGN
+ *  Each probe creates the pools it needs with crew_pool_create (kind =
+ *  threads or processes, start method as planned), times a public call
+ *  sequence with crew_now(), repeats it plan->reps times and keeps the
+ *  median, then destroys the pools: no probe leaves a worker behind for the
+ *  next. Every wait has a deadline (plan->timeout), so a stuck pool ends the
+ *  run with an error instead of hanging it.
+ *
+ *  What runs where:
+ *  - built-in tasks run in pools of this process; the one that segfaults on
+ *    purpose runs in a process pool (the pool survives it) or, for the thread
+ *    pool, inside a sacrificial child process made with crew_process_start
+ *    (CREW_START_FORK): the child dies, this process reads how far it got
+ *    from a pipe and how it died from crew_process_join.
+ *  - the user's task (--task) is never called in this process: the serial
+ *    baseline and the thread-pool curve run in a sacrificial child too, which
+ *    sends its figures back over a pipe; under processes a crash is a failed
+ *    future.
+ *  The children are forked while this process runs no pool (they run first,
+ *    see compare.c), so fork's rule -- no other thread holding a lock -- is
+ *    kept.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MIB (1024u * 1024u)
+
+double median(double *v, int n)
+{
+    if (n <= 0)
+        return NAN;
+    /* insertion sort: n is a handful of repetitions */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static int pool_new(crew_pool **p, int model, int workers, int method, size_t max_arg, size_t max_res)
+{
+    crew_pool_options o = {0};
+    o.kind = model == CMP_THREADS ? CREW_THREADS : CREW_PROCESSES;
+    o.workers = workers;
+    o.start_method = model == CMP_PROCESSES ? method : 0;
+    o.max_arg_size = max_arg;
+    o.max_result_size = max_res;
+    return crew_pool_create(p, &o);
+}
+
+/* Submits one task and waits for it; *task_status gets its final status. */
+static int run_one(crew_pool *p, crew_task_fn fn, const void *arg, size_t len, double timeout,
+                   int *task_status)
+{
+    crew_future *f;
+    int rc = crew_pool_submit(p, fn, arg, len, &f);
+    if (rc)
+        return rc;
+    rc = crew_future_wait(f, timeout);
+    if (rc == 0 && task_status)
+        *task_status = crew_future_status(f);
+    if (rc) /* timed out: stop it, then the handle can go */
+        crew_future_cancel(f);
+    crew_future_destroy(f);
+    return rc;
+}
+
+static int fail(cmp_model *m, const char *what, int rc)
+{
+    m->status = rc;
+    cli_error("%s: %s failed: %s (%s)", m->name, what, crew_err_name(rc), crew_strerror(rc));
+    return CLI_EXIT_MEASURE;
+}
+
+/* ---------------------------------------------------------------- memory
+ * The memory of this process and all its descendants together, so that a
+ * process pool's workers, and pages they share with us or the forkserver,
+ * are each counted once (PSS). */
+typedef struct group_mem {
+    double rss, pss, priv;
+} group_mem;
+
+static int group_mem_get(group_mem *g)
+{
+    crew_mem_usage u;
+    int rc = crew_mem_usage_get(0, &u);
+    if (rc)
+        return rc;
+    g->rss = (double)u.rss;
+    g->pss = (double)u.pss;
+    g->priv = (double)u.private_bytes;
+    pid_t kids[4096];
+    size_t n = 0;
+    rc = crew_proc_children(0, 1, kids, sizeof kids / sizeof kids[0], &n);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n && i < sizeof kids / sizeof kids[0]; i++) {
+        if (crew_mem_usage_get(kids[i], &u) != 0)
+            continue; /* ended meanwhile */
+        g->rss += (double)u.rss;
+        g->pss += (double)u.pss;
+        g->priv += (double)u.private_bytes;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- batches */
+/* Submits n empty tasks, then waits for all; copes with a bounded queue
+ * (CREW_EAGAIN) by waiting for the oldest outstanding one. */
+static int empty_batch(crew_pool *p, crew_future **fs, int n, double timeout)
+{
+    int done = 0, rc = 0;
+    for (int i = 0; i < n; i++) {
+        while ((rc = crew_pool_submit(p, wl_task_empty, NULL, 0, &fs[i])) == CREW_EAGAIN && done < i)
+            if ((rc = crew_future_wait(fs[done++], timeout)) != 0)
+                break;
+        if (rc) {
+            n = i;
+            break;
+        }
+    }
+    int rc2 = crew_wait_all(fs + done, (size_t)(n - done), timeout);
+    for (int i = 0; i < n; i++) {
+        if (rc == 0 && rc2 == 0 && crew_future_status(fs[i]) != 0)
+            rc = crew_future_status(fs[i]);
+        crew_future_destroy(fs[i]);
+    }
+    return rc ? rc : rc2;
+}
+
+/* Runs a map and waits; on a task failure fills *fl. */
+static int map_run(crew_pool *p, crew_task_fn fn, const void *in, size_t in_size, void *out, size_t out_size,
+                   size_t n, size_t chunk, double timeout, crew_failure *fl)
+{
+    crew_map_options mo = {0};
+    mo.chunk_size = chunk;
+    crew_future *f;
+    int rc = crew_pool_map_submit(p, fn, in, in_size, out, out_size, n, &mo, &f);
+    if (rc)
+        return rc;
+    rc = crew_future_wait(f, timeout);
+    if (rc) {
+        crew_future_cancel(f);
+        crew_future_wait(f, timeout);
+    } else {
+        rc = crew_future_status(f);
+        if (rc && fl)
+            crew_future_failure(f, fl);
+    }
+    crew_future_destroy(f);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- curve */
+/* Times the plan's items on pools of each worker count. A task failure is
+ * the user's (CLI_EXIT_TASK, *fl says how); anything else a measurement
+ * failure. */
+static int curve(int model, const cmp_plan *pl, double serial, cmp_point *pts, int *npts, crew_failure *fl,
+                 int *rc_out)
+{
+    size_t max_arg = pl->in_size > 65536 ? pl->in_size : 65536;
+    size_t max_res = pl->out_size > 65536 ? pl->out_size : 65536;
+    unsigned char *out = pl->out_size ? calloc((size_t)pl->items, pl->out_size) : NULL;
+    if (pl->out_size && !out)
+        return *rc_out = CREW_ENOMEM, CLI_EXIT_MEASURE;
+    int exit = CLI_EXIT_OK;
+    *npts = 0;
+    for (int k = 0; k < pl->ncurve; k++) {
+        int w = pl->curve_workers[k];
+        cli_progress("%s: %s workload on %d worker%s (%d/%d)", model == CMP_THREADS ? "threads" : "processes",
+                     pl->user ? "your" : "the", w, w == 1 ? "" : "s", k + 1, pl->ncurve);
+        crew_pool *p;
+        int rc = pool_new(&p, model, w, pl->pool_method, max_arg, max_res);
+        if (rc) {
+            *rc_out = rc;
+            exit = CLI_EXIT_MEASURE;
+            break;
+        }
+        /* warm-up: every worker starts, touches its stack, faults in code */
+        size_t warm = (size_t)(pl->items < w ? pl->items : w);
+        rc = map_run(p, pl->task, pl->in, pl->in_size, out, pl->out_size, warm, 1, pl->timeout, fl);
+        double t[16];
+        int reps = pl->reps < 16 ? pl->reps : 16;
+        for (int i = 0; i < reps && rc == 0; i++) {
+            double t0 = crew_now();
+            rc = map_run(p, pl->task, pl->in, pl->in_size, out, pl->out_size, (size_t)pl->items, 1, pl->timeout,
+                         fl);
+            t[i] = crew_now() - t0;
+        }
+        crew_pool_destroy(p);
+        if (rc) {
+            *rc_out = rc;
+            /* statuses that only a task produces: its own error or its death */
+            exit = (rc == CREW_ETIMEDOUT || rc == CREW_ENOMEM || rc == CREW_EBROKEN || rc == CREW_ESHUTDOWN)
+                       ? CLI_EXIT_MEASURE
+                       : CLI_EXIT_TASK;
+            if (rc == CREW_EBROKEN || rc == CREW_ECRASHED)
+                exit = CLI_EXIT_TASK;
+            break;
+        }
+        cmp_point *pt = &pts[(*npts)++];
+        pt->workers = w;
+        pt->items = pl->items;
+        pt->seconds = median(t, reps);
+        pt->speedup = serial / pt->seconds;
+        pt->items_per_s = (double)pl->items / pt->seconds;
+    }
+    free(out);
+    return exit;
+}
+
+static double serial_run(const cmp_plan *pl, int *task_rc)
+{
+    unsigned char *res = malloc(pl->out_size ? pl->out_size : 1);
+    if (!res) {
+        *task_rc = CREW_ENOMEM;
+        return NAN;
+    }
+    double t[16];
+    int reps = pl->reps < 16 ? pl->reps : 16;
+    *task_rc = 0;
+    for (int i = 0; i < reps; i++) {
+        double t0 = crew_now();
+        for (long k = 0; k < pl->items; k++) {
+            size_t rl = 0;
+            int rc = pl->task(NULL, pl->in + (size_t)k * pl->in_size, pl->in_size, res, pl->out_size, &rl);
+            if (rc < 0) {
+                *task_rc = rc;
+                free(res);
+                return NAN;
+            }
+        }
+        t[i] = crew_now() - t0;
+    }
+    free(res);
+    return median(t, reps);
+}
+
+int probe_serial(cmp_results *r, const cmp_plan *pl)
+{
+    cli_progress("serial baseline: %ld items in one thread, no pool", pl->items);
+    int rc;
+    r->serial_seconds = serial_run(pl, &rc);
+    if (rc) {
+        cli_error("the built-in task failed: %s", crew_err_name(rc));
+        return CLI_EXIT_MEASURE;
+    }
+    r->item_us = r->serial_seconds / (double)pl->items * 1e6;
+    return CLI_EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- children
+ * A sacrificial child runs `job` and writes its figures to a pipe; the
+ * parent reads them and then learns from join whether the child survived. */
+typedef struct child_job {
+    int fd;
+    int (*job)(int fd, const cmp_plan *pl);
+    const cmp_plan *pl;
+} child_job;
+
+static int child_entry(void *arg, size_t len)
+{
+    (void)len;
+    const child_job *cj = arg;
+    int rc = cj->job(cj->fd, cj->pl);
+    return rc == 0 ? 0 : 1;
+}
+
+static bool write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p += w;
+        len -= (size_t)w;
+    }
+    return true;
+}
+
+/* Runs job in a forked child; reads everything it wrote into buf (up to
+ * cap; *got bytes); fills *ex with how it ended. */
+static int in_child(int (*job)(int, const cmp_plan *), const cmp_plan *pl, void *buf, size_t cap, size_t *got,
+                    crew_exit *ex)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return -errno;
+    child_job cj = {fds[1], job, pl};
+    crew_process_options po = {0};
+    po.method = CREW_START_FORK;
+    po.name = "crew-compare-child";
+    crew_process *cp;
+    fflush(NULL);
+    int rc = crew_process_start(&cp, child_entry, &cj, sizeof cj, &po);
+    close(fds[1]);
+    if (rc) {
+        close(fds[0]);
+        return rc;
+    }
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(fds[0], (char *)buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        if (n == cap)
+            break;
+    }
+    close(fds[0]);
+    *got = n;
+    rc = crew_process_join(cp, pl->timeout, ex);
+    if (rc == CREW_ETIMEDOUT) {
+        crew_process_kill(cp, SIGKILL);
+        rc = crew_process_join(cp, CREW_FOREVER, ex);
+        if (rc == 0)
+            rc = CREW_ETIMEDOUT;
+    }
+    crew_process_destroy(cp);
+    return rc;
+}
+
+/* ---- the user's task under threads, in a child */
+typedef struct user_thread_figures {
+    int exit, rc;
+    double serial;
+    int npts;
+    cmp_point pts[CMP_MAX_POINTS];
+    crew_failure fl;
+} user_thread_figures;
+
+static int user_threads_job(int fd, const cmp_plan *pl)
+{
+    user_thread_figures u;
+    memset(&u, 0, sizeof u);
+    u.serial = serial_run(pl, &u.rc);
+    if (u.rc == 0)
+        u.exit = curve(CMP_THREADS, pl, u.serial, u.pts, &u.npts, &u.fl, &u.rc);
+    else
+        u.exit = CLI_EXIT_TASK;
+    return write_all(fd, &u, sizeof u) ? 0 : 1;
+}
+
+static const char *sig_text(int sig)
+{
+    static char buf[48];
+    const char *a = sigabbrev_np(sig);
+    snprintf(buf, sizeof buf, "SIG%s", a ? a : "?");
+    return buf;
+}
+
+/* ---- the fault demo under threads, in a child: byte 'P' once the pool
+ * runs, one byte 'k' per innocent task completed. */
+static int fault_threads_job(int fd, const cmp_plan *pl)
+{
+    crew_pool *p;
+    if (pool_new(&p, CMP_THREADS, pl->ready_workers, 0, 0, 0) != 0)
+        return 1;
+    write_all(fd, "P", 1);
+    wl_arg a = {0};
+    a.kind = CMP_WL_IO;
+    a.wait_ns = 20 * 1000 * 1000;
+    wl_arg c = a;
+    c.crash = 1;
+    crew_future *fs[7];
+    if (crew_pool_submit(p, wl_task_work, &c, sizeof c, &fs[0]) != 0)
+        return 1;
+    for (int i = 1; i < 7; i++) {
+        a.seq = (uint64_t)i;
+        if (crew_pool_submit(p, wl_task_work, &a, sizeof a, &fs[i]) != 0)
+            return 1;
+    }
+    for (int i = 1; i < 7; i++)
+        if (crew_future_wait(fs[i], pl->timeout) == 0 && crew_future_status(fs[i]) == 0)
+            write_all(fd, "k", 1);
+    /* not reached if the crash took the process down, as it does */
+    for (int i = 0; i < 7; i++)
+        crew_future_destroy(fs[i]);
+    crew_pool_destroy(p);
+    return 0;
+}
+
+static int fault_threads(cmp_model *m, const cmp_plan *pl)
+{
+    cli_progress("threads: a task segfaults (in a sacrificial child process)");
+    char buf[64];
+    size_t got = 0;
+    crew_exit ex = {0};
+    int rc = in_child(fault_threads_job, pl, buf, sizeof buf, &got, &ex);
+    if (rc)
+        return fail(m, "fault demo", rc);
+    if (got == 0 || buf[0] != 'P') /* the child's pool never ran */
+        return fail(m, "fault demo (thread pool in the child)", CREW_ECHILD);
+    cmp_fault *fa = &m->fault;
+    fa->measured = true;
+    fa->survived = ex.signal == 0 && ex.code == 0;
+    fa->signal = ex.signal;
+    fa->crashed_status = 0;
+    fa->innocent_total = 6;
+    fa->innocent_ok = 0;
+    for (size_t i = 0; i < got; i++)
+        fa->innocent_ok += buf[i] == 'k';
+    fa->pool_usable = fa->survived;
+    fa->detect_ms = NAN;
+    return CLI_EXIT_OK;
+}
+
+static int fault_processes(cmp_model *m, const cmp_plan *pl)
+{
+    cli_progress("processes: a task segfaults in a worker");
+    crew_pool *p;
+    int rc = pool_new(&p, CMP_PROCESSES, pl->ready_workers, pl->pool_method, 0, 0);
+    if (rc)
+        return fail(m, "fault demo", rc);
+    /* warm: workers up, so detection is not confused with start-up */
+    rc = run_one(p, wl_task_empty, NULL, 0, pl->timeout, NULL);
+    wl_arg a = {0};
+    a.kind = CMP_WL_IO;
+    a.wait_ns = 20 * 1000 * 1000;
+    wl_arg c = a;
+    c.crash = 1;
+    crew_future *fs[7] = {0};
+    double t0 = crew_now(), t1 = NAN;
+    if (rc == 0)
+        rc = crew_pool_submit(p, wl_task_work, &c, sizeof c, &fs[0]);
+    for (int i = 1; i < 7 && rc == 0; i++) {
+        a.seq = (uint64_t)i;
+        rc = crew_pool_submit(p, wl_task_work, &a, sizeof a, &fs[i]);
+    }
+    if (rc == 0 && (rc = crew_future_wait(fs[0], pl->timeout)) == 0)
+        t1 = crew_now();
+    if (rc == 0)
+        rc = crew_wait_all(fs + 1, 6, pl->timeout);
+    cmp_fault *fa = &m->fault;
+    if (rc == 0) {
+        crew_failure fl = {0};
+        crew_future_failure(fs[0], &fl);
+        fa->measured = true;
+        fa->survived = true;
+        fa->crashed_status = crew_future_status(fs[0]);
+        fa->signal = fl.signal;
+        fa->innocent_total = 6;
+        fa->innocent_ok = 0;
+        for (int i = 1; i < 7; i++)
+            fa->innocent_ok += crew_future_status(fs[i]) == 0;
+        fa->detect_ms = (t1 - t0) * 1e3;
+        int st = -1;
+        fa->pool_usable = run_one(p, wl_task_empty, NULL, 0, pl->timeout, &st) == 0 && st == 0;
+    }
+    for (int i = 0; i < 7; i++)
+        if (fs[i])
+            crew_future_destroy(fs[i]);
+    crew_pool_destroy(p);
+    return rc ? fail(m, "fault demo", rc) : CLI_EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- the model */
+static int probe_costs(cmp_model *m, int model, const cmp_plan *pl)
+{
+    const char *name = m->name;
+    double t[16], u[16];
+    int reps = pl->reps < 16 ? pl->reps : 16, rc = 0;
+
+    /* start + stop of a pool of 1, per start method */
+    int nmeth = model == CMP_PROCESSES ? pl->nmethods : 1;
+    for (int k = 0; k < nmeth; k++) {
+        int method = model == CMP_PROCESSES ? pl->methods[k] : 0;
+        cli_progress("%s: start + stop a pool of 1%s%s", name, model == CMP_PROCESSES ? ", method " : "",
+                     model == CMP_PROCESSES ? pl->method_names[k] : "");
+        int i;
+        for (i = 0; i < reps; i++) {
+            double t0 = crew_now();
+            crew_pool *p;
+            if ((rc = pool_new(&p, model, 1, method, 0, 0)) != 0)
+                break;
+            rc = run_one(p, wl_task_empty, NULL, 0, pl->timeout, NULL);
+            crew_pool_destroy(p);
+            if (rc)
+                break;
+            t[i] = (crew_now() - t0) * 1e3;
+        }
+        double ms = rc ? NAN : median(t, reps);
+        if (model == CMP_PROCESSES) {
+            m->methods[m->nmethods].name = pl->method_names[k];
+            m->methods[m->nmethods].status = rc;
+            m->methods[m->nmethods].start_ms = ms;
+            m->nmethods++;
+            if (method == pl->pool_method)
+                m->start_ms = ms;
+            if (rc && method == pl->pool_method)
+                return fail(m, "pool start", rc);
+            rc = 0;
+        } else {
+            if (rc)
+                return fail(m, "pool start", rc);
+            m->start_ms = ms;
+        }
+    }
+
+    /* a pool of N ready to run, and its destroy */
+    cli_progress("%s: pool of %d ready to run", name, pl->ready_workers);
+    m->ready_workers = pl->ready_workers;
+    for (int i = 0; i < reps; i++) {
+        double t0 = crew_now();
+        crew_pool *p;
+        if ((rc = pool_new(&p, model, pl->ready_workers, pl->pool_method, 0, 0)) != 0)
+            return fail(m, "pool create", rc);
+        rc = run_one(p, wl_task_empty, NULL, 0, pl->timeout, NULL);
+        double t1 = crew_now();
+        crew_pool_destroy(p);
+        if (rc)
+            return fail(m, "first task", rc);
+        t[i] = (t1 - t0) * 1e3;
+        u[i] = (crew_now() - t1) * 1e3;
+    }
+    m->ready_ms = median(t, reps);
+    m->destroy_ms = median(u, reps);
+
+    /* memory per idle worker */
+    cli_progress("%s: memory of %d idle workers", name, pl->mem_workers);
+    {
+        group_mem before, after;
+        crew_pool *p;
+        if ((rc = group_mem_get(&before)) != 0)
+            return fail(m, "reading /proc memory", rc);
+        if ((rc = pool_new(&p, model, pl->mem_workers, pl->pool_method, 0, 0)) != 0)
+            return fail(m, "pool create", rc);
+        crew_future **fs = calloc((size_t)pl->mem_workers * 8, sizeof *fs);
+        rc = fs ? empty_batch(p, fs, pl->mem_workers * 8, pl->timeout) : CREW_ENOMEM;
+        free(fs);
+        if (rc == 0)
+            rc = group_mem_get(&after);
+        crew_pool_destroy(p);
+        if (rc)
+            return fail(m, "idle memory", rc);
+        m->mem_workers = pl->mem_workers;
+        m->idle_metric = model == CMP_THREADS ? "RSS" : "PSS";
+        m->idle_bytes = (model == CMP_THREADS ? after.rss - before.rss : after.pss - before.pss) / pl->mem_workers;
+        m->idle_private_bytes = (after.priv - before.priv) / pl->mem_workers;
+    }
+
+    /* round trip, throughput, map: one pool of N */
+    crew_pool *p;
+    if ((rc = pool_new(&p, model, pl->ready_workers, pl->pool_method, 0, 0)) != 0)
+        return fail(m, "pool create", rc);
+    cli_progress("%s: round trip of one tiny task", name);
+    for (int i = 0; i < 200 && rc == 0; i++)
+        rc = run_one(p, wl_task_empty, NULL, 0, pl->timeout, NULL);
+    for (int i = 0; i < reps && rc == 0; i++) {
+        double t0 = crew_now();
+        for (int k = 0; k < pl->rt_calls && rc == 0; k++)
+            rc = run_one(p, wl_task_empty, NULL, 0, pl->timeout, NULL);
+        t[i] = (crew_now() - t0) / pl->rt_calls * 1e6;
+    }
+    if (rc) {
+        crew_pool_destroy(p);
+        return fail(m, "round trip", rc);
+    }
+    m->roundtrip_us = median(t, reps);
+
+    cli_progress("%s: %d empty tasks, submit then wait", name, pl->batch);
+    crew_future **fs = calloc((size_t)pl->batch, sizeof *fs);
+    for (int i = 0; i < reps && rc == 0; i++) {
+        double t0 = crew_now();
+        rc = fs ? empty_batch(p, fs, pl->batch, pl->timeout) : CREW_ENOMEM;
+        t[i] = pl->batch / (crew_now() - t0);
+    }
+    free(fs);
+    if (rc) {
+        crew_pool_destroy(p);
+        return fail(m, "empty tasks", rc);
+    }
+    m->empty_per_s = median(t, reps);
+
+    cli_progress("%s: %ld empty items through crew_pool_map", name, pl->map_items);
+    uint64_t *in = calloc((size_t)pl->map_items, sizeof *in);
+    for (int i = 0; i < reps && rc == 0; i++) {
+        double t0 = crew_now();
+        rc = in ? map_run(p, wl_task_empty, in, sizeof *in, NULL, 0, (size_t)pl->map_items, 0, pl->timeout, NULL)
+                : CREW_ENOMEM;
+        t[i] = (double)pl->map_items / (crew_now() - t0);
+    }
+    free(in);
+    crew_pool_destroy(p);
+    if (rc)
+        return fail(m, "map", rc);
+    m->map_per_s = median(t, reps);
+
+    /* 1 MiB there and back */
+    cli_progress("%s: 1 MiB to a worker and back", name);
+    if ((rc = pool_new(&p, model, 1, pl->pool_method, MIB, MIB)) != 0)
+        return fail(m, "pool create", rc);
+    unsigned char *src = malloc(MIB), *dst = malloc(MIB);
+    if (!src || !dst)
+        rc = CREW_ENOMEM;
+    else
+        for (size_t i = 0; i < MIB; i++)
+            src[i] = (unsigned char)(i * 131u);
+    for (int i = 0; i < reps + 1 && rc == 0; i++) {
+        double t0 = crew_now();
+        for (int k = 0; k < pl->xfer_calls && rc == 0; k++) {
+            crew_future *f;
+            if ((rc = crew_pool_submit(p, wl_task_echo, src, MIB, &f)) != 0)
+                break;
+            rc = crew_future_wait(f, pl->timeout);
+            const void *data = NULL;
+            size_t len = 0;
+            if (rc == 0 && (rc = crew_future_status(f)) == 0 && (rc = crew_future_result(f, &data, &len)) == 0) {
+                if (len != MIB)
+                    rc = CREW_EPROTO;
+                else
+                    memcpy(dst, data, MIB);
+            }
+            crew_future_destroy(f);
+        }
+        if (i > 0) /* the first round warms the shared buffers up */
+            t[i - 1] = (crew_now() - t0) / pl->xfer_calls * 1e6;
+    }
+    if (rc == 0 && memcmp(src, dst, MIB) != 0)
+        rc = CREW_EPROTO;
+    if (rc == 0)
+        m->xfer_copy_us = median(t, reps);
+    if (rc == 0 && model == CMP_THREADS) {
+        /* by reference: the worker reads and writes our buffers */
+        wl_ref_arg ra = {src, dst, MIB};
+        for (int i = 0; i < reps + 1 && rc == 0; i++) {
+            double t0 = crew_now();
+            for (int k = 0; k < pl->xfer_calls && rc == 0; k++) {
+                int st = 0;
+                rc = run_one(p, wl_task_copy_ref, &ra, sizeof ra, pl->timeout, &st);
+                if (rc == 0)
+                    rc = st;
+            }
+            if (i > 0)
+                t[i - 1] = (crew_now() - t0) / pl->xfer_calls * 1e6;
+        }
+        if (rc == 0) {
+            m->xfer_ref_us = median(t, reps);
+            m->xfer_ref_how = "pointer, one copy";
+        }
+    }
+    free(src);
+    free(dst);
+    crew_pool_destroy(p);
+    if (rc)
+        return fail(m, "1 MiB transfer", rc);
+    return CLI_EXIT_OK;
+}
+
+static int probe_io(cmp_model *m, int model, const cmp_plan *pl, const cmp_results *r)
+{
+    int reps = pl->reps < 16 ? pl->reps : 16;
+    for (int k = 0; k < pl->nio; k++) {
+        int w = pl->io_workers[k];
+        long n = (long)w * pl->io_per_worker;
+        if (n > 1000)
+            n = 1000;
+        cli_progress("%s: %ld tasks waiting %.0f ms each on %d workers", m->name, n, r->io_wait_ms, w);
+        wl_arg *in = calloc((size_t)n, sizeof *in);
+        if (!in)
+            return fail(m, "I/O tasks", CREW_ENOMEM);
+        for (long i = 0; i < n; i++) {
+            in[i].kind = CMP_WL_IO;
+            in[i].wait_ns = (uint64_t)(pl->io_wait_s * 1e9);
+            in[i].seq = (uint64_t)i;
+        }
+        crew_pool *p;
+        int rc = pool_new(&p, model, w, pl->pool_method, 0, 0);
+        double t[16];
+        for (int i = 0; i < reps && rc == 0; i++) {
+            double t0 = crew_now();
+            rc = map_run(p, wl_task_work, in, sizeof *in, NULL, 0, (size_t)n, 1, pl->timeout, NULL);
+            t[i] = crew_now() - t0;
+        }
+        if (rc == 0)
+            crew_pool_destroy(p);
+        else if (p)
+            crew_pool_destroy(p);
+        free(in);
+        if (rc)
+            return fail(m, "I/O tasks", rc);
+        cmp_point *pt = &m->io[m->nio++];
+        pt->workers = w;
+        pt->items = n;
+        pt->seconds = median(t, reps);
+        pt->speedup = NAN;
+        pt->items_per_s = (double)n / pt->seconds;
+    }
+    return CLI_EXIT_OK;
+}
+
+int probe_model(cmp_results *r, int model, const cmp_plan *pl)
+{
+    cmp_model *m = &r->m[model];
+    int ex;
+    if (model == CMP_THREADS && pl->user) {
+        /* the user's task: serial and threads in a sacrificial child */
+        cli_progress("threads: your task (in a sacrificial child process)");
+        static user_thread_figures u;
+        size_t got = 0;
+        crew_exit cx = {0};
+        int rc = in_child(user_threads_job, pl, &u, sizeof u, &got, &cx);
+        if (rc)
+            return fail(m, "running your task", rc);
+        if (got != sizeof u || cx.signal) {
+            if (cx.signal)
+                cli_error("your task crashed under threads (%s): it killed the whole process, as a crash in a "
+                          "thread does; a process pool would have survived it",
+                          sig_text(cx.signal));
+            else
+                cli_error("your task ended the process under threads (exit code %d)", cx.code);
+            return CLI_EXIT_TASK;
+        }
+        if (u.exit == CLI_EXIT_TASK) {
+            cli_error("your task failed under threads: %s (%s)", crew_err_name(u.rc), crew_strerror(u.rc));
+            return CLI_EXIT_TASK;
+        }
+        if (u.exit)
+            return fail(m, "your task", u.rc);
+        r->serial_seconds = u.serial;
+        r->item_us = u.serial / (double)pl->items * 1e6;
+        m->ncurve = u.npts;
+        memcpy(m->curve, u.pts, sizeof u.pts);
+    }
+    if (model == CMP_THREADS && pl->fault && (ex = fault_threads(m, pl)) != 0)
+        return ex;
+    if ((ex = probe_costs(m, model, pl)) != 0)
+        return ex;
+    if (!(model == CMP_THREADS && pl->user)) {
+        crew_failure fl = {0};
+        int rc = 0;
+        ex = curve(model, pl, r->serial_seconds, m->curve, &m->ncurve, &fl, &rc);
+        if (ex == CLI_EXIT_TASK && pl->user) {
+            if (rc == CREW_ECRASHED && fl.signal)
+                cli_error("your task crashed in a worker process (%s); the process pool survived it", sig_text(fl.signal));
+            else if (rc == CREW_ECRASHED)
+                cli_error("your task ended its worker process (exit code %d)", fl.exit_code);
+            else
+                cli_error("your task failed under processes: %s (%s)", crew_err_name(rc), crew_strerror(rc));
+            return CLI_EXIT_TASK;
+        }
+        if (ex)
+            return fail(m, "workload", rc);
+    }
+    if ((ex = probe_io(m, model, pl, r)) != 0)
+        return ex;
+    if (model == CMP_PROCESSES && pl->fault && (ex = fault_processes(m, pl)) != 0)
+        return ex;
+    return CLI_EXIT_OK;
+}
+
+int probe_user_task_once(const cmp_plan *pl, const char *what)
+{
+    (void)what;
+    cli_progress("trying your task once in a process pool of 1");
+    crew_pool *p;
+    size_t max_arg = pl->in_size > 65536 ? pl->in_size : 65536;
+    int rc = pool_new(&p, CMP_PROCESSES, 1, pl->pool_method, max_arg, pl->out_size > 65536 ? pl->out_size : 65536);
+    if (rc) {
+        cli_error("processes: pool create failed: %s (%s)", crew_err_name(rc), crew_strerror(rc));
+        return CLI_EXIT_MEASURE;
+    }
+    crew_future *f;
+    rc = crew_pool_submit(p, pl->task, pl->in, pl->in_size, &f);
+    if (rc) {
+        crew_pool_destroy(p);
+        cli_error("cannot submit your task: %s (%s)", crew_err_name(rc), crew_strerror(rc));
+        return rc == CREW_E2BIG ? CLI_EXIT_USAGE : CLI_EXIT_MEASURE;
+    }
+    rc = crew_future_wait(f, pl->timeout);
+    int st = rc ? rc : crew_future_status(f);
+    crew_failure fl = {0};
+    crew_future_failure(f, &fl);
+    if (rc)
+        crew_future_cancel(f);
+    crew_future_destroy(f);
+    crew_pool_destroy(p);
+    if (st == 0)
+        return CLI_EXIT_OK;
+    if (st == CREW_ECRASHED && fl.signal)
+        cli_error("your task crashed (%s) on its first run, in a worker process; nothing measured",
+                  sig_text(fl.signal));
+    else if (st == CREW_ECRASHED)
+        cli_error("your task ended its worker process (exit code %d) on its first run; nothing measured",
+                  fl.exit_code);
+    else if (st == CREW_ETIMEDOUT)
+        cli_error("your task did not finish within %.0f s on its first run", pl->timeout);
+    else
+        cli_error("your task returned %s (%s) on its first run; nothing measured", crew_err_name(st),
+                  crew_strerror(st));
+    return CLI_EXIT_TASK;
+}

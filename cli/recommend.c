@@ -1,0 +1,166 @@
+/*
+ * recommend.c -- the recommendation of `crew compare`, derived from the
+ * measured figures only.
+ *
+ * The decision:
+ *  1. For each model, its best speedup on the workload's curve and the
+ *     fewest workers that reach 97% of it (more workers than that buy
+ *     nothing measurable, and cost memory).
+ *  2. A model whose best speedup beats the other's by more than the noise
+ *     margin (5%, 10% with --quick) wins.
+ *  3. Otherwise the speedups tie, and the cheaper model per task wins (the
+ *     lower measured round trip); the other's measured extra cost and what
+ *     it buys (crash isolation, as measured live) are spelled out.
+ *  Nothing here is a rule of thumb: the sentences quote the figures.
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+typedef struct best {
+    double speedup;
+    int workers;
+} best;
+
+static best best_of(const cmp_model *m)
+{
+    best b = {NAN, 0};
+    double top = NAN;
+    for (int k = 0; k < m->ncurve; k++)
+        if (isfinite(m->curve[k].speedup) && !(m->curve[k].speedup <= top))
+            top = m->curve[k].speedup;
+    if (!isfinite(top))
+        return b;
+    for (int k = 0; k < m->ncurve; k++)
+        if (isfinite(m->curve[k].speedup) && m->curve[k].speedup >= 0.97 * top) {
+            b.speedup = m->curve[k].speedup;
+            b.workers = m->curve[k].workers;
+            break;
+        }
+    return b;
+}
+
+static void reason(cmp_recommendation *rec, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reason(cmp_recommendation *rec, const char *fmt, ...)
+{
+    if (rec->nreasons >= (int)(sizeof rec->reasons / sizeof rec->reasons[0]))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rec->reasons[rec->nreasons++], sizeof rec->reasons[0], fmt, ap);
+    va_end(ap);
+}
+
+static const cmp_point *io_best(const cmp_model *m)
+{
+    const cmp_point *b = NULL;
+    for (int k = 0; k < m->nio; k++)
+        if (isfinite(m->io[k].items_per_s) && (!b || m->io[k].items_per_s > b->items_per_s))
+            b = &m->io[k];
+    return b;
+}
+
+void recommend(cmp_results *r)
+{
+    cmp_recommendation *rec = &r->rec;
+    memset(rec, 0, sizeof *rec);
+    const cmp_model *th = &r->m[CMP_THREADS], *pr = &r->m[CMP_PROCESSES];
+    best bt = best_of(th), bp = best_of(pr);
+    double margin = r->quick ? 0.10 : 0.05;
+    char t1[64], t2[64], t3[64], t4[64];
+
+    int pick;
+    bool tie = false;
+    if (!isfinite(bt.speedup) && !isfinite(bp.speedup)) {
+        rec->model = CMP_THREADS;
+        rec->speedup = rec->other_speedup = NAN;
+        snprintf(rec->headline, sizeof rec->headline,
+                 "none: neither model could be measured for this workload");
+        return;
+    } else if (!isfinite(bp.speedup)) {
+        pick = CMP_THREADS;
+    } else if (!isfinite(bt.speedup)) {
+        pick = CMP_PROCESSES;
+    } else if (bp.speedup > bt.speedup * (1 + margin)) {
+        pick = CMP_PROCESSES;
+    } else if (bt.speedup > bp.speedup * (1 + margin)) {
+        pick = CMP_THREADS;
+    } else {
+        tie = true;
+        pick = (isfinite(pr->roundtrip_us) && isfinite(th->roundtrip_us) && pr->roundtrip_us < th->roundtrip_us)
+                   ? CMP_PROCESSES
+                   : CMP_THREADS;
+    }
+    best bw = pick == CMP_THREADS ? bt : bp, bo = pick == CMP_THREADS ? bp : bt;
+    const cmp_model *mw = &r->m[pick], *mo = &r->m[1 - pick];
+    rec->model = pick;
+    rec->workers = bw.workers;
+    rec->speedup = bw.speedup;
+    rec->other_speedup = bo.speedup;
+    rec->other_workers = bo.workers;
+
+    if (bw.speedup < 1.15) {
+        snprintf(rec->headline, sizeof rec->headline,
+                 "%s, %d worker%s, but concurrency gains little here: the best measured speedup is %.2fx "
+                 "(%s: %.2fx)",
+                 mw->name, bw.workers, bw.workers == 1 ? "" : "s", bw.speedup, mo->name, bo.speedup);
+    } else if (tie) {
+        double dstart = pr->start_ms - th->start_ms, drt = pr->roundtrip_us - th->roundtrip_us;
+        if (pick == CMP_THREADS)
+            snprintf(rec->headline, sizeof rec->headline,
+                     "threads, %d workers: %.2fx on %d CPUs; processes reach %.2fx and isolate crashes "
+                     "for %s more per start and %s more per task",
+                     bw.workers, bw.speedup, r->cpus, bo.speedup, fmt_time_s(t1, sizeof t1, dstart / 1e3),
+                     fmt_time_s(t2, sizeof t2, drt / 1e6));
+        else
+            snprintf(rec->headline, sizeof rec->headline,
+                     "processes, %d workers: %.2fx on %d CPUs, as fast as threads (%.2fx), with crash isolation "
+                     "and a cheaper round trip (%s vs %s)",
+                     bw.workers, bw.speedup, r->cpus, bo.speedup, fmt_time_s(t1, sizeof t1, pr->roundtrip_us / 1e6),
+                     fmt_time_s(t2, sizeof t2, th->roundtrip_us / 1e6));
+    } else {
+        snprintf(rec->headline, sizeof rec->headline, "%s, %d worker%s: %.2fx on %d CPUs; %s reach %.2fx%s",
+                 mw->name, bw.workers, bw.workers == 1 ? "" : "s", bw.speedup, r->cpus, mo->name, bo.speedup,
+                 pick == CMP_THREADS && pr->fault.measured && pr->fault.survived
+                     ? " (choose them only if a crashing task must not take the program down)"
+                     : "");
+    }
+
+    /* C is not Python: say what the threads' curve measured. */
+    if (r->m[CMP_THREADS].ncurve > 0 && isfinite(bt.speedup) &&
+        strcmp(r->workload, "io") != 0) {
+        if (bt.speedup >= 1.15)
+            reason(rec,
+                   "in C there is no GIL: threads ran this work in parallel, %.2fx with %d workers on %d CPUs "
+                   "(Python's threads stay near 1.0x on CPU-bound work)",
+                   bt.speedup, bt.workers, r->cpus);
+        else
+            reason(rec,
+                   "threads did not speed this work up (%.2fx at best): with no GIL in C, the limit is the "
+                   "work itself (memory bandwidth, waiting, or too little of it per task)",
+                   bt.speedup);
+    }
+    /* What processes cost, measured. */
+    if (isfinite(pr->start_ms) && isfinite(th->start_ms))
+        reason(rec, "start + stop of a pool of 1: threads %s, processes %s; round trip of a tiny task: %s vs %s",
+               fmt_time_s(t1, sizeof t1, th->start_ms / 1e3), fmt_time_s(t2, sizeof t2, pr->start_ms / 1e3),
+               fmt_time_s(t3, sizeof t3, th->roundtrip_us / 1e6),
+               fmt_time_s(t4, sizeof t4, pr->roundtrip_us / 1e6));
+    if (isfinite(pr->idle_bytes) && isfinite(th->idle_bytes))
+        reason(rec, "memory per idle worker: threads %s RSS, processes %s PSS",
+               fmt_bytes(t1, sizeof t1, th->idle_bytes), fmt_bytes(t2, sizeof t2, pr->idle_bytes));
+    /* Fault isolation, as shown live. */
+    if (th->fault.measured && pr->fault.measured)
+        reason(rec,
+               "a segfaulting task %s the thread pool's process; in the process pool it failed alone "
+               "(%d of %d other tasks completed, pool %s)",
+               th->fault.survived ? "did not kill" : "killed", pr->fault.innocent_ok, pr->fault.innocent_total,
+               pr->fault.pool_usable ? "still usable" : "broken");
+    const cmp_point *it = io_best(th), *ip = io_best(pr);
+    if (it && ip)
+        reason(rec, "waiting (I/O-bound) work scales with workers, not CPUs: threads %s with %d, processes %s with %d",
+               fmt_rate(t1, sizeof t1, it->items_per_s), it->workers, fmt_rate(t2, sizeof t2, ip->items_per_s),
+               ip->workers);
+}

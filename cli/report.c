@@ -1,0 +1,470 @@
+/*
+ * report.c -- `crew compare` results as an aligned table, JSON and CSV.
+ *
+ * DESIGN
+ *  The three shapes print the same cmp_results; nothing here measures or
+ *  decides. A figure that was not measured (a model failed, or the row does
+ *  not apply) is NaN in cmp_results: "-" in the table, null in JSON, an
+ *  empty value in CSV. The JSON shape is versioned (CMP_SCHEMA_VERSION) and
+ *  described by docs/compare.schema.json; new fields are only ever added, a
+ *  change of meaning bumps the version.
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- units */
+const char *fmt_time_s(char *buf, size_t n, double s)
+{
+    if (!isfinite(s))
+        snprintf(buf, n, "-");
+    else if (s < 1e-6)
+        snprintf(buf, n, "%.0f ns", s * 1e9);
+    else if (s < 1e-4)
+        snprintf(buf, n, "%.1f µs", s * 1e6);
+    else if (s < 1e-3)
+        snprintf(buf, n, "%.0f µs", s * 1e6);
+    else if (s < 1.0)
+        snprintf(buf, n, "%.2f ms", s * 1e3);
+    else
+        snprintf(buf, n, "%.2f s", s);
+    return buf;
+}
+
+const char *fmt_bytes(char *buf, size_t n, double b)
+{
+    if (!isfinite(b))
+        snprintf(buf, n, "-");
+    else if (fabs(b) < 1024)
+        snprintf(buf, n, "%.0f B", b);
+    else if (fabs(b) < 1024.0 * 1024)
+        snprintf(buf, n, "%.1f KiB", b / 1024);
+    else if (fabs(b) < 1024.0 * 1024 * 1024)
+        snprintf(buf, n, "%.1f MiB", b / (1024.0 * 1024));
+    else
+        snprintf(buf, n, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+    return buf;
+}
+
+const char *fmt_rate(char *buf, size_t n, double r)
+{
+    if (!isfinite(r))
+        snprintf(buf, n, "-");
+    else if (r >= 1e6)
+        snprintf(buf, n, "%.2f M/s", r / 1e6);
+    else if (r >= 1e4)
+        snprintf(buf, n, "%.0f k/s", r / 1e3);
+    else if (r >= 100)
+        snprintf(buf, n, "%.0f /s", r);
+    else
+        snprintf(buf, n, "%.1f /s", r);
+    return buf;
+}
+
+static const char *fmt_x(char *buf, size_t n, double x)
+{
+    if (!isfinite(x))
+        snprintf(buf, n, "-");
+    else
+        snprintf(buf, n, "%.2fx", x);
+    return buf;
+}
+
+static const char *signal_name(int sig)
+{
+    static __thread char buf[32];
+    const char *abbrev = sigabbrev_np(sig);
+    if (abbrev)
+        snprintf(buf, sizeof buf, "SIG%s", abbrev);
+    else
+        snprintf(buf, sizeof buf, "signal %d", sig);
+    return buf;
+}
+
+/* ---------------------------------------------------------------- table
+ * Rows are characteristics, columns are the two models, as in the seed's
+ * comparison table; every cell is a measured figure with its unit. */
+enum { TABLE_MAX_ROWS = 64, CELL = 96 };
+typedef struct table {
+    char cell[TABLE_MAX_ROWS][3][CELL];
+    int nrows;
+} table;
+
+static void row(table *t, const char *label, const char *a, const char *b)
+{
+    if (t->nrows >= TABLE_MAX_ROWS)
+        return;
+    snprintf(t->cell[t->nrows][0], CELL, "%s", label);
+    snprintf(t->cell[t->nrows][1], CELL, "%s", a);
+    snprintf(t->cell[t->nrows][2], CELL, "%s", b);
+    t->nrows++;
+}
+
+/* Display width of UTF-8 text: code points, not bytes (µ is two bytes). */
+static int width(const char *s)
+{
+    int w = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80)
+            w++;
+    return w;
+}
+
+static void pad(FILE *f, const char *s, int w)
+{
+    fputs(s, f);
+    for (int i = width(s); i < w; i++)
+        fputc(' ', f);
+}
+
+static void fault_cell(char *buf, size_t n, const cmp_fault *fa, bool threads)
+{
+    if (!fa->measured) {
+        snprintf(buf, n, "-");
+        return;
+    }
+    if (!fa->survived)
+        snprintf(buf, n, "whole process died (%s), %d/%d others done", fa->signal ? signal_name(fa->signal) : "exited",
+                 fa->innocent_ok, fa->innocent_total);
+    else if (threads)
+        snprintf(buf, n, "survived?! %d/%d others ok", fa->innocent_ok, fa->innocent_total);
+    else
+        snprintf(buf, n, "1 task failed (%s), %d/%d others ok%s",
+                 fa->signal ? signal_name(fa->signal) : crew_err_name(fa->crashed_status),
+                 fa->innocent_ok, fa->innocent_total, fa->pool_usable ? ", pool usable" : ", pool BROKEN");
+}
+
+int report_table(FILE *f, const cmp_results *r)
+{
+    static table t;
+    memset(&t, 0, sizeof t);
+    char a[CELL], b[CELL], l[CELL], x[64], y[64];
+    const cmp_model *th = &r->m[CMP_THREADS], *pr = &r->m[CMP_PROCESSES];
+
+    snprintf(b, sizeof b, "processes (%s)", pr->method ? pr->method : "default");
+    row(&t, "", "threads", b);
+
+    /* concurrency type: the best measured speedup of each model */
+    for (int i = 0; i < CMP_NMODELS; i++) {
+        const cmp_model *m = &r->m[i];
+        double best = NAN;
+        int bw = 0;
+        for (int k = 0; k < m->ncurve; k++)
+            if (isfinite(m->curve[k].speedup) && !(m->curve[k].speedup <= best))
+                best = m->curve[k].speedup, bw = m->curve[k].workers;
+        char *dst = i == 0 ? a : b;
+        if (isfinite(best))
+            snprintf(dst, CELL, "%s: %.2fx @ %d worker%s", best >= 1.15 ? "parallel" : "no gain", best,
+                     bw, bw == 1 ? "" : "s");
+        else
+            snprintf(dst, CELL, "-");
+    }
+    row(&t, "concurrency (best speedup)", a, b);
+    row(&t, "memory sharing", "one address space",
+        "separate; args/results in shared memory");
+
+    row(&t, "start + stop, pool of 1", fmt_time_s(x, sizeof x, th->start_ms / 1e3),
+        fmt_time_s(y, sizeof y, pr->start_ms / 1e3));
+    for (int k = 0; k < pr->nmethods; k++) {
+        snprintf(l, sizeof l, "  ... start method %s", pr->methods[k].name);
+        if (pr->methods[k].status)
+            snprintf(b, sizeof b, "unavailable (%s)", crew_err_name(pr->methods[k].status));
+        else
+            fmt_time_s(b, sizeof b, pr->methods[k].start_ms / 1e3);
+        row(&t, l, "", b);
+    }
+    snprintf(l, sizeof l, "pool of %d: ready / destroy", th->ready_workers);
+    snprintf(a, sizeof a, "%s / %s", fmt_time_s(x, sizeof x, th->ready_ms / 1e3),
+             fmt_time_s(y, sizeof y, th->destroy_ms / 1e3));
+    char z[64], w[64];
+    snprintf(b, sizeof b, "%s / %s", fmt_time_s(z, sizeof z, pr->ready_ms / 1e3),
+             fmt_time_s(w, sizeof w, pr->destroy_ms / 1e3));
+    row(&t, l, a, b);
+    snprintf(a, sizeof a, "%s %s", fmt_bytes(x, sizeof x, th->idle_bytes), th->idle_metric ? th->idle_metric : "");
+    snprintf(b, sizeof b, "%s %s (%s private)", fmt_bytes(y, sizeof y, pr->idle_bytes),
+             pr->idle_metric ? pr->idle_metric : "", fmt_bytes(z, sizeof z, pr->idle_private_bytes));
+    row(&t, "memory per idle worker", a, b);
+    row(&t, "round trip, one tiny task", fmt_time_s(x, sizeof x, th->roundtrip_us / 1e6),
+        fmt_time_s(y, sizeof y, pr->roundtrip_us / 1e6));
+    row(&t, "empty tasks, submit + wait", fmt_rate(x, sizeof x, th->empty_per_s),
+        fmt_rate(y, sizeof y, pr->empty_per_s));
+    row(&t, "empty items, crew_pool_map", fmt_rate(x, sizeof x, th->map_per_s),
+        fmt_rate(y, sizeof y, pr->map_per_s));
+    row(&t, "1 MiB there and back (copy)", fmt_time_s(x, sizeof x, th->xfer_copy_us / 1e6),
+        fmt_time_s(y, sizeof y, pr->xfer_copy_us / 1e6));
+    snprintf(a, sizeof a, "%s (%s)", fmt_time_s(x, sizeof x, th->xfer_ref_us / 1e6),
+             th->xfer_ref_how ? th->xfer_ref_how : "-");
+    snprintf(b, sizeof b, "%s (%s)", fmt_time_s(y, sizeof y, pr->xfer_ref_us / 1e6),
+             pr->xfer_ref_how ? pr->xfer_ref_how : "-");
+    row(&t, "1 MiB by reference", a, b);
+
+    /* the workload's curve, one row per worker count */
+    int maxc = th->ncurve > pr->ncurve ? th->ncurve : pr->ncurve;
+    for (int k = 0; k < maxc; k++) {
+        const cmp_point *p = k < th->ncurve ? &th->curve[k] : &pr->curve[k];
+        snprintf(l, sizeof l, "%s speedup, %d worker%s", r->workload, p->workers, p->workers == 1 ? "" : "s");
+        if (k < th->ncurve)
+            snprintf(a, sizeof a, "%s (%s)", fmt_x(x, sizeof x, th->curve[k].speedup),
+                     fmt_time_s(y, sizeof y, th->curve[k].seconds));
+        else
+            snprintf(a, sizeof a, "-");
+        if (k < pr->ncurve)
+            snprintf(b, sizeof b, "%s (%s)", fmt_x(x, sizeof x, pr->curve[k].speedup),
+                     fmt_time_s(y, sizeof y, pr->curve[k].seconds));
+        else
+            snprintf(b, sizeof b, "-");
+        row(&t, l, a, b);
+    }
+    int maxi = th->nio > pr->nio ? th->nio : pr->nio;
+    for (int k = 0; k < maxi; k++) {
+        const cmp_point *p = k < th->nio ? &th->io[k] : &pr->io[k];
+        snprintf(l, sizeof l, "I/O %.0f ms waits, %d workers", r->io_wait_ms, p->workers);
+        row(&t, l, k < th->nio ? fmt_rate(x, sizeof x, th->io[k].items_per_s) : "-",
+            k < pr->nio ? fmt_rate(y, sizeof y, pr->io[k].items_per_s) : "-");
+    }
+    fault_cell(a, sizeof a, &th->fault, true);
+    fault_cell(b, sizeof b, &pr->fault, false);
+    row(&t, "fault isolation: a task segfaults", a, b);
+    if (pr->fault.measured && isfinite(pr->fault.detect_ms)) {
+        snprintf(b, sizeof b, "%s", fmt_time_s(y, sizeof y, pr->fault.detect_ms / 1e3));
+        row(&t, "  ... crash reported after", "-", b);
+    }
+
+    int wcol[3] = {0, 0, 0};
+    for (int i = 0; i < t.nrows; i++)
+        for (int c = 0; c < 3; c++)
+            if (width(t.cell[i][c]) > wcol[c])
+                wcol[c] = width(t.cell[i][c]);
+
+    fprintf(f, "crew compare: threads vs processes on this machine (%d CPU%s, Linux %s, crew %s)\n", r->cpus,
+            r->cpus == 1 ? "" : "s", r->kernel, r->crew_version);
+    fprintf(f, "workload: %s; medians of %d runs%s\n\n", r->workload_desc, r->reps,
+            r->quick ? " (--quick)" : "");
+    for (int i = 0; i < t.nrows; i++) {
+        pad(f, t.cell[i][0], wcol[0] + 2);
+        pad(f, t.cell[i][1], wcol[1] + 2);
+        fputs(t.cell[i][2], f);
+        fputc('\n', f);
+        if (i == 0) {
+            int total = wcol[0] + wcol[1] + wcol[2] + 4;
+            for (int k = 0; k < total; k++)
+                fputc('-', f);
+            fputc('\n', f);
+        }
+    }
+    fputc('\n', f);
+    fprintf(f, "recommendation: %s\n", r->rec.headline);
+    for (int i = 0; i < r->rec.nreasons; i++)
+        fprintf(f, "  - %s\n", r->rec.reasons[i]);
+    fprintf(f, "\n(measured in %.1f s; `crew compare --json` for every figure)\n", r->elapsed_s);
+    return ferror(f) ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- JSON */
+static void jstr(FILE *f, const char *s)
+{
+    if (!s) {
+        fputs("null", f);
+        return;
+    }
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p == '\n')
+            fputs("\\n", f);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static void jnum(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.6g", v);
+    else
+        fputs("null", f);
+}
+
+static void jpoints(FILE *f, const cmp_point *p, int n, bool speedup)
+{
+    fputc('[', f);
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "%s{\"workers\": %d, \"items\": %ld, \"seconds\": ", i ? ", " : "", p[i].workers,
+                p[i].items);
+        jnum(f, p[i].seconds);
+        if (speedup) {
+            fputs(", \"speedup\": ", f);
+            jnum(f, p[i].speedup);
+        }
+        fputs(", \"items_per_s\": ", f);
+        jnum(f, p[i].items_per_s);
+        fputc('}', f);
+    }
+    fputc(']', f);
+}
+
+static const char *status_str(int st) { return st == 0 ? "ok" : crew_err_name(st); }
+
+static void jmodel(FILE *f, const cmp_model *m)
+{
+    fprintf(f, "{\n      \"status\": ");
+    jstr(f, status_str(m->status));
+    fputs(",\n      \"start_method\": ", f);
+    jstr(f, m->method);
+    fputs(",\n      \"start_ms\": ", f);
+    jnum(f, m->start_ms);
+    fputs(",\n      \"start_methods\": [", f);
+    for (int k = 0; k < m->nmethods; k++) {
+        fprintf(f, "%s{\"method\": ", k ? ", " : "");
+        jstr(f, m->methods[k].name);
+        fputs(", \"start_ms\": ", f);
+        jnum(f, m->methods[k].status ? NAN : m->methods[k].start_ms);
+        fputs(", \"status\": ", f);
+        jstr(f, status_str(m->methods[k].status));
+        fputc('}', f);
+    }
+    fprintf(f, "],\n      \"ready\": {\"workers\": %d, \"ms\": ", m->ready_workers);
+    jnum(f, m->ready_ms);
+    fputs(", \"destroy_ms\": ", f);
+    jnum(f, m->destroy_ms);
+    fputs("},\n      \"idle_worker_bytes\": ", f);
+    jnum(f, m->idle_bytes);
+    fputs(",\n      \"idle_worker_private_bytes\": ", f);
+    jnum(f, m->idle_private_bytes);
+    fputs(",\n      \"idle_metric\": ", f);
+    jstr(f, m->idle_metric);
+    fputs(",\n      \"roundtrip_us\": ", f);
+    jnum(f, m->roundtrip_us);
+    fputs(",\n      \"empty_tasks_per_s\": ", f);
+    jnum(f, m->empty_per_s);
+    fputs(",\n      \"map_items_per_s\": ", f);
+    jnum(f, m->map_per_s);
+    fputs(",\n      \"transfer_1mib\": {\"copy_us\": ", f);
+    jnum(f, m->xfer_copy_us);
+    fputs(", \"ref_us\": ", f);
+    jnum(f, m->xfer_ref_us);
+    fputs(", \"ref_how\": ", f);
+    jstr(f, m->xfer_ref_how);
+    fputs("},\n      \"scaling\": ", f);
+    jpoints(f, m->curve, m->ncurve, true);
+    fputs(",\n      \"io\": ", f);
+    jpoints(f, m->io, m->nio, false);
+    const cmp_fault *fa = &m->fault;
+    fprintf(f, ",\n      \"fault\": {\"measured\": %s, \"survived\": %s, \"signal\": %d, \"crashed_status\": ",
+            fa->measured ? "true" : "false", fa->survived ? "true" : "false", fa->signal);
+    jstr(f, fa->measured && fa->survived ? status_str(fa->crashed_status) : NULL);
+    fprintf(f, ", \"innocent_total\": %d, \"innocent_ok\": %d, \"pool_usable\": %s, \"detect_ms\": ",
+            fa->innocent_total, fa->innocent_ok, fa->pool_usable ? "true" : "false");
+    jnum(f, fa->detect_ms);
+    fputs("}\n    }", f);
+}
+
+int report_json(FILE *f, const cmp_results *r)
+{
+    fprintf(f, "{\n  \"schema\": \"%s\",\n  \"schema_version\": %d,\n  \"crew_version\": ", CMP_SCHEMA_ID,
+            CMP_SCHEMA_VERSION);
+    jstr(f, r->crew_version);
+    fprintf(f, ",\n  \"machine\": {\"cpus\": %d, \"kernel\": ", r->cpus);
+    jstr(f, r->kernel);
+    fputs(", \"cpu_model\": ", f);
+    jstr(f, r->cpu_model);
+    fprintf(f, "},\n  \"run\": {\"quick\": %s, \"reps\": %d, \"elapsed_s\": ", r->quick ? "true" : "false",
+            r->reps);
+    jnum(f, r->elapsed_s);
+    fputs("},\n  \"workload\": {\"name\": ", f);
+    jstr(f, r->workload);
+    fputs(", \"description\": ", f);
+    jstr(f, r->workload_desc);
+    fprintf(f, ", \"items\": %ld, \"item_us\": ", r->items);
+    jnum(f, r->item_us);
+    fputs(", \"serial_s\": ", f);
+    jnum(f, r->serial_seconds);
+    fputs(", \"task\": ", f);
+    jstr(f, r->task_spec);
+    fprintf(f, ", \"arg_bytes\": %zu},\n  \"io\": {\"tasks\": %d, \"wait_ms\": ", r->arg_len, r->io_tasks_full);
+    jnum(f, r->io_wait_ms);
+    fputs("},\n  \"models\": {\n    \"threads\": ", f);
+    jmodel(f, &r->m[CMP_THREADS]);
+    fputs(",\n    \"processes\": ", f);
+    jmodel(f, &r->m[CMP_PROCESSES]);
+    fputs("\n  },\n  \"recommendation\": {\"model\": ", f);
+    jstr(f, r->m[r->rec.model].name);
+    fprintf(f, ", \"workers\": %d, \"speedup\": ", r->rec.workers);
+    jnum(f, r->rec.speedup);
+    fprintf(f, ", \"other_workers\": %d, \"other_speedup\": ", r->rec.other_workers);
+    jnum(f, r->rec.other_speedup);
+    fputs(", \"headline\": ", f);
+    jstr(f, r->rec.headline);
+    fputs(", \"reasons\": [", f);
+    for (int i = 0; i < r->rec.nreasons; i++) {
+        if (i)
+            fputs(", ", f);
+        jstr(f, r->rec.reasons[i]);
+    }
+    fputs("]}\n}\n", f);
+    return ferror(f) ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- CSV
+ * Long format, one figure per line: section,metric,model,workers,value,unit. */
+static void csv(FILE *f, const char *section, const char *metric, const char *model, int workers, double v,
+                const char *unit)
+{
+    fprintf(f, "%s,%s,%s,", section, metric, model);
+    if (workers > 0)
+        fprintf(f, "%d", workers);
+    fputc(',', f);
+    if (isfinite(v))
+        fprintf(f, "%.6g", v);
+    fprintf(f, ",%s\n", unit);
+}
+
+int report_csv(FILE *f, const cmp_results *r)
+{
+    fputs("section,metric,model,workers,value,unit\n", f);
+    csv(f, "run", "schema_version", "", 0, CMP_SCHEMA_VERSION, "");
+    csv(f, "run", "cpus", "", 0, r->cpus, "");
+    csv(f, "run", "elapsed", "", 0, r->elapsed_s, "s");
+    csv(f, "workload", "item_time", "", 0, r->item_us, "us");
+    csv(f, "workload", "serial_time", "", 0, r->serial_seconds, "s");
+    for (int i = 0; i < CMP_NMODELS; i++) {
+        const cmp_model *m = &r->m[i];
+        const char *n = m->name;
+        csv(f, "overhead", "start_stop_pool_of_1", n, 1, m->start_ms, "ms");
+        for (int k = 0; k < m->nmethods; k++) {
+            char metric[64];
+            snprintf(metric, sizeof metric, "start_stop_pool_of_1_%s", m->methods[k].name);
+            csv(f, "overhead", metric, n, 1, m->methods[k].status ? NAN : m->methods[k].start_ms, "ms");
+        }
+        csv(f, "overhead", "pool_ready", n, m->ready_workers, m->ready_ms, "ms");
+        csv(f, "overhead", "pool_destroy", n, m->ready_workers, m->destroy_ms, "ms");
+        csv(f, "memory", "idle_worker", n, m->ready_workers, m->idle_bytes, "bytes");
+        csv(f, "memory", "idle_worker_private", n, m->ready_workers, m->idle_private_bytes, "bytes");
+        csv(f, "tasks", "roundtrip", n, 1, m->roundtrip_us, "us");
+        csv(f, "tasks", "empty_submit_wait", n, 0, m->empty_per_s, "tasks/s");
+        csv(f, "tasks", "empty_map", n, 0, m->map_per_s, "items/s");
+        csv(f, "data", "transfer_1mib_copy", n, 1, m->xfer_copy_us, "us");
+        csv(f, "data", "transfer_1mib_ref", n, 1, m->xfer_ref_us, "us");
+        for (int k = 0; k < m->ncurve; k++) {
+            csv(f, "scaling", "seconds", n, m->curve[k].workers, m->curve[k].seconds, "s");
+            csv(f, "scaling", "speedup", n, m->curve[k].workers, m->curve[k].speedup, "x");
+        }
+        for (int k = 0; k < m->nio; k++)
+            csv(f, "io", "throughput", n, m->io[k].workers, m->io[k].items_per_s, "tasks/s");
+        if (m->fault.measured) {
+            csv(f, "fault", "survived", n, 0, m->fault.survived, "bool");
+            csv(f, "fault", "innocent_ok", n, 0, m->fault.innocent_ok, "tasks");
+            csv(f, "fault", "innocent_total", n, 0, m->fault.innocent_total, "tasks");
+            csv(f, "fault", "detect", n, 0, m->fault.detect_ms, "ms");
+        }
+    }
+    csv(f, "recommendation", r->m[r->rec.model].name, r->m[r->rec.model].name, r->rec.workers, r->rec.speedup,
+        "x");
+    return ferror(f) ? -1 : 0;
+}
