@@ -1,200 +1,1317 @@
-/* pool.c -- skeleton: every public pool call, not implemented yet. */
+/*
+ * pool.c -- the pool core: the public pool API, futures, wait_all/any,
+ * callbacks, the completion fd, the map driver and stats. The backends
+ * (pool_threads.c, pool_processes.c) run tasks; see pool_internal.h for the
+ * contract and docs/DESIGN.md for the whole picture.
+ *
+ * DESIGN
+ *
+ * Futures. One crew_future is the whole life of a task: the job the backend
+ * queues (fn, the argument copied inline or on the heap) and the handle the
+ * user waits on (state word, status, result inline or on the heap). Its
+ * state word (pool_internal.h) is the only synchronisation between the
+ * completing side and the waiting side:
+ *   - completion claims the future (phase -> COMPLETING) with one CAS, so of
+ *     two racing completers (a process pool's monitor and a spinning waiter,
+ *     or a cancel and a worker) exactly one writes the result;
+ *   - it then publishes DONE with one fetch_or that also returns the flags
+ *     saying whom to wake (WAITERS: futex waiters on f->state; WORKER_WAIT:
+ *     thread-pool workers helping while they wait; ANYWAIT: crew_wait_any
+ *     waiters listed in f->ext). A waiter sets its flag with an RMW and then
+ *     re-reads the phase, so either the completer sees the flag or the waiter
+ *     sees DONE: no lost wake-up.
+ *   - the flags that need the completer to touch f after DONE (callback,
+ *     notify, any-waiters) may only be set before COMPLETING; a caller that
+ *     finds COMPLETING spins until DONE (a few stores away) and acts on a
+ *     done future itself. So when none of them is set the completer can
+ *     publish DONE and RELEASED in the same RMW and never look at f again.
+ *   - memory is freed by whoever sets the second of DROPPED (user) and
+ *     RELEASED (backend).
+ *
+ * Allocation. Futures come from 64-future slabs owned by the pool, handed
+ * out through a per-thread cache (one pool at a time per thread, up to
+ * CACHE_MAX futures) so that submit and destroy need no lock and no malloc:
+ * a thread refills from / spills to the pool's free list under alloc_lock in
+ * batches of BATCH. `lent` counts futures outside the pool's free list (in
+ * use or in thread caches); the pool's memory is freed when it has been
+ * destroyed and lent drops to 0. A thread's cache is given back when the
+ * thread switches pools, exits (pthread key destructor) or destroys the
+ * pool. Cross-pool give-back goes through a registry of live pool memory
+ * (registry_lock -> alloc_lock is the lock order) keyed by a never-reused
+ * pool id, so a stale cache never touches freed memory.
+ *
+ * Lock order: registry_lock -> p->alloc_lock; p->notify_lock and
+ * ext->lock are leaves.
+ */
 #include "pool_internal.h"
 
-int crew_task_cancelled(const crew_task *t)
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define SLAB_FUTURES 64
+#define BATCH 64
+#define CACHE_MAX 256
+
+/* core-private f->flags */
+#define FL_ARG_HEAP 1u
+
+static _Atomic uint64_t g_next_pool_id = 1;
+
+/* ------------------------------------------------------------ registry */
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static crew_pool *registry_head;
+
+static void registry_add(crew_pool *p)
 {
-    (void)t;
-    return CREW_ENOTSUP;
+    pthread_mutex_lock(&registry_lock);
+    p->reg_prev = NULL;
+    p->reg_next = registry_head;
+    if (registry_head)
+        registry_head->reg_prev = p;
+    registry_head = p;
+    pthread_mutex_unlock(&registry_lock);
 }
 
-int crew_task_worker(const crew_task *t)
+/* Caller holds registry_lock. */
+static void registry_remove_locked(crew_pool *p)
 {
-    (void)t;
-    return CREW_ENOTSUP;
+    if (p->reg_prev)
+        p->reg_prev->reg_next = p->reg_next;
+    else
+        registry_head = p->reg_next;
+    if (p->reg_next)
+        p->reg_next->reg_prev = p->reg_prev;
 }
 
-crew_pool * crew_task_pool(crew_task *t)
+static crew_pool *registry_find_locked(uint64_t id)
 {
-    (void)t;
+    for (crew_pool *p = registry_head; p; p = p->reg_next)
+        if (p->pool_id == id)
+            return p;
     return NULL;
 }
 
-int crew_pool_create(crew_pool **out, const crew_pool_options *opts)
+/* Frees the pool's memory. Caller made sure: destroyed, lent == 0, and the
+ * pool is already out of the registry. */
+static void pool_memory_free(crew_pool *p)
 {
-    (void)out; (void)opts;
-    return CREW_ENOTSUP;
+    for (size_t i = 0; i < p->n_slabs; i++)
+        crew__free(p->slabs[i]);
+    crew__free(p->slabs);
+    pthread_mutex_destroy(&p->alloc_lock);
+    pthread_mutex_destroy(&p->notify_lock);
+    crew__free(p);
 }
 
-int crew_pool_submit(crew_pool *p, crew_task_fn fn, const void *arg, size_t arg_len, crew_future **out)
+/* Called with p->alloc_lock held after lent may have dropped to 0. Unlocks
+ * it. Frees the pool when it is destroyed and nothing is lent. */
+static void alloc_unlock_maybe_free(crew_pool *p)
 {
-    (void)p; (void)fn; (void)arg; (void)arg_len; (void)out;
-    return CREW_ENOTSUP;
+    bool gone = atomic_load(&p->destroyed) == 2 && atomic_load(&p->lent) == 0;
+    if (gone)
+        atomic_store(&p->destroyed, 3); /* exactly one thread sees 2 -> 3 */
+    pthread_mutex_unlock(&p->alloc_lock);
+    if (gone) {
+        pthread_mutex_lock(&registry_lock);
+        registry_remove_locked(p);
+        pthread_mutex_unlock(&registry_lock);
+        pool_memory_free(p);
+    }
 }
 
-int crew_pool_shutdown(crew_pool *p, int cancel_pending)
+/* ------------------------------------------------------------ thread cache */
+
+typedef struct tcache {
+    uint64_t pool_id;
+    crew_pool *pool;
+    crew_future *head;
+    uint32_t n;
+    bool keyed;
+} tcache;
+
+static __thread tcache tc;
+static pthread_key_t tc_key;
+static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
+
+/* Gives the calling thread's cache back to its pool (if that pool's memory
+ * still exists: otherwise the futures went with it). */
+static void tcache_flush(tcache *c)
 {
-    (void)p; (void)cancel_pending;
-    return CREW_ENOTSUP;
+    if (c->n > 0) {
+        pthread_mutex_lock(&registry_lock);
+        crew_pool *p = registry_find_locked(c->pool_id);
+        if (p) {
+            pthread_mutex_lock(&p->alloc_lock);
+            crew_future *last = c->head;
+            while (last->next)
+                last = last->next;
+            last->next = p->free_list;
+            p->free_list = c->head;
+            p->free_count += c->n;
+            atomic_fetch_sub(&p->lent, (int64_t)c->n);
+            bool gone = atomic_load(&p->destroyed) == 2 && atomic_load(&p->lent) == 0;
+            if (gone) {
+                atomic_store(&p->destroyed, 3);
+                registry_remove_locked(p);
+            }
+            pthread_mutex_unlock(&p->alloc_lock);
+            pthread_mutex_unlock(&registry_lock);
+            if (gone)
+                pool_memory_free(p);
+        } else {
+            pthread_mutex_unlock(&registry_lock);
+        }
+    }
+    c->head = NULL;
+    c->n = 0;
+    c->pool = NULL;
+    c->pool_id = 0;
 }
 
-int crew_pool_destroy(crew_pool *p)
+static void tcache_destructor(void *arg)
 {
-    (void)p;
-    return CREW_ENOTSUP;
+    (void)arg;
+    tcache_flush(&tc);
 }
 
-int crew_pool_workers(const crew_pool *p)
+static void tcache_key_init(void) { pthread_key_create(&tc_key, tcache_destructor); }
+
+/* Allocates a slab under alloc_lock; returns its futures as a list. */
+static crew_future *slab_new_locked(crew_pool *p)
 {
-    (void)p;
-    return CREW_ENOTSUP;
+    if (p->n_slabs == p->cap_slabs) {
+        size_t cap = p->cap_slabs ? p->cap_slabs * 2 : 16;
+        void **s = crew__realloc(p->slabs, cap * sizeof *s);
+        if (!s)
+            return NULL;
+        p->slabs = s;
+        p->cap_slabs = cap;
+    }
+    unsigned char *raw = crew__malloc(SLAB_FUTURES * sizeof(crew_future) + CREW_CACHELINE);
+    if (!raw)
+        return NULL;
+    p->slabs[p->n_slabs++] = raw;
+    crew_future *base =
+        (crew_future *)(((uintptr_t)raw + CREW_CACHELINE - 1) & ~(uintptr_t)(CREW_CACHELINE - 1));
+    for (int i = 0; i < SLAB_FUTURES; i++) {
+        base[i].magic = CREW__FUTURE_DEAD;
+        base[i].next = i + 1 < SLAB_FUTURES ? &base[i + 1] : NULL;
+    }
+    return base;
 }
 
-int crew_pool_kind_of(const crew_pool *p)
+static crew_future *future_alloc_slow(crew_pool *p)
 {
-    (void)p;
-    return CREW_ENOTSUP;
+    if (tc.pool_id != p->pool_id) {
+        tcache_flush(&tc);
+        if (!tc.keyed) {
+            pthread_once(&tc_once, tcache_key_init);
+            pthread_setspecific(tc_key, &tc);
+            tc.keyed = true;
+        }
+        tc.pool_id = p->pool_id;
+        tc.pool = p;
+    }
+    pthread_mutex_lock(&p->alloc_lock);
+    if (!p->free_list) {
+        crew_future *list = slab_new_locked(p);
+        if (!list) {
+            pthread_mutex_unlock(&p->alloc_lock);
+            return NULL;
+        }
+        p->free_list = list;
+        p->free_count += SLAB_FUTURES;
+    }
+    crew_future *head = p->free_list, *last = head;
+    uint32_t n = 1;
+    while (n < BATCH && last->next) {
+        last = last->next;
+        n++;
+    }
+    p->free_list = last->next;
+    p->free_count -= n;
+    last->next = NULL;
+    atomic_fetch_add(&p->lent, (int64_t)n);
+    pthread_mutex_unlock(&p->alloc_lock);
+    tc.head = head;
+    tc.n = n;
+    crew_future *f = tc.head;
+    tc.head = f->next;
+    tc.n--;
+    return f;
 }
 
-int crew_pool_stats_get(crew_pool *p, crew_pool_stats *st)
+static inline crew_future *future_alloc(crew_pool *p)
 {
-    (void)p; (void)st;
-    return CREW_ENOTSUP;
+    crew_future *f;
+    if (CREW_LIKELY(tc.pool_id == p->pool_id && tc.head != NULL)) {
+        f = tc.head;
+        tc.head = f->next;
+        tc.n--;
+    } else {
+        f = future_alloc_slow(p);
+        if (!f)
+            return NULL;
+    }
+    atomic_store_explicit(&f->state, CREW__F_QUEUED, memory_order_relaxed);
+    f->magic = CREW__FUTURE_MAGIC;
+    f->pool = p;
+    f->next = NULL;
+    f->arg = f->arg_inline;
+    f->arg_len = 0;
+    f->status = 0;
+    f->res = NULL;
+    f->res_len = 0;
+    f->flags = 0;
+    atomic_store_explicit(&f->ext, NULL, memory_order_relaxed);
+    f->map = NULL;
+    f->backend[0] = f->backend[1] = 0;
+    return f;
 }
 
-int crew_future_wait(crew_future *f, double timeout)
+static void map_free(crew__map *m);
+static void notify_unlink(crew_future *f);
+
+/* Returns f's memory to the pool (both holds are gone). */
+static void future_free(crew_future *f)
 {
-    (void)f; (void)timeout;
-    return CREW_ENOTSUP;
+    crew_pool *p = f->pool;
+    if (CREW_UNLIKELY(atomic_load_explicit(&f->state, memory_order_relaxed) & CREW__F_NOTIFY))
+        notify_unlink(f);
+    f->magic = CREW__FUTURE_DEAD;
+    if (CREW_UNLIKELY(f->flags & FL_ARG_HEAP))
+        crew__free((void *)f->arg);
+    if (CREW_UNLIKELY(f->res != NULL))
+        crew__free(f->res);
+    crew__future_ext *x = atomic_load_explicit(&f->ext, memory_order_relaxed);
+    if (CREW_UNLIKELY(x != NULL)) {
+        pthread_mutex_destroy(&x->lock);
+        crew__free(x);
+    }
+    if (CREW_UNLIKELY(f->map != NULL) &&
+        !(atomic_load_explicit(&f->state, memory_order_relaxed) & CREW__F_INTERNAL))
+        crew__map_unref(f->map);
+    if (CREW_LIKELY(tc.pool_id == p->pool_id) && atomic_load_explicit(&p->destroyed,
+                                                                      memory_order_relaxed) == 0) {
+        f->next = tc.head;
+        tc.head = f;
+        if (++tc.n <= CACHE_MAX)
+            return;
+        /* Spill half of the cache to the pool. */
+        crew_future *head = tc.head, *last = head;
+        for (uint32_t i = 1; i < CACHE_MAX / 2; i++)
+            last = last->next;
+        tc.head = last->next;
+        tc.n -= CACHE_MAX / 2;
+        pthread_mutex_lock(&p->alloc_lock);
+        last->next = p->free_list;
+        p->free_list = head;
+        p->free_count += CACHE_MAX / 2;
+        atomic_fetch_sub(&p->lent, CACHE_MAX / 2);
+        alloc_unlock_maybe_free(p);
+        return;
+    }
+    if (tc.pool_id == p->pool_id) /* pool destroyed: give the cache back too */
+        tcache_flush(&tc);
+    pthread_mutex_lock(&p->alloc_lock);
+    f->next = p->free_list;
+    p->free_list = f;
+    p->free_count++;
+    atomic_fetch_sub(&p->lent, 1);
+    alloc_unlock_maybe_free(p);
 }
 
-int crew_future_done(const crew_future *f)
+void crew__tcache_bind(crew_pool *p)
 {
-    (void)f;
-    return CREW_ENOTSUP;
+    if (tc.pool_id == p->pool_id)
+        return;
+    tcache_flush(&tc);
+    if (!tc.keyed) {
+        pthread_once(&tc_once, tcache_key_init);
+        pthread_setspecific(tc_key, &tc);
+        tc.keyed = true;
+    }
+    tc.pool_id = p->pool_id;
+    tc.pool = p;
 }
 
-int crew_future_status(const crew_future *f)
+crew_future *crew__future_alloc_internal(crew_pool *p)
 {
-    (void)f;
-    return CREW_ENOTSUP;
+    crew_future *f = future_alloc(p);
+    if (f)
+        atomic_store_explicit(&f->state, CREW__F_QUEUED | CREW__F_INTERNAL | CREW__F_DROPPED,
+                              memory_order_relaxed);
+    return f;
 }
 
-int crew_future_result(const crew_future *f, const void **data, size_t *len)
+/* ------------------------------------------------------------ ext */
+
+static crew__future_ext *ext_get(crew_future *f)
 {
-    (void)f; (void)data; (void)len;
-    return CREW_ENOTSUP;
+    crew__future_ext *x = atomic_load_explicit(&f->ext, memory_order_acquire);
+    if (x)
+        return x;
+    crew__future_ext *n = crew__calloc(1, sizeof *n);
+    if (!n)
+        return NULL;
+    pthread_mutex_init(&n->lock, NULL);
+    if (atomic_compare_exchange_strong_explicit(&f->ext, &x, n, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return n;
+    pthread_mutex_destroy(&n->lock);
+    crew__free(n);
+    return x;
 }
 
-int crew_future_failure(const crew_future *f, crew_failure *out)
+/* ------------------------------------------------------------ completion */
+
+typedef struct crew__anywaiter {
+    _Atomic uint32_t *word;
+    struct crew__anywaiter *next;
+} anywaiter;
+
+static inline bool valid(const crew_future *f) { return f && f->magic == CREW__FUTURE_MAGIC; }
+
+static inline uint32_t phase(uint32_t s) { return s & CREW__F_PHASE; }
+
+/* Waits out a COMPLETING phase (a handful of stores on another thread). */
+static uint32_t wait_not_completing(crew_future *f)
 {
-    (void)f; (void)out;
-    return CREW_ENOTSUP;
+    uint32_t s;
+    while (phase(s = atomic_load_explicit(&f->state, memory_order_acquire)) == CREW__F_COMPLETING)
+        crew__cpu_relax();
+    return s;
 }
 
-int crew_future_cancel(crew_future *f)
+void crew__future_release(crew_future *f)
 {
-    (void)f;
-    return CREW_ENOTSUP;
+    uint32_t old = atomic_fetch_or_explicit(&f->state, CREW__F_RELEASED, memory_order_acq_rel);
+    if (old & CREW__F_DROPPED)
+        future_free(f);
 }
 
-uint64_t crew_future_id(const crew_future *f)
+static void count_outcome(crew_pool *p, int status)
 {
-    (void)f;
+    _Atomic uint64_t *c;
+    switch (status) {
+    case 0: c = &p->n_completed; break;
+    case CREW_ECANCELED: c = &p->n_canceled; break;
+    case CREW_ETIMEDOUT: c = &p->n_timed_out; break;
+    case CREW_ECRASHED: c = &p->n_crashed; break;
+    default: c = &p->n_failed; break;
+    }
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+static void notify_enqueue(crew_pool *p, crew_future *f)
+{
+    crew__future_ext *x = atomic_load_explicit(&f->ext, memory_order_acquire);
+    pthread_mutex_lock(&p->notify_lock);
+    x->notify_next = NULL;
+    if (p->notify_tail)
+        atomic_load_explicit(&p->notify_tail->ext, memory_order_relaxed)->notify_next = f;
+    else
+        p->notify_head = f;
+    p->notify_tail = f;
+    if (!p->notify_signalled && p->notify_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t w;
+        do
+            w = write(p->notify_fd, &one, sizeof one);
+        while (w < 0 && errno == EINTR);
+        p->notify_signalled = 1;
+    }
+    pthread_mutex_unlock(&p->notify_lock);
+}
+
+static void wake_anywaiters(crew_future *f)
+{
+    crew__future_ext *x = atomic_load_explicit(&f->ext, memory_order_acquire);
+    pthread_mutex_lock(&x->lock);
+    for (anywaiter *w = x->anyw; w; w = w->next) {
+        atomic_fetch_add_explicit(w->word, 1, memory_order_release);
+        crew__futex_wake(w->word, 1);
+    }
+    pthread_mutex_unlock(&x->lock);
+}
+
+int crew__future_complete_ex(crew_future *f, int status, const void *result, size_t len,
+                             const crew_failure *failure, unsigned flags)
+{
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    do {
+        if (phase(s) >= CREW__F_COMPLETING ||
+            ((flags & CREW__C_QUEUED) && phase(s) != CREW__F_QUEUED))
+            return CREW_ESTATE;
+    } while (!atomic_compare_exchange_weak_explicit(&f->state, &s,
+                                                    (s & ~CREW__F_PHASE) | CREW__F_COMPLETING,
+                                                    memory_order_acquire, memory_order_relaxed));
+    crew_pool *p = f->pool;
+    if (len > 0) {
+        if (len <= CREW__RES_INLINE) {
+            memcpy(f->res_inline, result, len);
+        } else {
+            f->res = crew__malloc(len);
+            if (f->res) {
+                memcpy(f->res, result, len);
+            } else {
+                status = CREW_ENOMEM;
+                len = 0;
+            }
+        }
+    }
+    f->res_len = (uint32_t)len;
+    f->status = status;
+    if (failure) {
+        crew__future_ext *x = ext_get(f);
+        if (x) {
+            x->failure = *failure;
+            x->failure.status = status;
+            x->failure.task_id = f->id;
+            x->has_failure = 1;
+        }
+    }
+    if (!(flags & CREW__C_NOCOUNT))
+        count_outcome(p, status);
+
+    /* HAS_CB / NOTIFY / ANYWAIT cannot change while we are COMPLETING. */
+    s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    bool slow = (s & (CREW__F_HAS_CB | CREW__F_NOTIFY | CREW__F_ANYWAIT)) != 0;
+    uint32_t add = CREW__F_DONE; /* COMPLETING | 1 == DONE */
+    if (!slow && !(flags & CREW__C_KEEP))
+        add |= CREW__F_RELEASED;
+    uint32_t old = atomic_fetch_or_explicit(&f->state, add, memory_order_acq_rel);
+    if (old & CREW__F_WAITERS)
+        crew__futex_wake(&f->state, INT32_MAX);
+    if (old & CREW__F_WORKER_WAIT)
+        crew__threads_wake_helpers(p, f);
+    if (!slow) {
+        if ((add & CREW__F_RELEASED) && (old & CREW__F_DROPPED))
+            future_free(f);
+        return 0;
+    }
+    crew__future_ext *x = atomic_load_explicit(&f->ext, memory_order_acquire);
+    if (old & CREW__F_ANYWAIT)
+        wake_anywaiters(f);
+    if (old & CREW__F_HAS_CB)
+        x->cb(f, x->cb_data);
+    if (old & CREW__F_NOTIFY)
+        notify_enqueue(p, f);
+    if (!(flags & CREW__C_KEEP))
+        crew__future_release(f);
     return 0;
-}
-
-int crew_future_on_done(crew_future *f, crew_future_cb cb, void *data)
-{
-    (void)f; (void)cb; (void)data;
-    return CREW_ENOTSUP;
-}
-
-int crew_future_destroy(crew_future *f)
-{
-    (void)f;
-    return CREW_ENOTSUP;
-}
-
-int crew_wait_all(crew_future *const *fs, size_t n, double timeout)
-{
-    (void)fs; (void)n; (void)timeout;
-    return CREW_ENOTSUP;
-}
-
-int crew_wait_any(crew_future *const *fs, size_t n, double timeout, size_t *index)
-{
-    (void)fs; (void)n; (void)timeout; (void)index;
-    return CREW_ENOTSUP;
-}
-
-int crew_pool_map(crew_pool *p, crew_task_fn fn, const void *in, size_t in_size, void *out, size_t out_size, size_t n, const crew_map_options *o)
-{
-    (void)p; (void)fn; (void)in; (void)in_size; (void)out; (void)out_size; (void)n; (void)o;
-    return CREW_ENOTSUP;
-}
-
-int crew_pool_map_submit(crew_pool *p, crew_task_fn fn, const void *in, size_t in_size, void *out, size_t out_size, size_t n, const crew_map_options *o, crew_future **out_future)
-{
-    (void)p; (void)fn; (void)in; (void)in_size; (void)out; (void)out_size; (void)n; (void)o; (void)out_future;
-    return CREW_ENOTSUP;
-}
-
-int crew_future_progress(const crew_future *f, size_t *done, size_t *total)
-{
-    (void)f; (void)done; (void)total;
-    return CREW_ENOTSUP;
-}
-
-int crew_pool_fd(crew_pool *p)
-{
-    (void)p;
-    return CREW_ENOTSUP;
-}
-
-int crew_future_notify(crew_future *f, void *user_data)
-{
-    (void)f; (void)user_data;
-    return CREW_ENOTSUP;
-}
-
-int crew_pool_completions(crew_pool *p, crew_future **out, size_t max, size_t *n)
-{
-    (void)p; (void)out; (void)max; (void)n;
-    return CREW_ENOTSUP;
-}
-
-void * crew_future_user_data(const crew_future *f)
-{
-    (void)f;
-    return NULL;
-}
-
-int crew__future_park(crew_future *f, const crew__deadline *d)
-{
-    (void)f; (void)d;
-    return CREW_ENOTSUP;
 }
 
 int crew__future_complete(crew_future *f, int status, const void *result, size_t len,
                           const crew_failure *failure)
 {
-    (void)f; (void)status; (void)result; (void)len; (void)failure;
-    return CREW_ENOTSUP;
+    return crew__future_complete_ex(f, status, result, len, failure, 0);
+}
+
+/* ------------------------------------------------------------ waiting */
+
+int crew__future_park(crew_future *f, const crew__deadline *d)
+{
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
+    if (phase(s) == CREW__F_DONE)
+        return 0;
+    if (!crew__deadline_expired(d)) {
+        uint64_t start = crew__now_ns();
+        for (unsigned i = 1;; i++) {
+            crew__cpu_relax();
+            if (phase(atomic_load_explicit(&f->state, memory_order_acquire)) == CREW__F_DONE)
+                return 0;
+            if ((i & 63) == 0 && crew__now_ns() - start > CREW__SPIN_NS)
+                break;
+        }
+    }
+    for (;;) {
+        s = atomic_load_explicit(&f->state, memory_order_acquire);
+        if (phase(s) == CREW__F_DONE)
+            return 0;
+        if (crew__deadline_expired(d))
+            return CREW_ETIMEDOUT;
+        if (!(s & CREW__F_WAITERS)) {
+            /* The RMW orders our flag against the completer's fetch_or of
+             * DONE: it either returns DONE to us or sees WAITERS. */
+            s = atomic_fetch_or_explicit(&f->state, CREW__F_WAITERS, memory_order_seq_cst) |
+                CREW__F_WAITERS;
+            if (phase(s) == CREW__F_DONE)
+                return 0;
+        }
+        int rc = crew__futex_wait(&f->state, s, d);
+        if (rc == CREW_ETIMEDOUT)
+            return phase(atomic_load_explicit(&f->state, memory_order_acquire)) == CREW__F_DONE
+                       ? 0
+                       : CREW_ETIMEDOUT;
+    }
+}
+
+static int wait_deadline(crew_future *f, const crew__deadline *d)
+{
+    if (crew__future_done(f))
+        return 0;
+    crew_pool *p = f->pool;
+    if (p->ops == &crew__pool_threads_ops && crew__threads_worker_index(p) >= 0)
+        return crew__threads_help_wait(p, f, d);
+    if (p->ops->wait && atomic_load_explicit(&p->destroyed, memory_order_acquire) == 0) {
+        atomic_fetch_add(&p->hook_users, 1);
+        int rc = p->ops->wait(p, f, d);
+        if (atomic_fetch_sub(&p->hook_users, 1) == 1 && atomic_load(&p->destroyed))
+            crew__futex_wake(&p->hook_users, INT32_MAX);
+        return rc;
+    }
+    return crew__future_park(f, d);
+}
+
+int crew_future_wait(crew_future *f, double timeout)
+{
+    if (!valid(f))
+        return CREW_EINVAL;
+    if (crew__future_done(f))
+        return 0;
+    crew__deadline d;
+    crew__deadline_init(&d, timeout);
+    return wait_deadline(f, &d);
+}
+
+int crew_wait_all(crew_future *const *fs, size_t n, double timeout)
+{
+    if (n == 0)
+        return 0;
+    if (!fs)
+        return CREW_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!valid(fs[i]))
+            return CREW_EINVAL;
+    crew__deadline d;
+    crew__deadline_init(&d, timeout);
+    for (size_t i = 0; i < n; i++) {
+        int rc = wait_deadline(fs[i], &d);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static bool any_done(crew_future *const *fs, size_t n, size_t *index)
+{
+    for (size_t i = 0; i < n; i++)
+        if (crew__future_done(fs[i])) {
+            if (index)
+                *index = i;
+            return true;
+        }
+    return false;
+}
+
+int crew_wait_any(crew_future *const *fs, size_t n, double timeout, size_t *index)
+{
+    if (!fs || n == 0)
+        return CREW_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!valid(fs[i]))
+            return CREW_EINVAL;
+    if (any_done(fs, n, index))
+        return 0;
+    crew__deadline d;
+    crew__deadline_init(&d, timeout);
+    if (n == 1) {
+        int rc = wait_deadline(fs[0], &d);
+        if (rc == 0 && index)
+            *index = 0;
+        return rc;
+    }
+    if (crew__deadline_expired(&d))
+        return CREW_ETIMEDOUT;
+    /* Spin a little first: most waits are short. */
+    uint64_t start = crew__now_ns();
+    while (crew__now_ns() - start < CREW__SPIN_NS) {
+        if (any_done(fs, n, index))
+            return 0;
+        for (int k = 0; k < 16; k++)
+            crew__cpu_relax();
+    }
+    /* List one node per future, all pointing at one wake word on our stack,
+     * then sleep on that word. A completer that sees ANYWAIT bumps the word
+     * of every listed node under the future's ext lock, and we unlist under
+     * the same lock before returning, so no completer touches the word after
+     * we leave. ANYWAIT is only set while the phase is below COMPLETING (the
+     * completer reads it once it is COMPLETING). */
+    anywaiter *nodes = crew__calloc(n, sizeof *nodes);
+    if (!nodes)
+        return CREW_ENOMEM;
+    _Atomic uint32_t word = 0;
+    int rc = 0;
+    size_t nreg = 0;
+    for (size_t i = 0; i < n; i++) {
+        crew_future *f = fs[i];
+        crew__future_ext *x = ext_get(f);
+        if (!x) {
+            rc = CREW_ENOMEM;
+            break;
+        }
+        nodes[i].word = &word;
+        pthread_mutex_lock(&x->lock);
+        nodes[i].next = x->anyw;
+        x->anyw = &nodes[i];
+        pthread_mutex_unlock(&x->lock);
+        nreg = i + 1;
+        uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
+        while (!(s & CREW__F_ANYWAIT) && phase(s) < CREW__F_COMPLETING &&
+               !atomic_compare_exchange_weak_explicit(&f->state, &s, s | CREW__F_ANYWAIT,
+                                                      memory_order_seq_cst, memory_order_acquire))
+            ;
+        if (phase(s) >= CREW__F_COMPLETING) {
+            wait_not_completing(f); /* it will not see our flag: it is done now */
+            break;
+        }
+    }
+    while (rc == 0) {
+        uint32_t seq = atomic_load_explicit(&word, memory_order_acquire);
+        if (any_done(fs, n, index))
+            break;
+        if (crew__deadline_expired(&d)) {
+            rc = CREW_ETIMEDOUT;
+            break;
+        }
+        crew__futex_wait(&word, seq, &d);
+    }
+    for (size_t k = 0; k < nreg; k++) {
+        crew__future_ext *x = atomic_load_explicit(&fs[k]->ext, memory_order_acquire);
+        pthread_mutex_lock(&x->lock);
+        for (anywaiter **pp = &x->anyw; *pp; pp = &(*pp)->next)
+            if (*pp == &nodes[k]) {
+                *pp = nodes[k].next;
+                break;
+            }
+        pthread_mutex_unlock(&x->lock);
+    }
+    crew__free(nodes);
+    if (rc == CREW_ETIMEDOUT && any_done(fs, n, index))
+        rc = 0;
+    return rc;
+}
+
+/* ------------------------------------------------------------ pool */
+
+#define ID_BITS 40
+
+int crew_pool_create(crew_pool **out, const crew_pool_options *opts)
+{
+    if (!out)
+        return CREW_EINVAL;
+    crew_pool_options o;
+    if (opts)
+        o = *opts;
+    else
+        memset(&o, 0, sizeof o);
+    if ((o.kind != CREW_THREADS && o.kind != CREW_PROCESSES) || o.workers < 0 ||
+        o.workers > 1024 || !(o.task_timeout >= 0) || !(o.kill_grace >= 0) ||
+        !(o.breaker_window >= 0))
+        return CREW_EINVAL;
+    if (o.workers == 0)
+        o.workers = crew_cpu_count();
+    if (o.max_arg_size == 0)
+        o.max_arg_size = 64 * 1024;
+    if (o.max_result_size == 0)
+        o.max_result_size = 64 * 1024;
+    if (o.max_arg_size > UINT32_MAX || o.max_result_size > UINT32_MAX)
+        return CREW_EINVAL;
+    if (o.kill_grace == 0)
+        o.kill_grace = 0.05;
+    if (o.breaker_crashes == 0)
+        o.breaker_crashes = 20;
+    if (o.breaker_window == 0)
+        o.breaker_window = 1.0;
+
+    crew_pool *p = crew__calloc(1, sizeof *p);
+    if (!p)
+        return CREW_ENOMEM;
+    p->ops = o.kind == CREW_THREADS ? &crew__pool_threads_ops : &crew__pool_processes_ops;
+    p->opts = o;
+    p->workers = o.workers;
+    p->pool_id = atomic_fetch_add(&g_next_pool_id, 1);
+    atomic_init(&p->next_id, (p->pool_id << ID_BITS) | 1);
+    p->notify_fd = -1;
+    pthread_mutex_init(&p->notify_lock, NULL);
+    pthread_mutex_init(&p->alloc_lock, NULL);
+    registry_add(p);
+    int rc = p->ops->create(p, &o);
+    if (rc) {
+        if (tc.pool_id == p->pool_id)
+            tcache_flush(&tc);
+        pthread_mutex_lock(&registry_lock);
+        registry_remove_locked(p);
+        pthread_mutex_unlock(&registry_lock);
+        pool_memory_free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+int crew_pool_submit(crew_pool *p, crew_task_fn fn, const void *arg, size_t arg_len,
+                     crew_future **out)
+{
+    if (CREW_UNLIKELY(!p || !fn || !out || (!arg && arg_len)))
+        return CREW_EINVAL;
+    if (CREW_UNLIKELY(arg_len > p->opts.max_arg_size))
+        return CREW_E2BIG;
+    if (CREW_UNLIKELY(atomic_load_explicit(&p->shut, memory_order_relaxed)))
+        return CREW_ESHUTDOWN;
+    crew_future *f = future_alloc(p);
+    if (CREW_UNLIKELY(!f))
+        return CREW_ENOMEM;
+    f->id = atomic_fetch_add_explicit(&p->next_id, 1, memory_order_relaxed);
+    f->fn = fn;
+    if (CREW_LIKELY(arg_len <= CREW__ARG_INLINE)) {
+        if (arg_len)
+            memcpy(f->arg_inline, arg, arg_len);
+    } else {
+        void *copy = crew__malloc(arg_len);
+        if (!copy) {
+            atomic_fetch_add(&p->n_submit_failed, 1);
+            future_free(f);
+            return CREW_ENOMEM;
+        }
+        memcpy(copy, arg, arg_len);
+        f->arg = copy;
+        f->flags |= FL_ARG_HEAP;
+    }
+    f->arg_len = (uint32_t)arg_len;
+    int rc = p->ops->submit(p, f);
+    if (CREW_UNLIKELY(rc)) {
+        atomic_fetch_add(&p->n_submit_failed, 1);
+        future_free(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+static bool called_from_worker(const crew_pool *p)
+{
+    return p->ops == &crew__pool_threads_ops && crew__threads_worker_index(p) >= 0;
+}
+
+int crew_pool_shutdown(crew_pool *p, int cancel_pending)
+{
+    if (!p)
+        return CREW_EINVAL;
+    atomic_store(&p->shut, 1);
+    return p->ops->shutdown ? p->ops->shutdown(p, cancel_pending ? 1 : 0) : 0;
+}
+
+int crew_pool_destroy(crew_pool *p)
+{
+    if (!p)
+        return CREW_EINVAL;
+    if (called_from_worker(p))
+        return CREW_EDEADLK;
+    crew_pool_shutdown(p, 1);
+    atomic_store(&p->destroyed, 1);
+    for (;;) {
+        uint32_t v = atomic_load(&p->hook_users);
+        if (v == 0)
+            break;
+        crew__futex_wait(&p->hook_users, v, NULL);
+    }
+    if (p->ops->destroy)
+        p->ops->destroy(p);
+    pthread_mutex_lock(&p->notify_lock);
+    if (p->notify_fd >= 0)
+        crew__close(p->notify_fd);
+    p->notify_fd = -1;
+    p->notify_head = p->notify_tail = NULL;
+    p->notify_signalled = 0;
+    pthread_mutex_unlock(&p->notify_lock);
+    if (tc.pool_id == p->pool_id)
+        tcache_flush(&tc);
+    pthread_mutex_lock(&p->alloc_lock);
+    atomic_store(&p->destroyed, 2);
+    alloc_unlock_maybe_free(p);
+    return 0;
+}
+
+int crew_pool_workers(const crew_pool *p) { return p ? p->workers : CREW_EINVAL; }
+
+int crew_pool_kind_of(const crew_pool *p) { return p ? (int)p->opts.kind : CREW_EINVAL; }
+
+int crew_pool_stats_get(crew_pool *p, crew_pool_stats *st)
+{
+    if (!p || !st)
+        return CREW_EINVAL;
+    memset(st, 0, sizeof *st);
+    uint64_t ids = (atomic_load(&p->next_id) & ((UINT64_C(1) << ID_BITS) - 1)) - 1;
+    st->submitted = ids - atomic_load(&p->n_submit_failed);
+    st->completed = atomic_load_explicit(&p->n_completed, memory_order_relaxed);
+    st->failed = atomic_load_explicit(&p->n_failed, memory_order_relaxed);
+    st->crashed = atomic_load_explicit(&p->n_crashed, memory_order_relaxed);
+    st->timed_out = atomic_load_explicit(&p->n_timed_out, memory_order_relaxed);
+    st->canceled = atomic_load_explicit(&p->n_canceled, memory_order_relaxed);
+    if (p->ops->stats && atomic_load(&p->destroyed) == 0)
+        p->ops->stats(p, st);
+    return 0;
+}
+
+/* ------------------------------------------------------------ future API */
+
+int crew_future_done(const crew_future *f)
+{
+    if (!valid(f))
+        return CREW_EINVAL;
+    return crew__future_done(f) ? 1 : 0;
+}
+
+int crew_future_status(const crew_future *f)
+{
+    if (!valid(f))
+        return CREW_EINVAL;
+    if (!crew__future_done(f))
+        return CREW_ESTATE;
+    return f->status;
+}
+
+int crew_future_result(const crew_future *f, const void **data, size_t *len)
+{
+    if (!valid(f) || !data || !len)
+        return CREW_EINVAL;
+    if (!crew__future_done(f))
+        return CREW_ESTATE;
+    *len = f->res_len;
+    *data = f->res_len == 0 ? NULL : f->res ? f->res : f->res_inline;
+    return 0;
+}
+
+int crew_future_failure(const crew_future *f, crew_failure *out)
+{
+    if (!valid(f) || !out)
+        return CREW_EINVAL;
+    if (!crew__future_done(f))
+        return CREW_ESTATE;
+    crew__future_ext *x = atomic_load_explicit(&((crew_future *)f)->ext, memory_order_acquire);
+    if (x && x->has_failure) {
+        *out = x->failure;
+    } else {
+        memset(out, 0, sizeof *out);
+        out->status = f->status;
+        out->task_id = f->id;
+    }
+    return 0;
+}
+
+uint64_t crew_future_id(const crew_future *f) { return valid(f) ? f->id : 0; }
+
+int crew_future_progress(const crew_future *f, size_t *done, size_t *total)
+{
+    if (!valid(f))
+        return CREW_EINVAL;
+    size_t d, t;
+    if (f->map) {
+        d = atomic_load_explicit(&f->map->done, memory_order_relaxed);
+        t = f->map->n;
+    } else {
+        d = crew__future_done(f) ? 1 : 0;
+        t = 1;
+    }
+    if (done)
+        *done = d;
+    if (total)
+        *total = t;
+    return 0;
+}
+
+int crew_future_cancel(crew_future *f)
+{
+    if (!valid(f))
+        return CREW_EINVAL;
+    uint32_t s = wait_not_completing(f);
+    if (phase(s) == CREW__F_DONE)
+        return CREW_ESTATE;
+    crew_pool *p = f->pool;
+    if (f->map) {
+        crew__map *m = f->map;
+        atomic_store(&m->cancel, 1);
+        crew__future_request_cancel(f);
+        if (p->ops->cancel && atomic_load(&p->destroyed) == 0)
+            p->ops->cancel(p, f);
+        crew__map_cancel_rest(m);
+        return 0;
+    }
+    int rc = p->ops->cancel ? p->ops->cancel(p, f) : CREW_ENOTSUP;
+    return rc == CREW_ESTATE ? CREW_ESTATE : rc;
+}
+
+int crew_future_on_done(crew_future *f, crew_future_cb cb, void *data)
+{
+    if (!valid(f) || !cb)
+        return CREW_EINVAL;
+    crew__future_ext *x = ext_get(f);
+    if (!x)
+        return CREW_ENOMEM;
+    pthread_mutex_lock(&x->lock);
+    uint32_t s;
+    for (;;) {
+        s = wait_not_completing(f);
+        if (s & CREW__F_HAS_CB) {
+            pthread_mutex_unlock(&x->lock);
+            return CREW_EBUSY;
+        }
+        x->cb = cb;
+        x->cb_data = data;
+        if (phase(s) == CREW__F_DONE) {
+            atomic_fetch_or(&f->state, CREW__F_HAS_CB); /* a second on_done gets EBUSY */
+            break;
+        }
+        if (atomic_compare_exchange_weak_explicit(&f->state, &s, s | CREW__F_HAS_CB,
+                                                  memory_order_acq_rel, memory_order_acquire)) {
+            pthread_mutex_unlock(&x->lock);
+            return 0;
+        }
+    }
+    pthread_mutex_unlock(&x->lock);
+    cb(f, data); /* already done: run it now, on the caller's thread */
+    return 0;
+}
+
+int crew_future_notify(crew_future *f, void *user_data)
+{
+    if (!valid(f))
+        return CREW_EINVAL;
+    crew__future_ext *x = ext_get(f);
+    if (!x)
+        return CREW_ENOMEM;
+    pthread_mutex_lock(&x->lock);
+    uint32_t s;
+    for (;;) {
+        s = wait_not_completing(f);
+        if (s & CREW__F_NOTIFY) {
+            pthread_mutex_unlock(&x->lock);
+            return CREW_EBUSY;
+        }
+        x->user_data = user_data;
+        if (phase(s) == CREW__F_DONE) {
+            atomic_fetch_or(&f->state, CREW__F_NOTIFY);
+            break;
+        }
+        if (atomic_compare_exchange_weak_explicit(&f->state, &s, s | CREW__F_NOTIFY,
+                                                  memory_order_acq_rel, memory_order_acquire)) {
+            pthread_mutex_unlock(&x->lock);
+            return 0;
+        }
+    }
+    pthread_mutex_unlock(&x->lock);
+    notify_enqueue(f->pool, f);
+    return 0;
+}
+
+void *crew_future_user_data(const crew_future *f)
+{
+    if (!valid(f))
+        return NULL;
+    crew__future_ext *x = atomic_load_explicit(&((crew_future *)f)->ext, memory_order_acquire);
+    return x ? x->user_data : NULL;
+}
+
+/* Unlinks f from its pool's completion list if it is still there. */
+static void notify_unlink(crew_future *f)
+{
+    crew_pool *p = f->pool;
+    pthread_mutex_lock(&p->notify_lock);
+    crew_future *prev = NULL;
+    for (crew_future *g = p->notify_head; g;
+         prev = g, g = atomic_load_explicit(&g->ext, memory_order_relaxed)->notify_next) {
+        if (g != f)
+            continue;
+        crew_future *next = atomic_load_explicit(&f->ext, memory_order_relaxed)->notify_next;
+        if (prev)
+            atomic_load_explicit(&prev->ext, memory_order_relaxed)->notify_next = next;
+        else
+            p->notify_head = next;
+        if (p->notify_tail == f)
+            p->notify_tail = prev;
+        break;
+    }
+    pthread_mutex_unlock(&p->notify_lock);
+}
+
+int crew_future_destroy(crew_future *f)
+{
+    if (!valid(f))
+        return CREW_EINVAL;
+    f->magic = CREW__FUTURE_DEAD;
+    uint32_t old = atomic_fetch_or_explicit(&f->state, CREW__F_DROPPED, memory_order_acq_rel);
+    if (old & CREW__F_RELEASED)
+        future_free(f);
+    return 0;
+}
+
+int crew_pool_fd(crew_pool *p)
+{
+    if (!p)
+        return CREW_EINVAL;
+    pthread_mutex_lock(&p->notify_lock);
+    int rc = p->notify_fd;
+    if (rc < 0 && atomic_load(&p->destroyed) == 0) {
+        rc = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (rc < 0) {
+            rc = -errno;
+        } else {
+            p->notify_fd = rc;
+            if (p->notify_head) {
+                uint64_t one = 1;
+                ssize_t w;
+                do
+                    w = write(rc, &one, sizeof one);
+                while (w < 0 && errno == EINTR);
+                p->notify_signalled = 1;
+            }
+        }
+    } else if (rc < 0) {
+        rc = CREW_ESHUTDOWN;
+    }
+    pthread_mutex_unlock(&p->notify_lock);
+    return rc;
+}
+
+int crew_pool_completions(crew_pool *p, crew_future **out, size_t max, size_t *n)
+{
+    if (!p || !n || (!out && max))
+        return CREW_EINVAL;
+    size_t k = 0;
+    pthread_mutex_lock(&p->notify_lock);
+    while (k < max && p->notify_head) {
+        crew_future *f = p->notify_head;
+        p->notify_head = atomic_load_explicit(&f->ext, memory_order_relaxed)->notify_next;
+        if (!p->notify_head)
+            p->notify_tail = NULL;
+        out[k++] = f;
+    }
+    if (!p->notify_head && p->notify_signalled && p->notify_fd >= 0) {
+        uint64_t v;
+        ssize_t r;
+        do
+            r = read(p->notify_fd, &v, sizeof v);
+        while (r < 0 && errno == EINTR);
+        p->notify_signalled = 0;
+    }
+    pthread_mutex_unlock(&p->notify_lock);
+    *n = k;
+    return 0;
+}
+
+/* ------------------------------------------------------------ task context */
+
+int crew_task_cancelled(const crew_task *t)
+{
+    if (!t)
+        return 0;
+    if (t->cancel && (atomic_load_explicit(t->cancel, memory_order_relaxed) & t->cancel_mask))
+        return 1;
+    if (t->pool_cancel && atomic_load_explicit(t->pool_cancel, memory_order_relaxed))
+        return 1;
+    if (t->deadline_ns && crew__now_ns() >= t->deadline_ns) {
+        ((crew_task *)t)->timed_out = 1;
+        return 1;
+    }
+    return 0;
+}
+
+int crew_task_worker(const crew_task *t) { return t ? t->worker : CREW_EINVAL; }
+
+crew_pool *crew_task_pool(crew_task *t) { return t ? t->pool : NULL; }
+
+/* ------------------------------------------------------------ map */
+
+void crew__map_ref(crew__map *m) { atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed); }
+
+static void map_free(crew__map *m)
+{
+    pthread_mutex_destroy(&m->fail_lock);
+    crew__free(m);
+}
+
+void crew__map_unref(crew__map *m)
+{
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+        map_free(m);
 }
 
 bool crew__map_claim(crew__map *m, size_t *first, size_t *count)
 {
-    (void)m; (void)first; (void)count;
-    return false;
+    size_t cur = atomic_load_explicit(&m->next, memory_order_relaxed);
+    for (;;) {
+        if (cur >= m->n || atomic_load_explicit(&m->cancel, memory_order_relaxed))
+            return false;
+        size_t rem = m->n - cur, c;
+        if (m->chunk_size) {
+            c = m->chunk_size;
+        } else {
+            /* Guided: a quarter of a fair share of what is left, so early
+             * claims are big (few CAS) and the tail is fine-grained. */
+            c = rem / (4 * (size_t)m->workers);
+            if (c == 0)
+                c = 1;
+        }
+        if (c > rem)
+            c = rem;
+        if (atomic_compare_exchange_weak_explicit(&m->next, &cur, cur + c, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            *first = cur;
+            *count = c;
+            return true;
+        }
+    }
+}
+
+static void map_finish(crew__map *m)
+{
+    crew_future *f = m->future;
+    size_t nf = atomic_load(&m->n_failed);
+    if (nf == 0) {
+        crew__future_complete(f, 0, NULL, 0, NULL);
+        return;
+    }
+    pthread_mutex_lock(&m->fail_lock);
+    crew_failure fl = m->failure;
+    int status = atomic_load(&m->first_fail_status);
+    fl.status = status;
+    fl.first_item = atomic_load(&m->first_fail);
+    fl.n_items = nf;
+    pthread_mutex_unlock(&m->fail_lock);
+    crew__future_complete(f, status, NULL, 0, &fl);
+}
+
+void crew__map_done_summary(crew__map *m, size_t first, size_t count, size_t n_failed,
+                            size_t first_fail, int first_fail_status,
+                            const crew_failure *failure)
+{
+    if (n_failed) {
+        atomic_fetch_add(&m->n_failed, n_failed);
+        pthread_mutex_lock(&m->fail_lock);
+        if (first_fail < atomic_load(&m->first_fail)) {
+            atomic_store(&m->first_fail, first_fail);
+            atomic_store(&m->first_fail_status, first_fail_status);
+            if (failure)
+                m->failure = *failure;
+            else
+                memset(&m->failure, 0, sizeof m->failure);
+        }
+        pthread_mutex_unlock(&m->fail_lock);
+    }
+    (void)first;
+    size_t prev = atomic_fetch_add_explicit(&m->done, count, memory_order_acq_rel);
+    CREW_ASSERT(prev + count <= m->n);
+    if (prev + count == m->n)
+        map_finish(m);
 }
 
 void crew__map_done_range(crew__map *m, size_t first, size_t count, const int *statuses,
                           int status, const crew_failure *failure)
 {
-    (void)m; (void)first; (void)count; (void)statuses; (void)status; (void)failure;
+    size_t nf = 0, ff = SIZE_MAX;
+    int fs = 0;
+    if (statuses) {
+        for (size_t i = 0; i < count; i++) {
+            int st = statuses[i] > 0 ? 0 : statuses[i];
+            if (m->statuses && m->statuses + first != statuses)
+                m->statuses[first + i] = st;
+            if (st < 0) {
+                if (nf++ == 0) {
+                    ff = first + i;
+                    fs = st;
+                }
+            }
+        }
+    } else {
+        if (m->statuses)
+            for (size_t i = 0; i < count; i++)
+                m->statuses[first + i] = status;
+        if (status < 0 && count) {
+            nf = count;
+            ff = first;
+            fs = status;
+        }
+    }
+    crew__map_done_summary(m, first, count, nf, ff, fs, failure);
 }
 
 void crew__map_cancel_rest(crew__map *m)
 {
-    (void)m;
+    atomic_store(&m->cancel, 1);
+    size_t cur = atomic_load(&m->next);
+    while (cur < m->n) {
+        if (atomic_compare_exchange_weak(&m->next, &cur, m->n)) {
+            crew__map_done_range(m, cur, m->n - cur, NULL, CREW_ECANCELED, NULL);
+            return;
+        }
+    }
+}
+
+static int map_start(crew_pool *p, crew_task_fn fn, const void *in, size_t in_size, void *out,
+                     size_t out_size, size_t n, const crew_map_options *o, crew_future **fo)
+{
+    if (!p || !fn || n == 0 || (!in && in_size) || (!out && out_size))
+        return CREW_EINVAL;
+    if (in_size > p->opts.max_arg_size || out_size > p->opts.max_result_size)
+        return CREW_E2BIG;
+    if (atomic_load_explicit(&p->shut, memory_order_relaxed))
+        return CREW_ESHUTDOWN;
+    crew__map *m = crew__calloc(1, sizeof *m);
+    if (!m)
+        return CREW_ENOMEM;
+    m->fn = fn;
+    m->in = in;
+    m->in_size = in_size;
+    m->out = out;
+    m->out_size = out_size;
+    m->n = n;
+    m->chunk_size = o ? o->chunk_size : 0;
+    m->statuses = o ? o->statuses : NULL;
+    m->workers = p->workers;
+    atomic_init(&m->first_fail, SIZE_MAX);
+    atomic_init(&m->refs, 1);
+    pthread_mutex_init(&m->fail_lock, NULL);
+    crew_future *f = future_alloc(p);
+    if (!f) {
+        map_free(m);
+        return CREW_ENOMEM;
+    }
+    f->id = atomic_fetch_add_explicit(&p->next_id, 1, memory_order_relaxed);
+    f->fn = fn;
+    f->map = m;
+    m->future = f;
+    int rc = p->ops->submit_map ? p->ops->submit_map(p, m) : CREW_ENOTSUP;
+    if (rc) {
+        atomic_fetch_add(&p->n_submit_failed, 1);
+        future_free(f); /* drops the map too */
+        return rc;
+    }
+    *fo = f;
+    return 0;
+}
+
+int crew_pool_map_submit(crew_pool *p, crew_task_fn fn, const void *in, size_t in_size,
+                         void *out, size_t out_size, size_t n, const crew_map_options *o,
+                         crew_future **out_future)
+{
+    if (!out_future)
+        return CREW_EINVAL;
+    return map_start(p, fn, in, in_size, out, out_size, n, o, out_future);
+}
+
+int crew_pool_map(crew_pool *p, crew_task_fn fn, const void *in, size_t in_size, void *out,
+                  size_t out_size, size_t n, const crew_map_options *o)
+{
+    crew_future *f;
+    int rc = map_start(p, fn, in, in_size, out, out_size, n, o, &f);
+    if (rc)
+        return rc;
+    crew_future_wait(f, CREW_FOREVER);
+    rc = f->status;
+    crew_future_destroy(f);
+    return rc;
 }

@@ -95,6 +95,8 @@
 #define CREW__F_NOTIFY (1u << 6)
 #define CREW__F_DROPPED (1u << 7)
 #define CREW__F_RELEASED (1u << 8)
+#define CREW__F_ANYWAIT (1u << 9)   /* crew_wait_any waiters listed in ext (slow path) */
+#define CREW__F_INTERNAL (1u << 10) /* a backend-private future (no user handle) */
 
 #define CREW__FUTURE_MAGIC 0x46757475u /* "Futu" */
 #define CREW__FUTURE_DEAD 0xdeadf00du
@@ -119,7 +121,7 @@ struct crew_future {
     void *res;                  /* heap result when res_len > RES_INLINE */
     uint32_t res_len;
     uint32_t flags;             /* core-private (heap arg, ...) */
-    crew__future_ext *ext;      /* slow-path data, allocated on demand; may be NULL */
+    _Atomic(crew__future_ext *) ext; /* slow-path data (core), allocated on demand */
     crew__map *map;             /* non-NULL for a map future */
     uintptr_t backend[2];       /* free for the backend (slot, worker, ...) */
     unsigned char arg_inline[CREW__ARG_INLINE];
@@ -134,7 +136,8 @@ struct crew__future_ext {
     struct crew_future *notify_next;
     crew_failure failure;       /* valid once DONE when has_failure */
     int has_failure;
-    uint64_t start_ns;          /* threads: when the task started (task_timeout) */
+    pthread_mutex_t lock;       /* guards anyw (crew_wait_any) */
+    struct crew__anywaiter *anyw;
 };
 
 /* ------------------------------------------------------------ task context */
@@ -143,6 +146,7 @@ struct crew_task {
     crew_future *future;        /* thread pools: the running future (map: the map future) */
     const _Atomic uint32_t *cancel; /* may be NULL */
     uint32_t cancel_mask;
+    const _Atomic uint32_t *pool_cancel; /* nonzero: stop (shutdown/destroy); may be NULL */
     int worker;
     uint64_t deadline_ns;       /* 0: none (threads: task_timeout) */
     int timed_out;              /* set by crew_task_cancelled when it sees the deadline */
@@ -168,8 +172,15 @@ struct crew__map {
     _Atomic uint32_t cancel;    /* 1: stop claiming (cancel / shutdown) */
     pthread_mutex_t fail_lock;  /* guards failure (rare path) */
     crew_failure failure;       /* details of the lowest failed item's failure */
+    _Atomic uint32_t refs;      /* the map future's hold + one per backend holder */
     uintptr_t backend[2];       /* free for the backend */
 };
+
+/* A backend that keeps using m after the last crew__map_done_range of its
+ * own holds a reference: crew__map_ref() before handing m to a helper,
+ * crew__map_unref() when the helper is finished with m (it may be freed). */
+void crew__map_ref(crew__map *m);
+void crew__map_unref(crew__map *m);
 
 /* Claims the next range of items: returns false when none is left (or the
  * map was cancelled). Thread-safe (a CAS on m->next). */
@@ -180,6 +191,12 @@ bool crew__map_claim(crew__map *m, size_t *first, size_t *count);
  * be called exactly once per claimed item. Thread-safe. */
 void crew__map_done_range(crew__map *m, size_t first, size_t count, const int *statuses,
                           int status, const crew_failure *failure);
+/* The same when the backend kept its own tally of the range: n_failed items
+ * failed, the lowest of them is first_fail with first_fail_status (ignored
+ * when n_failed is 0). Per-item statuses must already be in m->statuses. */
+void crew__map_done_summary(crew__map *m, size_t first, size_t count, size_t n_failed,
+                            size_t first_fail, int first_fail_status,
+                            const crew_failure *failure);
 /* Claims every unclaimed item and reports it CREW_ECANCELED. */
 void crew__map_cancel_rest(crew__map *m);
 
@@ -229,7 +246,8 @@ struct crew_pool {
 
     /* counters kept by the core at completion (relaxed) */
     _Atomic uint64_t n_completed, n_failed, n_timed_out, n_canceled, n_crashed;
-    _Atomic uint64_t next_id __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic uint64_t next_id __attribute__((aligned(CREW_CACHELINE))); /* ids: pool_id << 40 | n */
+    _Atomic uint64_t n_submit_failed;
 
     /* completion list (crew_future_notify) */
     pthread_mutex_t notify_lock __attribute__((aligned(CREW_CACHELINE)));
@@ -244,6 +262,7 @@ struct crew_pool {
     void **slabs;               /* under alloc_lock */
     size_t n_slabs, cap_slabs;
     _Atomic int64_t lent;       /* futures not in free_list (in use or in thread caches) */
+    struct crew_pool *reg_next, *reg_prev; /* registry of pools whose memory is alive */
 };
 
 /* ------------------------------------------------------------ core helpers */
@@ -257,6 +276,25 @@ struct crew_pool {
  * Any thread of the owning process (worker, monitor, waiter). */
 int crew__future_complete(crew_future *f, int status, const void *result, size_t len,
                           const crew_failure *failure);
+/* The same with flags:
+ *  CREW__C_KEEP     do not release the backend's hold (f is still linked in
+ *                   a backend queue, e.g. cancelled while queued): the backend
+ *                   calls crew__future_release(f) when it unlinks it.
+ *  CREW__C_NOCOUNT  the backend counts the outcome itself (its stats hook
+ *                   adds completed/failed/... to the core's). */
+#define CREW__C_KEEP 1u
+#define CREW__C_NOCOUNT 2u
+#define CREW__C_QUEUED 4u /* claim f only if it is still QUEUED (cancel before run) */
+int crew__future_complete_ex(crew_future *f, int status, const void *result, size_t len,
+                             const crew_failure *failure, unsigned flags);
+/* Releases the backend's hold of a DONE future (after CREW__C_KEEP, or for
+ * an INTERNAL future the backend is finished with); may free it. */
+void crew__future_release(crew_future *f);
+/* A future for the backend's own use (map helpers): QUEUED, INTERNAL and
+ * already DROPPED, fn NULL; the backend frees it with crew__future_release
+ * after setting its phase with crew__future_complete_ex or directly. NULL on
+ * ENOMEM. */
+crew_future *crew__future_alloc_internal(crew_pool *p);
 
 /* QUEUED -> RUNNING. false if f was cancelled (or otherwise completed)
  * first: then the caller must just drop it (the canceller completed it). */
@@ -290,6 +328,10 @@ int crew__future_park(crew_future *f, const crew__deadline *d);
 /* Backend-side view of a future's arguments. */
 static inline const void *crew__future_arg(const crew_future *f) { return f->arg; }
 static inline size_t crew__future_arg_len(const crew_future *f) { return f->arg_len; }
+
+/* Binds the calling thread's future cache to p (worker threads call it at
+ * start so that futures they free go back to a cache, lock-free). */
+void crew__tcache_bind(crew_pool *p);
 
 /* ------------------------------------------------------------ thread backend hooks used by the core */
 /* Is the calling thread a worker of p? Returns its index or -1. */

@@ -1,34 +1,795 @@
 /*
- * pool_threads.c -- the thread backend of crew_pool (work in progress).
+ * pool_threads.c -- the thread backend of crew_pool.
+ *
+ * DESIGN
+ *
+ * Queues. Every worker owns a lane: a bounded lock-free MPMC ring
+ * (Vyukov's sequence-numbered slots, RING_CAP entries, zero-initialised so
+ * untouched lanes cost no resident memory). A task submitted from outside
+ * the pool goes to the next lane round-robin (per submitting thread); a task
+ * submitted by a worker goes to its own lane. A worker pops its own lane
+ * first, then steals from the other lanes in order, then looks at the
+ * overflow list (a mutex-protected FIFO used only when a lane is full). So on
+ * the hot path a submit is one CAS on a lane tail and a pop one CAS on a lane
+ * head that mostly stays in its owner's cache; there is no lock, no malloc
+ * (futures come from per-thread caches, pool.c) and no system call unless a
+ * worker is asleep. docs/DESIGN.md compares this with a single shared queue.
+ *
+ * Sleeping (the no-lost-wake-up argument, also in docs/DESIGN.md). Each
+ * worker has a futex word `sleep` (AWAKE/SLEEPING); the pool counts SLEEPING
+ * workers in n_sleeping. An idle worker spins for CREW__SPIN_NS looking for
+ * work, then: (1) sleep = SLEEPING, (2) n_sleeping++, (3) looks at every
+ * lane and the overflow count once more, (4) futex-waits while sleep is
+ * SLEEPING. A submitter (a) publishes the task with a seq_cst RMW (lane tail
+ * CAS or overflow counter), (b) reads n_sleeping, and if it is not 0 (c)
+ * CASes some worker's sleep SLEEPING -> AWAKE, decrements n_sleeping and
+ * futex-wakes it. All of (1)(2)(3)(a)(b) are seq_cst, so either the
+ * submitter's read (b) sees the increment (2) -- and then (c) finds a
+ * SLEEPING worker or one that already woke itself up -- or the worker's
+ * check (3) sees the published task (a). A worker that wakes itself in (3)
+ * CASes its own word back to AWAKE; whoever wins that CAS decrements
+ * n_sleeping, so it stays exact. futex_wait(sleep, SLEEPING) returns at once
+ * if the word is already AWAKE, so a wake between (3) and (4) is not lost.
+ * When no worker sleeps -- the steady state under load -- a submit costs
+ * just the read (b).
+ *
+ * Waiting inside a task (nesting). crew_future_wait called from a worker
+ * runs queued work until the future is done. With nothing to run it parks
+ * like an idle worker, after recording the future in waiting_on and setting
+ * WORKER_WAIT on it; the completer of a future with WORKER_WAIT wakes the
+ * workers whose waiting_on is that future (same Dekker pattern: the waiter
+ * sets SLEEPING then re-reads the future's phase; the completer publishes
+ * DONE then reads the waiter's sleep word). New work also wakes it. So a
+ * task that submits sub-tasks and waits for them never deadlocks the pool.
+ *
+ * Cancellation is cooperative: crew_future_cancel on a queued task completes
+ * it CREW_ECANCELED at once (the lane still holds the pointer; the worker
+ * that pops it sees it is no longer QUEUED and just drops its hold); on a
+ * running task it sets the CANCEL bit that crew_task_cancelled() reads, and
+ * the future ends CREW_ECANCELED when the task returns. task_timeout: the
+ * task's deadline is checked by crew_task_cancelled() and when it returns;
+ * past it the future ends CREW_ETIMEDOUT. There is no watchdog thread: a task
+ * that never returns keeps its worker.
+ *
+ * A crash (SIGSEGV, abort) in a task kills the process: threads share it.
+ *
+ * Shutdown waits for quiescence: every lane and the overflow empty and every
+ * worker idle. Workers that go idle while the pool is shut bump idle_epoch
+ * (a futex word) after clearing their busy flag; the shutdown caller reads
+ * the epoch before checking, so it cannot miss the last worker going idle.
+ * Destroy sets `exiting`, wakes and joins every worker, then completes
+ * whatever is still queued (submits that raced with shutdown) with
+ * CREW_ECANCELED.
  */
 #include "pool_internal.h"
 
-static int threads_create(crew_pool *p, const crew_pool_options *opts)
+#include <stdio.h>
+#include <string.h>
+
+#define RING_CAP 4096u
+#define AWAKE 0u
+#define SLEEPING 1u
+
+typedef struct ring_slot {
+    _Atomic size_t seq; /* stored relative to the slot index: zero-init = empty, lap 0 */
+    crew_future *item;
+} ring_slot;
+
+typedef struct ring {
+    _Atomic size_t tail __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic size_t head __attribute__((aligned(CREW_CACHELINE)));
+    ring_slot *slots;
+    size_t mask;
+} ring;
+
+typedef struct tpool tpool;
+
+typedef struct worker {
+    ring lane;
+    _Atomic uint32_t sleep __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic uint32_t busy;
+    _Atomic(crew_future *) waiting_on;
+    /* counters written only by this worker */
+    _Atomic uint64_t n_ok, n_failed, n_canceled, n_timed_out;
+    tpool *b;
+    int index;
+    pthread_t thread;
+    bool started;
+    unsigned depth;             /* nesting of tasks run on this worker's stack */
+    unsigned scratch_n;
+    void **scratch;             /* result buffers, one per nesting depth */
+} __attribute__((aligned(CREW_CACHELINE))) worker;
+
+struct tpool {
+    crew_pool *p;
+    int n;
+    worker *w;
+    size_t result_cap;
+    uint64_t timeout_ns;
+    unsigned max_pending;
+    _Atomic uint32_t n_sleeping __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic uint32_t stop_all;      /* crew_task_cancelled() hint for running tasks */
+    _Atomic uint32_t cancel_queued; /* queued tasks end CREW_ECANCELED */
+    _Atomic uint32_t exiting;
+    _Atomic uint32_t idle_epoch;
+    _Atomic uint64_t pending;       /* only with max_pending */
+    pthread_mutex_t ovf_lock __attribute__((aligned(CREW_CACHELINE)));
+    crew_future *ovf_head, *ovf_tail;
+    _Atomic size_t ovf_n;
+};
+
+static __thread worker *tls_worker;
+static __thread unsigned tls_rr;
+
+/* ------------------------------------------------------------ ring */
+
+static bool ring_push(ring *r, crew_future *f)
 {
-    (void)p;
-    (void)opts;
-    return CREW_ENOTSUP;
+    size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    for (;;) {
+        size_t idx = pos & r->mask;
+        ring_slot *s = &r->slots[idx];
+        size_t seq = atomic_load_explicit(&s->seq, memory_order_acquire) + idx;
+        intptr_t dif = (intptr_t)seq - (intptr_t)pos;
+        if (dif == 0) {
+            /* seq_cst: this RMW is the "publish" of the sleep protocol. */
+            if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
+                                                      memory_order_seq_cst,
+                                                      memory_order_relaxed)) {
+                s->item = f;
+                atomic_store_explicit(&s->seq, pos + 1 - idx, memory_order_release);
+                return true;
+            }
+        } else if (dif < 0) {
+            return false; /* full */
+        } else {
+            pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
+        }
+    }
+}
+
+static crew_future *ring_pop(ring *r)
+{
+    size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+    for (;;) {
+        size_t idx = pos & r->mask;
+        ring_slot *s = &r->slots[idx];
+        size_t seq = atomic_load_explicit(&s->seq, memory_order_acquire) + idx;
+        intptr_t dif = (intptr_t)seq - (intptr_t)(pos + 1);
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + 1,
+                                                      memory_order_relaxed,
+                                                      memory_order_relaxed)) {
+                crew_future *f = s->item;
+                atomic_store_explicit(&s->seq, pos + r->mask + 1 - idx, memory_order_release);
+                return f;
+            }
+        } else if (dif < 0) {
+            return NULL; /* empty, or the next item is still being written */
+        } else {
+            pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+        }
+    }
+}
+
+static bool ring_nonempty(ring *r)
+{
+    return atomic_load_explicit(&r->tail, memory_order_seq_cst) !=
+           atomic_load_explicit(&r->head, memory_order_seq_cst);
+}
+
+/* ------------------------------------------------------------ queues */
+
+static void ovf_push(tpool *b, crew_future *f)
+{
+    pthread_mutex_lock(&b->ovf_lock);
+    f->next = NULL;
+    if (b->ovf_tail)
+        b->ovf_tail->next = f;
+    else
+        b->ovf_head = f;
+    b->ovf_tail = f;
+    atomic_fetch_add_explicit(&b->ovf_n, 1, memory_order_seq_cst);
+    pthread_mutex_unlock(&b->ovf_lock);
+}
+
+static crew_future *ovf_pop(tpool *b)
+{
+    if (atomic_load_explicit(&b->ovf_n, memory_order_relaxed) == 0)
+        return NULL;
+    pthread_mutex_lock(&b->ovf_lock);
+    crew_future *f = b->ovf_head;
+    if (f) {
+        b->ovf_head = f->next;
+        if (!b->ovf_head)
+            b->ovf_tail = NULL;
+        atomic_fetch_sub_explicit(&b->ovf_n, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&b->ovf_lock);
+    return f;
+}
+
+static bool any_work(tpool *b)
+{
+    if (atomic_load_explicit(&b->ovf_n, memory_order_seq_cst))
+        return true;
+    for (int i = 0; i < b->n; i++)
+        if (ring_nonempty(&b->w[i].lane))
+            return true;
+    return false;
+}
+
+static crew_future *find_work(worker *w)
+{
+    tpool *b = w->b;
+    crew_future *f = ring_pop(&w->lane);
+    if (f)
+        return f;
+    for (int k = 1; k < b->n; k++) {
+        int i = w->index + k;
+        if (i >= b->n)
+            i -= b->n;
+        f = ring_pop(&b->w[i].lane);
+        if (f)
+            return f;
+    }
+    return ovf_pop(b);
+}
+
+/* Wakes one sleeping worker, preferring `hint`. */
+static void wake_one(tpool *b, int hint)
+{
+    if (CREW_LIKELY(atomic_load_explicit(&b->n_sleeping, memory_order_seq_cst) == 0))
+        return;
+    for (int k = 0; k < b->n; k++) {
+        int i = hint + k;
+        if (i >= b->n)
+            i -= b->n;
+        worker *w = &b->w[i];
+        uint32_t s = SLEEPING;
+        if (atomic_load_explicit(&w->sleep, memory_order_relaxed) == SLEEPING &&
+            atomic_compare_exchange_strong_explicit(&w->sleep, &s, AWAKE, memory_order_seq_cst,
+                                                    memory_order_relaxed)) {
+            atomic_fetch_sub_explicit(&b->n_sleeping, 1, memory_order_seq_cst);
+            crew__futex_wake(&w->sleep, 1);
+            return;
+        }
+    }
+}
+
+static void wake_all(tpool *b)
+{
+    for (int i = 0; i < b->n; i++) {
+        worker *w = &b->w[i];
+        uint32_t s = SLEEPING;
+        if (atomic_compare_exchange_strong_explicit(&w->sleep, &s, AWAKE, memory_order_seq_cst,
+                                                    memory_order_relaxed)) {
+            atomic_fetch_sub_explicit(&b->n_sleeping, 1, memory_order_seq_cst);
+            crew__futex_wake(&w->sleep, 1);
+        }
+    }
+}
+
+/* Pushes f to lane `i` (or the overflow) and wakes a sleeper if any. */
+static void enqueue(tpool *b, int i, crew_future *f)
+{
+    if (CREW_UNLIKELY(!ring_push(&b->w[i].lane, f)))
+        ovf_push(b, f);
+    wake_one(b, i);
+}
+
+static int pick_lane(tpool *b)
+{
+    worker *me = tls_worker;
+    if (me && me->b == b)
+        return me->index;
+    unsigned r = tls_rr + 1;
+    if (r >= (unsigned)b->n)
+        r = 0;
+    tls_rr = r;
+    return (int)r;
+}
+
+/* ------------------------------------------------------------ running */
+
+static void pending_done(tpool *b)
+{
+    if (b->max_pending)
+        atomic_fetch_sub_explicit(&b->pending, 1, memory_order_relaxed);
+}
+
+static inline void bump(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static void *scratch_for_depth(worker *w, unsigned depth)
+{
+    if (CREW_LIKELY(depth < w->scratch_n && w->scratch[depth]))
+        return w->scratch[depth];
+    if (depth >= w->scratch_n) {
+        unsigned n = w->scratch_n ? w->scratch_n * 2 : 4;
+        while (n <= depth)
+            n *= 2;
+        void **s = crew__realloc(w->scratch, n * sizeof *s);
+        if (!s)
+            return NULL;
+        memset(s + w->scratch_n, 0, (n - w->scratch_n) * sizeof *s);
+        w->scratch = s;
+        w->scratch_n = n;
+    }
+    w->scratch[depth] = crew__malloc(w->b->result_cap);
+    return w->scratch[depth];
+}
+
+static void run_map_helper(worker *w, crew_future *hf)
+{
+    tpool *b = w->b;
+    crew__map *m = hf->map;
+    crew_task t = {
+        .pool = b->p,
+        .future = m->future,
+        .cancel = &m->cancel,
+        .cancel_mask = 1,
+        .pool_cancel = &b->stop_all,
+        .worker = w->index,
+    };
+    size_t first, count;
+    int *st = m->statuses;
+    w->depth++;
+    while (!atomic_load_explicit(&b->cancel_queued, memory_order_relaxed) &&
+           crew__map_claim(m, &first, &count)) {
+        const unsigned char *in = m->in ? m->in + first * m->in_size : NULL;
+        unsigned char *out = m->out ? m->out + first * m->out_size : NULL;
+        size_t nf = 0, ff = 0;
+        int fs = 0;
+        for (size_t i = first; i < first + count; i++) {
+            size_t len = 0;
+            int rc = m->fn(&t, in, m->in_size, out, m->out_size, &len);
+            if (rc > 0)
+                rc = 0;
+            if (st)
+                st[i] = rc;
+            if (CREW_UNLIKELY(rc < 0) && nf++ == 0) {
+                ff = i;
+                fs = rc;
+            }
+            if (in)
+                in += m->in_size;
+            if (out)
+                out += m->out_size;
+        }
+        crew__map_done_summary(m, first, count, nf, ff, fs, NULL);
+    }
+    w->depth--;
+    if (atomic_load_explicit(&b->cancel_queued, memory_order_relaxed))
+        crew__map_cancel_rest(m);
+    crew__map_unref(m);
+    crew__future_release(hf);
+    pending_done(b);
+}
+
+/* Completes a queued task that will not run (shutdown with cancel, destroy). */
+static void drop_queued(tpool *b, crew_future *f)
+{
+    if (f->map) {
+        crew__map_cancel_rest(f->map);
+        crew__map_unref(f->map);
+        crew__future_release(f);
+    } else if (crew__future_complete_ex(f, CREW_ECANCELED, NULL, 0, NULL, CREW__C_QUEUED) != 0) {
+        crew__future_release(f); /* it was cancelled while queued */
+    }
+    pending_done(b);
+}
+
+static void run_job(worker *w, crew_future *f)
+{
+    tpool *b = w->b;
+    if (CREW_UNLIKELY(f->map != NULL)) {
+        run_map_helper(w, f);
+        return;
+    }
+    if (CREW_UNLIKELY(atomic_load_explicit(&b->cancel_queued, memory_order_relaxed))) {
+        drop_queued(b, f);
+        return;
+    }
+    if (CREW_UNLIKELY(!crew__future_start(f))) {
+        crew__future_release(f); /* cancelled while queued: the canceller completed it */
+        pending_done(b);
+        return;
+    }
+    crew_task t = {
+        .pool = b->p,
+        .future = f,
+        .cancel = &f->state,
+        .cancel_mask = CREW__F_CANCEL,
+        .pool_cancel = &b->stop_all,
+        .worker = w->index,
+    };
+    if (b->timeout_ns)
+        t.deadline_ns = crew__now_ns() + b->timeout_ns;
+    unsigned depth = w->depth++;
+    void *buf = scratch_for_depth(w, depth);
+    size_t len = 0;
+    int rc;
+    if (CREW_LIKELY(buf != NULL)) {
+        rc = f->fn(&t, f->arg, f->arg_len, buf, b->result_cap, &len);
+        if (rc > 0)
+            rc = 0;
+        if (len > b->result_cap)
+            len = b->result_cap;
+    } else {
+        rc = CREW_ENOMEM;
+    }
+    w->depth--;
+    if (CREW_UNLIKELY(atomic_load_explicit(&f->state, memory_order_relaxed) & CREW__F_CANCEL))
+        rc = CREW_ECANCELED;
+    else if (CREW_UNLIKELY(t.deadline_ns != 0) && (t.timed_out || crew__now_ns() >= t.deadline_ns))
+        rc = CREW_ETIMEDOUT;
+    switch (rc) {
+    case 0: bump(&w->n_ok); break;
+    case CREW_ECANCELED: bump(&w->n_canceled); break;
+    case CREW_ETIMEDOUT: bump(&w->n_timed_out); break;
+    default: bump(&w->n_failed); break;
+    }
+    crew__future_complete_ex(f, rc, buf, len, NULL, CREW__C_NOCOUNT);
+    pending_done(b);
+}
+
+/* ------------------------------------------------------------ workers */
+
+static bool spin_for_work(tpool *b)
+{
+    uint64_t start = crew__now_ns();
+    for (unsigned i = 1;; i++) {
+        if (any_work(b) || atomic_load_explicit(&b->exiting, memory_order_relaxed))
+            return true;
+        crew__cpu_relax();
+        if ((i & 15) == 0 && crew__now_ns() - start > CREW__SPIN_NS)
+            return false;
+    }
+}
+
+static void idle_park(worker *w)
+{
+    tpool *b = w->b;
+    atomic_store_explicit(&w->busy, 0, memory_order_seq_cst);
+    if (atomic_load_explicit(&b->p->shut, memory_order_seq_cst)) {
+        atomic_fetch_add_explicit(&b->idle_epoch, 1, memory_order_seq_cst);
+        crew__futex_wake(&b->idle_epoch, INT32_MAX);
+    }
+    atomic_store_explicit(&w->sleep, SLEEPING, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&b->n_sleeping, 1, memory_order_seq_cst);
+    if (any_work(b) || atomic_load_explicit(&b->exiting, memory_order_seq_cst)) {
+        uint32_t s = SLEEPING;
+        if (atomic_compare_exchange_strong_explicit(&w->sleep, &s, AWAKE, memory_order_seq_cst,
+                                                    memory_order_relaxed))
+            atomic_fetch_sub_explicit(&b->n_sleeping, 1, memory_order_seq_cst);
+    } else {
+        while (atomic_load_explicit(&w->sleep, memory_order_acquire) == SLEEPING)
+            crew__futex_wait(&w->sleep, SLEEPING, NULL);
+    }
+    atomic_store_explicit(&w->busy, 1, memory_order_seq_cst);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    tpool *b = w->b;
+    tls_worker = w;
+    crew__tcache_bind(b->p);
+    for (;;) {
+        crew_future *f;
+        while ((f = find_work(w)) != NULL)
+            run_job(w, f);
+        if (atomic_load_explicit(&b->exiting, memory_order_acquire))
+            break;
+        if (spin_for_work(b))
+            continue;
+        idle_park(w);
+    }
+    atomic_store(&w->busy, 0);
+    tls_worker = NULL;
+    return NULL;
 }
 
 int crew__threads_worker_index(const crew_pool *p)
 {
-    (void)p;
-    return -1;
+    worker *w = tls_worker;
+    return w && w->b->p == p ? w->index : -1;
 }
 
 int crew__threads_help_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
 {
-    (void)p;
-    return crew__future_park(f, d);
+    worker *w = tls_worker;
+    tpool *b = p->backend;
+    CREW_ASSERT(w && w->b == b);
+    for (;;) {
+        if (crew__future_done(f))
+            return 0;
+        crew_future *g = find_work(w);
+        if (g) {
+            run_job(w, g);
+            continue;
+        }
+        if (crew__deadline_expired(d))
+            return crew__future_done(f) ? 0 : CREW_ETIMEDOUT;
+        uint64_t start = crew__now_ns();
+        bool again = false;
+        for (unsigned i = 1;; i++) {
+            if (crew__future_done(f))
+                return 0;
+            if (any_work(b)) {
+                again = true;
+                break;
+            }
+            crew__cpu_relax();
+            if ((i & 15) == 0 && crew__now_ns() - start > CREW__SPIN_NS)
+                break;
+        }
+        if (again)
+            continue;
+        atomic_store_explicit(&w->waiting_on, f, memory_order_seq_cst);
+        uint32_t old = atomic_fetch_or_explicit(&f->state, CREW__F_WORKER_WAIT, memory_order_seq_cst);
+        if ((old & CREW__F_PHASE) == CREW__F_DONE) {
+            atomic_store_explicit(&w->waiting_on, NULL, memory_order_relaxed);
+            return 0;
+        }
+        atomic_store_explicit(&w->sleep, SLEEPING, memory_order_seq_cst);
+        atomic_fetch_add_explicit(&b->n_sleeping, 1, memory_order_seq_cst);
+        if ((atomic_load_explicit(&f->state, memory_order_seq_cst) & CREW__F_PHASE) ==
+                CREW__F_DONE ||
+            any_work(b) || atomic_load_explicit(&b->exiting, memory_order_seq_cst)) {
+            uint32_t s = SLEEPING;
+            if (atomic_compare_exchange_strong_explicit(&w->sleep, &s, AWAKE,
+                                                        memory_order_seq_cst,
+                                                        memory_order_relaxed))
+                atomic_fetch_sub_explicit(&b->n_sleeping, 1, memory_order_seq_cst);
+        } else {
+            while (atomic_load_explicit(&w->sleep, memory_order_acquire) == SLEEPING) {
+                if (crew__futex_wait(&w->sleep, SLEEPING, d) == CREW_ETIMEDOUT) {
+                    uint32_t s = SLEEPING;
+                    if (atomic_compare_exchange_strong_explicit(&w->sleep, &s, AWAKE,
+                                                                memory_order_seq_cst,
+                                                                memory_order_relaxed))
+                        atomic_fetch_sub_explicit(&b->n_sleeping, 1, memory_order_seq_cst);
+                    break;
+                }
+            }
+        }
+        atomic_store_explicit(&w->waiting_on, NULL, memory_order_relaxed);
+    }
 }
 
 void crew__threads_wake_helpers(crew_pool *p, crew_future *f)
 {
+    if (p->ops != &crew__pool_threads_ops || !p->backend)
+        return;
+    tpool *b = p->backend;
+    for (int i = 0; i < b->n; i++) {
+        worker *w = &b->w[i];
+        if (atomic_load_explicit(&w->waiting_on, memory_order_seq_cst) != f)
+            continue;
+        uint32_t s = SLEEPING;
+        if (atomic_compare_exchange_strong_explicit(&w->sleep, &s, AWAKE, memory_order_seq_cst,
+                                                    memory_order_relaxed)) {
+            atomic_fetch_sub_explicit(&b->n_sleeping, 1, memory_order_seq_cst);
+            crew__futex_wake(&w->sleep, 1);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ ops */
+
+static void tpool_free(tpool *b)
+{
+    for (int i = 0; i < b->n; i++) {
+        worker *w = &b->w[i];
+        crew__free(w->lane.slots);
+        for (unsigned k = 0; k < w->scratch_n; k++)
+            crew__free(w->scratch[k]);
+        crew__free(w->scratch);
+    }
+    pthread_mutex_destroy(&b->ovf_lock);
+    crew__free(b->w);
+    crew__free(b);
+}
+
+static void stop_workers(tpool *b)
+{
+    atomic_store_explicit(&b->exiting, 1, memory_order_seq_cst);
+    wake_all(b);
+    for (int i = 0; i < b->n; i++)
+        if (b->w[i].started)
+            pthread_join(b->w[i].thread, NULL);
+}
+
+static int threads_create(crew_pool *p, const crew_pool_options *o)
+{
+    tpool *b = crew__calloc(1, sizeof *b);
+    if (!b)
+        return CREW_ENOMEM;
+    b->p = p;
+    b->n = o->workers;
+    b->result_cap = o->max_result_size;
+    b->timeout_ns = o->task_timeout > 0 ? (uint64_t)(o->task_timeout * 1e9) : 0;
+    if (o->task_timeout > 0 && b->timeout_ns == 0)
+        b->timeout_ns = 1;
+    b->max_pending = o->max_pending;
+    pthread_mutex_init(&b->ovf_lock, NULL);
+    b->w = crew__calloc((size_t)b->n, sizeof *b->w);
+    if (!b->w) {
+        pthread_mutex_destroy(&b->ovf_lock);
+        crew__free(b);
+        return CREW_ENOMEM;
+    }
+    int rc = 0;
+    for (int i = 0; i < b->n && rc == 0; i++) {
+        worker *w = &b->w[i];
+        w->b = b;
+        w->index = i;
+        atomic_init(&w->busy, 1);
+        w->lane.mask = RING_CAP - 1;
+        /* calloc: zero means "empty slot, lap 0", and untouched pages are
+         * not resident. */
+        w->lane.slots = crew__calloc(RING_CAP, sizeof(ring_slot));
+        w->scratch = crew__calloc(4, sizeof(void *));
+        if (w->scratch) {
+            w->scratch_n = 4;
+            w->scratch[0] = crew__malloc(b->result_cap);
+        }
+        if (!w->lane.slots || !w->scratch || !w->scratch[0])
+            rc = CREW_ENOMEM;
+    }
+    p->backend = b;
+    for (int i = 0; i < b->n && rc == 0; i++) {
+        worker *w = &b->w[i];
+        int e = pthread_create(&w->thread, NULL, worker_main, w);
+        if (e) {
+            rc = e == EAGAIN ? CREW_EAGAIN : -e;
+            break;
+        }
+        w->started = true;
+        char name[16];
+        snprintf(name, sizeof name, "crew-pool-%d", i % 10000);
+        pthread_setname_np(w->thread, name);
+    }
+    if (rc) {
+        stop_workers(b);
+        tpool_free(b);
+        p->backend = NULL;
+    }
+    return rc;
+}
+
+static int threads_submit(crew_pool *p, crew_future *f)
+{
+    tpool *b = p->backend;
+    if (CREW_UNLIKELY(b->max_pending)) {
+        if (atomic_fetch_add_explicit(&b->pending, 1, memory_order_relaxed) >= b->max_pending) {
+            atomic_fetch_sub_explicit(&b->pending, 1, memory_order_relaxed);
+            return CREW_EAGAIN;
+        }
+    }
+    enqueue(b, pick_lane(b), f);
+    return 0;
+}
+
+static int threads_submit_map(crew_pool *p, crew__map *m)
+{
+    tpool *b = p->backend;
+    size_t k = (size_t)b->n;
+    if (m->chunk_size) {
+        size_t chunks = (m->n + m->chunk_size - 1) / m->chunk_size;
+        if (chunks < k)
+            k = chunks;
+    } else if (m->n < k) {
+        k = m->n;
+    }
+    size_t pushed = 0;
+    int lane = pick_lane(b);
+    for (size_t i = 0; i < k; i++) {
+        crew_future *hf = crew__future_alloc_internal(p);
+        if (!hf)
+            break;
+        hf->map = m;
+        crew__map_ref(m);
+        if (b->max_pending)
+            atomic_fetch_add_explicit(&b->pending, 1, memory_order_relaxed);
+        enqueue(b, lane, hf);
+        if (++lane >= b->n)
+            lane = 0;
+        pushed++;
+    }
+    return pushed ? 0 : CREW_ENOMEM;
+}
+
+static int threads_cancel(crew_pool *p, crew_future *f)
+{
     (void)p;
-    (void)f;
+    if (f->map)
+        return 0; /* the core stops the map; running items see m->cancel */
+    if (crew__future_complete_ex(f, CREW_ECANCELED, NULL, 0, NULL,
+                                 CREW__C_KEEP | CREW__C_QUEUED) == 0)
+        return 0;
+    uint32_t s = crew__future_request_cancel(f);
+    while ((s & CREW__F_PHASE) == CREW__F_COMPLETING)
+        s = atomic_load_explicit(&f->state, memory_order_acquire);
+    return (s & CREW__F_PHASE) == CREW__F_DONE ? CREW_ESTATE : 0;
+}
+
+static bool quiescent(tpool *b)
+{
+    if (any_work(b))
+        return false;
+    for (int i = 0; i < b->n; i++)
+        if (atomic_load_explicit(&b->w[i].busy, memory_order_seq_cst))
+            return false;
+    return true;
+}
+
+static int threads_shutdown(crew_pool *p, int cancel_pending)
+{
+    tpool *b = p->backend;
+    if (cancel_pending) {
+        atomic_store(&b->cancel_queued, 1);
+        atomic_store(&b->stop_all, 1);
+    }
+    wake_all(b);
+    if (tls_worker && tls_worker->b == b)
+        return 0;
+    for (;;) {
+        uint32_t e = atomic_load_explicit(&b->idle_epoch, memory_order_seq_cst);
+        if (quiescent(b))
+            break;
+        crew__futex_wait(&b->idle_epoch, e, NULL);
+    }
+    return 0;
+}
+
+static void threads_destroy(crew_pool *p)
+{
+    tpool *b = p->backend;
+    stop_workers(b);
+    /* Submits that raced with shutdown may have left work behind. */
+    atomic_store(&b->cancel_queued, 1);
+    for (int i = 0; i < b->n; i++) {
+        crew_future *f;
+        while ((f = ring_pop(&b->w[i].lane)) != NULL)
+            drop_queued(b, f);
+    }
+    crew_future *f;
+    while ((f = ovf_pop(b)) != NULL)
+        drop_queued(b, f);
+    tpool_free(b);
+    p->backend = NULL;
+}
+
+static void threads_stats(crew_pool *p, crew_pool_stats *st)
+{
+    tpool *b = p->backend;
+    if (!b)
+        return;
+    for (int i = 0; i < b->n; i++) {
+        worker *w = &b->w[i];
+        st->completed += atomic_load_explicit(&w->n_ok, memory_order_relaxed);
+        st->failed += atomic_load_explicit(&w->n_failed, memory_order_relaxed);
+        st->canceled += atomic_load_explicit(&w->n_canceled, memory_order_relaxed);
+        st->timed_out += atomic_load_explicit(&w->n_timed_out, memory_order_relaxed);
+    }
+    st->workers_started = (uint64_t)b->n;
+    st->workers_alive = b->n;
 }
 
 const crew__pool_ops crew__pool_threads_ops = {
     .name = "threads",
     .create = threads_create,
+    .submit = threads_submit,
+    .submit_map = threads_submit_map,
+    .cancel = threads_cancel,
+    .wait = NULL,
+    .shutdown = threads_shutdown,
+    .destroy = threads_destroy,
+    .stats = threads_stats,
 };
