@@ -460,6 +460,24 @@ int cmd_compare(int argc, char **argv)
         return ex;
     }
     cli_progress_init(o.quiet);
+    if (o.plot_path) {
+        /* Learn now, not after the measurements, that the plot cannot be
+         * written: its directory must exist and be writable. */
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", o.plot_path);
+        char *slash = strrchr(dir, '/');
+        if (slash == dir)
+            dir[1] = 0;
+        else if (slash)
+            *slash = 0;
+        else
+            snprintf(dir, sizeof dir, ".");
+        if (access(dir, W_OK) != 0) {
+            cli_error("cannot write plot %s: %s", o.plot_path, strerror(errno));
+            options_free(&o);
+            return CLI_EXIT_OUTPUT;
+        }
+    }
 
     /* No core file from compare or anything it starts (the crash demo, a
      * crashing user task); no death by SIGPIPE when stdout goes away. */
