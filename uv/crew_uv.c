@@ -37,6 +37,12 @@
  * freed only from the uv_close callback, which libuv runs on a later loop
  * turn, so `cu` stays valid until the poll callback has returned.
  *
+ * Destroyed handles. crew_uv_close destroys the futures of tasks still
+ * running; such a future may later pass through the completion list on its
+ * way to being freed. crew_future_user_data() returns NULL for a destroyed
+ * handle, and those entries are skipped (skip_dropped): they were delivered
+ * already, as CREW_ECANCELED.
+ *
  * Crashes. A worker that dies is the pool's business: the pool completes the
  * future with CREW_ECRASHED (or CREW_ETIMEDOUT after a deadline kill) and it
  * reaches us like any other completion. A crash of the loop process itself
@@ -166,7 +172,9 @@ static long drain(crew_uv *cu, long limit)
             break;
         for (size_t i = 0; i < n; i++) {
             struct rec *r = crew_future_user_data(batch[i]);
-            CREW_UV_CHECK(r != NULL && r->f == batch[i] && r->prev != NULL);
+            if (!r)
+                continue; /* a handle already destroyed (see skip_dropped) */
+            CREW_UV_CHECK(r->f == batch[i] && r->prev != NULL);
             deliver(r, crew_future_status(batch[i]));
             done++;
             if (cu->closing)
@@ -296,7 +304,9 @@ int crew_uv_close(crew_uv *cu, crew_uv_close_cb close_cb, void *data)
             break;
         for (size_t i = 0; i < n; i++) {
             struct rec *r = crew_future_user_data(batch[i]);
-            CREW_UV_CHECK(r != NULL && r->f == batch[i]);
+            if (!r)
+                continue;
+            CREW_UV_CHECK(r->f == batch[i]);
             /* Records an interrupted poll callback had popped are not in the
              * completion list any more; they are handled below. */
             CREW_UV_CHECK(r->prev != NULL);
