@@ -543,6 +543,109 @@ CREW_API int crew_child_main(int argc, char **argv);
 
 /* @@SECTION shm@@ */
 
+/* ================================================================ shared memory
+ *
+ * A crew_shm is a region of memory shared between processes, backed by
+ * memfd_create: nothing ever appears in /dev/shm or on disk, and the memory
+ * is freed when the last mapping and fd are gone -- even if every process
+ * using it was SIGKILLed. The region is MAP_SHARED, so fork children inherit
+ * it (same address); to give it to a spawn or forkserver child (or any
+ * process), pass crew_shm_fd() in pass_fds and call crew_shm_attach() there.
+ * The memfd is sealed against growing and shrinking, so no peer can make
+ * another fault by truncating it. Addresses differ between processes that
+ * attached separately: store offsets (crew_shm_offset / crew_shm_at), not
+ * pointers, inside the region. crew sync objects (crew_lock, ...) work in it.
+ */
+typedef struct crew_shm crew_shm;
+
+typedef struct crew_shm_options {
+    const char *name; /* memfd name shown in /proc/<pid>/fd (debugging); NULL: "crew-shm" */
+    int heap;         /* nonzero: manage the region with crew_shm_alloc/free */
+} crew_shm_options;
+
+/* Creates a zero-filled region of `size` bytes (rounded up to the page size)
+ * and maps it. opts may be NULL. CREW_EINVAL (NULL out, size 0, heap region
+ * under 4 KiB), CREW_ENOMEM, -errno of memfd_create/ftruncate/mmap. The handle
+ * is not shared; the memory is. */
+CREW_API int crew_shm_create(crew_shm **out, size_t size, const crew_shm_options *opts);
+/* Maps a region received as an fd (from crew_shm_fd of another process);
+ * the fd is duplicated, the caller keeps its own. CREW_EBADF, CREW_EINVAL
+ * (not a sealed crew memfd), -errno. */
+CREW_API int crew_shm_attach(crew_shm **out, int fd);
+/* The start of the mapping in this process (NULL for NULL s). */
+CREW_API void *crew_shm_ptr(const crew_shm *s);
+/* The region's size in bytes (0 for NULL s). */
+CREW_API size_t crew_shm_size(const crew_shm *s);
+/* The region's memfd (owned by s, close-on-exec): pass it in pass_fds. */
+CREW_API int crew_shm_fd(const crew_shm *s);
+/* Byte offset of p in the region: 0 or CREW_ERANGE (p outside it). */
+CREW_API int crew_shm_offset(const crew_shm *s, const void *p, size_t *off);
+/* The address of offset `off` in this process, or NULL if out of range. */
+CREW_API void *crew_shm_at(const crew_shm *s, size_t off);
+/* Unmaps the region in this process and closes its fd; the memory lives on
+ * while other processes map it. CREW_EINVAL for NULL. */
+CREW_API int crew_shm_destroy(crew_shm *s);
+
+/* Allocator inside a region created with opts.heap (first fit, coalescing,
+ * 16-byte aligned), shared by every process that maps the region and
+ * protected by a crew_lock inside it. *off receives the block's offset (use
+ * crew_shm_at in each process). crew_shm_alloc: 0, CREW_ENOMEM (no block
+ * large enough), CREW_EINVAL (size 0 or not a heap region). crew_shm_free:
+ * 0, CREW_EINVAL (not a live block). A process killed inside alloc or free
+ * leaks at most the block it was handling; the heap stays usable. */
+CREW_API int crew_shm_alloc(crew_shm *s, size_t size, size_t *off);
+CREW_API int crew_shm_free(crew_shm *s, size_t off);
+/* Free bytes left in a heap region (for tests and statistics). */
+CREW_API int crew_shm_heap_free_bytes(crew_shm *s, size_t *bytes);
+
+/* ---------------------------------------------------------------- Value, Array
+ * Python's multiprocessing.Value and Array: `count` elements of one type in a
+ * shared region of their own, with an optional embedded crew_lock. A value is
+ * an array of one element. The elements start zeroed and 64-byte aligned.
+ * get/set/add take the embedded lock (when there is one) around the access;
+ * for compound updates take crew_array_lock() yourself. Handles are per
+ * process: fork children inherit them; other processes attach by fd. */
+typedef enum crew_type {
+    CREW_TYPE_BYTES = 0, /* elem_size bytes each (get/set copy them) */
+    CREW_TYPE_I32,
+    CREW_TYPE_I64,
+    CREW_TYPE_U32,
+    CREW_TYPE_U64,
+    CREW_TYPE_DOUBLE
+} crew_type;
+
+typedef struct crew_array crew_array;
+typedef struct crew_array crew_value;
+
+#define CREW_ARRAY_LOCK 1u /* flags: embed a crew_lock */
+
+/* elem_size is used for CREW_TYPE_BYTES only (ignored otherwise). Returns 0,
+ * CREW_EINVAL (NULL out, count 0, bad type, BYTES with elem_size 0),
+ * CREW_EOVERFLOW (too large), CREW_ENOMEM, -errno. */
+CREW_API int crew_array_create(crew_array **out, crew_type type, size_t elem_size, size_t count,
+                               unsigned flags);
+CREW_API int crew_value_create(crew_value **out, crew_type type, size_t elem_size, unsigned flags);
+/* Maps an array/value received as crew_array_fd() of another process. */
+CREW_API int crew_array_attach(crew_array **out, int fd);
+/* The first element (NULL for NULL a); elements are contiguous. */
+CREW_API void *crew_array_data(const crew_array *a);
+CREW_API size_t crew_array_count(const crew_array *a);
+CREW_API size_t crew_array_elem_size(const crew_array *a);
+/* The embedded lock, or NULL when created without CREW_ARRAY_LOCK. */
+CREW_API crew_lock *crew_array_lock(const crew_array *a);
+CREW_API int crew_array_fd(const crew_array *a);
+/* Copy element i out / in (elem_size bytes), under the lock if any.
+ * CREW_ERANGE for i >= count, CREW_EINVAL for NULL; lock errors (e.g.
+ * CREW_EOWNERDEAD is repaired: the element copy is still done). */
+CREW_API int crew_array_get(crew_array *a, size_t i, void *out);
+CREW_API int crew_array_set(crew_array *a, size_t i, const void *in);
+/* Adds delta to numeric element i (integers wrap, as C unsigned arithmetic
+ * for the unsigned types) under the lock, or atomically when there is no
+ * lock (not for DOUBLE: CREW_EINVAL without a lock). *result (may be NULL)
+ * receives the new value converted to double. CREW_EINVAL for BYTES. */
+CREW_API int crew_array_add(crew_array *a, size_t i, double delta, double *result);
+CREW_API int crew_array_destroy(crew_array *a);
+
 /* @@SECTION queue@@ */
 
 /* ================================================================= queues
