@@ -681,19 +681,20 @@ static int probe_io(cmp_model *m, int model, const cmp_plan *pl, const cmp_resul
             in[i].wait_ns = (uint64_t)(pl->io_wait_s * 1e9);
             in[i].seq = (uint64_t)i;
         }
-        crew_pool *p;
-        int rc = pool_new(&p, model, w, pl->pool_method, 0, 0);
+        uint64_t *out = calloc((size_t)n, 2 * sizeof(uint64_t));
+        crew_pool *p = NULL;
+        int rc = out ? pool_new(&p, model, w, pl->pool_method, 0, 0) : CREW_ENOMEM;
         double t[16];
         for (int i = 0; i < reps && rc == 0; i++) {
             double t0 = crew_now();
-            rc = map_run(p, wl_task_work, in, sizeof *in, NULL, 0, (size_t)n, 1, pl->timeout, NULL);
+            rc = map_run(p, wl_task_work, in, sizeof *in, out, 2 * sizeof(uint64_t), (size_t)n, 1, pl->timeout,
+                         NULL);
             t[i] = crew_now() - t0;
         }
-        if (rc == 0)
-            crew_pool_destroy(p);
-        else if (p)
+        if (p)
             crew_pool_destroy(p);
         free(in);
+        free(out);
         if (rc)
             return fail(m, "I/O tasks", rc);
         cmp_point *pt = &m->io[m->nio++];

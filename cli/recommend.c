@@ -101,11 +101,15 @@ void recommend(cmp_results *r)
     rec->other_speedup = bo.speedup;
     rec->other_workers = bo.workers;
 
+    char other[96];
+    if (isfinite(bo.speedup))
+        snprintf(other, sizeof other, "%s reach %.2fx", mo->name, bo.speedup);
+    else
+        snprintf(other, sizeof other, "%s could not be measured", mo->name);
     if (bw.speedup < 1.15) {
         snprintf(rec->headline, sizeof rec->headline,
-                 "%s, %d worker%s, but concurrency gains little here: the best measured speedup is %.2fx "
-                 "(%s: %.2fx)",
-                 mw->name, bw.workers, bw.workers == 1 ? "" : "s", bw.speedup, mo->name, bo.speedup);
+                 "%s, %d worker%s, but concurrency gains little here: the best measured speedup is %.2fx (%s)",
+                 mw->name, bw.workers, bw.workers == 1 ? "" : "s", bw.speedup, other);
     } else if (tie) {
         double dstart = pr->start_ms - th->start_ms, drt = pr->roundtrip_us - th->roundtrip_us;
         if (pick == CMP_THREADS)
@@ -121,8 +125,8 @@ void recommend(cmp_results *r)
                      bw.workers, bw.speedup, r->cpus, bo.speedup, fmt_time_s(t1, sizeof t1, pr->roundtrip_us / 1e6),
                      fmt_time_s(t2, sizeof t2, th->roundtrip_us / 1e6));
     } else {
-        snprintf(rec->headline, sizeof rec->headline, "%s, %d worker%s: %.2fx on %d CPUs; %s reach %.2fx%s",
-                 mw->name, bw.workers, bw.workers == 1 ? "" : "s", bw.speedup, r->cpus, mo->name, bo.speedup,
+        snprintf(rec->headline, sizeof rec->headline, "%s, %d worker%s: %.2fx on %d CPUs; %s%s",
+                 mw->name, bw.workers, bw.workers == 1 ? "" : "s", bw.speedup, r->cpus, other,
                  pick == CMP_THREADS && pr->fault.measured && pr->fault.survived
                      ? " (choose them only if a crashing task must not take the program down)"
                      : "");
