@@ -86,6 +86,7 @@ typedef struct cmp_point {
 typedef struct cmp_method {
     const char *name;    /* "fork", "spawn", "forkserver" */
     double start_ms;     /* pool of 1: create + first task + destroy, median */
+    double worker_us;    /* one crew_process: start + join, median */
     int status;          /* 0, or the crew status that stopped the measurement */
 } cmp_method;
 
@@ -107,6 +108,7 @@ typedef struct cmp_model {
     cmp_method methods[CMP_MAX_METHODS];
     int nmethods;
     double start_ms;            /* pool of 1: create + first task + destroy */
+    double worker_us;           /* one worker alone: crew_thread / crew_process start + join */
     int ready_workers;
     double ready_ms;            /* pool of ready_workers: create + first task done */
     double destroy_ms;          /* ... and destroy of that idle pool */

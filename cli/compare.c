@@ -307,7 +307,9 @@ static void model_init(cmp_model *m, const char *name)
 {
     memset(m, 0, sizeof *m);
     m->name = name;
-    m->start_ms = m->ready_ms = m->destroy_ms = NAN;
+    m->start_ms = m->ready_ms = m->destroy_ms = m->worker_us = NAN;
+    for (int i = 0; i < CMP_MAX_METHODS; i++)
+        m->methods[i].worker_us = m->methods[i].start_ms = NAN;
     m->idle_bytes = m->idle_private_bytes = NAN;
     m->roundtrip_us = m->empty_per_s = m->map_per_s = NAN;
     m->xfer_copy_us = m->xfer_ref_us = NAN;

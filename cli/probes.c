@@ -472,11 +472,74 @@ static int fault_processes(cmp_model *m, const cmp_plan *pl)
 }
 
 /* ---------------------------------------------------------------- the model */
+static void *noop_thread(void *arg) { return arg; }
+static int noop_process(void *arg, size_t len)
+{
+    (void)arg, (void)len;
+    return 0;
+}
+
+/* One bare worker: crew_thread or crew_process start + join, in µs. */
+static int worker_start(int model, int method, const cmp_plan *pl, double *us)
+{
+    double t[16];
+    int reps = pl->reps < 16 ? pl->reps : 16, per = model == CMP_THREADS ? 20 : 5;
+    for (int i = 0; i < reps; i++) {
+        double t0 = crew_now();
+        for (int k = 0; k < per; k++) {
+            int rc;
+            if (model == CMP_THREADS) {
+                crew_thread *th;
+                if ((rc = crew_thread_start(&th, noop_thread, NULL, NULL)) != 0)
+                    return rc;
+                rc = crew_thread_join(th, pl->timeout, NULL);
+                crew_thread_destroy(th);
+            } else {
+                crew_process_options po = {0};
+                po.method = (crew_start_method)method;
+                crew_process *cp;
+                if ((rc = crew_process_start(&cp, noop_process, NULL, 0, &po)) != 0)
+                    return rc;
+                crew_exit ex;
+                rc = crew_process_join(cp, pl->timeout, &ex);
+                crew_process_destroy(cp);
+                if (rc == 0 && (ex.signal || ex.code))
+                    rc = CREW_ECRASHED;
+            }
+            if (rc)
+                return rc;
+        }
+        t[i] = (crew_now() - t0) / per * 1e6;
+    }
+    *us = median(t, reps);
+    return 0;
+}
+
 static int probe_costs(cmp_model *m, int model, const cmp_plan *pl)
 {
     const char *name = m->name;
     double t[16], u[16];
     int reps = pl->reps < 16 ? pl->reps : 16, rc = 0;
+
+    /* one bare worker */
+    if (model == CMP_THREADS) {
+        cli_progress("%s: start + join one crew_thread", name);
+        if ((rc = worker_start(model, 0, pl, &m->worker_us)) != 0)
+            return fail(m, "crew_thread start", rc);
+    } else {
+        for (int k = 0; k < pl->nmethods; k++) {
+            cli_progress("%s: start + join one crew_process, method %s", name, pl->method_names[k]);
+            double us = NAN;
+            rc = worker_start(model, pl->methods[k], pl, &us);
+            m->methods[k].worker_us = us;
+            if (pl->methods[k] == pl->pool_method) {
+                if (rc)
+                    return fail(m, "crew_process start", rc);
+                m->worker_us = us;
+            }
+        }
+        rc = 0;
+    }
 
     /* start + stop of a pool of 1, per start method */
     int nmeth = model == CMP_PROCESSES ? pl->nmethods : 1;
@@ -655,6 +718,30 @@ static int probe_costs(cmp_model *m, int model, const cmp_plan *pl)
             m->xfer_ref_us = median(t, reps);
             m->xfer_ref_how = "pointer, one copy";
         }
+    }
+    if (rc == 0 && model == CMP_PROCESSES) {
+        /* by reference: argument and result already live in a crew_shm
+         * region, which crew_pool_map hands to the worker without copying */
+        crew_shm *shm = NULL;
+        rc = crew_shm_create(&shm, 2 * MIB, NULL);
+        unsigned char *base = rc == 0 ? crew_shm_ptr(shm) : NULL;
+        if (base)
+            memcpy(base, src, MIB);
+        for (int i = 0; i < reps + 1 && rc == 0; i++) {
+            double t0 = crew_now();
+            for (int k = 0; k < pl->xfer_calls && rc == 0; k++)
+                rc = map_run(p, wl_task_echo, base, MIB, base + MIB, MIB, 1, 1, pl->timeout, NULL);
+            if (i > 0)
+                t[i - 1] = (crew_now() - t0) / pl->xfer_calls * 1e6;
+        }
+        if (rc == 0 && memcmp(base + MIB, src, MIB) != 0)
+            rc = CREW_EPROTO;
+        if (rc == 0) {
+            m->xfer_ref_us = median(t, reps);
+            m->xfer_ref_how = "crew_shm region, one copy";
+        }
+        if (shm)
+            crew_shm_destroy(shm);
     }
     free(src);
     free(dst);

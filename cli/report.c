@@ -165,6 +165,9 @@ int report_table(FILE *f, const cmp_results *r)
     row(&t, "memory sharing", "one address space",
         "separate; args/results in shared memory");
 
+    snprintf(a, sizeof a, "%s (crew_thread)", fmt_time_s(x, sizeof x, th->worker_us / 1e6));
+    snprintf(b, sizeof b, "%s (crew_process)", fmt_time_s(y, sizeof y, pr->worker_us / 1e6));
+    row(&t, "start + join one worker", a, b);
     row(&t, "start + stop, pool of 1", fmt_time_s(x, sizeof x, th->start_ms / 1e3),
         fmt_time_s(y, sizeof y, pr->start_ms / 1e3));
     for (int k = 0; k < pr->nmethods; k++) {
@@ -172,7 +175,8 @@ int report_table(FILE *f, const cmp_results *r)
         if (pr->methods[k].status)
             snprintf(b, sizeof b, "unavailable (%s)", crew_err_name(pr->methods[k].status));
         else
-            fmt_time_s(b, sizeof b, pr->methods[k].start_ms / 1e3);
+            snprintf(b, sizeof b, "%s worker, %s pool of 1", fmt_time_s(x, sizeof x, pr->methods[k].worker_us / 1e6),
+                     fmt_time_s(y, sizeof y, pr->methods[k].start_ms / 1e3));
         row(&t, l, "", b);
     }
     snprintf(l, sizeof l, "pool of %d: ready / destroy", th->ready_workers);
@@ -317,6 +321,8 @@ static void jmodel(FILE *f, const cmp_model *m)
     jstr(f, status_str(m->status));
     fputs(",\n      \"start_method\": ", f);
     jstr(f, m->method);
+    fputs(",\n      \"worker_start_us\": ", f);
+    jnum(f, m->worker_us);
     fputs(",\n      \"start_ms\": ", f);
     jnum(f, m->start_ms);
     fputs(",\n      \"start_methods\": [", f);
@@ -325,6 +331,8 @@ static void jmodel(FILE *f, const cmp_model *m)
         jstr(f, m->methods[k].name);
         fputs(", \"start_ms\": ", f);
         jnum(f, m->methods[k].status ? NAN : m->methods[k].start_ms);
+        fputs(", \"worker_start_us\": ", f);
+        jnum(f, m->methods[k].worker_us);
         fputs(", \"status\": ", f);
         jstr(f, status_str(m->methods[k].status));
         fputc('}', f);
@@ -436,11 +444,14 @@ int report_csv(FILE *f, const cmp_results *r)
     for (int i = 0; i < CMP_NMODELS; i++) {
         const cmp_model *m = &r->m[i];
         const char *n = m->name;
+        csv(f, "overhead", "start_join_one_worker", n, 1, m->worker_us, "us");
         csv(f, "overhead", "start_stop_pool_of_1", n, 1, m->start_ms, "ms");
         for (int k = 0; k < m->nmethods; k++) {
             char metric[64];
             snprintf(metric, sizeof metric, "start_stop_pool_of_1_%s", m->methods[k].name);
             csv(f, "overhead", metric, n, 1, m->methods[k].status ? NAN : m->methods[k].start_ms, "ms");
+            snprintf(metric, sizeof metric, "start_join_one_worker_%s", m->methods[k].name);
+            csv(f, "overhead", metric, n, 1, m->methods[k].worker_us, "us");
         }
         csv(f, "overhead", "pool_ready", n, m->ready_workers, m->ready_ms, "ms");
         csv(f, "overhead", "pool_destroy", n, m->ready_workers, m->destroy_ms, "ms");
