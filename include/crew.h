@@ -760,17 +760,19 @@ CREW_API int crew_queue_info(crew_queue *q, crew_queue_status *out);
  * processes (or threads). Built on two crew_queue rings in one memfd, so it
  * costs the same as a queue. Each end may be used by several threads.
  *
- * Ends and holders, like file descriptors: crew_pipe_create() gives both
- * ends to the calling process; fork() gives the child a hold on every end
- * the parent holds; crew_pipe_attach() adds a hold; crew_pipe_destroy()
- * drops this process's hold. An end is closed when crew_pipe_close() is
- * called on it, when its last holder destroys it, or when every process
- * holding it has died. The peer of a closed end then reads what was sent
- * and gets CREW_EOF, and its sends get CREW_EPIPE. So, as with pipe(2):
- * after fork, each process destroys the end it does not use -- otherwise
- * it keeps that end alive and will not see EOF when the other dies.
- * A peer's death is noticed while waiting, within ~100 ms; a send that
- * finds room succeeds even if the peer has just died.
+ * Ends are held like file descriptors (the kernel does the counting: each
+ * end is an open file description carrying a lock): crew_pipe_create()
+ * gives both ends to the calling process; fork() gives the child a hold on
+ * every end the parent holds; crew_pipe_fd() and crew_pipe_attach() pass a
+ * hold to another process; crew_pipe_destroy() drops this process's hold,
+ * and so does exec() or death (SIGKILL included, reaped or not). An end is
+ * closed when crew_pipe_close() is called on it or when nobody holds it any
+ * more. The peer of a closed end reads what was sent, then gets CREW_EOF;
+ * its sends get CREW_EPIPE. So, as with pipe(2): after fork, each process
+ * destroys the end it does not use -- a process that keeps the peer's end
+ * keeps it open and will not see EOF when the peer dies. A peer's death is
+ * noticed while waiting, within ~32 ms; a send that finds room succeeds
+ * even if the peer has just died (the message is then lost with it).
  */
 typedef struct crew_pipe crew_pipe;
 
@@ -809,14 +811,15 @@ CREW_API int crew_pipe_close(crew_pipe *p);
 CREW_API int crew_pipe_destroy(crew_pipe *p);
 
 /* A new descriptor (caller-owned, no FD_CLOEXEC) naming this end, for
- * crew_pipe_attach() in another process. Needs /proc. Returns 0,
- * CREW_EINVAL, or a system error. */
+ * crew_pipe_attach() in another process. It holds the end until closed in
+ * every process that has it: close it once the receiver has attached.
+ * Needs /proc. Returns 0, CREW_EINVAL, or a system error. */
 CREW_API int crew_pipe_fd(crew_pipe *p, int *fd_out);
 
 /* Takes a hold on the end named by fd (from crew_pipe_fd); the caller still
  * owns fd. Returns 0, CREW_EBADF, CREW_EINVAL (not a crew pipe end),
- * CREW_ECLOSED (that end is already closed), CREW_ENOSPC (too many
- * processes hold it: 16 at most), CREW_ENOMEM, or a system error. */
+ * CREW_ECLOSED (that end is already closed), CREW_ENOMEM, or a system
+ * error. */
 CREW_API int crew_pipe_attach(crew_pipe **out, int fd);
 
 /* @@SECTION pool@@ */

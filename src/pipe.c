@@ -3,39 +3,39 @@
  *
  * DESIGN
  *
- * Layout. One memfd: a page of pipe header (magic, a random id, and per end
- * a `closed` flag and up to 16 holder pids), then ring 0, then ring 1 (the
+ * Layout. One memfd: a page of pipe header (magic, sizes, and per end a
+ * `closed` flag), then ring 0, then ring 1 (the
  * rings of queue.c; see its DESIGN comment for their protocol, wake-ups and
  * crash argument). End i sends on ring i and receives on ring 1-i. A handle
  * is one end as seen by one process: its own mapping and its own fd.
  *
- * Holders. An end is held by processes, like a file descriptor: create
- * records the creator as holder of both ends; a pthread_atfork child handler
- * adds the child's pid to every end the process has a handle for (so a
- * forked child holds what its parent held, exactly as with inherited fds);
- * attach adds the attaching pid; destroy removes this pid unless another
- * handle of this process still names the same end. Slots are claimed and
- * freed with CAS, so concurrent holders never lose each other's entries.
+ * Holders: open file description locks. Each end is one open file
+ * description of the memfd (end 0: the memfd itself; end 1: a reopen
+ * through /proc/self/fd), and every handle of that end keeps a shared OFD
+ * lock (F_OFD_SETLK, F_RDLCK) on byte <side> through it. The kernel counts
+ * the holders for us, exactly as for file descriptors: the description (and
+ * so the lock) lives while any fd or mapping refers to it -- in this
+ * process, in a forked child (which inherits both), or in a process that
+ * attached through crew_pipe_fd() (a new description with its own lock).
+ * When the last of them is closed or unmapped, or its process dies (even
+ * SIGKILLed, even before it is reaped: a zombie has no files), the lock
+ * disappears. "Is the peer end held?" is one F_OFD_GETLK asking for a
+ * write lock on the peer's byte: it reports a conflict while any holder
+ * remains. No registry, no atfork handler, no pid that can be recycled.
  *
  * Closing. An end is closed (its `closed` flag, then both rings closed) by
- * crew_pipe_close, by the destroy that removes its last holder, or by the
- * peer that finds every holder dead. Closing both rings is what the peer
+ * crew_pipe_close, by a destroy that finds no other holder left, or by the
+ * peer that finds nobody holding it. Closing both rings is what the peer
  * sees: its receive ring drains then says EOF, its send ring says ECLOSED,
  * reported as CREW_EPIPE.
  *
- * Peer death. Nothing in the kernel tells shared memory that a process
- * died, so a waiting call checks: after its spin, and then between sleep
- * slices (1 ms doubling to 100 ms), it asks whether the peer end is closed
- * or all its holders are dead (crew__task_alive: gone or zombie). A waiter
+ * Peer death. A waiting call checks the peer after its spin and then
+ * between sleep slices (1 ms doubling to 32 ms), so a dead peer is noticed
+ * within ~32 ms without costing an idle waiter measurable CPU. A waiter
  * that finds the peer gone looks at the ring once more (the peer may have
  * sent just before dying), then returns EOF / EPIPE and marks the peer end
  * closed so later calls see it at once. A process dying never corrupts a
- * ring (queue.c's argument); a holder slot of a dead process is reclaimed
- * when a slot is needed.
- *
- * Registry. The handles of this process are linked in a list under a
- * mutex, for the atfork handler; the mutex is taken in the prepare handler
- * so the child never inherits it locked by a thread that does not exist.
+ * ring (queue.c's argument).
  */
 #include "ring.h"
 
@@ -48,20 +48,14 @@
 #include <unistd.h>
 
 #define PIPE_MAGIC 0x3165706977657263ull /* "crewpie1" */
-#define PIPE_HOLDERS 16
 #define PIPE_HDR_BYTES 4096u
-
-typedef struct pipe_end_shared {
-    _Atomic uint32_t closed;
-    _Atomic uint32_t holders[PIPE_HOLDERS];
-} pipe_end_shared;
 
 typedef struct pipe_shared {
     uint64_t magic;
-    uint64_t id; /* tells two handles of one pipe apart from other pipes */
+    uint64_t id;
     uint64_t total;
     uint64_t ring_off[2];
-    alignas(CREW_CACHELINE) pipe_end_shared end[2];
+    alignas(CREW_CACHELINE) _Atomic uint32_t closed[2];
 } pipe_shared;
 
 _Static_assert(sizeof(pipe_shared) <= PIPE_HDR_BYTES, "pipe header fits its page");
@@ -69,104 +63,31 @@ _Static_assert(sizeof(pipe_shared) <= PIPE_HDR_BYTES, "pipe header fits its page
 struct crew_pipe {
     pipe_shared *s;
     size_t map_len;
-    int fd;
+    int fd; /* this end's open file description, holding the OFD lock */
     int side;
     crew__ring *tx, *rx;
-    struct crew_pipe *prev, *next; /* registry */
 };
 
-/* ------------------------------------------------------------ registry */
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static crew_pipe *reg_head;
-static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
-
-static int holder_add(pipe_shared *s, int side, uint32_t pid);
-
-static void reg_prepare(void) { pthread_mutex_lock(&reg_lock); }
-static void reg_parent(void) { pthread_mutex_unlock(&reg_lock); }
-static void reg_child(void)
-{
-    uint32_t me = (uint32_t)getpid();
-    for (crew_pipe *p = reg_head; p; p = p->next)
-        (void)holder_add(p->s, p->side, me); /* full: this child is not tracked */
-    pthread_mutex_unlock(&reg_lock);
-}
-static void reg_init(void) { pthread_atfork(reg_prepare, reg_parent, reg_child); }
-
-static void reg_insert(crew_pipe *p)
-{
-    pthread_once(&reg_once, reg_init);
-    pthread_mutex_lock(&reg_lock);
-    p->prev = NULL;
-    p->next = reg_head;
-    if (reg_head)
-        reg_head->prev = p;
-    reg_head = p;
-    pthread_mutex_unlock(&reg_lock);
-}
-
-/* Unlinks p; returns true if another handle of this process names the same
- * end. */
-static bool reg_remove(crew_pipe *p)
-{
-    pthread_mutex_lock(&reg_lock);
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        reg_head = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    bool other = false;
-    for (crew_pipe *o = reg_head; o; o = o->next)
-        if (o->s->id == p->s->id && o->side == p->side)
-            other = true;
-    pthread_mutex_unlock(&reg_lock);
-    return other;
-}
-
 /* ------------------------------------------------------------ holders */
-static void holders_sweep(pipe_end_shared *e)
+
+static int hold(int fd, int side)
 {
-    for (int i = 0; i < PIPE_HOLDERS; i++) {
-        uint32_t pid = atomic_load_explicit(&e->holders[i], memory_order_acquire);
-        if (pid && !crew__task_alive(pid))
-            atomic_compare_exchange_strong(&e->holders[i], &pid, 0);
-    }
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = side, .l_len = 1};
+    return fcntl(fd, F_OFD_SETLK, &fl) == 0 ? 0 : -errno;
 }
 
-static int holder_add(pipe_shared *s, int side, uint32_t pid)
+/* Does any open file description hold end `side`, other than fd's own? */
+static bool held_elsewhere(int fd, int side)
 {
-    pipe_end_shared *e = &s->end[side];
-    for (int pass = 0; pass < 2; pass++) {
-        for (int i = 0; i < PIPE_HOLDERS; i++)
-            if (atomic_load_explicit(&e->holders[i], memory_order_acquire) == pid)
-                return 0;
-        for (int i = 0; i < PIPE_HOLDERS; i++) {
-            uint32_t zero = 0;
-            if (atomic_compare_exchange_strong(&e->holders[i], &zero, pid))
-                return 0;
-        }
-        holders_sweep(e);
-    }
-    return CREW_ENOSPC;
-}
-
-/* Removes pid; returns true if no holder is left. */
-static bool holder_remove(pipe_shared *s, int side, uint32_t pid)
-{
-    pipe_end_shared *e = &s->end[side];
-    bool left = false;
-    for (int i = 0; i < PIPE_HOLDERS; i++) {
-        uint32_t cur = pid;
-        if (!atomic_compare_exchange_strong(&e->holders[i], &cur, 0) && cur != 0)
-            left = true;
-    }
-    return !left;
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = side, .l_len = 1};
+    if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
+        return true; /* cannot tell: never report a live peer as gone */
+    return fl.l_type != F_UNLCK;
 }
 
 static void end_close(pipe_shared *s, crew__ring *r0, crew__ring *r1, int side)
 {
-    atomic_store_explicit(&s->end[side].closed, 1, memory_order_seq_cst);
+    atomic_store_explicit(&s->closed[side], 1, memory_order_seq_cst);
     crew__ring_close(r0);
     crew__ring_close(r1);
 }
@@ -175,15 +96,9 @@ static void end_close(pipe_shared *s, crew__ring *r0, crew__ring *r1, int side)
 static bool peer_gone(void *ctx)
 {
     crew_pipe *p = ctx;
-    pipe_end_shared *e = &p->s->end[1 - p->side];
-    if (atomic_load_explicit(&e->closed, memory_order_acquire))
+    if (atomic_load_explicit(&p->s->closed[1 - p->side], memory_order_acquire))
         return true;
-    for (int i = 0; i < PIPE_HOLDERS; i++) {
-        uint32_t pid = atomic_load_explicit(&e->holders[i], memory_order_acquire);
-        if (pid && crew__task_alive(pid))
-            return false;
-    }
-    return true;
+    return !held_elsewhere(p->fd, 1 - p->side);
 }
 
 static void mark_peer_closed(crew_pipe *p)
@@ -191,28 +106,36 @@ static void mark_peer_closed(crew_pipe *p)
     end_close(p->s, p->tx, p->rx, 1 - p->side);
 }
 
+/* A new open file description of the same memfd (not a dup). */
+static int reopen(int fd, int flags)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int nfd = open(path, O_RDWR | flags);
+    return nfd >= 0 ? nfd : -errno;
+}
+
 /* ------------------------------------------------------------ handles */
 
-static int handle_map(crew_pipe **out, int fd, int side, size_t len, bool own_fd)
+/* Maps the pipe through fd (taking ownership of fd) as end `side`, and
+ * takes the hold. */
+static int handle_open(crew_pipe **out, int fd, int side, size_t len)
 {
     crew_pipe *p = crew__calloc(1, sizeof *p);
-    if (!p)
+    if (!p) {
+        crew__close(fd);
         return CREW_ENOMEM;
+    }
     void *addr = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (addr == MAP_FAILED) {
         int e = -errno;
-        crew__free(p);
-        return e;
-    }
-    p->fd = own_fd ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (p->fd < 0) {
-        int e = -errno;
-        munmap(addr, len);
+        crew__close(fd);
         crew__free(p);
         return e;
     }
     p->s = addr;
     p->map_len = len;
+    p->fd = fd;
     p->side = side;
     *out = p;
     return 0;
@@ -259,28 +182,31 @@ int crew_pipe_create(crew_pipe **a, crew_pipe **b, const crew_pipe_options *opts
     s->ring_off[1] = PIPE_HDR_BYTES + rb;
     crew__ring_init((crew__ring *)((uint8_t *)s + s->ring_off[0]), cap, max);
     crew__ring_init((crew__ring *)((uint8_t *)s + s->ring_off[1]), cap, max);
-    s->id = ((uint64_t)crew__pid() << 32) ^ crew__now_ns() ^ (uint64_t)(uintptr_t)addr;
-    uint32_t me = crew__pid();
-    atomic_store(&s->end[0].holders[0], me);
-    atomic_store(&s->end[1].holders[0], me);
     s->magic = PIPE_MAGIC;
-    munmap(addr, total); /* each handle maps for itself */
+    munmap(addr, total); /* each handle maps through its own description */
 
+    int fd_b = reopen(fd, O_CLOEXEC);
+    if (fd_b < 0) {
+        crew__close(fd);
+        return fd_b;
+    }
     crew_pipe *pa = NULL, *pb = NULL;
-    rc = handle_map(&pa, fd, 0, total, true);
-    if (rc == 0)
-        rc = handle_map(&pb, fd, 1, total, false);
+    rc = handle_open(&pa, fd, 0, total);
     if (rc != 0) {
-        if (pa)
-            handle_free(pa);
-        else
-            crew__close(fd);
+        crew__close(fd_b);
+        return rc;
+    }
+    rc = handle_open(&pb, fd_b, 1, total);
+    if (rc == 0 && (rc = hold(pa->fd, 0)) == 0)
+        rc = hold(pb->fd, 1);
+    if (rc != 0) {
+        handle_free(pa);
+        if (pb)
+            handle_free(pb);
         return rc;
     }
     handle_bind(pa);
     handle_bind(pb);
-    reg_insert(pa);
-    reg_insert(pb);
     *a = pa;
     *b = pb;
     return 0;
@@ -290,17 +216,22 @@ int crew_pipe_fd(crew_pipe *p, int *fd_out)
 {
     if (!p || !fd_out)
         return CREW_EINVAL;
-    /* A fresh open file description (not a dup) whose file offset names
-     * the end: 0 or 1. Reopening a memfd through /proc gives exactly that. */
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", p->fd);
-    int fd = open(path, O_RDWR);
+    /* A fresh description whose file offset names the end (0 or 1). No
+     * FD_CLOEXEC: it is meant to cross exec. */
+    int fd = reopen(p->fd, 0);
     if (fd < 0)
-        return -errno;
+        return fd;
     if (lseek(fd, p->side, SEEK_SET) != p->side) {
         int e = -errno;
         crew__close(fd);
         return e ? e : CREW_EIO;
+    }
+    /* Hold the end from now on: the fd in flight keeps it open even if
+     * this process destroys its handle before the receiver attaches. */
+    int rc = hold(fd, p->side);
+    if (rc != 0) {
+        crew__close(fd);
+        return rc;
     }
     *fd_out = fd;
     return 0;
@@ -319,8 +250,12 @@ int crew_pipe_attach(crew_pipe **out, int fd)
     off_t side = lseek(fd, 0, SEEK_CUR);
     if (!S_ISREG(st.st_mode) || st.st_size < (off_t)PIPE_HDR_BYTES || (side != 0 && side != 1))
         return CREW_EINVAL;
+    /* Share the sender's description (and so its hold): a dup. */
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0)
+        return -errno;
     crew_pipe *p;
-    int rc = handle_map(&p, fd, (int)side, (size_t)st.st_size, false);
+    int rc = handle_open(&p, own, (int)side, (size_t)st.st_size);
     if (rc != 0)
         return rc;
     pipe_shared *s = p->s;
@@ -334,16 +269,14 @@ int crew_pipe_attach(crew_pipe **out, int fd)
         return CREW_EINVAL;
     }
     handle_bind(p);
-    if (atomic_load(&s->end[p->side].closed)) {
+    if (atomic_load(&s->closed[p->side])) {
         handle_free(p);
         return CREW_ECLOSED;
     }
-    rc = holder_add(s, p->side, crew__pid());
-    if (rc != 0) {
+    if ((rc = hold(p->fd, p->side)) != 0) {
         handle_free(p);
         return rc;
     }
-    reg_insert(p);
     *out = p;
     return 0;
 }
@@ -352,10 +285,25 @@ int crew_pipe_destroy(crew_pipe *p)
 {
     if (!p)
         return CREW_EINVAL;
-    bool other = reg_remove(p);
-    if (!other && holder_remove(p->s, p->side, crew__pid()))
-        end_close(p->s, p->tx, p->rx, p->side);
+    /* Were we the last holder? Drop our references (fd and mapping: both
+     * keep the description, and so its lock, alive), then ask through a
+     * fresh description, which holds nothing, whether any lock remains. */
+    int probe = reopen(p->fd, O_CLOEXEC);
+    int side = p->side;
+    size_t len = p->map_len;
     handle_free(p);
+    if (probe < 0)
+        return 0; /* no /proc: the peer finds out by its own probe */
+    if (!held_elsewhere(probe, side)) {
+        void *addr = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, probe, 0);
+        if (addr != MAP_FAILED) {
+            pipe_shared *s = addr;
+            end_close(s, (crew__ring *)((uint8_t *)s + s->ring_off[0]),
+                      (crew__ring *)((uint8_t *)s + s->ring_off[1]), side);
+            munmap(addr, len);
+        }
+    }
+    crew__close(probe);
     return 0;
 }
 
@@ -371,14 +319,14 @@ int crew_pipe_send(crew_pipe *p, const void *msg, size_t len, double timeout)
 {
     if (!p || (!msg && len))
         return CREW_EINVAL;
-    if (atomic_load_explicit(&p->s->end[p->side].closed, memory_order_acquire))
+    if (atomic_load_explicit(&p->s->closed[p->side], memory_order_acquire))
         return CREW_ECLOSED;
     crew__ring_peer peer = {peer_gone, p};
     int rc = crew__ring_put(p->tx, msg, len, NULL, NULL, timeout, &peer);
     if (rc == CREW_EPIPE)
         mark_peer_closed(p);
     if (rc == CREW_ECLOSED &&
-        !atomic_load_explicit(&p->s->end[p->side].closed, memory_order_acquire))
+        !atomic_load_explicit(&p->s->closed[p->side], memory_order_acquire))
         rc = CREW_EPIPE;
     return rc;
 }
@@ -386,7 +334,7 @@ int crew_pipe_send(crew_pipe *p, const void *msg, size_t len, double timeout)
 static int pipe_recv(crew_pipe *p, void *buf, size_t bufcap, size_t *len_out,
                      crew_queue_read_fn fn, void *arg, double timeout)
 {
-    if (atomic_load_explicit(&p->s->end[p->side].closed, memory_order_acquire))
+    if (atomic_load_explicit(&p->s->closed[p->side], memory_order_acquire))
         return CREW_ECLOSED;
     crew__ring_peer peer = {peer_gone, p};
     int rc = crew__ring_get(p->rx, buf, bufcap, len_out, fn, arg, timeout, &peer);
@@ -394,7 +342,7 @@ static int pipe_recv(crew_pipe *p, void *buf, size_t bufcap, size_t *len_out,
         mark_peer_closed(p);
         rc = CREW_EOF;
     }
-    if (rc == CREW_EOF && atomic_load_explicit(&p->s->end[p->side].closed, memory_order_acquire))
+    if (rc == CREW_EOF && atomic_load_explicit(&p->s->closed[p->side], memory_order_acquire))
         rc = CREW_ECLOSED;
     return rc;
 }

@@ -86,7 +86,7 @@
 #define LOCK_SLICE_NS 20000000u
 /* A pipe waiter's sleep slices, between peer-liveness checks. */
 #define PEER_SLICE_MIN_NS 1000000u
-#define PEER_SLICE_MAX_NS 100000000u
+#define PEER_SLICE_MAX_NS 32000000u
 #define DEFAULT_CAPACITY (1u << 20)
 #define MAX_CAPACITY (1ull << 40)
 
