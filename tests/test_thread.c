@@ -25,8 +25,12 @@ static void *add_one(void *arg) { return (void *)((intptr_t)arg + 1); }
 
 static void test_start_join_result(void)
 {
-    int tasks = count_tasks();
     crew_thread *t[8];
+    /* A first thread may start runtime helpers (TSan's background thread):
+     * take the baseline after it. */
+    CHECK_OK(crew_thread_start(&t[0], add_one, NULL, NULL));
+    CHECK_OK(crew_thread_destroy(t[0]));
+    int tasks = count_tasks();
     for (intptr_t i = 0; i < 8; i++)
         CHECK_OK(crew_thread_start(&t[i], add_one, (void *)i, NULL));
     for (intptr_t i = 0; i < 8; i++) {
@@ -199,7 +203,9 @@ static void test_stack_size(void)
     crew_thread_options o = {.stack_size = 256 * 1024};
     CHECK_OK(crew_thread_start(&t, stack_size_of, &got, &o));
     CHECK_OK(crew_thread_destroy(t));
-    CHECK(got >= 256 * 1024 && got < 512 * 1024);
+    /* at least what was asked, and not the 8 MiB default (sanitizers may
+     * add some room of their own) */
+    CHECK(got >= 256 * 1024 && got < 4096 * 1024);
 }
 
 static void test_huge_stack_eagain(void)
