@@ -301,7 +301,8 @@ CREW_API int crew_cond_init(crew_cond *c);
  * without a time limit. Returns 0 (notified or spurious), CREW_ETIMEDOUT,
  * CREW_EPERM (l not held by the caller; nothing released), CREW_EINVAL, or
  * the status of re-acquiring l: CREW_EOWNERDEAD (l held, repair it) or
- * CREW_ENOTRECOVERABLE (l NOT held). */
+ * CREW_ENOTRECOVERABLE (l NOT held). Waiting releases l, so call
+ * crew_lock_consistent() first on a lock taken with CREW_EOWNERDEAD. */
 CREW_API int crew_cond_wait(crew_cond *c, crew_lock *l, double timeout);
 /* Python's wait_for: waits until pred(arg) returns non-zero, evaluating it
  * with l held, first before waiting at all. Returns 0 when the predicate is

@@ -38,7 +38,8 @@
  * waiter can win that CAS. The new owner repairs the protected data and calls
  * crew_lock_consistent(); releasing without doing so stores the
  * NOT-RECOVERABLE state and wakes everyone, who get CREW_ENOTRECOVERABLE.
- * A poll (timeout 0) checks liveness at once. Caveats (docs/sync.md): a
+ * A poll (timeout 0) checks liveness at once, and any acquire checks once
+ * before it returns CREW_ETIMEDOUT. Caveats (docs/sync.md): a
  * recycled pid+tid would look alive; processes must share a pid namespace.
  *
  * Nothing here allocates, so a process can die at any instruction: the word
@@ -56,6 +57,10 @@ bool crew__sync_alive(uint32_t pid, uint32_t tid)
 {
     if (!crew__thread_alive(pid, tid))
         return false;
+    /* Another thread of this very process is not a zombie while we run
+     * (only a main thread that called pthread_exit can be). */
+    if (pid == crew__pid() && tid != pid)
+        return true;
     /* tgkill also finds a zombie: a killed process that its parent has not
      * reaped yet -- typically because the parent is the one waiting here. */
     char path[64], buf[256];
@@ -117,7 +122,7 @@ int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t v, double t
     crew__deadline d;
     crew__deadline_init(&d, timeout);
     uint32_t slice = CREW__SLICE_FIRST_NS;
-    bool check_live = timeout == 0, spun = timeout == 0, waited = false;
+    bool check_live = timeout == 0, spun = timeout == 0, waited = false, checked = false;
     for (;; v = atomic_load_explicit(w, memory_order_relaxed)) {
         if (v == 0) {
             /* Once we have slept, others may sleep too: keep WAITERS. */
@@ -134,6 +139,7 @@ int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t v, double t
             return CREW_EDEADLK;
         if (check_live) {
             check_live = false;
+            checked = true;
             if (!crew__sync_alive((uint32_t)(owner >> 32), (uint32_t)owner)) {
                 uint64_t nv = me | CREW__LW_INCONSISTENT | (v & CREW__LW_WAITERS);
                 if (atomic_compare_exchange_strong_explicit(w, &v, nv, memory_order_acquire,
@@ -143,6 +149,12 @@ int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t v, double t
             }
         }
         if (crew__deadline_expired(&d)) {
+            /* A caller that loops on short timeouts never sees a slice run
+             * out: check the owner once per call before giving up. */
+            if (!checked) {
+                check_live = true;
+                continue;
+            }
             /* We may have consumed a wake-up meant for a sleeper: leave
              * WAITERS set so the owner's release wakes one. */
             while (waited && v != 0 && !(v & CREW__LW_WAITERS) &&

@@ -228,6 +228,13 @@ static void test_thread_exits_holding(void)
     CHECK_OK(crew_lock_acquire(&l, 0));
     CHECK_OK(crew_lock_release(&l));
 
+    /* A short timed acquire checks too, before it times out. */
+    CHECK_OK(crew_thread_start(&t, take_and_exit, &l, NULL));
+    CHECK_OK(crew_thread_destroy(t));
+    CHECK_ERR(crew_lock_acquire(&l, 0.001), CREW_EOWNERDEAD);
+    CHECK_OK(crew_lock_consistent(&l));
+    CHECK_OK(crew_lock_release(&l));
+
     /* A poll notices the dead owner at once. */
     CHECK_OK(crew_thread_start(&t, take_and_exit, &l, NULL));
     CHECK_OK(crew_thread_destroy(t));
