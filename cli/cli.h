@@ -158,6 +158,12 @@ typedef struct cmp_results {
     int io_tasks_full;          /* the I/O row: how many tasks of io_wait_ms */
     double io_wait_ms;
     cmp_model m[CMP_NMODELS];
+    /* I/O view (crew_measure_io_waits): thread per wait, thread pool, event
+     * loop, each running io_view_waits waits of io_wait_ms at once */
+    crew_io_result io_view[3];
+    int io_view_status[3];
+    int io_view_n;
+    int io_view_waits;
     cmp_recommendation rec;
     double elapsed_s;
 } cmp_results;
@@ -236,6 +242,7 @@ typedef struct cmp_plan {
     double io_wait_s;
     int io_per_worker;              /* tasks per worker per run (capped at 1000) */
     bool fault;
+    bool io_view;
     double timeout;                 /* any single wait longer than this fails */
 } cmp_plan;
 
@@ -245,6 +252,8 @@ typedef struct cmp_plan {
 int probe_model(cmp_results *r, int model, const cmp_plan *plan);
 /* Serial baseline: every item run in the calling thread, median of reps. */
 int probe_serial(cmp_results *r, const cmp_plan *plan);
+/* The I/O view: crew_measure_io_waits for each of its models. */
+int probe_io_view(cmp_results *r, const cmp_plan *plan);
 /* The user's task once in a process pool of 1: CLI_EXIT_OK, or
  * CLI_EXIT_TASK with the one-line error printed. */
 int probe_user_task_once(const cmp_plan *plan, const char *what);

@@ -330,6 +330,7 @@ static int build_plan(cmp_plan *pl, cmp_results *r, const cmp_options *o, crew_t
     pl->mem_workers = q ? 8 : 16;
     pl->timeout = 120;
     pl->fault = !o->no_fault;
+    pl->io_view = true;
     pl->methods[0] = CREW_START_FORKSERVER, pl->method_names[0] = "forkserver";
     pl->methods[1] = CREW_START_FORK, pl->method_names[1] = "fork";
     pl->methods[2] = CREW_START_SPAWN, pl->method_names[2] = "spawn";
@@ -531,6 +532,8 @@ int cmd_compare(int argc, char **argv)
         if (ex)
             failed = ex;
     }
+    if (pl.io_view)
+        probe_io_view(&r, &pl);
     alarm(0);
     cli_progress_done();
     recommend(&r);

@@ -895,3 +895,22 @@ int probe_user_task_once(const cmp_plan *pl, const char *what)
                   crew_strerror(st));
     return CLI_EXIT_TASK;
 }
+
+int probe_io_view(cmp_results *r, const cmp_plan *pl)
+{
+    (void)pl;
+    r->io_view_waits = 1000;
+    r->io_view_n = 0;
+    static const int models[] = {CREW_IO_THREAD_PER_WAIT, CREW_IO_THREAD_POOL, CREW_IO_EVENT_LOOP};
+    for (int i = 0; i < 3; i++) {
+        cli_progress("I/O view: %d waits of %.0f ms at once, %s", r->io_view_waits, r->io_wait_ms,
+                     crew_io_model_name(models[i]));
+        crew_io_result *res = &r->io_view[r->io_view_n];
+        memset(res, 0, sizeof *res);
+        res->model = models[i];
+        r->io_view_status[r->io_view_n] =
+            crew_measure_io_waits(models[i], r->io_view_waits, r->io_wait_ms / 1e3, NULL, res);
+        r->io_view_n++;
+    }
+    return CLI_EXIT_OK;
+}

@@ -258,6 +258,41 @@ int report_table(FILE *f, const cmp_results *r)
             fputc('\n', f);
         }
     }
+    if (r->io_view_n > 0) {
+        fprintf(f, "\nI/O-bound, %d waits of %.0f ms at once (ideal: %s)\n", r->io_view_waits, r->io_wait_ms,
+                fmt_time_s(x, sizeof x, r->io_wait_ms / 1e3));
+        fprintf(f, "  %-22s %10s %9s %8s %13s %10s\n", "", "time", "vs ideal", "threads", "memory/wait",
+                "CPU time");
+        for (int i = 0; i < r->io_view_n; i++) {
+            const crew_io_result *io = &r->io_view[i];
+            char name[64];
+            if (io->model == CREW_IO_THREAD_POOL)
+                snprintf(name, sizeof name, "thread pool (%d)", io->threads);
+            else
+                snprintf(name, sizeof name, "%s", crew_io_model_name(io->model));
+            if (r->io_view_status[i]) {
+                fprintf(f, "  %-22s %s (%s)\n", name, "not measured", crew_err_name(r->io_view_status[i]));
+                continue;
+            }
+            char ratio[32];
+            snprintf(ratio, sizeof ratio, "%.2fx", io->ratio);
+            fprintf(f, "  %-22s ", name);
+            fmt_time_s(a, sizeof a, io->elapsed_s);
+            fmt_bytes(b, sizeof b, (double)io->rss_per_wait);
+            fmt_time_s(y, sizeof y, io->cpu_s);
+            /* pad by display width: the units may hold 'µ' */
+            for (int k = width(a); k < 10; k++)
+                fputc(' ', f);
+            fprintf(f, "%s %9s %8d ", a, ratio, io->threads);
+            for (int k = width(b); k < 13; k++)
+                fputc(' ', f);
+            fputs(b, f);
+            fputc(' ', f);
+            for (int k = width(y); k < 10; k++)
+                fputc(' ', f);
+            fprintf(f, "%s\n", y);
+        }
+    }
     fputc('\n', f);
     fprintf(f, "recommendation: %s\n", r->rec.headline);
     for (int i = 0; i < r->rec.nreasons; i++)
@@ -401,7 +436,27 @@ int report_json(FILE *f, const cmp_results *r)
     jmodel(f, &r->m[CMP_THREADS]);
     fputs(",\n    \"processes\": ", f);
     jmodel(f, &r->m[CMP_PROCESSES]);
-    fputs("\n  },\n  \"recommendation\": {\"model\": ", f);
+    fputs("\n  },\n  \"io_view\": [", f);
+    for (int i = 0; i < r->io_view_n; i++) {
+        const crew_io_result *io = &r->io_view[i];
+        fputs(i ? ",\n    {\"model\": " : "\n    {\"model\": ", f);
+        jstr(f, crew_io_model_name(io->model));
+        fputs(", \"status\": ", f);
+        jstr(f, status_str(r->io_view_status[i]));
+        bool ok = r->io_view_status[i] == 0;
+        fprintf(f, ", \"waits\": %d, \"threads\": %d, \"elapsed_s\": ", r->io_view_waits, ok ? io->threads : 0);
+        jnum(f, ok ? io->elapsed_s : NAN);
+        fputs(", \"ratio_to_ideal\": ", f);
+        jnum(f, ok ? io->ratio : NAN);
+        fputs(", \"waits_per_s\": ", f);
+        jnum(f, ok ? io->waits_per_s : NAN);
+        fputs(", \"cpu_s\": ", f);
+        jnum(f, ok ? io->cpu_s : NAN);
+        fputs(", \"rss_per_wait_bytes\": ", f);
+        jnum(f, ok ? (double)io->rss_per_wait : NAN);
+        fputc('}', f);
+    }
+    fputs(r->io_view_n ? "\n  ],\n  \"recommendation\": {\"model\": " : "],\n  \"recommendation\": {\"model\": ", f);
     jstr(f, r->m[r->rec.model].name);
     fprintf(f, ", \"workers\": %d, \"speedup\": ", r->rec.workers);
     jnum(f, r->rec.speedup);
@@ -474,6 +529,17 @@ int report_csv(FILE *f, const cmp_results *r)
             csv(f, "fault", "innocent_total", n, 0, m->fault.innocent_total, "tasks");
             csv(f, "fault", "detect", n, 0, m->fault.detect_ms, "ms");
         }
+    }
+    for (int i = 0; i < r->io_view_n; i++) {
+        const crew_io_result *io = &r->io_view[i];
+        bool ok = r->io_view_status[i] == 0;
+        char model[64];
+        snprintf(model, sizeof model, "%s", crew_io_model_name(io->model));
+        csv(f, "io_view", "elapsed", model, ok ? io->threads : 0, ok ? io->elapsed_s : NAN, "s");
+        csv(f, "io_view", "ratio_to_ideal", model, ok ? io->threads : 0, ok ? io->ratio : NAN, "x");
+        csv(f, "io_view", "rss_per_wait", model, ok ? io->threads : 0, ok ? (double)io->rss_per_wait : NAN,
+            "bytes");
+        csv(f, "io_view", "cpu", model, ok ? io->threads : 0, ok ? io->cpu_s : NAN, "s");
     }
     csv(f, "recommendation", r->m[r->rec.model].name, r->m[r->rec.model].name, r->rec.workers, r->rec.speedup,
         "x");
