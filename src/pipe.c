@@ -254,7 +254,7 @@ int crew_pipe_attach(crew_pipe **out, int fd)
     int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (own < 0)
         return -errno;
-    crew_pipe *p;
+    crew_pipe *p = NULL;
     int rc = handle_open(&p, own, (int)side, (size_t)st.st_size);
     if (rc != 0)
         return rc;

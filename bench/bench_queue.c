@@ -1,0 +1,497 @@
+/*
+ * bench_queue.c -- crew_queue and crew_pipe between two processes, against
+ * the kernel's channels and a raw shared-memory floor, same run.
+ *
+ *  - round trip: the parent sends a 16-byte message, the child (a fork)
+ *    sends it back; ns per round trip. crew_queue (one queue each way) and
+ *    crew_pipe against a pipe pair, a socketpair, and the raw floor: two
+ *    words in shared memory, each side spinning up to 20 us on the word it
+ *    waits for and then sleeping on it with a futex (the best any
+ *    spin-then-sleep channel can do here). Goals: <= 1 us, <= 3.5x the
+ *    floor, >= 50x a pipe.
+ *  - streaming: the parent sends 64 KiB messages, the child receives each
+ *    into its own buffer (a copy in and a copy out, as with a pipe) and
+ *    acknowledges each batch; GiB/s. Against a pipe (default 64 KiB buffer
+ *    and 1 MiB with F_SETPIPE_SZ), a socketpair, and one thread's memcpy of
+ *    the same bytes from RAM to RAM. Goal: >= 10 GiB/s, >= 3x socketpair.
+ *
+ * Every figure is the median of several repetitions (CREW_BENCH_REPS);
+ * CREW_BENCH_SCALE shrinks the iteration counts.
+ */
+#include "harness.h"
+
+#include <crew.h>
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#define GROUP "queue"
+#define RT_MSG 16
+#define STREAM_MSG (64 * 1024)
+
+/* ---------------------------------------------------------------- channels
+ * One interface over every channel: the parent's side and the child's side,
+ * each with send / receive-exactly, and a way to end (the child then sees
+ * EOF). */
+typedef struct chan chan;
+struct chan {
+    const char *name;
+    void (*parent_setup)(chan *);
+    void (*child_setup)(chan *);
+    void (*psend)(chan *, const void *, size_t);
+    void (*precv)(chan *, void *, size_t);
+    void (*csend)(chan *, const void *, size_t);
+    bool (*crecv)(chan *, void *, size_t); /* false at EOF */
+    void (*parent_done)(chan *);
+    void (*child_done)(chan *);
+    int p2c[2], c2p[2]; /* fd channels; a socketpair uses p2c only */
+    crew_queue *q1, *q2;
+    crew_pipe *a, *b;
+    struct floor_words *fw;
+    uint32_t seq_a, seq_b;
+};
+
+static void die(const char *what)
+{
+    fprintf(stderr, "bench_queue: %s failed: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+/* ---- fds: pipe pair or socketpair */
+static bool read_full(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len) {
+        ssize_t r = read(fd, p, len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return false;
+        p += r;
+        len -= (size_t)r;
+    }
+    return true;
+}
+static void write_full(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            die("write");
+        p += w;
+        len -= (size_t)w;
+    }
+}
+static int fd_parent_out(chan *c) { return c->c2p[0] < 0 ? c->p2c[0] : c->p2c[1]; }
+static int fd_parent_in(chan *c) { return c->c2p[0] < 0 ? c->p2c[0] : c->c2p[0]; }
+static int fd_child_out(chan *c) { return c->c2p[0] < 0 ? c->p2c[1] : c->c2p[1]; }
+static int fd_child_in(chan *c) { return c->c2p[0] < 0 ? c->p2c[1] : c->p2c[0]; }
+static void fd_parent_setup(chan *c)
+{
+    if (c->c2p[0] < 0) {
+        close(c->p2c[1]);
+    } else {
+        close(c->p2c[0]);
+        close(c->c2p[1]);
+    }
+}
+static void fd_child_setup(chan *c)
+{
+    if (c->c2p[0] < 0) {
+        close(c->p2c[0]);
+    } else {
+        close(c->p2c[1]);
+        close(c->c2p[0]);
+    }
+}
+static void fd_psend(chan *c, const void *b, size_t n) { write_full(fd_parent_out(c), b, n); }
+static void fd_precv(chan *c, void *b, size_t n)
+{
+    if (!read_full(fd_parent_in(c), b, n))
+        die("read");
+}
+static void fd_csend(chan *c, const void *b, size_t n) { write_full(fd_child_out(c), b, n); }
+static bool fd_crecv(chan *c, void *b, size_t n) { return read_full(fd_child_in(c), b, n); }
+static void fd_parent_done(chan *c)
+{
+    close(fd_parent_out(c));
+    if (c->c2p[0] >= 0)
+        close(c->c2p[0]);
+}
+static void fd_child_done(chan *c) { (void)c; }
+
+static chan make_pipe_chan(const char *name, int pipe_size)
+{
+    chan c = {.name = name};
+    if (pipe(c.p2c) != 0 || pipe(c.c2p) != 0)
+        die("pipe");
+    if (pipe_size) {
+        if (fcntl(c.p2c[1], F_SETPIPE_SZ, pipe_size) < 0 || fcntl(c.c2p[1], F_SETPIPE_SZ, pipe_size) < 0)
+            die("F_SETPIPE_SZ");
+    }
+    c.parent_setup = fd_parent_setup;
+    c.child_setup = fd_child_setup;
+    c.psend = fd_psend;
+    c.precv = fd_precv;
+    c.csend = fd_csend;
+    c.crecv = fd_crecv;
+    c.parent_done = fd_parent_done;
+    c.child_done = fd_child_done;
+    return c;
+}
+
+static chan make_socket_chan(void)
+{
+    chan c = make_pipe_chan("socketpair", 0);
+    close(c.p2c[0]);
+    close(c.p2c[1]);
+    close(c.c2p[0]);
+    close(c.c2p[1]);
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, c.p2c) != 0)
+        die("socketpair");
+    c.c2p[0] = c.c2p[1] = -1;
+    return c;
+}
+
+/* ---- the raw floor: spin up to 20 us, then futex */
+struct floor_words {
+    _Alignas(64) _Atomic uint32_t a;
+    _Atomic uint32_t a_sleeping;
+    _Alignas(64) _Atomic uint32_t b;
+    _Atomic uint32_t b_sleeping;
+};
+#define FLOOR_STOP 0xffffffffu
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Waits until *w != old; returns the new value. */
+static uint32_t floor_wait(_Atomic uint32_t *w, _Atomic uint32_t *sleeping, uint32_t old)
+{
+    uint64_t t0 = now_ns();
+    for (unsigned i = 1;; i++) {
+        uint32_t v = atomic_load_explicit(w, memory_order_acquire);
+        if (v != old)
+            return v;
+        __builtin_ia32_pause();
+        if ((i & 63) == 0 && now_ns() - t0 > 20000)
+            break;
+    }
+    atomic_store(sleeping, 1);
+    uint32_t v;
+    while ((v = atomic_load(w)) == old)
+        syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT, old, NULL, NULL, 0);
+    atomic_store(sleeping, 0);
+    return v;
+}
+static void floor_post(_Atomic uint32_t *w, _Atomic uint32_t *sleeping, uint32_t v)
+{
+    atomic_store(w, v);
+    if (atomic_load(sleeping))
+        syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+static void nop_setup(chan *c) { (void)c; }
+static void floor_psend(chan *c, const void *b, size_t n)
+{
+    c->seq_a = c->seq_a + 1 == FLOOR_STOP ? 1 : c->seq_a + 1;
+    floor_post(&c->fw->a, &c->fw->a_sleeping, c->seq_a);
+}
+static void floor_precv(chan *c, void *b, size_t n)
+{
+    c->seq_b = floor_wait(&c->fw->b, &c->fw->b_sleeping, c->seq_b);
+}
+static void floor_csend(chan *c, const void *b, size_t n)
+{
+    c->seq_b = c->seq_b + 1 == FLOOR_STOP ? 1 : c->seq_b + 1;
+    floor_post(&c->fw->b, &c->fw->b_sleeping, c->seq_b);
+}
+static bool floor_crecv(chan *c, void *b, size_t n)
+{
+    c->seq_a = floor_wait(&c->fw->a, &c->fw->a_sleeping, c->seq_a);
+    return c->seq_a != FLOOR_STOP;
+}
+static void floor_parent_done(chan *c) { floor_post(&c->fw->a, &c->fw->a_sleeping, FLOOR_STOP); }
+
+static chan make_floor_chan(void)
+{
+    chan c = {.name = "raw shm spin+futex"};
+    c.fw = mmap(NULL, sizeof *c.fw, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (c.fw == MAP_FAILED)
+        die("mmap");
+    memset(c.fw, 0, sizeof *c.fw);
+    c.parent_setup = c.child_setup = nop_setup;
+    c.psend = floor_psend;
+    c.precv = floor_precv;
+    c.csend = floor_csend;
+    c.crecv = floor_crecv;
+    c.parent_done = floor_parent_done;
+    c.child_done = nop_setup;
+    return c;
+}
+
+/* ---- crew_queue: one queue each way */
+static void q_psend(chan *c, const void *b, size_t n)
+{
+    if (crew_queue_put(c->q1, b, n, CREW_FOREVER) != 0)
+        die("crew_queue_put");
+}
+static void q_precv(chan *c, void *b, size_t n)
+{
+    size_t got;
+    if (crew_queue_get(c->q2, b, n, &got, CREW_FOREVER) != 0 || got != n)
+        die("crew_queue_get");
+}
+static void q_csend(chan *c, const void *b, size_t n)
+{
+    if (crew_queue_put(c->q2, b, n, CREW_FOREVER) != 0)
+        die("crew_queue_put");
+}
+static bool q_crecv(chan *c, void *b, size_t n)
+{
+    size_t got;
+    return crew_queue_get(c->q1, b, n, &got, CREW_FOREVER) == 0;
+}
+static void q_parent_done(chan *c)
+{
+    crew_queue_close(c->q1);
+    crew_queue_destroy(c->q1);
+    crew_queue_destroy(c->q2);
+}
+static void q_child_done(chan *c)
+{
+    crew_queue_destroy(c->q1);
+    crew_queue_destroy(c->q2);
+}
+static chan make_queue_chan(void)
+{
+    chan c = {.name = "crew_queue"};
+    if (crew_queue_create(&c.q1, NULL) != 0 || crew_queue_create(&c.q2, NULL) != 0)
+        die("crew_queue_create");
+    c.parent_setup = c.child_setup = nop_setup;
+    c.psend = q_psend;
+    c.precv = q_precv;
+    c.csend = q_csend;
+    c.crecv = q_crecv;
+    c.parent_done = q_parent_done;
+    c.child_done = q_child_done;
+    return c;
+}
+
+/* ---- crew_pipe */
+static void cp_parent_setup(chan *c) { crew_pipe_destroy(c->b); }
+static void cp_child_setup(chan *c) { crew_pipe_destroy(c->a); }
+static void cp_psend(chan *c, const void *b, size_t n)
+{
+    if (crew_pipe_send(c->a, b, n, CREW_FOREVER) != 0)
+        die("crew_pipe_send");
+}
+static void cp_precv(chan *c, void *b, size_t n)
+{
+    size_t got;
+    if (crew_pipe_recv(c->a, b, n, &got, CREW_FOREVER) != 0 || got != n)
+        die("crew_pipe_recv");
+}
+static void cp_csend(chan *c, const void *b, size_t n)
+{
+    if (crew_pipe_send(c->b, b, n, CREW_FOREVER) != 0)
+        die("crew_pipe_send");
+}
+static bool cp_crecv(chan *c, void *b, size_t n)
+{
+    size_t got;
+    return crew_pipe_recv(c->b, b, n, &got, CREW_FOREVER) == 0;
+}
+static void cp_parent_done(chan *c) { crew_pipe_destroy(c->a); }
+static void cp_child_done(chan *c) { crew_pipe_destroy(c->b); }
+static chan make_crew_pipe_chan(void)
+{
+    chan c = {.name = "crew_pipe"};
+    if (crew_pipe_create(&c.a, &c.b, NULL) != 0)
+        die("crew_pipe_create");
+    c.parent_setup = cp_parent_setup;
+    c.child_setup = cp_child_setup;
+    c.psend = cp_psend;
+    c.precv = cp_precv;
+    c.csend = cp_csend;
+    c.crecv = cp_crecv;
+    c.parent_done = cp_parent_done;
+    c.child_done = cp_child_done;
+    return c;
+}
+
+/* ---------------------------------------------------------------- runs */
+static pid_t start_child(chan *c, size_t msg, long batch)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    if (pid > 0) {
+        c->parent_setup(c);
+        return pid;
+    }
+    c->child_setup(c);
+    char *buf = malloc(msg);
+    memset(buf, 0, msg);
+    char ack[RT_MSG] = {1};
+    if (batch == 0) { /* echo */
+        while (c->crecv(c, buf, msg))
+            c->csend(c, buf, msg);
+    } else { /* stream: a batch in, one ack out */
+        for (;;) {
+            for (long i = 0; i < batch; i++)
+                if (!c->crecv(c, buf, msg))
+                    goto out;
+            c->csend(c, ack, RT_MSG);
+        }
+    }
+out:
+    c->child_done(c);
+    _exit(0);
+}
+
+static void finish(chan *c, pid_t pid)
+{
+    c->parent_done(c);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+}
+
+/* Median ns per round trip. */
+static double round_trip(chan c, long n, int reps)
+{
+    pid_t pid = start_child(&c, RT_MSG, 0);
+    char buf[RT_MSG] = {0};
+    double v[64];
+    for (long i = 0; i < n / 10 + 1; i++) {
+        c.psend(&c, buf, RT_MSG);
+        c.precv(&c, buf, RT_MSG);
+    }
+    for (int r = 0; r < reps; r++) {
+        double t0 = bench_now_ns();
+        for (long i = 0; i < n; i++) {
+            c.psend(&c, buf, RT_MSG);
+            c.precv(&c, buf, RT_MSG);
+        }
+        v[r] = (bench_now_ns() - t0) / (double)n;
+    }
+    finish(&c, pid);
+    return bench_median(v, reps);
+}
+
+/* Median GiB/s of 64 KiB messages, parent to child. */
+static double stream(chan c, long batch, int reps)
+{
+    pid_t pid = start_child(&c, STREAM_MSG, batch);
+    char *buf = malloc(STREAM_MSG);
+    memset(buf, 7, STREAM_MSG);
+    char ack[RT_MSG];
+    double v[64];
+    for (int r = -1; r < reps; r++) { /* r == -1: warm-up */
+        double t0 = bench_now_ns();
+        for (long i = 0; i < batch; i++)
+            c.psend(&c, buf, STREAM_MSG);
+        c.precv(&c, ack, RT_MSG);
+        double ns = bench_now_ns() - t0;
+        if (r >= 0)
+            v[r] = (double)batch * STREAM_MSG / ns * 1e9 / (double)(1u << 30);
+    }
+    finish(&c, pid);
+    free(buf);
+    return bench_median(v, reps);
+}
+
+static double memcpy_gibs(long batch, int reps)
+{
+    /* From RAM to RAM: buffers far larger than any cache. */
+    size_t span = (size_t)256 << 20;
+    char *src = malloc(span), *dst = malloc(span);
+    if (!src || !dst)
+        die("malloc");
+    memset(src, 1, span);
+    memset(dst, 2, span);
+    double v[64];
+    size_t off = 0;
+    for (int r = -1; r < reps; r++) {
+        double t0 = bench_now_ns();
+        for (long i = 0; i < batch; i++) {
+            memcpy(dst + off, src + off, STREAM_MSG);
+            off = (off + STREAM_MSG) % span;
+        }
+        double ns = bench_now_ns() - t0;
+        if (r >= 0)
+            v[r] = (double)batch * STREAM_MSG / ns * 1e9 / (double)(1u << 30);
+    }
+    volatile char sink = dst[12345];
+    (void)sink;
+    free(src);
+    free(dst);
+    return bench_median(v, reps);
+}
+
+int main(void)
+{
+    int reps = bench_reps(7);
+    long n_fast = bench_iters(200000), n_slow = bench_iters(5000);
+
+    bench_group("queue and pipe: round trip between two processes (16-byte message)");
+    double rt_pipe = round_trip(make_pipe_chan("pipe", 0), n_slow, reps);
+    double rt_sock = round_trip(make_socket_chan(), n_slow, reps);
+    double rt_floor = round_trip(make_floor_chan(), n_fast, reps);
+    double rt_q = round_trip(make_queue_chan(), n_fast, reps);
+    double rt_p = round_trip(make_crew_pipe_chan(), n_fast, reps);
+    double us = 1e-3;
+    bench_row(GROUP, "queue round trip", rt_q * us, "us", "raw shm spin+futex", rt_floor * us,
+              true, "<= 1 us; >= 0.29x (<= 3.5x floor)");
+    bench_row(GROUP, "queue round trip", rt_q * us, "us", "pipe", rt_pipe * us, true,
+              ">= 50x");
+    bench_row(GROUP, "queue round trip", rt_q * us, "us", "socketpair", rt_sock * us, true,
+              NULL);
+    bench_row(GROUP, "pipe round trip", rt_p * us, "us", "raw shm spin+futex", rt_floor * us,
+              true, "<= 1 us; >= 0.29x (<= 3.5x floor)");
+    bench_row(GROUP, "pipe round trip", rt_p * us, "us", "pipe", rt_pipe * us, true, ">= 50x");
+    bench_row(GROUP, "pipe round trip", rt_p * us, "us", "socketpair", rt_sock * us, true,
+              NULL);
+
+    bench_group("queue and pipe: streaming 64 KiB messages between two processes");
+    long batch = bench_iters(16384); /* 1 GiB per repetition */
+    double s_pipe = stream(make_pipe_chan("pipe", 0), batch / 4, reps);
+    double s_pipe1m = stream(make_pipe_chan("pipe 1 MiB", 1 << 20), batch / 2, reps);
+    double s_sock = stream(make_socket_chan(), batch / 2, reps);
+    double s_mem = memcpy_gibs(batch, reps);
+    double s_q = stream(make_queue_chan(), batch, reps);
+    double s_p = stream(make_crew_pipe_chan(), batch, reps);
+    bench_row(GROUP, "queue streaming", s_q, "GiB/s", "pipe", s_pipe, false, NULL);
+    bench_row(GROUP, "queue streaming", s_q, "GiB/s", "pipe 1 MiB buffer", s_pipe1m, false,
+              NULL);
+    bench_row(GROUP, "queue streaming", s_q, "GiB/s", "socketpair", s_sock, false,
+              ">= 10 GiB/s; >= 3x");
+    bench_row(GROUP, "queue streaming", s_q, "GiB/s", "memcpy, one thread, RAM", s_mem, false,
+              NULL);
+    bench_row(GROUP, "pipe streaming", s_p, "GiB/s", "socketpair", s_sock, false,
+              ">= 10 GiB/s; >= 3x");
+    bench_row(GROUP, "pipe streaming", s_p, "GiB/s", "pipe 1 MiB buffer", s_pipe1m, false,
+              NULL);
+    return 0;
+}
