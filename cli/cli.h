@@ -243,6 +243,7 @@ typedef struct cmp_plan {
     int io_per_worker;              /* tasks per worker per run (capped at 1000) */
     bool fault;
     bool io_view;
+    double point_budget;            /* seconds one curve or I/O point may take */
     double timeout;                 /* any single wait longer than this fails */
 } cmp_plan;
 

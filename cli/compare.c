@@ -329,6 +329,7 @@ static int build_plan(cmp_plan *pl, cmp_results *r, const cmp_options *o, crew_t
     pl->ready_workers = cpus < 2 ? 2 : cpus;
     pl->mem_workers = q ? 8 : 16;
     pl->timeout = 120;
+    pl->point_budget = q ? 0.4 : 2.0;
     pl->fault = !o->no_fault;
     pl->io_view = true;
     pl->methods[0] = CREW_START_FORKSERVER, pl->method_names[0] = "forkserver";

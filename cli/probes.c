@@ -163,6 +163,54 @@ static int map_run(crew_pool *p, crew_task_fn fn, const void *in, size_t in_size
     return rc;
 }
 
+/* Submits n items (one future each, as a program using an executor would),
+ * waits for all, copies each result to out + i*out_size. Returns 0, the
+ * status of the first failed item (with *fl filled), or a pool error. A
+ * bounded queue (CREW_EAGAIN) is handled by waiting for the oldest. */
+static int submit_run(crew_pool *p, crew_task_fn fn, const unsigned char *in, size_t in_size, size_t n,
+                      unsigned char *out, size_t out_size, double timeout, crew_failure *fl)
+{
+    crew_future **fs = calloc(n ? n : 1, sizeof *fs);
+    if (!fs)
+        return CREW_ENOMEM;
+    size_t sent = 0, oldest = 0;
+    int rc = 0;
+    while (sent < n) {
+        rc = crew_pool_submit(p, fn, in_size ? in + sent * in_size : NULL, in_size, &fs[sent]);
+        if (rc == CREW_EAGAIN && oldest < sent) {
+            if ((rc = crew_future_wait(fs[oldest++], timeout)) != 0)
+                break;
+            continue;
+        }
+        if (rc)
+            break;
+        sent++;
+    }
+    int wrc = crew_wait_all(fs, sent, timeout);
+    if (rc == 0)
+        rc = wrc;
+    for (size_t i = 0; i < sent; i++) {
+        if (rc == 0) {
+            int st = crew_future_status(fs[i]);
+            if (st != 0) {
+                rc = st;
+                if (fl)
+                    crew_future_failure(fs[i], fl);
+            } else if (out_size) {
+                const void *data = NULL;
+                size_t len = 0;
+                if (crew_future_result(fs[i], &data, &len) == 0 && len)
+                    memcpy(out + i * out_size, data, len < out_size ? len : out_size);
+            }
+        } else if (!crew_future_done(fs[i])) {
+            crew_future_cancel(fs[i]);
+        }
+        crew_future_destroy(fs[i]);
+    }
+    free(fs);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- curve */
 /* Times the plan's items on pools of each worker count. A task failure is
  * the user's (CLI_EXIT_TASK, *fl says how); anything else a measurement
@@ -190,14 +238,16 @@ static int curve(int model, const cmp_plan *pl, double serial, cmp_point *pts, i
         }
         /* warm-up: every worker starts, touches its stack, faults in code */
         size_t warm = (size_t)(pl->items < w ? pl->items : w);
-        rc = map_run(p, pl->task, pl->in, pl->in_size, out, pl->out_size, warm, 1, pl->timeout, fl);
-        double t[16];
-        int reps = pl->reps < 16 ? pl->reps : 16;
-        for (int i = 0; i < reps && rc == 0; i++) {
+        rc = submit_run(p, pl->task, pl->in, pl->in_size, warm, out, pl->out_size, pl->timeout, fl);
+        double t[16], spent = 0;
+        int reps = 0;
+        /* medians of plan->reps runs, fewer if one run is long (budget) */
+        for (int i = 0; i < pl->reps && i < 16 && rc == 0 && (i < 2 || spent < pl->point_budget); i++) {
             double t0 = crew_now();
-            rc = map_run(p, pl->task, pl->in, pl->in_size, out, pl->out_size, (size_t)pl->items, 1, pl->timeout,
-                         fl);
-            t[i] = crew_now() - t0;
+            rc = submit_run(p, pl->task, pl->in, pl->in_size, (size_t)pl->items, out, pl->out_size, pl->timeout,
+                            fl);
+            t[reps++] = crew_now() - t0;
+            spent += t[reps - 1];
         }
         crew_pool_destroy(p);
         if (rc) {
@@ -753,13 +803,12 @@ static int probe_costs(cmp_model *m, int model, const cmp_plan *pl)
 
 static int probe_io(cmp_model *m, int model, const cmp_plan *pl, const cmp_results *r)
 {
-    int reps = pl->reps < 16 ? pl->reps : 16;
     for (int k = 0; k < pl->nio; k++) {
         int w = pl->io_workers[k];
         long n = (long)w * pl->io_per_worker;
         if (n > 1000)
             n = 1000;
-        cli_progress("%s: %ld tasks waiting %.0f ms each on %d workers", m->name, n, r->io_wait_ms, w);
+        cli_progress("%s: up to %ld tasks waiting %.0f ms each on %d workers", m->name, n, r->io_wait_ms, w);
         wl_arg *in = calloc((size_t)n, sizeof *in);
         if (!in)
             return fail(m, "I/O tasks", CREW_ENOMEM);
@@ -768,15 +817,28 @@ static int probe_io(cmp_model *m, int model, const cmp_plan *pl, const cmp_resul
             in[i].wait_ns = (uint64_t)(pl->io_wait_s * 1e9);
             in[i].seq = (uint64_t)i;
         }
-        uint64_t *out = calloc((size_t)n, 2 * sizeof(uint64_t));
+        unsigned char *out = calloc((size_t)n, 2 * sizeof(uint64_t));
         crew_pool *p = NULL;
         int rc = out ? pool_new(&p, model, w, pl->pool_method, 0, 0) : CREW_ENOMEM;
-        double t[16];
-        for (int i = 0; i < reps && rc == 0; i++) {
+        /* One task per worker first: it starts them all and tells the rate,
+         * so the batch can be sized to the budget (a pool that runs waits
+         * one at a time must not take minutes). */
+        double t[16], spent = 0;
+        int reps = 0;
+        if (rc == 0) {
             double t0 = crew_now();
-            rc = map_run(p, wl_task_work, in, sizeof *in, out, 2 * sizeof(uint64_t), (size_t)n, 1, pl->timeout,
-                         NULL);
-            t[i] = crew_now() - t0;
+            rc = submit_run(p, wl_task_work, (unsigned char *)in, sizeof *in, (size_t)w, out, 2 * sizeof(uint64_t),
+                            pl->timeout, NULL);
+            double rate = w / (crew_now() - t0), fit = rate * pl->point_budget / pl->reps;
+            if (fit < n)
+                n = fit < w ? w : (long)fit;
+        }
+        for (int i = 0; i < pl->reps && i < 16 && rc == 0 && (i < 2 || spent < pl->point_budget); i++) {
+            double t0 = crew_now();
+            rc = submit_run(p, wl_task_work, (unsigned char *)in, sizeof *in, (size_t)n, out, 2 * sizeof(uint64_t),
+                            pl->timeout, NULL);
+            t[reps++] = crew_now() - t0;
+            spent += t[reps - 1];
         }
         if (p)
             crew_pool_destroy(p);

@@ -137,9 +137,9 @@ void recommend(cmp_results *r)
         strcmp(r->workload, "io") != 0) {
         if (bt.speedup >= 1.15)
             reason(rec,
-                   "in C there is no GIL: threads ran this work in parallel, %.2fx with %d workers on %d CPUs "
+                   "in C there is no GIL: threads ran this work in parallel, %.2fx with %d worker%s on %d CPUs "
                    "(Python's threads stay near 1.0x on CPU-bound work)",
-                   bt.speedup, bt.workers, r->cpus);
+                   bt.speedup, bt.workers, bt.workers == 1 ? "" : "s", r->cpus);
         else
             reason(rec,
                    "threads did not speed this work up (%.2fx at best): with no GIL in C, the limit is the "
