@@ -28,10 +28,12 @@
  * that answer, so an unresolvable task is a start error, not a child that
  * exits 127.
  *
- * stdio: the parent flushes its stdio buffers before a fork (else the child
- * would flush a copy of them again); every child flushes its own with
- * fflush(NULL) and leaves with _exit(code), so the parent's atexit handlers
- * never run in a child.
+ * stdio: as Python's multiprocessing, a child flushes stdout and stderr and
+ * leaves with _exit(code): the parent's atexit handlers never run in a
+ * child, and other streams a task opened must be closed by the task. The
+ * parent flushes stdout/stderr before a fork, else the child would write the
+ * parent's pending output a second time; the parent's other streams are
+ * never flushed by a child, so they are never duplicated either.
  */
 #include "process_internal.h"
 
@@ -39,6 +41,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -73,19 +76,47 @@ void crew__child_tie_to_parent(pid_t parent)
         (void)kill(getpid(), SIGKILL);
 }
 
+/* Flushes stdout and stderr if they hold output. __fpending reads two
+ * pointers without taking the stream lock: a fork child that printed
+ * nothing touches no stdio page (each such write would be a copy-on-write
+ * fault, a measurable part of a fork's cost). */
+static void flush_std(void)
+{
+    if (__fpending(stdout))
+        fflush(stdout);
+    if (__fpending(stderr))
+        fflush(stderr);
+}
+
 void crew__child_exit(int code)
 {
-    fflush(NULL);
+    flush_std();
     _exit(code & 0xff);
 }
+
+/* With lazy binding, the first call of a library function from a fork child
+ * resolves it in the child -- a symbol lookup that faults in pages of the
+ * dynamic loader and string tables, every time, in every child (measured:
+ * the largest part of crew's overhead over a raw fork). Calling them once in
+ * the parent resolves them in the GOT the children inherit. */
+static void prebind(void)
+{
+    int sig = 0;
+    (void)prctl(PR_GET_PDEATHSIG, &sig, 0, 0, 0);
+    (void)getppid();
+    (void)__fpending(stdout);
+    (void)kill(getpid(), 0);
+}
+static pthread_once_t prebind_once = PTHREAD_ONCE_INIT;
 
 static int start_fork(crew_process *p, crew_process_fn fn, const void *arg, size_t len,
                       const crew_process_options *opts)
 {
-    pid_t parent = getpid();
+    pid_t parent = (pid_t)crew__pid();
+    pthread_once(&prebind_once, prebind);
     /* Unflushed parent output would otherwise be written again by the
-     * child's fflush. */
-    fflush(NULL);
+     * child's flush of stdout/stderr. */
+    flush_std();
     pid_t pid = fork();
     if (pid < 0)
         return -errno;
@@ -514,6 +545,9 @@ int crew_process_start(crew_process **out, crew_process_fn fn, const void *arg, 
         return CREW_ENOMEM;
     p->method = method == CREW_START_DEFAULT ? CREW_START_FORKSERVER : method;
     p->pidfd = -1;
+    /* Everything p needs is written before the fork: each page the parent
+     * writes while the child still shares it costs a copy-on-write fault. */
+    pthread_mutex_init(&p->lock, NULL);
     int rc;
     switch (p->method) {
     case CREW_START_FORK:
@@ -530,6 +564,7 @@ int crew_process_start(crew_process **out, crew_process_fn fn, const void *arg, 
     }
     }
     if (rc) {
+        pthread_mutex_destroy(&p->lock);
         crew__free(p);
         return rc;
     }
@@ -540,10 +575,10 @@ int crew_process_start(crew_process **out, crew_process_fn fn, const void *arg, 
         (void)kill(p->pid, SIGKILL);
         while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
             ;
+        pthread_mutex_destroy(&p->lock);
         crew__free(p);
         return rc;
     }
-    pthread_mutex_init(&p->lock, NULL);
     *out = p;
     return 0;
 }

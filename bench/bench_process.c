@@ -1,0 +1,207 @@
+/* bench_process.c -- crew_process start+join per start method against raw
+ * fork+waitpid, vfork+waitpid and posix_spawn(/bin/true)+waitpid, all in the
+ * same run; plus the forkserver's cold start and "two workers ready" (what a
+ * process pool pays to come up).
+ *
+ * Raw and crew figures are measured interleaved, rep by rep, so a drift of
+ * the machine hits both; each figure is the median over the reps. */
+#include "harness.h"
+
+#include <crew.h>
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static const char *G = "processes: start+join";
+
+static int task_noop(void *arg, size_t len)
+{
+    (void)arg;
+    (void)len;
+    return 0;
+}
+
+static void raw_fork(long n)
+{
+    for (long i = 0; i < n; i++) {
+        pid_t p = fork();
+        if (p == 0)
+            _exit(0);
+        waitpid(p, NULL, 0);
+    }
+}
+
+static void raw_vfork(long n)
+{
+    for (long i = 0; i < n; i++) {
+        pid_t p = vfork();
+        if (p == 0)
+            _exit(0);
+        waitpid(p, NULL, 0);
+    }
+}
+
+static void raw_posix_spawn(long n)
+{
+    char *argv[] = {(char *)"true", NULL};
+    for (long i = 0; i < n; i++) {
+        pid_t p;
+        if (posix_spawn(&p, "/bin/true", NULL, NULL, argv, environ) == 0)
+            waitpid(p, NULL, 0);
+    }
+}
+
+static crew_start_method g_method;
+static void crew_cycle(long n)
+{
+    crew_process_options o = {0};
+    o.method = g_method;
+    for (long i = 0; i < n; i++) {
+        crew_process *p;
+        if (crew_process_start(&p, task_noop, NULL, 0, &o) != 0) {
+            fprintf(stderr, "crew_process_start failed\n");
+            exit(1);
+        }
+        crew_process_join(p, CREW_FOREVER, NULL);
+        crew_process_destroy(p);
+    }
+}
+
+typedef void (*loop_fn)(long);
+
+/* Median ns per op of a and b, measured alternately. */
+static void pair(loop_fn a, loop_fn b, long iters, int reps, double *ma, double *mb)
+{
+    double va[64], vb[64];
+    if (reps > 64)
+        reps = 64;
+    a(iters / 10 + 1);
+    b(iters / 10 + 1);
+    for (int r = 0; r < reps; r++) {
+        double t0 = bench_now_ns();
+        a(iters);
+        double t1 = bench_now_ns();
+        b(iters);
+        double t2 = bench_now_ns();
+        va[r] = (t1 - t0) / (double)iters;
+        vb[r] = (t2 - t1) / (double)iters;
+    }
+    *ma = bench_median(va, reps);
+    *mb = bench_median(vb, reps);
+}
+
+static double median_of(loop_fn f, long iters, int reps)
+{
+    double v[64];
+    if (reps > 64)
+        reps = 64;
+    f(iters / 10 + 1);
+    for (int r = 0; r < reps; r++) {
+        double t0 = bench_now_ns();
+        f(iters);
+        v[r] = (bench_now_ns() - t0) / (double)iters;
+    }
+    return bench_median(v, reps);
+}
+
+/* A worker that says "ready" on the fd in arg, then waits for EOF. */
+static int task_ready(void *arg, size_t len)
+{
+    (void)len;
+    int *fds = arg;
+    if (write(fds[0], "r", 1) != 1)
+        return 1;
+    char c;
+    while (read(fds[1], &c, 1) > 0)
+        ;
+    return 0;
+}
+
+/* Two forkserver workers up and running their task (each has written its
+ * byte), from a running forkserver. */
+static double two_workers_ready_us(void)
+{
+    int ready[2], hold[2];
+    if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(hold, O_CLOEXEC) != 0)
+        exit(1);
+    int fds[2] = {ready[1], hold[0]};
+    crew_process_options o = {0};
+    o.pass_fds = fds;
+    o.n_pass_fds = 2;
+    crew_process *p[2];
+    double t0 = bench_now_ns();
+    for (int i = 0; i < 2; i++)
+        if (crew_process_start(&p[i], task_ready, fds, sizeof fds, &o) != 0)
+            exit(1);
+    char c;
+    for (int i = 0; i < 2; i++)
+        if (read(ready[0], &c, 1) != 1)
+            exit(1);
+    double t = (bench_now_ns() - t0) / 1000.0;
+    close(hold[1]); /* workers see EOF and end */
+    for (int i = 0; i < 2; i++) {
+        crew_process_join(p[i], CREW_FOREVER, NULL);
+        crew_process_destroy(p[i]);
+    }
+    close(ready[0]);
+    close(ready[1]);
+    close(hold[0]);
+    return t;
+}
+
+int main(void)
+{
+    int reps = bench_reps(15);
+    bench_group(G);
+    double raw, crew;
+
+    g_method = CREW_START_FORK;
+    pair(raw_fork, crew_cycle, bench_iters(200), reps, &raw, &crew);
+    bench_row(G, "crew_process fork start+join", crew / 1000, "us", "raw fork+waitpid", raw / 1000,
+              true, "within 1.1x of raw fork (advantage >= 0.91)");
+
+    double vf = median_of(raw_vfork, bench_iters(400), reps);
+    double ps = median_of(raw_posix_spawn, bench_iters(40), reps);
+    bench_row(G, "(anchor) vfork+_exit+waitpid", vf / 1000, "us", "raw fork+waitpid", raw / 1000,
+              true, NULL);
+
+    /* The forkserver, cold: one exec of this program. */
+    crew_forkserver_stop();
+    double cold[9];
+    for (int i = 0; i < 9; i++) {
+        crew_forkserver_stop();
+        double t0 = bench_now_ns();
+        if (crew_forkserver_start() != 0)
+            return 1;
+        cold[i] = (bench_now_ns() - t0) / 1000.0;
+    }
+    bench_row(G, "forkserver cold start (exec)", bench_median(cold, 9), "us",
+              "posix_spawn(/bin/true)+wait", ps / 1000, true, NULL);
+
+    g_method = CREW_START_FORKSERVER;
+    crew = median_of(crew_cycle, bench_iters(200), reps);
+    bench_row(G, "crew_process forkserver start+join", crew / 1000, "us", "raw fork+waitpid",
+              raw / 1000, true, NULL);
+    bench_row(G, "crew_process forkserver start+join ", crew / 1000, "us",
+              "posix_spawn(/bin/true)+wait", ps / 1000, true, NULL);
+
+    g_method = CREW_START_SPAWN;
+    crew = median_of(crew_cycle, bench_iters(40), reps);
+    bench_row(G, "crew_process spawn start+join", crew / 1000, "us", "posix_spawn(/bin/true)+wait",
+              ps / 1000, true, NULL);
+    bench_row(G, "crew_process spawn start+join ", crew / 1000, "us", "raw fork+waitpid",
+              raw / 1000, true, NULL);
+
+    double two[15];
+    for (int i = 0; i < 15; i++)
+        two[i] = two_workers_ready_us();
+    bench_row(G, "2 forkserver workers running (warm)", bench_median(two, 15), "us", NULL, 0, true,
+              "<= 1000 us (pool ready)");
+    return 0;
+}
