@@ -1,19 +1,1795 @@
 /*
- * pool_processes.c -- the process backend of crew_pool (engineer E takes
- * this file over and replaces this stub). Interface: src/pool_internal.h.
+ * pool_processes.c -- the process backend of crew_pool: tasks run in worker
+ * processes, cross the process boundary through shared memory, and the pool
+ * survives workers that crash, hang, leak or are killed from outside.
+ * Interface: src/pool_internal.h. The whole picture: docs/processes-pool.md.
  *
- * Until then, creating a CREW_PROCESSES pool returns CREW_ENOTSUP.
+ * DESIGN
+ *
+ * Memory. One memfd (MAP_SHARED in the parent and every worker) holds:
+ *   - a header: geometry, limits, the shared queue indices (tail, head), the
+ *     count of parked workers, the monitor's "parked" flag, the stop flag;
+ *   - one record per worker index (exit reason, the running tag and its start
+ *     time for deadlines, tasks done);
+ *   - a table of task functions (raw pointer + crew__fnref, so exec'd
+ *     workers -- forkserver, spawn -- resolve them despite ASLR);
+ *   - an index ring (RING entries of slot numbers) and NSLOTS task slots.
+ * A slot is a 128-byte header (state word, watch word, cancel word, kind,
+ * function index, sizes, status) followed by an argument area of
+ * max_arg_size and a result area of max_result_size. The parent copies the
+ * argument into the slot, the worker writes the result there, the parent
+ * copies it into the future (crew__future_complete). Nothing goes through a
+ * pipe.
+ *
+ * The slot state word (a futex word) is the single truth about a task:
+ *   bits 0-2  phase: FREE, QUEUED, RUNNING, DONE (worker finished it),
+ *             CANCELED (parent: cancelled before it started), FAILED
+ *             (parent: its worker died or was killed while running it),
+ *             HARVEST (a parent thread is reading it out)
+ *   bits 3-13 worker index + 1 (RUNNING / DONE)
+ *   bits 14-31 generation, bumped at every dispatch (no ABA on reuse)
+ * A worker claims a task with one CAS QUEUED -> RUNNING|w. So a worker that
+ * dies at any instant leaves each task either QUEUED (never started: another
+ * worker or its replacement runs it -- never lost), RUNNING|w (the one it
+ * was running: CREW_ECRASHED / ETIMEDOUT / ECANCELED) or DONE (its result is
+ * valid and delivered). Exactly one parent thread harvests a terminal slot:
+ * the one that wins the CAS terminal -> HARVEST.
+ *
+ * The queue. The parent pushes slot numbers at `tail` (under its lock b->lk;
+ * several submitting threads), workers take them at `head`: read ring[head],
+ * CAS the slot's state to RUNNING, CAS head forward (helping: a worker that
+ * finds a slot not QUEUED just moves head on). The ring is the order, the
+ * slot state is the claim; a stale read of a reused ring entry can only make
+ * a worker claim some other task that is really QUEUED, which is harmless.
+ * The parent always knows which tasks are in flight: b->rec[] (parent
+ * memory) maps each slot to its future or map chunk, and an in-flight list
+ * keeps them in dispatch order so that a sweep for finished slots stops at
+ * the first still-QUEUED one. Tasks that find no free slot wait in an
+ * overflow FIFO of futures (the core already copied their arguments);
+ * whoever frees a slot dispatches the next one.
+ *
+ * Wake-up protocol (why none is lost). All the pairs below are Dekker
+ * pairs: each side stores its flag with seq_cst, then loads the other's.
+ *   - Idle worker: spin CREW__SPIN_NS on `tail`, then sleepers++ , re-check
+ *     tail, futex_wait(tail). Submitter: store tail, load sleepers, wake one.
+ *   - Waiting parent thread (ops->wait): claims the slot's watch word (0->1),
+ *     spins on the state word, then sets watch = 2 and futex-waits on the
+ *     state. Worker: stores DONE, loads watch: 2 -> futex_wake; 1 -> nothing
+ *     (the watcher is spinning and harvests the slot itself); 0 -> nobody
+ *     watches: wake the monitor if it is parked. A watcher that gives up
+ *     (timeout) stores watch = 0 and re-reads the state; if it became
+ *     terminal it harvests it. Only the watcher harvests a watched slot, so a
+ *     slot cannot be reused under a watcher's feet.
+ *   - Monitor: stores mon_parked = 1, sweeps every unwatched terminal slot,
+ *     then blocks in epoll. Worker: stores DONE, loads mon_parked; if 1 it
+ *     swaps it to 0 and writes the monitor's eventfd (so a busy monitor is
+ *     woken once, not once per task).
+ * So the round trip of a task whose submitter waits for it has no system
+ * call and no hop through the monitor: submitter -> slot -> spinning worker
+ * -> slot -> spinning submitter.
+ *
+ * The monitor thread (one per pool, never on the hot path) blocks in epoll
+ * on: every worker's pidfd (death, seen at once), the eventfd workers kick
+ * (unwatched completions: it completes those futures, so callbacks, the
+ * completion fd, crew_future_done polling and crew_wait_any all work), a
+ * control eventfd (cancel/shutdown requests) and a timerfd (deadlines, kill
+ * grace, respawn back-off). On a worker death it reaps it, fails the task it
+ * was running with the details (pid, signal or exit code, task id), puts a
+ * task it was killed for by mistake back in the queue, counts the death for
+ * the breaker and starts a replacement at the same index. Deadlines: a
+ * running task's start time is in its worker record; the monitor sends
+ * SIGTERM at start + task_timeout and SIGKILL kill_grace later. Recycling
+ * is done by the worker itself between tasks (task count; RSS read from
+ * /proc/self/statm at most once a millisecond and whenever it runs out of
+ * work) -- it exits with a recorded reason and the monitor replaces it;
+ * queued work simply waits in the shared queue.
+ *
+ * Locks: b->lk (parent memory: free slots, in-flight list, overflow, maps,
+ * workers, breaker) is a leaf with respect to the pool core: futures are
+ * completed (callbacks run) only after it is released. The worker processes
+ * take no lock at all.
+ *
+ * Map: a map is split into chunks that travel like tasks (kind CHUNK): the
+ * slot's argument area holds the chunk's input records, its result area the
+ * output records and, if any item failed, the per-item statuses. A worker
+ * death fails only the chunk it was running (its items end CREW_ECRASHED).
+ *
+ * Start: workers are crew_process children started with the pool's start
+ * method (default: the forkserver, safe from threaded parents), receiving
+ * the memfd and the monitor's eventfd through pass_fds. Replacements are
+ * started by the monitor thread, which lives as long as the pool, so a
+ * worker's parent-death signal is tied to a thread that outlives it.
  */
 #include "pool_internal.h"
+#include "process_internal.h"
 
-static int procs_create(crew_pool *p, const crew_pool_options *opts)
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------ geometry */
+
+#define SHM_MAGIC 0x43505031u /* "CPP1" */
+#define FN_MAX 128            /* distinct task functions per pool */
+#define SLOTS_PER_WORKER 32
+#define SLOTS_MAX 4096
+#define SLOT_HDR 128
+#define ALIGN64(x) (((x) + 63u) & ~(size_t)63u)
+
+/* slot state word */
+#define PH_MASK 7u
+#define PH_FREE 0u
+#define PH_QUEUED 1u
+#define PH_RUNNING 2u
+#define PH_DONE 3u
+#define PH_CANCELED 4u
+#define PH_FAILED 5u
+#define PH_HARVEST 6u
+#define W_SHIFT 3
+#define W_MASK (0x7ffu << W_SHIFT)
+#define GEN_SHIFT 14
+#define GEN_MASK 0x3ffffu
+
+static inline uint32_t st_phase(uint32_t s) { return s & PH_MASK; }
+static inline uint32_t st_worker(uint32_t s) { return ((s & W_MASK) >> W_SHIFT) - 1; }
+static inline uint32_t st_gen(uint32_t s) { return s >> GEN_SHIFT; }
+static inline uint32_t st_make(uint32_t gen, uint32_t ph, uint32_t w1)
 {
-    (void)p;
-    (void)opts;
-    return CREW_ENOTSUP;
+    return (gen << GEN_SHIFT) | (w1 << W_SHIFT) | ph;
+}
+static inline bool st_terminal(uint32_t s)
+{
+    uint32_t p = st_phase(s);
+    return p == PH_DONE || p == PH_CANCELED || p == PH_FAILED;
+}
+
+/* worker exit reasons (recorded before a planned exit) */
+#define EXIT_NONE 0u
+#define EXIT_RECYCLE_COUNT 1u
+#define EXIT_RECYCLE_MEM 2u
+#define EXIT_STOP 3u
+
+#define KIND_TASK 0u
+#define KIND_CHUNK 1u
+
+typedef struct slot_hdr {
+    _Atomic uint32_t state;  /* see above; futex word */
+    _Atomic uint32_t watch;  /* 0 none, 1 a parent thread spins on it, 2 it sleeps on it */
+    _Atomic uint32_t cancel; /* 1: crew_task_cancelled() says stop */
+    uint32_t kind;
+    uint32_t fn_idx;
+    uint32_t arg_len;
+    uint32_t in_size, out_size, count; /* chunk geometry */
+    int32_t status;          /* written by the worker before DONE */
+    uint32_t res_len;
+    uint32_t n_failed;       /* chunk: failed items */
+    uint32_t first_fail;     /* chunk: index (in the chunk) of the first failed item */
+    int32_t first_fail_status;
+    uint64_t task_id;
+} slot_hdr;
+_Static_assert(sizeof(slot_hdr) <= SLOT_HDR, "slot header too big");
+
+typedef struct wrec {
+    _Atomic uint32_t exit_reason;
+    _Atomic uint32_t tag;      /* state word of the running task, 0 when idle */
+    _Atomic uint64_t start_ns; /* its start (only kept when task_timeout is set) */
+    _Atomic uint64_t tasks;
+} __attribute__((aligned(CREW_CACHELINE))) wrec;
+
+typedef struct fn_entry {
+    uintptr_t raw;
+    crew__fnref ref;
+} fn_entry;
+
+typedef struct shm_hdr {
+    uint32_t magic, nslots, ring, nworkers;
+    uint64_t size, slot_size, arg_cap, res_cap, res_area;
+    uint64_t wrec_off, fns_off, ring_off, slots_off;
+    uint64_t timeout_ns, max_mem;
+    uint32_t max_tasks;
+    _Atomic uint32_t tail __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic uint32_t sleepers;
+    _Atomic uint32_t head __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic uint32_t stop __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic uint32_t mon_parked;
+} shm_hdr;
+
+/* ------------------------------------------------------------ parent side */
+
+typedef struct rec {
+    crew_future *f;       /* KIND_TASK */
+    crew__map *m;         /* KIND_CHUNK */
+    size_t first, count;  /* chunk range */
+    uint32_t kind;
+    int32_t prev, next;   /* in-flight list */
+    /* failure details, written under lk before the state turns FAILED */
+    int fail_status;
+    pid_t fail_pid;
+    int fail_signal, fail_code;
+} rec;
+
+typedef struct pmap {
+    crew__map *m;
+    size_t first, count; /* claimed but not yet dispatched */
+    uint32_t in_flight;  /* chunks in slots */
+    bool exhausted;      /* crew__map_claim said no more */
+    struct pmap *next;
+} pmap;
+
+typedef struct pworker {
+    crew_process *proc;
+    pid_t pid;
+    int pidfd;
+    bool alive;
+    bool respawn_pending;
+    uint32_t kill_reason;   /* 0, or the status the killed task gets */
+    uint32_t kill_tag;      /* state word of that task */
+    uint64_t term_at;       /* 0 or when SIGTERM was sent */
+    uint64_t kill_at;       /* when to send SIGKILL (0: not scheduled) */
+} pworker;
+
+typedef struct pb {
+    crew_pool *pool;
+    crew_pool_options o;
+    int nw;
+    shm_hdr *h;
+    size_t size;
+    int memfd, evfd, ctlfd, epfd, tfd;
+    pthread_t monitor;
+    bool monitor_started;
+
+    pthread_mutex_t lk;
+    uint32_t *free_stack;
+    uint32_t n_free;
+    rec *rec;
+    int32_t if_head, if_tail; /* in-flight list (dispatch order) */
+    uint32_t n_inflight;
+    uint32_t tail;            /* parent copy of h->tail (under lk) */
+    crew_future *ov_head, *ov_tail;
+    size_t n_ov;
+    pmap *maps;
+    pworker *w;
+    uint64_t *deaths;         /* breaker ring: times of the last breaker_crashes deaths */
+    uint32_t n_deaths, death_pos;
+    crew_task_fn fns[FN_MAX]; /* parent copy of the fn table */
+    _Atomic uint32_t n_fns;
+    uint64_t respawn_at;      /* monitor: earliest respawn retry */
+
+    _Atomic uint32_t broken, shutting, quit;
+    _Atomic uint32_t progress; /* futex word bumped when work ends (shutdown waits on it) */
+    _Atomic uint64_t started, recycled;
+    _Atomic int alive;
+} pb;
+
+static inline slot_hdr *slot_at(const shm_hdr *h, uint32_t i)
+{
+    return (slot_hdr *)((char *)h + h->slots_off + (size_t)i * h->slot_size);
+}
+static inline unsigned char *slot_arg(const shm_hdr *h, slot_hdr *s)
+{
+    (void)h;
+    return (unsigned char *)s + SLOT_HDR;
+}
+static inline unsigned char *slot_res(const shm_hdr *h, slot_hdr *s)
+{
+    return (unsigned char *)s + SLOT_HDR + h->arg_cap;
+}
+static inline _Atomic uint32_t *ring_at(const shm_hdr *h)
+{
+    return (_Atomic uint32_t *)((char *)h + h->ring_off);
+}
+static inline wrec *wrec_at(const shm_hdr *h, int w)
+{
+    return (wrec *)((char *)h + h->wrec_off) + w;
+}
+static inline fn_entry *fn_at(const shm_hdr *h, uint32_t i)
+{
+    return (fn_entry *)((char *)h + h->fns_off) + i;
+}
+
+/* f->backend[0]: (generation << 32) | (slot + 1) while f sits in a slot, 0
+ * otherwise. Written under lk, read by waiters without it: accessed with the
+ * __atomic builtins (the field is a plain uintptr_t in pool_internal.h). */
+static inline uintptr_t fslot_get(crew_future *f)
+{
+    return __atomic_load_n(&f->backend[0], __ATOMIC_ACQUIRE);
+}
+static inline void fslot_set(crew_future *f, uintptr_t v)
+{
+    __atomic_store_n(&f->backend[0], v, __ATOMIC_RELEASE);
+}
+
+static void kick_fd(int fd)
+{
+    uint64_t one = 1;
+    ssize_t r;
+    do
+        r = write(fd, &one, sizeof one);
+    while (r < 0 && errno == EINTR);
+}
+
+static void drain_fd(int fd)
+{
+    uint64_t v;
+    while (read(fd, &v, sizeof v) > 0)
+        ;
+}
+
+/* ============================================================ worker side */
+
+typedef struct wboot {
+    int memfd, evfd;
+    uint64_t size;
+    int index;
+    int same_image; /* fork: function pointers are valid as they are */
+} wboot;
+
+static uint64_t read_rss(int statm_fd)
+{
+    char buf[128];
+    ssize_t n = pread(statm_fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    unsigned long long size = 0, res = 0;
+    if (sscanf(buf, "%llu %llu", &size, &res) != 2)
+        return 0;
+    return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void worker_exit(wrec *r, uint32_t reason)
+{
+    atomic_store_explicit(&r->exit_reason, reason, memory_order_seq_cst);
+    crew__child_exit(0);
+}
+
+static int worker_main(void *arg, size_t len)
+{
+    if (len != sizeof(wboot))
+        return 120;
+    wboot b;
+    memcpy(&b, arg, sizeof b);
+    /* The parent may have a SIGTERM handler (fork start): a deadline kill
+     * must still end us. */
+    signal(SIGTERM, SIG_DFL);
+    sigset_t ss;
+    sigemptyset(&ss);
+    sigaddset(&ss, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &ss, NULL);
+    shm_hdr *h = mmap(NULL, b.size, PROT_READ | PROT_WRITE, MAP_SHARED, b.memfd, 0);
+    if (h == MAP_FAILED)
+        return 121;
+    crew__close(b.memfd);
+    if (h->magic != SHM_MAGIC)
+        return 122;
+    const int w = b.index;
+    const uint32_t w1 = (uint32_t)w + 1;
+    wrec *me = wrec_at(h, w);
+    _Atomic uint32_t *ring = ring_at(h);
+    uintptr_t fns[FN_MAX] = {0};
+    int statm = -1;
+    if (h->max_mem)
+        statm = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    uint64_t last_mem = crew__now_ns();
+    uint64_t done = 0;
+    const uint64_t timeout_ns = h->timeout_ns;
+
+    for (;;) {
+        if (CREW_UNLIKELY(atomic_load_explicit(&h->stop, memory_order_acquire)))
+            worker_exit(me, EXIT_STOP);
+        uint32_t hd = atomic_load_explicit(&h->head, memory_order_acquire);
+        uint32_t tl = atomic_load_explicit(&h->tail, memory_order_acquire);
+        if (hd == tl) {
+            if (statm >= 0 && read_rss(statm) > h->max_mem)
+                worker_exit(me, EXIT_RECYCLE_MEM);
+            if (crew__spin_while_eq(&h->tail, tl, CREW__SPIN_NS))
+                continue;
+            atomic_fetch_add_explicit(&h->sleepers, 1, memory_order_seq_cst);
+            if (atomic_load_explicit(&h->tail, memory_order_seq_cst) == tl &&
+                !atomic_load_explicit(&h->stop, memory_order_seq_cst))
+                crew__futex_wait(&h->tail, tl, NULL);
+            atomic_fetch_sub_explicit(&h->sleepers, 1, memory_order_seq_cst);
+            continue;
+        }
+        uint32_t x = atomic_load_explicit(&ring[hd % h->ring], memory_order_acquire);
+        bool mine = false;
+        uint32_t s = 0;
+        if (x < h->nslots) {
+            slot_hdr *sl = slot_at(h, x);
+            s = atomic_load_explicit(&sl->state, memory_order_acquire);
+            if (st_phase(s) == PH_QUEUED) {
+                uint32_t run = st_make(st_gen(s), PH_RUNNING, w1);
+                mine = atomic_compare_exchange_strong_explicit(&sl->state, &s, run,
+                                                               memory_order_acq_rel,
+                                                               memory_order_acquire);
+                s = run;
+            }
+        }
+        atomic_compare_exchange_strong_explicit(&h->head, &hd, hd + 1, memory_order_acq_rel,
+                                                memory_order_relaxed);
+        if (!mine)
+            continue;
+
+        slot_hdr *sl = slot_at(h, x);
+        uint64_t start = 0;
+        if (timeout_ns) {
+            start = crew__now_ns();
+            atomic_store_explicit(&me->tag, 0, memory_order_seq_cst);
+            atomic_store_explicit(&me->start_ns, start, memory_order_seq_cst);
+        }
+        atomic_store_explicit(&me->tag, s, memory_order_seq_cst);
+
+        uint32_t fi = sl->fn_idx;
+        crew_task_fn fn = NULL;
+        if (fi < FN_MAX) {
+            if (!fns[fi]) {
+                fn_entry *e = fn_at(h, fi);
+                uintptr_t a = 0;
+                if (b.same_image)
+                    a = e->raw;
+                else if (crew__fnref_resolve(&e->ref, &a) != 0)
+                    a = 0;
+                fns[fi] = a;
+            }
+            fn = (crew_task_fn)fns[fi];
+        }
+        crew_task t = {0};
+        t.cancel = &sl->cancel;
+        t.cancel_mask = 1;
+        t.pool_cancel = &h->stop;
+        t.worker = w;
+        t.deadline_ns = timeout_ns ? start + timeout_ns : 0;
+        unsigned char *in = slot_arg(h, sl), *res = slot_res(h, sl);
+        if (!fn) {
+            sl->status = CREW_ENOTFOUND;
+            sl->res_len = 0;
+            sl->n_failed = sl->kind == KIND_CHUNK ? sl->count : 0;
+            sl->first_fail = 0;
+            sl->first_fail_status = CREW_ENOTFOUND;
+        } else if (sl->kind == KIND_TASK) {
+            size_t rl = 0;
+            int rc = fn(&t, in, sl->arg_len, res, h->res_cap, &rl);
+            if (rl > h->res_cap)
+                rl = h->res_cap;
+            if (rc > 0)
+                rc = 0;
+            if (t.timed_out)
+                rc = CREW_ETIMEDOUT;
+            else if (atomic_load_explicit(&sl->cancel, memory_order_relaxed))
+                rc = CREW_ECANCELED;
+            sl->status = rc;
+            sl->res_len = (uint32_t)rl;
+        } else {
+            /* A chunk: outputs first, then per-item statuses if any failed. */
+            uint32_t n = sl->count, in_sz = sl->in_size, out_sz = sl->out_size;
+            int32_t *sts = (int32_t *)(res + ALIGN64((size_t)n * out_sz));
+            uint32_t nf = 0;
+            for (uint32_t i = 0; i < n; i++) {
+                size_t rl = 0;
+                int rc = fn(&t, in + (size_t)i * in_sz, in_sz, res + (size_t)i * out_sz, out_sz,
+                            &rl);
+                if (rc > 0)
+                    rc = 0;
+                if (CREW_UNLIKELY(rc < 0)) {
+                    if (nf == 0) {
+                        for (uint32_t k = 0; k < i; k++)
+                            sts[k] = 0;
+                        sl->first_fail = i;
+                        sl->first_fail_status = rc;
+                    }
+                    nf++;
+                }
+                if (nf)
+                    sts[i] = rc;
+            }
+            sl->n_failed = nf;
+            sl->status = 0;
+            sl->res_len = 0;
+        }
+        atomic_store_explicit(&me->tag, 0, memory_order_relaxed);
+        atomic_store_explicit(&sl->state, st_make(st_gen(s), PH_DONE, w1), memory_order_seq_cst);
+        uint32_t wk = atomic_load_explicit(&sl->watch, memory_order_seq_cst);
+        if (wk == 2) {
+            crew__futex_wake(&sl->state, INT32_MAX);
+        } else if (wk == 0 && atomic_load_explicit(&h->mon_parked, memory_order_seq_cst)) {
+            if (atomic_exchange_explicit(&h->mon_parked, 0, memory_order_seq_cst))
+                kick_fd(b.evfd);
+        }
+        done++;
+        atomic_store_explicit(&me->tasks, done, memory_order_relaxed);
+        if (h->max_tasks && done >= h->max_tasks)
+            worker_exit(me, EXIT_RECYCLE_COUNT);
+        if (statm >= 0) {
+            uint64_t now = crew__now_ns();
+            if (now - last_mem >= 1000000u) {
+                last_mem = now;
+                if (read_rss(statm) > h->max_mem)
+                    worker_exit(me, EXIT_RECYCLE_MEM);
+            }
+        }
+    }
+}
+
+/* ============================================================ parent side */
+
+static inline pb *backend(crew_pool *p) { return (pb *)p->backend; }
+
+static void bump_progress(pb *b)
+{
+    atomic_fetch_add_explicit(&b->progress, 1, memory_order_seq_cst);
+    crew__futex_wake(&b->progress, INT32_MAX);
+}
+
+/* --- in-flight list (under lk) */
+static void if_push(pb *b, uint32_t x)
+{
+    rec *r = &b->rec[x];
+    r->next = -1;
+    r->prev = b->if_tail;
+    if (b->if_tail >= 0)
+        b->rec[b->if_tail].next = (int32_t)x;
+    else
+        b->if_head = (int32_t)x;
+    b->if_tail = (int32_t)x;
+    b->n_inflight++;
+}
+
+static void if_unlink(pb *b, uint32_t x)
+{
+    rec *r = &b->rec[x];
+    if (r->prev >= 0)
+        b->rec[r->prev].next = r->next;
+    else
+        b->if_head = r->next;
+    if (r->next >= 0)
+        b->rec[r->next].prev = r->prev;
+    else
+        b->if_tail = r->prev;
+    r->prev = r->next = -1;
+    b->n_inflight--;
+}
+
+/* Publishes slot x at the queue tail (under lk). */
+static void ring_push(pb *b, uint32_t x)
+{
+    shm_hdr *h = b->h;
+    atomic_store_explicit(&ring_at(h)[b->tail % h->ring], x, memory_order_release);
+    b->tail++;
+    atomic_store_explicit(&h->tail, b->tail, memory_order_seq_cst);
+}
+
+static void wake_workers(pb *b)
+{
+    if (atomic_load_explicit(&b->h->sleepers, memory_order_seq_cst))
+        crew__futex_wake(&b->h->tail, 1);
+}
+
+static bool ring_room(pb *b)
+{
+    return b->tail - atomic_load_explicit(&b->h->head, memory_order_acquire) < b->h->ring;
+}
+
+/* Function index for fn, adding it to the shared table if new. */
+static int fn_index(pb *b, crew_task_fn fn, uint32_t *out)
+{
+    uint32_t n = atomic_load_explicit(&b->n_fns, memory_order_acquire);
+    for (uint32_t i = 0; i < n; i++)
+        if (b->fns[i] == fn) {
+            *out = i;
+            return 0;
+        }
+    pthread_mutex_lock(&b->lk);
+    n = atomic_load_explicit(&b->n_fns, memory_order_relaxed);
+    for (uint32_t i = 0; i < n; i++)
+        if (b->fns[i] == fn) {
+            pthread_mutex_unlock(&b->lk);
+            *out = i;
+            return 0;
+        }
+    if (n == FN_MAX) {
+        pthread_mutex_unlock(&b->lk);
+        return CREW_ENOSPC;
+    }
+    fn_entry *e = fn_at(b->h, n);
+    e->raw = (uintptr_t)fn;
+    int rc = 0;
+    if (b->o.start_method != CREW_START_FORK)
+        rc = crew__fnref_make(&e->ref, (uintptr_t)fn);
+    if (rc == 0) {
+        b->fns[n] = fn;
+        atomic_store_explicit(&b->n_fns, n + 1, memory_order_release);
+        *out = n;
+    }
+    pthread_mutex_unlock(&b->lk);
+    return rc;
+}
+
+/* Writes task f into free slot x and queues it (under lk). */
+static void dispatch_task(pb *b, uint32_t x, crew_future *f)
+{
+    slot_hdr *s = slot_at(b->h, x);
+    uint32_t gen = (st_gen(atomic_load_explicit(&s->state, memory_order_relaxed)) + 1) & GEN_MASK;
+    s->kind = KIND_TASK;
+    s->fn_idx = (uint32_t)f->backend[1];
+    s->arg_len = f->arg_len;
+    if (f->arg_len)
+        memcpy(slot_arg(b->h, s), f->arg, f->arg_len);
+    s->task_id = f->id;
+    s->status = 0;
+    s->res_len = 0;
+    atomic_store_explicit(&s->cancel, 0, memory_order_relaxed);
+    rec *r = &b->rec[x];
+    r->f = f;
+    r->m = NULL;
+    r->kind = KIND_TASK;
+    r->fail_status = 0;
+    fslot_set(f, ((uintptr_t)gen << 32) | (x + 1));
+    atomic_store_explicit(&s->state, st_make(gen, PH_QUEUED, 0), memory_order_release);
+    if_push(b, x);
+    ring_push(b, x);
+}
+
+static size_t chunk_cap(pb *b, const crew__map *m)
+{
+    size_t c1 = m->in_size ? b->h->arg_cap / m->in_size : SIZE_MAX;
+    /* outputs, padding to 64, then one int32 status per item: the result
+     * area is ALIGN64(max_result_size) + 64 bytes. */
+    size_t c2 = (b->h->res_area - 64) / (m->out_size + sizeof(int32_t));
+    size_t c = c1 < c2 ? c1 : c2;
+    if (c > UINT32_MAX / 2)
+        c = UINT32_MAX / 2;
+    return c ? c : 1;
+}
+
+static void dispatch_chunk(pb *b, uint32_t x, pmap *pm, size_t first, size_t count)
+{
+    crew__map *m = pm->m;
+    slot_hdr *s = slot_at(b->h, x);
+    uint32_t gen = (st_gen(atomic_load_explicit(&s->state, memory_order_relaxed)) + 1) & GEN_MASK;
+    s->kind = KIND_CHUNK;
+    s->fn_idx = (uint32_t)m->backend[1];
+    s->in_size = (uint32_t)m->in_size;
+    s->out_size = (uint32_t)m->out_size;
+    s->count = (uint32_t)count;
+    if (m->in_size)
+        memcpy(slot_arg(b->h, s), m->in + first * m->in_size, count * m->in_size);
+    s->arg_len = (uint32_t)(count * m->in_size);
+    s->task_id = m->future->id;
+    s->n_failed = 0;
+    atomic_store_explicit(&s->cancel, 0, memory_order_relaxed);
+    rec *r = &b->rec[x];
+    r->f = NULL;
+    r->m = m;
+    r->first = first;
+    r->count = count;
+    r->kind = KIND_CHUNK;
+    r->fail_status = 0;
+    pm->in_flight++;
+    atomic_store_explicit(&s->state, st_make(gen, PH_QUEUED, 0), memory_order_release);
+    if_push(b, x);
+    ring_push(b, x);
+}
+
+/* Fills free slots from the overflow FIFO, then from running maps (under
+ * lk). Returns the number of tasks queued. */
+static int dispatch_more(pb *b)
+{
+    int n = 0;
+    if (atomic_load_explicit(&b->broken, memory_order_relaxed))
+        return 0;
+    while (b->n_free > 0 && ring_room(b)) {
+        if (b->ov_head) {
+            crew_future *f = b->ov_head;
+            b->ov_head = f->next;
+            if (!b->ov_head)
+                b->ov_tail = NULL;
+            f->next = NULL;
+            b->n_ov--;
+            dispatch_task(b, b->free_stack[--b->n_free], f);
+            n++;
+            continue;
+        }
+        pmap *pm = b->maps;
+        while (pm && pm->exhausted && pm->count == 0)
+            pm = pm->next;
+        if (!pm)
+            break;
+        if (pm->count == 0) {
+            size_t first, count;
+            if (!crew__map_claim(pm->m, &first, &count)) {
+                pm->exhausted = true;
+                continue;
+            }
+            pm->first = first;
+            pm->count = count;
+        }
+        size_t c = chunk_cap(b, pm->m);
+        if (c > pm->count)
+            c = pm->count;
+        dispatch_chunk(b, b->free_stack[--b->n_free], pm, pm->first, c);
+        pm->first += c;
+        pm->count -= c;
+        n++;
+    }
+    return n;
+}
+
+/* Removes maps that have nothing left to do (under lk); returns them in a
+ * list so the caller drops their references after unlocking. */
+static pmap *maps_collect_finished(pb *b)
+{
+    pmap *gone = NULL;
+    for (pmap **pp = &b->maps; *pp;) {
+        pmap *pm = *pp;
+        bool over = pm->in_flight == 0 && pm->count == 0 &&
+                    (pm->exhausted || atomic_load(&pm->m->cancel) ||
+                     atomic_load(&pm->m->next) >= pm->m->n);
+        if (over) {
+            *pp = pm->next;
+            pm->next = gone;
+            gone = pm;
+        } else {
+            pp = &pm->next;
+        }
+    }
+    return gone;
+}
+
+static void maps_release(pmap *gone)
+{
+    while (gone) {
+        pmap *n = gone->next;
+        crew__map_unref(gone->m);
+        crew__free(gone);
+        gone = n;
+    }
+}
+
+static pmap *pmap_of(pb *b, const crew__map *m)
+{
+    for (pmap *pm = b->maps; pm; pm = pm->next)
+        if (pm->m == m)
+            return pm;
+    return NULL;
+}
+
+/* A claimed terminal slot: what its harvest must do, gathered under lk. */
+typedef struct harvest {
+    uint32_t x;
+    uint32_t phase;
+    rec r;
+} harvest;
+
+/* Tries to claim terminal slot x for harvesting (CAS terminal -> HARVEST). */
+static bool claim_slot(pb *b, uint32_t x, uint32_t *phase_out)
+{
+    slot_hdr *s = slot_at(b->h, x);
+    uint32_t v = atomic_load_explicit(&s->state, memory_order_acquire);
+    while (st_terminal(v)) {
+        uint32_t nv = st_make(st_gen(v), PH_HARVEST, 0);
+        if (atomic_compare_exchange_weak_explicit(&s->state, &v, nv, memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            *phase_out = st_phase(v);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void fill_failure(const rec *r, crew_failure *fl)
+{
+    memset(fl, 0, sizeof *fl);
+    fl->status = r->fail_status;
+    fl->pid = r->fail_pid;
+    fl->signal = r->fail_signal;
+    fl->exit_code = r->fail_code;
+}
+
+/* Delivers a claimed slot's outcome (no lock held: callbacks may run). */
+static void deliver(pb *b, harvest *hv)
+{
+    slot_hdr *s = slot_at(b->h, hv->x);
+    rec *r = &hv->r;
+    if (r->kind == KIND_TASK) {
+        crew_future *f = r->f;
+        fslot_set(f, 0);
+        if (hv->phase == PH_DONE) {
+            crew__future_complete(f, s->status, slot_res(b->h, s), s->res_len, NULL);
+        } else if (hv->phase == PH_CANCELED) {
+            crew__future_complete(f, CREW_ECANCELED, NULL, 0, NULL);
+        } else {
+            crew_failure fl;
+            fill_failure(r, &fl);
+            crew__future_complete(f, r->fail_status, NULL, 0, &fl);
+        }
+        return;
+    }
+    crew__map *m = r->m;
+    if (hv->phase == PH_DONE) {
+        if (m->out_size)
+            memcpy(m->out + r->first * m->out_size, slot_res(b->h, s), r->count * m->out_size);
+        uint32_t nf = s->n_failed;
+        if (nf) {
+            const int32_t *sts =
+                (const int32_t *)(slot_res(b->h, s) + ALIGN64(r->count * m->out_size));
+            if (m->statuses)
+                for (size_t i = 0; i < r->count; i++)
+                    m->statuses[r->first + i] = sts[i];
+            crew__map_done_summary(m, r->first, r->count, nf, r->first + s->first_fail,
+                                   s->first_fail_status, NULL);
+        } else {
+            if (m->statuses)
+                memset(m->statuses + r->first, 0, r->count * sizeof(int));
+            crew__map_done_summary(m, r->first, r->count, 0, 0, 0, NULL);
+        }
+    } else if (hv->phase == PH_CANCELED) {
+        crew__map_done_range(m, r->first, r->count, NULL, CREW_ECANCELED, NULL);
+    } else {
+        crew_failure fl;
+        fill_failure(r, &fl);
+        crew__map_done_range(m, r->first, r->count, NULL, r->fail_status, &fl);
+    }
+}
+
+/* After delivering: frees the slots and refills them (takes lk). */
+static void release_slots(pb *b, const harvest *hv, size_t n)
+{
+    if (n == 0)
+        return;
+    pthread_mutex_lock(&b->lk);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t x = hv[i].x;
+        slot_hdr *s = slot_at(b->h, x);
+        rec *r = &b->rec[x];
+        if (r->kind == KIND_CHUNK) {
+            pmap *pm = pmap_of(b, r->m);
+            if (pm)
+                pm->in_flight--;
+        }
+        if_unlink(b, x);
+        r->f = NULL;
+        r->m = NULL;
+        atomic_store_explicit(&s->watch, 0, memory_order_relaxed);
+        uint32_t v = atomic_load_explicit(&s->state, memory_order_relaxed);
+        atomic_store_explicit(&s->state, st_make(st_gen(v), PH_FREE, 0), memory_order_release);
+        b->free_stack[b->n_free++] = x;
+    }
+    int queued = dispatch_more(b);
+    pmap *gone = maps_collect_finished(b);
+    pthread_mutex_unlock(&b->lk);
+    if (queued)
+        wake_workers(b);
+    maps_release(gone);
+    bump_progress(b);
+}
+
+/* Harvests one slot the caller watches (or that nobody watches). */
+static bool harvest_one(pb *b, uint32_t x)
+{
+    harvest hv;
+    hv.x = x;
+    if (!claim_slot(b, x, &hv.phase))
+        return false;
+    pthread_mutex_lock(&b->lk);
+    hv.r = b->rec[x];
+    pthread_mutex_unlock(&b->lk);
+    deliver(b, &hv);
+    release_slots(b, &hv, 1);
+    return true;
+}
+
+/* Harvests every unwatched terminal slot. Returns how many. */
+#define SWEEP_BATCH 64
+static size_t sweep(pb *b)
+{
+    size_t total = 0;
+    for (;;) {
+        harvest hv[SWEEP_BATCH];
+        size_t n = 0;
+        pthread_mutex_lock(&b->lk);
+        for (int32_t x = b->if_head; x >= 0 && n < SWEEP_BATCH; x = b->rec[x].next) {
+            slot_hdr *s = slot_at(b->h, (uint32_t)x);
+            uint32_t v = atomic_load_explicit(&s->state, memory_order_acquire);
+            if (!st_terminal(v) || atomic_load_explicit(&s->watch, memory_order_seq_cst) != 0)
+                continue;
+            if (claim_slot(b, (uint32_t)x, &hv[n].phase)) {
+                hv[n].x = (uint32_t)x;
+                hv[n].r = b->rec[x];
+                n++;
+            }
+        }
+        pthread_mutex_unlock(&b->lk);
+        for (size_t i = 0; i < n; i++)
+            deliver(b, &hv[i]);
+        release_slots(b, hv, n);
+        total += n;
+        if (n < SWEEP_BATCH)
+            return total;
+    }
+}
+
+/* Harvests a slot that a parent thread moved to a terminal state (cancel,
+ * failure), unless a watcher will (then it is woken). Dekker with the
+ * watcher: we stored the state seq_cst, now we read watch. */
+static void after_parent_transition(pb *b, uint32_t x)
+{
+    slot_hdr *s = slot_at(b->h, x);
+    if (atomic_load_explicit(&s->watch, memory_order_seq_cst) == 0)
+        harvest_one(b, x);
+    else
+        crew__futex_wake(&s->state, INT32_MAX);
+}
+
+/* ------------------------------------------------------------ ops: submit */
+
+static int procs_submit(crew_pool *p, crew_future *f)
+{
+    pb *b = backend(p);
+    if (CREW_UNLIKELY(atomic_load_explicit(&b->broken, memory_order_relaxed)))
+        return CREW_EBROKEN;
+    uint32_t fi;
+    int rc = fn_index(b, f->fn, &fi);
+    if (rc)
+        return rc;
+    f->backend[1] = fi;
+    f->backend[0] = 0;
+    pthread_mutex_lock(&b->lk);
+    if (CREW_UNLIKELY(atomic_load_explicit(&b->broken, memory_order_relaxed))) {
+        pthread_mutex_unlock(&b->lk);
+        return CREW_EBROKEN;
+    }
+    if (b->o.max_pending && b->n_inflight + b->n_ov >= b->o.max_pending) {
+        pthread_mutex_unlock(&b->lk);
+        return CREW_EAGAIN;
+    }
+    bool queued = false;
+    if (b->n_free > 0 && !b->ov_head && ring_room(b)) {
+        dispatch_task(b, b->free_stack[--b->n_free], f);
+        queued = true;
+    } else {
+        f->next = NULL;
+        if (b->ov_tail)
+            b->ov_tail->next = f;
+        else
+            b->ov_head = f;
+        b->ov_tail = f;
+        b->n_ov++;
+    }
+    pthread_mutex_unlock(&b->lk);
+    if (queued)
+        wake_workers(b);
+    return 0;
+}
+
+static int procs_submit_map(crew_pool *p, crew__map *m)
+{
+    pb *b = backend(p);
+    if (atomic_load_explicit(&b->broken, memory_order_relaxed))
+        return CREW_EBROKEN;
+    uint32_t fi;
+    int rc = fn_index(b, m->fn, &fi);
+    if (rc)
+        return rc;
+    pmap *pm = crew__calloc(1, sizeof *pm);
+    if (!pm)
+        return CREW_ENOMEM;
+    m->backend[1] = fi;
+    pm->m = m;
+    crew__map_ref(m);
+    pthread_mutex_lock(&b->lk);
+    if (atomic_load_explicit(&b->broken, memory_order_relaxed)) {
+        pthread_mutex_unlock(&b->lk);
+        crew__map_unref(m);
+        crew__free(pm);
+        return CREW_EBROKEN;
+    }
+    pmap **pp = &b->maps;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = pm;
+    int queued = dispatch_more(b);
+    pthread_mutex_unlock(&b->lk);
+    if (queued)
+        wake_workers(b);
+    return 0;
+}
+
+/* ------------------------------------------------------------ ops: cancel */
+
+/* Asks the monitor to stop worker w because of the task whose state word is
+ * tag (under lk). */
+static void request_kill_locked(pb *b, uint32_t w, uint32_t tag, int reason)
+{
+    pworker *pw = &b->w[w];
+    if (!pw->alive || pw->kill_reason)
+        return;
+    pw->kill_reason = (uint32_t)-reason;
+    pw->kill_tag = tag;
+    pw->term_at = 0;
+    pw->kill_at = 0;
+}
+
+/* Cancels slot x (generation gen) as `reason` (under lk). Returns true when
+ * the slot turned CANCELED and must be handed to after_parent_transition. */
+static bool cancel_slot_locked(pb *b, uint32_t x, uint32_t gen, int reason, bool *kick)
+{
+    slot_hdr *s = slot_at(b->h, x);
+    uint32_t v = atomic_load_explicit(&s->state, memory_order_acquire);
+    for (;;) {
+        if (st_gen(v) != gen)
+            return false;
+        if (st_phase(v) == PH_QUEUED) {
+            if (atomic_compare_exchange_weak_explicit(&s->state, &v,
+                                                      st_make(gen, PH_CANCELED, 0),
+                                                      memory_order_seq_cst,
+                                                      memory_order_acquire))
+                return true;
+            continue;
+        }
+        if (st_phase(v) == PH_RUNNING && b->rec[x].fail_status == 0) {
+            atomic_store_explicit(&s->cancel, 1, memory_order_relaxed);
+            request_kill_locked(b, st_worker(v), v, reason);
+            *kick = true;
+        }
+        return false;
+    }
+}
+
+static int procs_cancel(crew_pool *p, crew_future *f)
+{
+    pb *b = backend(p);
+    bool kick = false;
+    if (f->map) {
+        crew__map *m = f->map;
+        uint32_t xs[64];
+        size_t nx = 0;
+        pthread_mutex_lock(&b->lk);
+        pmap *pm = pmap_of(b, m);
+        size_t pf = 0, pc = 0;
+        if (pm) {
+            pf = pm->first;
+            pc = pm->count;
+            pm->count = 0;
+            pm->exhausted = true;
+        }
+        for (int32_t x = b->if_head; x >= 0; x = b->rec[x].next) {
+            rec *r = &b->rec[x];
+            if (r->kind != KIND_CHUNK || r->m != m)
+                continue;
+            uint32_t v = atomic_load(&slot_at(b->h, (uint32_t)x)->state);
+            if (cancel_slot_locked(b, (uint32_t)x, st_gen(v), CREW_ECANCELED, &kick) && nx < 64)
+                xs[nx++] = (uint32_t)x;
+        }
+        pthread_mutex_unlock(&b->lk);
+        if (pc)
+            crew__map_done_range(m, pf, pc, NULL, CREW_ECANCELED, NULL);
+        for (size_t i = 0; i < nx; i++)
+            after_parent_transition(b, xs[i]);
+        if (nx == 64)
+            sweep(b);
+        if (kick)
+            kick_fd(b->ctlfd);
+        return 0;
+    }
+    pthread_mutex_lock(&b->lk);
+    uintptr_t v = fslot_get(f);
+    if (v == 0) {
+        /* In the overflow FIFO? */
+        crew_future **pp = &b->ov_head, *prev = NULL;
+        while (*pp && *pp != f) {
+            prev = *pp;
+            pp = &(*pp)->next;
+        }
+        if (*pp) {
+            *pp = f->next;
+            if (b->ov_tail == f)
+                b->ov_tail = prev;
+            f->next = NULL;
+            b->n_ov--;
+            pthread_mutex_unlock(&b->lk);
+            crew__future_complete(f, CREW_ECANCELED, NULL, 0, NULL);
+            bump_progress(b);
+            return 0;
+        }
+        pthread_mutex_unlock(&b->lk);
+        return CREW_ESTATE;
+    }
+    uint32_t x = (uint32_t)(v & 0xffffffffu) - 1, gen = (uint32_t)(v >> 32);
+    bool canceled = cancel_slot_locked(b, x, gen, CREW_ECANCELED, &kick);
+    pthread_mutex_unlock(&b->lk);
+    if (canceled)
+        after_parent_transition(b, x);
+    if (kick)
+        kick_fd(b->ctlfd);
+    return crew__future_done(f) && !canceled && !kick ? CREW_ESTATE : 0;
+}
+
+/* ------------------------------------------------------------ ops: wait */
+
+/* Spins (then sleeps) on slot x of generation gen until it is terminal,
+ * claiming its watch word; harvests it. Returns 0 when f is done,
+ * CREW_ETIMEDOUT, or 1 when the caller should fall back to parking on f. */
+static int watch_slot(pb *b, crew_future *f, uint32_t x, uint32_t gen, const crew__deadline *d)
+{
+    slot_hdr *s = slot_at(b->h, x);
+    uint32_t zero = 0;
+    if (!atomic_compare_exchange_strong_explicit(&s->watch, &zero, 1, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return 1; /* somebody else watches it: they complete f */
+    /* The slot may have been harvested and reused before we claimed watch. */
+    uint32_t v = atomic_load_explicit(&s->state, memory_order_seq_cst);
+    if (st_gen(v) != gen || st_phase(v) == PH_FREE || st_phase(v) == PH_HARVEST) {
+        atomic_store_explicit(&s->watch, 0, memory_order_seq_cst);
+        /* We may have hidden a terminal slot of someone else from the
+         * monitor for a moment: look again. */
+        v = atomic_load_explicit(&s->state, memory_order_seq_cst);
+        if (st_terminal(v))
+            harvest_one(b, x);
+        return 1;
+    }
+    uint64_t start = crew__now_ns();
+    unsigned i = 0;
+    while (!st_terminal(v)) {
+        crew__cpu_relax();
+        v = atomic_load_explicit(&s->state, memory_order_acquire);
+        if ((++i & 63) == 0 && crew__now_ns() - start > CREW__SPIN_NS)
+            break;
+    }
+    while (!st_terminal(v)) {
+        if (crew__deadline_expired(d))
+            break;
+        atomic_store_explicit(&s->watch, 2, memory_order_seq_cst);
+        v = atomic_load_explicit(&s->state, memory_order_seq_cst);
+        if (st_terminal(v))
+            break;
+        crew__futex_wait(&s->state, v, d);
+        v = atomic_load_explicit(&s->state, memory_order_acquire);
+    }
+    if (st_terminal(v) && harvest_one(b, x))
+        return 0; /* harvest_one cleared watch with the slot */
+    /* Timed out: stop watching, then make sure a completion that raced with
+     * us is not left unharvested. */
+    atomic_store_explicit(&s->watch, 0, memory_order_seq_cst);
+    v = atomic_load_explicit(&s->state, memory_order_seq_cst);
+    if (st_terminal(v))
+        harvest_one(b, x);
+    return crew__future_done(f) ? 0 : CREW_ETIMEDOUT;
+}
+
+/* The earlier of d and `secs` from now: waits that must look around now
+ * and then (a queue that moves without telling us) sleep in such slices. */
+static crew__deadline short_deadline(const crew__deadline *d, double secs)
+{
+    if (!d->forever && crew__deadline_left(d) < secs)
+        return *d;
+    crew__deadline s;
+    crew__deadline_init(&s, secs);
+    return s;
+}
+
+static int procs_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
+{
+    pb *b = backend(p);
+    if (f->map) {
+        /* A map: pump (harvest chunks, dispatch more) while spinning, then
+         * let the monitor pump while we sleep on the map future. */
+        uint64_t last = crew__now_ns();
+        while (!crew__future_done(f)) {
+            if (sweep(b))
+                last = crew__now_ns();
+            if (crew__future_done(f))
+                return 0;
+            if (crew__deadline_expired(d))
+                return CREW_ETIMEDOUT;
+            if (crew__now_ns() - last > CREW__SPIN_NS) {
+                crew__deadline dd = short_deadline(d, 0.002);
+                crew__future_park(f, &dd);
+                last = crew__now_ns();
+            } else {
+                for (int k = 0; k < 64; k++)
+                    crew__cpu_relax();
+            }
+        }
+        return 0;
+    }
+    for (;;) {
+        if (crew__future_done(f))
+            return 0;
+        uintptr_t v = fslot_get(f);
+        if (v != 0) {
+            int rc = watch_slot(b, f, (uint32_t)(v & 0xffffffffu) - 1, (uint32_t)(v >> 32), d);
+            if (rc <= 0)
+                return rc;
+            if (fslot_get(f) == v || crew__future_done(f))
+                return crew__future_park(f, d);
+            continue;
+        }
+        /* Still in the overflow FIFO: help the queue move, then look again. */
+        if (sweep(b) == 0) {
+            if (crew__deadline_expired(d))
+                return CREW_ETIMEDOUT;
+            crew__deadline shortd = short_deadline(d, 0.001);
+            int rc = crew__future_park(f, &shortd);
+            if (rc == 0)
+                return 0;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ workers */
+
+static int start_worker(pb *b, int w)
+{
+    wboot boot = {.memfd = b->memfd,
+                  .evfd = b->evfd,
+                  .size = b->size,
+                  .index = w,
+                  .same_image = b->o.start_method == CREW_START_FORK};
+    int fds[2] = {b->memfd, b->evfd};
+    char name[16];
+    snprintf(name, sizeof name, "crew-w%d", w);
+    crew_process_options po = {.method = (crew_start_method)b->o.start_method,
+                               .name = name,
+                               .pass_fds = fds,
+                               .n_pass_fds = 2};
+    wrec *r = wrec_at(b->h, w);
+    atomic_store(&r->exit_reason, EXIT_NONE);
+    atomic_store(&r->tag, 0);
+    crew_process *proc;
+    int rc = crew_process_start(&proc, worker_main, &boot, sizeof boot, &po);
+    if (rc)
+        return rc;
+    pworker *pw = &b->w[w];
+    int pidfd = crew_process_pidfd(proc);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)w};
+    if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, pidfd, &ev) != 0) {
+        rc = -errno;
+        crew_process_destroy(proc);
+        return rc;
+    }
+    pthread_mutex_lock(&b->lk);
+    pw->proc = proc;
+    pw->pid = crew_process_pid(proc);
+    pw->pidfd = pidfd;
+    pw->alive = true;
+    pw->respawn_pending = false;
+    pw->kill_reason = 0;
+    pw->term_at = pw->kill_at = 0;
+    pthread_mutex_unlock(&b->lk);
+    atomic_fetch_add(&b->started, 1);
+    atomic_fetch_add(&b->alive, 1);
+    return 0;
+}
+
+/* Fails every queued task and pending map chunk with CREW_EBROKEN (the
+ * breaker tripped). */
+static void fail_all_queued(pb *b, int status)
+{
+    for (;;) {
+        crew_future *ov;
+        uint32_t xs[64];
+        size_t nx = 0;
+        pmap *maps_pending = NULL;
+        pthread_mutex_lock(&b->lk);
+        ov = b->ov_head;
+        b->ov_head = b->ov_tail = NULL;
+        b->n_ov = 0;
+        for (pmap *pm = b->maps; pm; pm = pm->next) {
+            if (pm->count || !pm->exhausted) {
+                pmap *c = crew__calloc(1, sizeof *c);
+                if (c) {
+                    *c = *pm;
+                    c->next = maps_pending;
+                    maps_pending = c;
+                }
+                pm->count = 0;
+                pm->exhausted = true;
+            }
+        }
+        for (int32_t x = b->if_head; x >= 0 && nx < 64; x = b->rec[x].next) {
+            slot_hdr *s = slot_at(b->h, (uint32_t)x);
+            uint32_t v = atomic_load(&s->state);
+            if (st_phase(v) != PH_QUEUED)
+                continue;
+            if (atomic_compare_exchange_strong(&s->state, &v, st_make(st_gen(v), PH_FAILED, 0))) {
+                b->rec[x].fail_status = status;
+                b->rec[x].fail_pid = 0;
+                b->rec[x].fail_signal = b->rec[x].fail_code = 0;
+                xs[nx++] = (uint32_t)x;
+            }
+        }
+        pthread_mutex_unlock(&b->lk);
+        while (ov) {
+            crew_future *n = ov->next;
+            ov->next = NULL;
+            crew__future_complete(ov, status, NULL, 0, NULL);
+            ov = n;
+        }
+        while (maps_pending) {
+            pmap *n = maps_pending->next;
+            if (maps_pending->count)
+                crew__map_done_range(maps_pending->m, maps_pending->first, maps_pending->count,
+                                     NULL, status, NULL);
+            if (status == CREW_ECANCELED)
+                crew__map_cancel_rest(maps_pending->m);
+            else {
+                /* Claim and fail whatever the map still has. */
+                size_t first, count;
+                while (crew__map_claim(maps_pending->m, &first, &count))
+                    crew__map_done_range(maps_pending->m, first, count, NULL, status, NULL);
+            }
+            crew__free(maps_pending);
+            maps_pending = n;
+        }
+        for (size_t i = 0; i < nx; i++)
+            after_parent_transition(b, xs[i]);
+        bump_progress(b);
+        if (nx < 64)
+            break;
+    }
+}
+
+/* Breaker accounting for one unplanned death (monitor). Returns true when
+ * the breaker trips now. */
+static bool breaker_count(pb *b, uint64_t now)
+{
+    uint32_t cap = b->o.breaker_crashes;
+    b->deaths[b->death_pos] = now;
+    b->death_pos = (b->death_pos + 1) % cap;
+    if (b->n_deaths < cap)
+        b->n_deaths++;
+    if (b->n_deaths < cap)
+        return false;
+    uint64_t oldest = b->deaths[b->death_pos]; /* the cap-th most recent */
+    return now - oldest <= (uint64_t)(b->o.breaker_window * 1e9);
+}
+
+/* A worker process ended (monitor thread). */
+static void on_death(pb *b, int w)
+{
+    pworker *pw = &b->w[w];
+    crew_exit ex = {0};
+    crew_process_join(pw->proc, CREW_FOREVER, &ex);
+    epoll_ctl(b->epfd, EPOLL_CTL_DEL, pw->pidfd, NULL);
+    pid_t pid = pw->pid;
+    crew_process_destroy(pw->proc);
+    atomic_fetch_sub(&b->alive, 1);
+    wrec *wr = wrec_at(b->h, w);
+    uint32_t reason = atomic_load(&wr->exit_reason);
+    bool planned = reason != EXIT_NONE && ex.signal == 0 && ex.code == 0;
+    bool had_task = false, requeued = false;
+    uint32_t xs[16], vs[16];
+    size_t nx = 0;
+
+    pthread_mutex_lock(&b->lk);
+    pw->proc = NULL;
+    pw->alive = false;
+    for (uint32_t x = 0; x < b->h->nslots; x++) {
+        slot_hdr *s = slot_at(b->h, x);
+        uint32_t v = atomic_load(&s->state);
+        if (st_phase(v) != PH_RUNNING || st_worker(v) != (uint32_t)w)
+            continue;
+        had_task = true;
+        if (pw->kill_reason && v != pw->kill_tag) {
+            /* We killed it for another task that ended meanwhile: this one
+             * was not at fault; run it again. */
+            if (atomic_compare_exchange_strong(&s->state, &v, st_make(st_gen(v), PH_QUEUED, 0))) {
+                ring_push(b, x);
+                requeued = true;
+            }
+            continue;
+        }
+        int status = pw->kill_reason ? -(int)pw->kill_reason : CREW_ECRASHED;
+        rec *r = &b->rec[x];
+        r->fail_status = status;
+        r->fail_pid = pid;
+        r->fail_signal = ex.signal;
+        r->fail_code = ex.signal ? 0 : ex.code;
+        /* It turns FAILED only after the replacement is up (below); the
+         * set fail_status keeps cancel from aiming at the new worker. */
+        if (nx < 16) {
+            xs[nx] = x;
+            vs[nx++] = v;
+        }
+    }
+    bool unplanned = !planned && !pw->kill_reason && !atomic_load(&b->quit);
+    if (!had_task && !pw->kill_reason && planned &&
+        (reason == EXIT_RECYCLE_COUNT || reason == EXIT_RECYCLE_MEM))
+        atomic_fetch_add(&b->recycled, 1);
+    pw->kill_reason = 0;
+    pw->kill_at = pw->term_at = 0;
+    bool trip = unplanned && breaker_count(b, crew__now_ns());
+    if (trip)
+        atomic_store(&b->broken, 1);
+    pw->respawn_pending = !atomic_load(&b->broken) && !atomic_load(&b->quit);
+    pthread_mutex_unlock(&b->lk);
+    if (requeued)
+        wake_workers(b);
+    if (pw->respawn_pending) {
+        if (start_worker(b, w) == 0) {
+            pw->respawn_pending = false;
+        } else {
+            /* Could not start one: that counts as a death, try again soon. */
+            pthread_mutex_lock(&b->lk);
+            bool t2 = breaker_count(b, crew__now_ns());
+            if (t2)
+                atomic_store(&b->broken, 1);
+            pthread_mutex_unlock(&b->lk);
+            if (t2) {
+                pw->respawn_pending = false;
+                fail_all_queued(b, CREW_EBROKEN);
+            } else {
+                b->respawn_at = crew__now_ns() + 10000000u;
+            }
+        }
+    }
+    /* Fail the task only now that the replacement runs, so that whoever sees
+     * the failure also sees a full pool again (stats, the next submit). */
+    size_t nf = 0;
+    pthread_mutex_lock(&b->lk);
+    for (size_t i = 0; i < nx; i++) {
+        slot_hdr *s = slot_at(b->h, xs[i]);
+        uint32_t v = vs[i];
+        if (atomic_compare_exchange_strong(&s->state, &v, st_make(st_gen(v), PH_FAILED, 0)))
+            xs[nf++] = xs[i];
+    }
+    pthread_mutex_unlock(&b->lk);
+    for (size_t i = 0; i < nf; i++)
+        after_parent_transition(b, xs[i]);
+    if (trip)
+        fail_all_queued(b, CREW_EBROKEN);
+    bump_progress(b);
+}
+
+/* Deadlines and kill escalation (monitor). Returns the next time (ns) it
+ * needs to look again, or 0 for none. */
+static uint64_t check_timers(pb *b, uint64_t now)
+{
+    uint64_t next = 0;
+#define NEXT(t)                                                                                    \
+    do {                                                                                           \
+        uint64_t t_ = (t);                                                                         \
+        if (next == 0 || t_ < next)                                                                \
+            next = t_;                                                                             \
+    } while (0)
+    uint64_t tmo = b->h->timeout_ns;
+    uint64_t grace = (uint64_t)(b->o.kill_grace * 1e9);
+    pthread_mutex_lock(&b->lk);
+    for (int w = 0; w < b->nw; w++) {
+        pworker *pw = &b->w[w];
+        if (!pw->alive)
+            continue;
+        if (tmo && !pw->kill_reason) {
+            wrec *r = wrec_at(b->h, w);
+            uint32_t t1 = atomic_load(&r->tag);
+            uint64_t st = atomic_load(&r->start_ns);
+            uint32_t t2 = atomic_load(&r->tag);
+            if (t1 && t1 == t2) {
+                if (now >= st + tmo) {
+                    request_kill_locked(b, (uint32_t)w, t1, CREW_ETIMEDOUT);
+                } else {
+                    NEXT(st + tmo);
+                }
+            }
+        }
+        if (pw->kill_reason) {
+            if (pw->term_at == 0) {
+                crew_process_kill(pw->proc, SIGTERM);
+                pw->term_at = now;
+                pw->kill_at = now + grace;
+            }
+            if (now >= pw->kill_at) {
+                crew_process_kill(pw->proc, SIGKILL);
+                pw->kill_at = now + 1000000000u; /* re-send later if it is somehow still here */
+            }
+            NEXT(pw->kill_at);
+        }
+    }
+    pthread_mutex_unlock(&b->lk);
+    if (tmo)
+        NEXT(now + tmo); /* tasks that start meanwhile end no earlier than this */
+    if (b->respawn_at)
+        NEXT(b->respawn_at);
+#undef NEXT
+    return next;
+}
+
+static void arm_timer(pb *b, uint64_t at)
+{
+    struct itimerspec its = {0};
+    if (at) {
+        its.it_value.tv_sec = (time_t)(at / 1000000000u);
+        its.it_value.tv_nsec = (long)(at % 1000000000u);
+    }
+    timerfd_settime(b->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+#define EV_WAKE UINT64_C(0x100000)
+#define EV_CTL UINT64_C(0x100001)
+#define EV_TIMER UINT64_C(0x100002)
+
+static void *monitor_main(void *arg)
+{
+    pb *b = arg;
+    struct epoll_event evs[32];
+    for (;;) {
+        atomic_store_explicit(&b->h->mon_parked, 1, memory_order_seq_cst);
+        sweep(b);
+        uint64_t now = crew__now_ns();
+        if (b->respawn_at && now >= b->respawn_at) {
+            b->respawn_at = 0;
+            for (int w = 0; w < b->nw; w++) {
+                if (!b->w[w].respawn_pending || atomic_load(&b->broken) || atomic_load(&b->quit))
+                    continue;
+                if (start_worker(b, w) == 0)
+                    b->w[w].respawn_pending = false;
+                else
+                    b->respawn_at = now + 10000000u;
+            }
+        }
+        arm_timer(b, check_timers(b, now));
+        if (atomic_load(&b->quit))
+            break;
+        int n = epoll_wait(b->epfd, evs, 32, -1);
+        atomic_store_explicit(&b->h->mon_parked, 0, memory_order_seq_cst);
+        for (int i = 0; i < n; i++) {
+            uint64_t k = evs[i].data.u64;
+            if (k == EV_WAKE)
+                drain_fd(b->evfd);
+            else if (k == EV_CTL)
+                drain_fd(b->ctlfd);
+            else if (k == EV_TIMER)
+                drain_fd(b->tfd);
+            else if (k < (uint64_t)b->nw && b->w[k].alive)
+                on_death(b, (int)k);
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ create / destroy */
+
+static void free_backend(pb *b)
+{
+    if (b->h)
+        munmap(b->h, b->size);
+    crew__close(b->memfd);
+    crew__close(b->evfd);
+    crew__close(b->ctlfd);
+    crew__close(b->epfd);
+    crew__close(b->tfd);
+    pthread_mutex_destroy(&b->lk);
+    crew__free(b->free_stack);
+    crew__free(b->rec);
+    crew__free(b->w);
+    crew__free(b->deaths);
+    crew__free(b);
+}
+
+static void stop_workers(pb *b)
+{
+    atomic_store(&b->quit, 1);
+    atomic_store(&b->h->stop, 1);
+    crew__futex_wake(&b->h->tail, INT32_MAX);
+    kick_fd(b->ctlfd);
+    if (b->monitor_started) {
+        pthread_join(b->monitor, NULL);
+        b->monitor_started = false;
+    }
+    for (int w = 0; w < b->nw; w++) {
+        pworker *pw = &b->w[w];
+        if (!pw->proc)
+            continue;
+        /* Idle workers see `stop` and leave at once; give a busy one the
+         * grace period, then crew_process_destroy kills and reaps it. */
+        if (crew_process_join(pw->proc, b->o.kill_grace, NULL) == CREW_ETIMEDOUT)
+            crew_process_kill(pw->proc, SIGKILL);
+        crew_process_destroy(pw->proc);
+        pw->proc = NULL;
+        if (pw->alive) {
+            pw->alive = false;
+            atomic_fetch_sub(&b->alive, 1);
+        }
+    }
+}
+
+static int procs_create(crew_pool *p, const crew_pool_options *o)
+{
+    if (o->start_method < CREW_START_DEFAULT || o->start_method > CREW_START_FORKSERVER)
+        return CREW_EINVAL;
+    pb *b = crew__calloc(1, sizeof *b);
+    if (!b)
+        return CREW_ENOMEM;
+    b->pool = p;
+    b->o = *o;
+    if (b->o.start_method == CREW_START_DEFAULT)
+        b->o.start_method = CREW_START_FORKSERVER;
+    b->nw = o->workers;
+    b->memfd = b->evfd = b->ctlfd = b->epfd = b->tfd = -1;
+    b->if_head = b->if_tail = -1;
+    pthread_mutex_init(&b->lk, NULL);
+
+    uint32_t nslots = (uint32_t)b->nw * SLOTS_PER_WORKER;
+    if (nslots > SLOTS_MAX)
+        nslots = SLOTS_MAX;
+    size_t arg_cap = ALIGN64(o->max_arg_size), res_area = ALIGN64(o->max_result_size) + 64;
+    size_t slot_size = SLOT_HDR + arg_cap + res_area;
+    size_t off = ALIGN64(sizeof(shm_hdr));
+    size_t wrec_off = off;
+    off += ALIGN64(sizeof(wrec) * (size_t)b->nw);
+    size_t fns_off = off;
+    off += ALIGN64(sizeof(fn_entry) * FN_MAX);
+    size_t ring_off = off;
+    uint32_t ring = nslots * 2;
+    off += ALIGN64(sizeof(uint32_t) * ring);
+    off = (off + 4095) & ~(size_t)4095;
+    size_t slots_off = off;
+    off += slot_size * nslots;
+    b->size = (off + 4095) & ~(size_t)4095;
+
+    int rc = CREW_ENOMEM;
+    b->free_stack = crew__calloc(nslots, sizeof *b->free_stack);
+    b->rec = crew__calloc(nslots, sizeof *b->rec);
+    b->w = crew__calloc((size_t)b->nw, sizeof *b->w);
+    b->deaths = crew__calloc(o->breaker_crashes, sizeof *b->deaths);
+    if (!b->free_stack || !b->rec || !b->w || !b->deaths)
+        goto fail;
+    void *addr;
+    rc = crew__memfd_map("crew-pool", b->size, &b->memfd, &addr);
+    if (rc)
+        goto fail;
+    b->h = addr;
+    shm_hdr *h = b->h;
+    h->nslots = nslots;
+    h->ring = ring;
+    h->nworkers = (uint32_t)b->nw;
+    h->size = b->size;
+    h->slot_size = slot_size;
+    h->arg_cap = arg_cap;
+    h->res_cap = o->max_result_size;
+    h->res_area = res_area;
+    h->wrec_off = wrec_off;
+    h->fns_off = fns_off;
+    h->ring_off = ring_off;
+    h->slots_off = slots_off;
+    h->timeout_ns = (uint64_t)(o->task_timeout * 1e9);
+    h->max_mem = o->max_worker_memory;
+    h->max_tasks = o->max_tasks_per_worker;
+    _Atomic uint32_t *rg = ring_at(h);
+    for (uint32_t i = 0; i < ring; i++)
+        atomic_store_explicit(&rg[i], UINT32_MAX, memory_order_relaxed);
+    atomic_store(&h->mon_parked, 0);
+    h->magic = SHM_MAGIC;
+    for (uint32_t i = 0; i < nslots; i++) {
+        b->free_stack[i] = nslots - 1 - i;
+        b->rec[i].prev = b->rec[i].next = -1;
+    }
+    b->n_free = nslots;
+
+    b->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    b->ctlfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    b->epfd = epoll_create1(EPOLL_CLOEXEC);
+    b->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (b->evfd < 0 || b->ctlfd < 0 || b->epfd < 0 || b->tfd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    struct epoll_event ev = {.events = EPOLLIN};
+    ev.data.u64 = EV_WAKE;
+    epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->evfd, &ev);
+    ev.data.u64 = EV_CTL;
+    epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->ctlfd, &ev);
+    ev.data.u64 = EV_TIMER;
+    epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->tfd, &ev);
+
+    p->backend = b;
+    for (int w = 0; w < b->nw; w++) {
+        rc = start_worker(b, w);
+        if (rc)
+            goto fail_workers;
+    }
+    rc = pthread_create(&b->monitor, NULL, monitor_main, b);
+    if (rc) {
+        rc = -rc;
+        goto fail_workers;
+    }
+    b->monitor_started = true;
+    return 0;
+
+fail_workers:
+    stop_workers(b);
+fail:
+    p->backend = NULL;
+    free_backend(b);
+    return rc;
+}
+
+static int procs_shutdown(crew_pool *p, int cancel_pending)
+{
+    pb *b = backend(p);
+    atomic_store(&b->shutting, 1);
+    if (cancel_pending) {
+        fail_all_queued(b, CREW_ECANCELED);
+        /* Running tasks: ask them to stop (crew_task_cancelled), and stop
+         * their workers after kill_grace if they do not. */
+        bool kick = false;
+        pthread_mutex_lock(&b->lk);
+        for (int32_t x = b->if_head; x >= 0; x = b->rec[x].next) {
+            slot_hdr *s = slot_at(b->h, (uint32_t)x);
+            uint32_t v = atomic_load(&s->state);
+            if (st_phase(v) == PH_RUNNING) {
+                atomic_store(&s->cancel, 1);
+                pworker *pw = &b->w[st_worker(v)];
+                if (pw->alive && !pw->kill_reason) {
+                    request_kill_locked(b, st_worker(v), v, CREW_ECANCELED);
+                    /* SIGTERM only after the grace period: a cooperative
+                     * task may stop by itself first. */
+                    pw->term_at = 1;
+                    pw->kill_at = crew__now_ns() + (uint64_t)(b->o.kill_grace * 1e9);
+                    kick = true;
+                }
+            }
+        }
+        pthread_mutex_unlock(&b->lk);
+        if (kick)
+            kick_fd(b->ctlfd);
+    }
+    /* Wait until nothing is queued or in flight. */
+    for (;;) {
+        uint32_t seq = atomic_load_explicit(&b->progress, memory_order_seq_cst);
+        sweep(b);
+        pthread_mutex_lock(&b->lk);
+        bool idle = b->n_inflight == 0 && b->n_ov == 0 && b->maps == NULL;
+        pthread_mutex_unlock(&b->lk);
+        if (idle)
+            return 0;
+        crew__deadline d;
+        crew__deadline_init(&d, 0.01);
+        crew__futex_wait(&b->progress, seq, &d);
+    }
+}
+
+static void procs_destroy(crew_pool *p)
+{
+    pb *b = backend(p);
+    if (!b)
+        return;
+    stop_workers(b);
+    /* Every future is complete (shutdown(p, 1) ran); maps are released. */
+    maps_release(b->maps);
+    b->maps = NULL;
+    p->backend = NULL;
+    free_backend(b);
+}
+
+static void procs_stats(crew_pool *p, crew_pool_stats *st)
+{
+    pb *b = backend(p);
+    if (!b)
+        return;
+    st->workers_started = atomic_load(&b->started);
+    st->workers_recycled = atomic_load(&b->recycled);
+    st->workers_alive = atomic_load(&b->alive);
+    st->broken = atomic_load(&b->broken) ? 1 : 0;
 }
 
 const crew__pool_ops crew__pool_processes_ops = {
     .name = "processes",
     .create = procs_create,
+    .submit = procs_submit,
+    .submit_map = procs_submit_map,
+    .cancel = procs_cancel,
+    .wait = procs_wait,
+    .shutdown = procs_shutdown,
+    .destroy = procs_destroy,
+    .stats = procs_stats,
 };

@@ -1,0 +1,857 @@
+/* Process pools: results through shared memory, every status path (crash by
+ * each signal, _exit, external SIGKILL, deadline, cancel queued/running,
+ * recycling by count and by memory, the breaker, shutdown with pending work,
+ * destroy with work in flight), map crash isolation, fork-safe start from a
+ * threaded parent, and no leaked process, fd or mapping. */
+// CREW_TEST_TIMEOUT 120
+#include "crew_test.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+/* ------------------------------------------------------------ tasks */
+
+/* arg: int64 x -> result int64 x * 2 */
+static int task_double(crew_task *t, const void *arg, size_t len, void *res, size_t cap,
+                       size_t *rl)
+{
+    (void)t;
+    int64_t x;
+    if (len != sizeof x || cap < sizeof x)
+        return CREW_EINVAL;
+    memcpy(&x, arg, sizeof x);
+    x *= 2;
+    memcpy(res, &x, sizeof x);
+    *rl = sizeof x;
+    return 0;
+}
+
+static int task_pid(crew_task *t, const void *arg, size_t len, void *res, size_t cap, size_t *rl)
+{
+    (void)t, (void)arg, (void)len, (void)cap;
+    pid_t me = getpid();
+    memcpy(res, &me, sizeof me);
+    *rl = sizeof me;
+    return 0;
+}
+
+static int task_fail(crew_task *t, const void *arg, size_t len, void *res, size_t cap, size_t *rl)
+{
+    (void)t, (void)arg, (void)len, (void)res, (void)cap, (void)rl;
+    return CREW_EIO;
+}
+
+/* arg: int signal number; raises it. */
+static int task_signal(crew_task *t, const void *arg, size_t len, void *res, size_t cap,
+                       size_t *rl)
+{
+    (void)t, (void)len, (void)res, (void)cap, (void)rl;
+    int sig;
+    memcpy(&sig, arg, sizeof sig);
+    if (sig == SIGSEGV) {
+        volatile int *p = NULL;
+        *p = 1;
+    }
+    if (sig == SIGABRT)
+        abort();
+    raise(sig);
+    return 0;
+}
+
+static int task_exit(crew_task *t, const void *arg, size_t len, void *res, size_t cap, size_t *rl)
+{
+    (void)t, (void)len, (void)res, (void)cap, (void)rl;
+    int code;
+    memcpy(&code, arg, sizeof code);
+    _exit(code);
+}
+
+/* Writes its pid into the result... no: blocks forever (until killed), after
+ * writing "started" to the fd given as arg (a pipe inherited by fork). */
+static int task_hang(crew_task *t, const void *arg, size_t len, void *res, size_t cap, size_t *rl)
+{
+    (void)t, (void)res, (void)cap, (void)rl;
+    if (len == sizeof(int)) {
+        int fd;
+        memcpy(&fd, arg, sizeof fd);
+        pid_t me = getpid();
+        ssize_t w = write(fd, &me, sizeof me);
+        (void)w;
+    }
+    for (;;)
+        pause();
+    return 0;
+}
+
+/* Loops until crew_task_cancelled() (cooperative stop). */
+static int task_coop(crew_task *t, const void *arg, size_t len, void *res, size_t cap, size_t *rl)
+{
+    (void)arg, (void)len, (void)res, (void)cap, (void)rl;
+    while (!crew_task_cancelled(t))
+        ;
+    return 0;
+}
+
+/* Touches arg MiB of memory and keeps it. */
+static int task_leak(crew_task *t, const void *arg, size_t len, void *res, size_t cap, size_t *rl)
+{
+    (void)t, (void)len, (void)res, (void)cap, (void)rl;
+    int mib;
+    memcpy(&mib, arg, sizeof mib);
+    size_t n = (size_t)mib << 20;
+    char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return CREW_ENOMEM;
+    memset(p, 1, n);
+    return 0;
+}
+
+/* map item: int32 -> int32 * 3; item value -1 segfaults, -2 fails. */
+static int item_triple(crew_task *t, const void *arg, size_t len, void *res, size_t cap,
+                       size_t *rl)
+{
+    (void)t, (void)len, (void)cap;
+    int32_t x;
+    memcpy(&x, arg, sizeof x);
+    if (x == -1) {
+        volatile int *p = NULL;
+        *p = 1;
+    }
+    if (x == -2)
+        return CREW_ERANGE;
+    x *= 3;
+    memcpy(res, &x, sizeof x);
+    *rl = sizeof x;
+    return 0;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static crew_pool *make_pool(int workers, int method, crew_pool_options *extra)
+{
+    crew_pool_options o = {0};
+    if (extra)
+        o = *extra;
+    o.kind = CREW_PROCESSES;
+    o.workers = workers;
+    if (method)
+        o.start_method = method;
+    crew_pool *p = NULL;
+    CHECK_OK(crew_pool_create(&p, &o));
+    return p;
+}
+
+static crew_future *submit_int(crew_pool *p, crew_task_fn fn, int v)
+{
+    crew_future *f;
+    CHECK_OK(crew_pool_submit(p, fn, &v, sizeof v, &f));
+    return f;
+}
+
+static int64_t result_i64(crew_future *f)
+{
+    const void *d;
+    size_t n;
+    CHECK_OK(crew_future_result(f, &d, &n));
+    CHECK_EQ(n, sizeof(int64_t));
+    int64_t v;
+    memcpy(&v, d, sizeof v);
+    return v;
+}
+
+static crew_future *submit_double(crew_pool *p, int64_t x)
+{
+    crew_future *f;
+    CHECK_OK(crew_pool_submit(p, task_double, &x, sizeof x, &f));
+    return f;
+}
+
+static void check_double(crew_future *f, int64_t x)
+{
+    CHECK_OK(crew_future_wait(f, 30));
+    CHECK_OK(crew_future_status(f));
+    CHECK_EQ(result_i64(f), 2 * x);
+}
+
+typedef struct leakprobe {
+    int fds, maps, children;
+} leakprobe;
+
+/* Children of this process (live or zombie). Like test_count_children, with
+ * a path buffer that gcc can prove large enough at -O2 -Werror. */
+static int count_children(void)
+{
+    DIR *d = opendir("/proc");
+    CHECK(d != NULL);
+    int n = 0;
+    pid_t me = getpid();
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%.255s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = 0;
+        char *rp = strrchr(buf, ')');
+        char state;
+        int ppid;
+        if (rp && sscanf(rp + 1, " %c %d", &state, &ppid) == 2 && ppid == me)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* glibc keeps the stacks of joined threads in a cache (two mappings per
+ * pool monitor thread) and malloc grows arenas: one pool created and
+ * destroyed before the first probe puts those in place. */
+static void warm_up(void)
+{
+    static int done;
+    if (done)
+        return;
+    done = 1;
+    crew_forkserver_start();
+    crew_pool_options o = {.kind = CREW_PROCESSES, .workers = 1};
+    crew_pool *p;
+    CHECK_OK(crew_pool_create(&p, &o));
+    crew_future *f;
+    CHECK_OK(crew_pool_submit(p, task_pid, NULL, 0, &f));
+    CHECK_OK(crew_future_wait(f, 30));
+    crew_future_destroy(f);
+    CHECK_OK(crew_pool_destroy(p));
+}
+
+/* Shared-memory mappings (memfd) of this process: what a pool maps. Thread
+ * stacks and malloc arenas that glibc caches after a pool's monitor thread
+ * ends are not leaks and are not counted. */
+static int count_shm_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    CHECK(f != NULL);
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "/memfd:"))
+            n++;
+    fclose(f);
+    return n;
+}
+
+static leakprobe probe(void)
+{
+    warm_up();
+    leakprobe l = {test_count_fds(), count_shm_maps(), count_children()};
+    return l;
+}
+
+static void check_no_leak(leakprobe before)
+{
+    leakprobe now = probe();
+    if (getenv("DEBUG_MAPS") && now.maps != before.maps) {
+        FILE *mf = fopen("/proc/self/maps", "r");
+        char line[512];
+        while (mf && fgets(line, sizeof line, mf))
+            fputs(line, stderr);
+        if (mf)
+            fclose(mf);
+    }
+    CHECK_EQ(now.fds, before.fds);
+    CHECK_EQ(now.maps, before.maps);
+    CHECK_EQ(now.children, before.children);
+}
+
+static const int methods[] = {CREW_START_FORK, CREW_START_FORKSERVER, CREW_START_SPAWN};
+
+/* ------------------------------------------------------------ cases */
+
+static void test_basic_all_methods(void)
+{
+    crew_forkserver_start(); /* so its process does not count as a leak */
+    for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
+        leakprobe before = probe();
+        crew_pool *p = make_pool(2, methods[m], NULL);
+        CHECK_EQ(crew_pool_workers(p), 2);
+        CHECK_EQ(crew_pool_kind_of(p), CREW_PROCESSES);
+        enum { N = 200 };
+        crew_future *fs[N];
+        for (int i = 0; i < N; i++)
+            fs[i] = submit_double(p, i);
+        for (int i = 0; i < N; i++) {
+            check_double(fs[i], i);
+            crew_failure fl;
+            CHECK_OK(crew_future_failure(fs[i], &fl));
+            CHECK_EQ(fl.status, 0);
+            CHECK_EQ(fl.task_id, crew_future_id(fs[i]));
+            CHECK_OK(crew_future_destroy(fs[i]));
+        }
+        /* The task ran in another process. */
+        crew_future *f;
+        CHECK_OK(crew_pool_submit(p, task_pid, NULL, 0, &f));
+        CHECK_OK(crew_future_wait(f, 30));
+        const void *d;
+        size_t n;
+        CHECK_OK(crew_future_result(f, &d, &n));
+        pid_t child;
+        memcpy(&child, d, sizeof child);
+        CHECK(child != getpid() && child > 0);
+        crew_future_destroy(f);
+        /* A task's own error is its status. */
+        CHECK_OK(crew_pool_submit(p, task_fail, NULL, 0, &f));
+        CHECK_OK(crew_future_wait(f, 30));
+        CHECK_EQ(crew_future_status(f), CREW_EIO);
+        crew_future_destroy(f);
+        crew_pool_stats st;
+        CHECK_OK(crew_pool_stats_get(p, &st));
+        CHECK_EQ(st.workers_alive, 2);
+        CHECK_EQ(st.completed, N + 1);
+        CHECK_EQ(st.failed, 1);
+        CHECK_OK(crew_pool_destroy(p));
+        check_no_leak(before);
+    }
+}
+
+static void test_bad_input(void)
+{
+    crew_pool_options o = {.kind = CREW_PROCESSES, .workers = 1, .start_method = 99};
+    crew_pool *p = NULL;
+    CHECK_ERR(crew_pool_create(&p, &o), CREW_EINVAL);
+    p = make_pool(1, CREW_START_FORK, &(crew_pool_options){.max_arg_size = 16});
+    crew_future *f;
+    char big[17] = {0};
+    CHECK_ERR(crew_pool_submit(p, task_double, big, sizeof big, &f), CREW_E2BIG);
+    CHECK_ERR(crew_pool_submit(p, NULL, big, 8, &f), CREW_EINVAL);
+    /* A function in no module (heap) cannot cross to an exec'd worker, but a
+     * fork worker takes any pointer: covered by the spawn pool below. */
+    CHECK_OK(crew_pool_shutdown(p, 0));
+    CHECK_ERR(crew_pool_submit(p, task_double, big, 8, &f), CREW_ESHUTDOWN);
+    CHECK_OK(crew_pool_destroy(p));
+}
+
+static void check_crash_status(crew_future *f, int sig, int code)
+{
+    CHECK_OK(crew_future_wait(f, 30));
+    CHECK_EQ(crew_future_status(f), CREW_ECRASHED);
+    crew_failure fl;
+    CHECK_OK(crew_future_failure(f, &fl));
+    CHECK_EQ(fl.status, CREW_ECRASHED);
+    CHECK_EQ(fl.signal, sig);
+    CHECK_EQ(fl.exit_code, code);
+    CHECK(fl.pid > 0 && fl.pid != getpid());
+    CHECK_EQ(fl.task_id, crew_future_id(f));
+}
+
+static void test_crash_each_signal(void)
+{
+    leakprobe before = probe();
+    crew_pool *p = make_pool(2, 0, NULL);
+    const int sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGKILL, SIGILL, SIGFPE};
+    for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++) {
+        /* innocent tasks around the crash */
+        enum { N = 20 };
+        crew_future *fs[N];
+        for (int i = 0; i < N / 2; i++)
+            fs[i] = submit_double(p, i);
+        crew_future *bad = submit_int(p, task_signal, sigs[k]);
+        for (int i = N / 2; i < N; i++)
+            fs[i] = submit_double(p, i);
+        check_crash_status(bad, sigs[k], 0);
+        for (int i = 0; i < N; i++) {
+            check_double(fs[i], i);
+            crew_future_destroy(fs[i]);
+        }
+        crew_future_destroy(bad);
+    }
+    /* _exit inside a task, with and without an error code */
+    crew_future *e3 = submit_int(p, task_exit, 3);
+    check_crash_status(e3, 0, 3);
+    crew_future *e0 = submit_int(p, task_exit, 0);
+    check_crash_status(e0, 0, 0);
+    crew_future_destroy(e3);
+    crew_future_destroy(e0);
+    crew_future *f = submit_double(p, 21);
+    check_double(f, 21);
+    crew_future_destroy(f);
+    crew_pool_stats st;
+    CHECK_OK(crew_pool_stats_get(p, &st));
+    if (st.workers_alive != 2)
+        fprintf(stderr, "crashed %llu alive %d started %llu broken %d\n",
+                (unsigned long long)st.crashed, st.workers_alive,
+                (unsigned long long)st.workers_started, st.broken);
+    CHECK_EQ(st.crashed, 8);
+    CHECK_EQ(st.workers_alive, 2);
+    CHECK_EQ(st.broken, 0);
+    CHECK(st.workers_started >= 2 + 8);
+    CHECK_OK(crew_pool_destroy(p));
+    check_no_leak(before);
+}
+
+static void test_external_sigkill(void)
+{
+    int pfd[2];
+    CHECK(pipe(pfd) == 0);
+    /* fork workers inherit the pipe, so the hanging task can tell us its pid */
+    crew_pool *p = make_pool(2, CREW_START_FORK, NULL);
+    crew_future *h = submit_int(p, task_hang, pfd[1]);
+    pid_t victim;
+    CHECK(read(pfd[0], &victim, sizeof victim) == sizeof victim);
+    crew_future *others[10];
+    for (int i = 0; i < 10; i++)
+        others[i] = submit_double(p, i);
+    CHECK(kill(victim, SIGKILL) == 0); /* as the OOM killer would */
+    check_crash_status(h, SIGKILL, 0);
+    for (int i = 0; i < 10; i++) {
+        check_double(others[i], i);
+        crew_future_destroy(others[i]);
+    }
+    crew_future_destroy(h);
+    /* an idle worker killed from outside is replaced too */
+    crew_future *pf;
+    CHECK_OK(crew_pool_submit(p, task_pid, NULL, 0, &pf));
+    CHECK_OK(crew_future_wait(pf, 30));
+    const void *d;
+    size_t n;
+    CHECK_OK(crew_future_result(pf, &d, &n));
+    pid_t idle;
+    memcpy(&idle, d, sizeof idle);
+    crew_future_destroy(pf);
+    CHECK(kill(idle, SIGKILL) == 0);
+    for (int i = 0; i < 50; i++) {
+        crew_future *f = submit_double(p, i);
+        check_double(f, i);
+        crew_future_destroy(f);
+    }
+    CHECK_OK(crew_pool_destroy(p));
+    close(pfd[0]);
+    close(pfd[1]);
+}
+
+static void test_deadline(void)
+{
+    leakprobe before = probe();
+    crew_pool_options o = {.task_timeout = 0.2, .kill_grace = 0.05};
+    crew_pool *p = make_pool(2, 0, &o);
+    crew_future *h = submit_int(p, task_hang, -1);
+    crew_future *fs[20];
+    for (int i = 0; i < 20; i++)
+        fs[i] = submit_double(p, i);
+    double t0 = crew_now();
+    CHECK_OK(crew_future_wait(h, 30));
+    double dt = crew_now() - t0;
+    CHECK_EQ(crew_future_status(h), CREW_ETIMEDOUT);
+    CHECK(dt >= 0.15);
+    crew_failure fl;
+    CHECK_OK(crew_future_failure(h, &fl));
+    CHECK_EQ(fl.status, CREW_ETIMEDOUT);
+    CHECK_EQ(fl.signal, SIGTERM);
+    CHECK(fl.pid > 0);
+    for (int i = 0; i < 20; i++) {
+        check_double(fs[i], i);
+        crew_future_destroy(fs[i]);
+    }
+    crew_future_destroy(h);
+    /* A task that ignores SIGTERM gets SIGKILL after the grace period. */
+    crew_pool_stats st;
+    CHECK_OK(crew_pool_stats_get(p, &st));
+    CHECK_EQ(st.timed_out, 1);
+    CHECK_EQ(st.workers_alive, 2);
+    CHECK_OK(crew_pool_destroy(p));
+    check_no_leak(before);
+}
+
+static int task_ignore_term(crew_task *t, const void *arg, size_t len, void *res, size_t cap,
+                            size_t *rl)
+{
+    (void)t, (void)arg, (void)len, (void)res, (void)cap, (void)rl;
+    signal(SIGTERM, SIG_IGN);
+    for (;;)
+        pause();
+    return 0;
+}
+
+static void test_deadline_sigkill(void)
+{
+    crew_pool_options o = {.task_timeout = 0.1, .kill_grace = 0.05};
+    crew_pool *p = make_pool(1, 0, &o);
+    crew_future *h;
+    CHECK_OK(crew_pool_submit(p, task_ignore_term, NULL, 0, &h));
+    CHECK_OK(crew_future_wait(h, 30));
+    CHECK_EQ(crew_future_status(h), CREW_ETIMEDOUT);
+    crew_failure fl;
+    CHECK_OK(crew_future_failure(h, &fl));
+    CHECK_EQ(fl.signal, SIGKILL);
+    crew_future_destroy(h);
+    crew_future *f = submit_double(p, 5);
+    check_double(f, 5);
+    crew_future_destroy(f);
+    CHECK_OK(crew_pool_destroy(p));
+}
+
+static void test_cancel_queued_and_running(void)
+{
+    int pfd[2];
+    CHECK(pipe(pfd) == 0);
+    crew_pool *p = make_pool(1, CREW_START_FORK, NULL);
+    crew_future *h = submit_int(p, task_hang, pfd[1]);
+    pid_t victim;
+    CHECK(read(pfd[0], &victim, sizeof victim) == sizeof victim);
+    /* queued behind the hanging task (one worker) */
+    crew_future *q[5];
+    for (int i = 0; i < 5; i++)
+        q[i] = submit_double(p, i);
+    CHECK_OK(crew_future_cancel(q[2]));
+    CHECK_EQ(crew_future_done(q[2]), 1); /* at once */
+    CHECK_EQ(crew_future_status(q[2]), CREW_ECANCELED);
+    CHECK_ERR(crew_future_cancel(q[2]), CREW_ESTATE);
+    /* running: the worker is stopped and replaced */
+    CHECK_OK(crew_future_cancel(h));
+    CHECK_OK(crew_future_wait(h, 30));
+    CHECK_EQ(crew_future_status(h), CREW_ECANCELED);
+    crew_failure fl;
+    CHECK_OK(crew_future_failure(h, &fl));
+    CHECK_EQ(fl.pid, victim);
+    for (int i = 0; i < 5; i++) {
+        if (i != 2)
+            check_double(q[i], i);
+        crew_future_destroy(q[i]);
+    }
+    crew_future_destroy(h);
+    /* cooperative: the task sees crew_task_cancelled() and returns */
+    crew_future *c;
+    CHECK_OK(crew_pool_submit(p, task_coop, NULL, 0, &c));
+    crew_future *after = submit_double(p, 9);
+    while (crew_future_done(c) == 0 && crew_future_wait(after, 0) != 0) {
+        CHECK_OK(crew_future_cancel(c));
+        break;
+    }
+    CHECK_OK(crew_future_wait(c, 30));
+    CHECK_EQ(crew_future_status(c), CREW_ECANCELED);
+    check_double(after, 9);
+    crew_future_destroy(c);
+    crew_future_destroy(after);
+    CHECK_OK(crew_pool_destroy(p));
+    close(pfd[0]);
+    close(pfd[1]);
+}
+
+static void test_recycle_by_count(void)
+{
+    crew_pool_options o = {.max_tasks_per_worker = 10};
+    crew_pool *p = make_pool(2, 0, &o);
+    enum { N = 200 };
+    crew_future *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_double(p, i);
+    for (int i = 0; i < N; i++) {
+        check_double(fs[i], i);
+        crew_future_destroy(fs[i]);
+    }
+    crew_pool_stats st;
+    CHECK_OK(crew_pool_stats_get(p, &st));
+    CHECK_EQ(st.completed, N);
+    CHECK_EQ(st.crashed, 0);
+    CHECK(st.workers_recycled >= N / 10 - 2);
+    CHECK_EQ(st.broken, 0);
+    CHECK_OK(crew_pool_destroy(p));
+}
+
+static void test_recycle_by_memory(void)
+{
+    crew_pool_options o = {.max_worker_memory = 64u << 20};
+    crew_pool *p = make_pool(1, 0, &o);
+    crew_future *fs[10];
+    for (int i = 0; i < 10; i++)
+        fs[i] = submit_int(p, task_leak, 40); /* two of these pass the limit */
+    for (int i = 0; i < 10; i++) {
+        CHECK_OK(crew_future_wait(fs[i], 30));
+        CHECK_OK(crew_future_status(fs[i]));
+        crew_future_destroy(fs[i]);
+    }
+    crew_pool_stats st;
+    CHECK_OK(crew_pool_stats_get(p, &st));
+    CHECK(st.workers_recycled >= 4);
+    CHECK_EQ(st.crashed, 0);
+    CHECK_OK(crew_pool_destroy(p));
+}
+
+static void test_breaker(void)
+{
+    crew_pool_options o = {.breaker_crashes = 3, .breaker_window = 60};
+    crew_pool *p = make_pool(1, 0, &o);
+    crew_future *c[3];
+    for (int i = 0; i < 3; i++) {
+        c[i] = submit_int(p, task_signal, SIGSEGV);
+        CHECK_OK(crew_future_wait(c[i], 30));
+        CHECK_EQ(crew_future_status(c[i]), CREW_ECRASHED);
+    }
+    crew_pool_stats st;
+    CHECK_OK(crew_pool_stats_get(p, &st));
+    CHECK_EQ(st.broken, 1);
+    crew_future *f;
+    CHECK_ERR(crew_pool_submit(p, task_double, "12345678", 8, &f), CREW_EBROKEN);
+    for (int i = 0; i < 3; i++)
+        crew_future_destroy(c[i]);
+    CHECK_OK(crew_pool_destroy(p));
+}
+
+static void test_breaker_pending(void)
+{
+    /* Pending work at the moment the breaker trips ends CREW_EBROKEN. */
+    int pfd[2];
+    CHECK(pipe(pfd) == 0);
+    crew_pool_options o = {.breaker_crashes = 1, .breaker_window = 60};
+    crew_pool *p = make_pool(1, CREW_START_FORK, &o);
+    crew_future *h = submit_int(p, task_hang, pfd[1]);
+    pid_t victim;
+    CHECK(read(pfd[0], &victim, sizeof victim) == sizeof victim);
+    crew_future *q[5];
+    for (int i = 0; i < 5; i++)
+        q[i] = submit_double(p, i);
+    CHECK(kill(victim, SIGKILL) == 0);
+    CHECK_OK(crew_future_wait(h, 30));
+    CHECK_EQ(crew_future_status(h), CREW_ECRASHED);
+    for (int i = 0; i < 5; i++) {
+        CHECK_OK(crew_future_wait(q[i], 30));
+        CHECK_EQ(crew_future_status(q[i]), CREW_EBROKEN);
+        crew_future_destroy(q[i]);
+    }
+    crew_future_destroy(h);
+    CHECK_OK(crew_pool_destroy(p));
+    close(pfd[0]);
+    close(pfd[1]);
+}
+
+static void test_shutdown_pending(void)
+{
+    crew_pool *p = make_pool(2, 0, NULL);
+    enum { N = 500 };
+    crew_future *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_double(p, i);
+    CHECK_OK(crew_pool_shutdown(p, 0)); /* finishes queued work */
+    for (int i = 0; i < N; i++) {
+        CHECK_EQ(crew_future_done(fs[i]), 1);
+        check_double(fs[i], i);
+        crew_future_destroy(fs[i]);
+    }
+    CHECK_OK(crew_pool_destroy(p));
+
+    /* cancel_pending: every future ends, each with its result or ECANCELED */
+    p = make_pool(1, 0, NULL);
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_double(p, i);
+    CHECK_OK(crew_pool_shutdown(p, 1));
+    int ok = 0, canceled = 0;
+    for (int i = 0; i < N; i++) {
+        CHECK_EQ(crew_future_done(fs[i]), 1);
+        int st = crew_future_status(fs[i]);
+        if (st == 0) {
+            CHECK_EQ(result_i64(fs[i]), 2 * i);
+            ok++;
+        } else {
+            CHECK_EQ(st, CREW_ECANCELED);
+            canceled++;
+        }
+        crew_future_destroy(fs[i]);
+    }
+    CHECK_EQ(ok + canceled, N);
+    CHECK_OK(crew_pool_destroy(p));
+}
+
+static void test_destroy_in_flight(void)
+{
+    leakprobe before = probe();
+    crew_pool_options o = {.kill_grace = 0.05};
+    crew_pool *p = make_pool(2, 0, &o);
+    crew_future *h1 = submit_int(p, task_hang, -1), *h2 = submit_int(p, task_hang, -1);
+    crew_future *fs[100];
+    for (int i = 0; i < 100; i++)
+        fs[i] = submit_double(p, i);
+    CHECK_OK(crew_pool_destroy(p));
+    CHECK_EQ(crew_future_status(h1), CREW_ECANCELED);
+    CHECK_EQ(crew_future_status(h2), CREW_ECANCELED);
+    for (int i = 0; i < 100; i++) {
+        int st = crew_future_status(fs[i]);
+        CHECK(st == 0 || st == CREW_ECANCELED);
+        crew_future_destroy(fs[i]);
+    }
+    crew_future_destroy(h1);
+    crew_future_destroy(h2);
+    check_no_leak(before);
+}
+
+static void test_map(void)
+{
+    crew_pool *p = make_pool(2, 0, NULL);
+    enum { N = 100000 };
+    int32_t *in = malloc(N * sizeof *in), *out = malloc(N * sizeof *out);
+    int *sts = malloc(N * sizeof *sts);
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    crew_map_options mo = {.statuses = sts};
+    CHECK_OK(crew_pool_map(p, item_triple, in, 4, out, 4, N, &mo));
+    for (int i = 0; i < N; i++) {
+        CHECK_EQ(out[i], 3 * i);
+        CHECK_EQ(sts[i], 0);
+    }
+    /* a failing item and a crashing item: only the crashing chunk fails */
+    in[500] = -2;
+    in[70000] = -1;
+    memset(out, 0, N * sizeof *out);
+    mo.chunk_size = 1000;
+    crew_future *f;
+    CHECK_OK(crew_pool_map_submit(p, item_triple, in, 4, out, 4, N, &mo, &f));
+    CHECK_OK(crew_future_wait(f, 60));
+    size_t done, total;
+    CHECK_OK(crew_future_progress(f, &done, &total));
+    CHECK_EQ(done, N);
+    CHECK_EQ(total, N);
+    CHECK_EQ(crew_future_status(f), CREW_ERANGE); /* the lowest failed item */
+    crew_failure fl;
+    CHECK_OK(crew_future_failure(f, &fl));
+    CHECK_EQ(fl.first_item, 500);
+    CHECK_EQ(fl.n_items, 1 + 1000);
+    for (int i = 0; i < N; i++) {
+        if (i == 500) {
+            CHECK_EQ(sts[i], CREW_ERANGE);
+        } else if (i >= 70000 && i < 71000) {
+            CHECK_EQ(sts[i], CREW_ECRASHED);
+        } else {
+            CHECK_EQ(sts[i], 0);
+            CHECK_EQ(out[i], 3 * in[i]);
+        }
+    }
+    crew_future_destroy(f);
+    /* crash only: the failure names the chunk */
+    in[500] = 500;
+    CHECK_OK(crew_pool_map_submit(p, item_triple, in, 4, out, 4, N, &mo, &f));
+    CHECK_OK(crew_future_wait(f, 60));
+    CHECK_EQ(crew_future_status(f), CREW_ECRASHED);
+    CHECK_OK(crew_future_failure(f, &fl));
+    CHECK_EQ(fl.first_item, 70000);
+    CHECK_EQ(fl.n_items, 1000);
+    CHECK_EQ(fl.signal, SIGSEGV);
+    CHECK(fl.pid > 0);
+    crew_future_destroy(f);
+    free(in);
+    free(out);
+    free(sts);
+    CHECK_OK(crew_pool_destroy(p));
+}
+
+static void *spin_thread(void *arg)
+{
+    _Atomic int *stop = arg;
+    while (!atomic_load(stop))
+        free(malloc(64)); /* hammer malloc's lock while workers start */
+    return NULL;
+}
+
+static void test_fork_safe_threaded_parent(void)
+{
+    _Atomic int stop = 0;
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_create(&th[i], NULL, spin_thread, &stop) == 0);
+    for (int round = 0; round < 5; round++) {
+        crew_pool *p = make_pool(2, 0, NULL); /* default: forkserver */
+        for (int i = 0; i < 20; i++) {
+            crew_future *f = submit_double(p, i);
+            check_double(f, i);
+            crew_future_destroy(f);
+        }
+        CHECK_OK(crew_pool_destroy(p));
+    }
+    atomic_store(&stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+}
+
+static _Atomic int cb_count;
+static void on_done(crew_future *f, void *data)
+{
+    (void)f, (void)data;
+    atomic_fetch_add(&cb_count, 1);
+}
+
+static void test_callbacks_and_poll(void)
+{
+    /* Nobody waits through the pool: the monitor completes the futures. */
+    crew_pool *p = make_pool(2, 0, NULL);
+    enum { N = 100 };
+    crew_future *fs[N];
+    atomic_store(&cb_count, 0);
+    for (int i = 0; i < N; i++) {
+        fs[i] = submit_double(p, i);
+        CHECK_OK(crew_future_on_done(fs[i], on_done, NULL));
+    }
+    size_t idx;
+    CHECK_OK(crew_wait_any(fs, N, 30, &idx));
+    for (int i = 0; i < N; i++) {
+        while (crew_future_done(fs[i]) == 0)
+            sched_yield();
+        CHECK_EQ(result_i64(fs[i]), 2 * i);
+        crew_future_destroy(fs[i]);
+    }
+    CHECK_EQ(atomic_load(&cb_count), N);
+    /* the completion fd */
+    int fd = crew_pool_fd(p);
+    CHECK(fd >= 0);
+    crew_future *f = submit_double(p, 4);
+    CHECK_OK(crew_future_notify(f, (void *)0x1234));
+    struct pollfd_ {
+        int fd;
+        short events, revents;
+    };
+    crew_future *got[4];
+    size_t n = 0;
+    while (n == 0)
+        CHECK_OK(crew_pool_completions(p, got, 4, &n));
+    CHECK_EQ(n, 1);
+    CHECK(got[0] == f);
+    CHECK(crew_future_user_data(f) == (void *)0x1234);
+    crew_future_destroy(f);
+    CHECK_OK(crew_pool_destroy(p));
+}
+
+static void test_wait_timeout_and_many_waiters(void)
+{
+    crew_pool_options o = {.task_timeout = 0.3};
+    crew_pool *p = make_pool(1, 0, &o);
+    crew_future *h = submit_int(p, task_hang, -1);
+    CHECK_ERR(crew_future_wait(h, 0.01), CREW_ETIMEDOUT);
+    CHECK_ERR(crew_future_wait(h, 0), CREW_ETIMEDOUT);
+    CHECK_OK(crew_future_wait(h, 30));
+    CHECK_EQ(crew_future_status(h), CREW_ETIMEDOUT);
+    crew_future_destroy(h);
+    CHECK_OK(crew_pool_destroy(p));
+}
+
+static const test_case cases[] = {
+    TEST_CASE(test_basic_all_methods),
+    TEST_CASE(test_bad_input),
+    TEST_CASE(test_crash_each_signal),
+    TEST_CASE(test_external_sigkill),
+    TEST_CASE(test_deadline),
+    TEST_CASE(test_deadline_sigkill),
+    TEST_CASE(test_cancel_queued_and_running),
+    TEST_CASE(test_recycle_by_count),
+    TEST_CASE(test_recycle_by_memory),
+    TEST_CASE(test_breaker),
+    TEST_CASE(test_breaker_pending),
+    TEST_CASE(test_shutdown_pending),
+    TEST_CASE(test_destroy_in_flight),
+    TEST_CASE(test_map),
+    TEST_CASE(test_fork_safe_threaded_parent),
+    TEST_CASE(test_callbacks_and_poll),
+    TEST_CASE(test_wait_timeout_and_many_waiters),
+};
+TEST_MAIN_NOHELPERS(cases)
