@@ -135,7 +135,7 @@ static void test_validators_reject(void)
     CHECK(e != NULL && strstr(e, "required") != NULL);
     json_free(doc);
     doc = json_parse("{\"schema\": \"crew-compare\", \"schema_version\": 2, \"crew_version\": \"x\", \"machine\": {},"
-                     "\"run\": {}, \"workload\": {}, \"io\": {}, \"models\": {}, \"recommendation\": {}}");
+                     "\"run\": {}, \"workload\": {}, \"io\": {}, \"models\": {}, \"io_view\": [], \"recommendation\": {}}");
     e = schema_check(schema, schema, doc, "$");
     CHECK(e != NULL && strstr(e, "schema_version") != NULL);
     json_free(doc);
