@@ -267,7 +267,6 @@ static inline crew_future *future_alloc(crew_pool *p)
     f->flags = 0;
     atomic_store_explicit(&f->ext, NULL, memory_order_relaxed);
     f->map = NULL;
-    f->backend[0] = f->backend[1] = 0;
     return f;
 }
 
@@ -556,12 +555,18 @@ static int wait_deadline(crew_future *f, const crew__deadline *d)
     crew_pool *p = f->pool;
     if (p->ops == &crew__pool_threads_ops && crew__threads_worker_index(p) >= 0)
         return crew__threads_help_wait(p, f, d);
-    if (p->ops->wait && atomic_load_explicit(&p->destroyed, memory_order_acquire) == 0) {
-        atomic_fetch_add(&p->hook_users, 1);
-        int rc = p->ops->wait(p, f, d);
-        if (atomic_fetch_sub(&p->hook_users, 1) == 1 && atomic_load(&p->destroyed))
+    if (p->ops->wait) {
+        /* Enter, then check: crew_pool_destroy sets `destroyed` and then
+         * waits for hook_users to drain, so one of us sees the other. */
+        atomic_fetch_add_explicit(&p->hook_users, 1, memory_order_seq_cst);
+        int rc = 1;
+        if (atomic_load_explicit(&p->destroyed, memory_order_seq_cst) == 0)
+            rc = p->ops->wait(p, f, d);
+        if (atomic_fetch_sub_explicit(&p->hook_users, 1, memory_order_seq_cst) == 1 &&
+            atomic_load_explicit(&p->destroyed, memory_order_seq_cst))
             crew__futex_wake(&p->hook_users, INT32_MAX);
-        return rc;
+        if (rc != 1)
+            return rc;
     }
     return crew__future_park(f, d);
 }
@@ -794,7 +799,7 @@ int crew_pool_submit(crew_pool *p, crew_task_fn fn, const void *arg, size_t arg_
 
 static bool called_from_worker(const crew_pool *p)
 {
-    return p->ops == &crew__pool_threads_ops && crew__threads_worker_index(p) >= 0;
+    return p->ops == &crew__pool_threads_ops && crew__threads_in_task(p);
 }
 
 int crew_pool_shutdown(crew_pool *p, int cancel_pending)
@@ -1043,7 +1048,10 @@ int crew_future_destroy(crew_future *f)
     if (!valid(f))
         return CREW_EINVAL;
     f->magic = CREW__FUTURE_DEAD;
-    uint32_t old = atomic_fetch_or_explicit(&f->state, CREW__F_DROPPED, memory_order_acq_rel);
+    /* Once RELEASED the backend never touches f again: no RMW needed. */
+    uint32_t old = atomic_load_explicit(&f->state, memory_order_acquire);
+    if (!(old & CREW__F_RELEASED))
+        old = atomic_fetch_or_explicit(&f->state, CREW__F_DROPPED, memory_order_acq_rel);
     if (old & CREW__F_RELEASED)
         future_free(f);
     return 0;

@@ -102,28 +102,30 @@
 #define CREW__FUTURE_DEAD 0xdeadf00du
 
 /* Inline storage: arguments and results up to these sizes need no malloc. */
-#define CREW__ARG_INLINE 40
-#define CREW__RES_INLINE 24
+#define CREW__ARG_INLINE 56
+#define CREW__RES_INLINE 32
 
 typedef struct crew__map crew__map;
 typedef struct crew__future_ext crew__future_ext;
 
 struct crew_future {
+    /* first cache line: everything a worker touches for a small task */
     _Atomic uint32_t state;     /* see above; futex word */
     uint32_t magic;             /* CREW__FUTURE_MAGIC while the handle is live */
     uint64_t id;
     crew_task_fn fn;
     crew_pool *pool;
-    struct crew_future *next;   /* queue link (backend) / free-list link (core) */
     const void *arg;            /* points at arg_inline or a heap copy */
     uint32_t arg_len;
     int32_t status;             /* final status, valid once DONE */
-    void *res;                  /* heap result when res_len > RES_INLINE */
     uint32_t res_len;
     uint32_t flags;             /* core-private (heap arg, ...) */
-    _Atomic(crew__future_ext *) ext; /* slow-path data (core), allocated on demand */
     crew__map *map;             /* non-NULL for a map future */
-    uintptr_t backend[2];       /* free for the backend (slot, worker, ...) */
+    /* second line */
+    void *res;                  /* heap result when res_len > RES_INLINE */
+    struct crew_future *next;   /* queue link (backend) / free-list link (core) */
+    _Atomic(crew__future_ext *) ext; /* slow-path data (core), allocated on demand */
+    uintptr_t backend[2];       /* free for the backend (slot, worker, ...); not cleared */
     unsigned char arg_inline[CREW__ARG_INLINE];
     unsigned char res_inline[CREW__RES_INLINE];
 } __attribute__((aligned(CREW_CACHELINE)));
@@ -336,6 +338,9 @@ void crew__tcache_bind(crew_pool *p);
 /* ------------------------------------------------------------ thread backend hooks used by the core */
 /* Is the calling thread a worker of p? Returns its index or -1. */
 int crew__threads_worker_index(const crew_pool *p);
+/* Is the calling thread running a task of p right now (as a worker, or as
+ * an outside thread that helps while it waits)? */
+bool crew__threads_in_task(const crew_pool *p);
 /* A worker of a thread pool is waiting on f: run other work until f is
  * done or the deadline passes. Returns 0 or CREW_ETIMEDOUT. */
 int crew__threads_help_wait(crew_pool *p, crew_future *f, const crew__deadline *d);

@@ -66,13 +66,14 @@
 #include <stdio.h>
 #include <string.h>
 
-#define RING_CAP 4096u
+#define RING_CAP 65536u
+#define PREFETCH_AHEAD 4
 #define AWAKE 0u
 #define SLEEPING 1u
 
 typedef struct ring_slot {
     _Atomic size_t seq; /* stored relative to the slot index: zero-init = empty, lap 0 */
-    crew_future *item;
+    _Atomic(crew_future *) item; /* atomic only so the prefetch peek below is race-free */
 } ring_slot;
 
 typedef struct ring {
@@ -97,6 +98,7 @@ typedef struct worker {
     bool started;
     unsigned depth;             /* nesting of tasks run on this worker's stack */
     unsigned scratch_n;
+    size_t scratch_cap;         /* size of each scratch buffer */
     void **scratch;             /* result buffers, one per nesting depth */
 } __attribute__((aligned(CREW_CACHELINE))) worker;
 
@@ -113,6 +115,8 @@ struct tpool {
     _Atomic uint32_t exiting;
     _Atomic uint32_t idle_epoch;
     _Atomic uint64_t pending;       /* only with max_pending */
+    _Atomic uint32_t ext_busy;      /* outside threads running a task while they wait */
+    _Atomic uint64_t ext_ok, ext_failed, ext_canceled, ext_timed_out;
     pthread_mutex_t ovf_lock __attribute__((aligned(CREW_CACHELINE)));
     crew_future *ovf_head, *ovf_tail;
     _Atomic size_t ovf_n;
@@ -120,6 +124,11 @@ struct tpool {
 
 static __thread worker *tls_worker;
 static __thread unsigned tls_rr;
+/* A thread outside the pool that runs queued tasks while it waits uses this
+ * stand-in worker (index -1) for its nesting depth and result buffers. */
+static __thread worker tls_helper;
+static pthread_key_t helper_key;
+static pthread_once_t helper_once = PTHREAD_ONCE_INIT;
 
 /* ------------------------------------------------------------ ring */
 
@@ -136,7 +145,7 @@ static bool ring_push(ring *r, crew_future *f)
             if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
                                                       memory_order_seq_cst,
                                                       memory_order_relaxed)) {
-                s->item = f;
+                atomic_store_explicit(&s->item, f, memory_order_relaxed);
                 atomic_store_explicit(&s->seq, pos + 1 - idx, memory_order_release);
                 return true;
             }
@@ -160,8 +169,15 @@ static crew_future *ring_pop(ring *r)
             if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + 1,
                                                       memory_order_relaxed,
                                                       memory_order_relaxed)) {
-                crew_future *f = s->item;
+                crew_future *f = atomic_load_explicit(&s->item, memory_order_relaxed);
                 atomic_store_explicit(&s->seq, pos + r->mask + 1 - idx, memory_order_release);
+                /* The next tasks' futures are in the submitter's cache: start
+                 * pulling them now (a stale pointer is harmless: prefetch
+                 * never faults). */
+                __builtin_prefetch(
+                    atomic_load_explicit(&r->slots[(pos + PREFETCH_AHEAD) & r->mask].item,
+                                         memory_order_relaxed),
+                    1);
                 return f;
             }
         } else if (dif < 0) {
@@ -306,8 +322,18 @@ static inline void bump(_Atomic uint64_t *c)
 
 static void *scratch_for_depth(worker *w, unsigned depth)
 {
-    if (CREW_LIKELY(depth < w->scratch_n && w->scratch[depth]))
+    size_t cap = w->b->result_cap;
+    if (CREW_LIKELY(depth < w->scratch_n && w->scratch[depth] && w->scratch_cap >= cap))
         return w->scratch[depth];
+    if (w->scratch_cap < cap) {
+        /* A helper meets a pool with bigger results: buffers at this depth
+         * and deeper are not in use, size them anew. */
+        for (unsigned k = depth; k < w->scratch_n; k++) {
+            crew__free(w->scratch[k]);
+            w->scratch[k] = NULL;
+        }
+        w->scratch_cap = cap;
+    }
     if (depth >= w->scratch_n) {
         unsigned n = w->scratch_n ? w->scratch_n * 2 : 4;
         while (n <= depth)
@@ -319,8 +345,35 @@ static void *scratch_for_depth(worker *w, unsigned depth)
         w->scratch = s;
         w->scratch_n = n;
     }
-    w->scratch[depth] = crew__malloc(w->b->result_cap);
+    w->scratch[depth] = crew__malloc(w->scratch_cap);
     return w->scratch[depth];
+}
+
+/* Completes a RUNNING future from the worker that runs it. Nobody else can
+ * complete a running thread task (cancel only sets a bit), so there is no
+ * COMPLETING claim: store the outcome, then one CAS publishes DONE and
+ * RELEASED together -- unless a flag asks for the full path (a waiter to
+ * wake, a callback, notification) or the handle is already dropped. */
+static void complete_running(crew_future *f, int rc, const void *buf, size_t len)
+{
+    const uint32_t slow = CREW__F_WAITERS | CREW__F_WORKER_WAIT | CREW__F_HAS_CB |
+                          CREW__F_NOTIFY | CREW__F_ANYWAIT | CREW__F_DROPPED;
+    if (CREW_LIKELY(len <= CREW__RES_INLINE)) {
+        uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+        if (CREW_LIKELY(!(s & slow))) {
+            if (len)
+                memcpy(f->res_inline, buf, len);
+            f->res_len = (uint32_t)len;
+            f->status = rc;
+            do {
+                if (atomic_compare_exchange_weak_explicit(
+                        &f->state, &s, s | CREW__F_DONE | CREW__F_RELEASED,
+                        memory_order_release, memory_order_relaxed))
+                    return;
+            } while (!(s & slow));
+        }
+    }
+    crew__future_complete_ex(f, rc, buf, len, NULL, CREW__C_NOCOUNT);
 }
 
 static void run_map_helper(worker *w, crew_future *hf)
@@ -427,14 +480,22 @@ static void run_job(worker *w, crew_future *f)
         rc = CREW_ECANCELED;
     else if (CREW_UNLIKELY(t.deadline_ns != 0) && (t.timed_out || crew__now_ns() >= t.deadline_ns))
         rc = CREW_ETIMEDOUT;
-    switch (rc) {
-    case 0: bump(&w->n_ok); break;
-    case CREW_ECANCELED: bump(&w->n_canceled); break;
-    case CREW_ETIMEDOUT: bump(&w->n_timed_out); break;
-    default: bump(&w->n_failed); break;
+    if (CREW_LIKELY(w->index >= 0)) {
+        switch (rc) {
+        case 0: bump(&w->n_ok); break;
+        case CREW_ECANCELED: bump(&w->n_canceled); break;
+        case CREW_ETIMEDOUT: bump(&w->n_timed_out); break;
+        default: bump(&w->n_failed); break;
+        }
+    } else {
+        _Atomic uint64_t *c = rc == 0                ? &b->ext_ok
+                              : rc == CREW_ECANCELED ? &b->ext_canceled
+                              : rc == CREW_ETIMEDOUT ? &b->ext_timed_out
+                                                     : &b->ext_failed;
+        atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
     }
-    crew__future_complete_ex(f, rc, buf, len, NULL, CREW__C_NOCOUNT);
-    pending_done(b);
+    pending_done(b); /* before DONE: a waiter that saw DONE may submit again */
+    complete_running(f, rc, buf, len);
 }
 
 /* ------------------------------------------------------------ workers */
@@ -500,6 +561,14 @@ int crew__threads_worker_index(const crew_pool *p)
     return w && w->b->p == p ? w->index : -1;
 }
 
+bool crew__threads_in_task(const crew_pool *p)
+{
+    worker *w = tls_worker;
+    if (w && w->b->p == p)
+        return true;
+    return tls_helper.depth > 0 && tls_helper.b && tls_helper.b->p == p;
+}
+
 int crew__threads_help_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
 {
     worker *w = tls_worker;
@@ -560,6 +629,72 @@ int crew__threads_help_wait(crew_pool *p, crew_future *f, const crew__deadline *
         }
         atomic_store_explicit(&w->waiting_on, NULL, memory_order_relaxed);
     }
+}
+
+static void helper_free(void *arg)
+{
+    (void)arg;
+    worker *h = &tls_helper;
+    for (unsigned k = 0; k < h->scratch_n; k++)
+        crew__free(h->scratch[k]);
+    crew__free(h->scratch);
+    h->scratch = NULL;
+    h->scratch_n = 0;
+    h->scratch_cap = 0;
+}
+
+static void helper_key_init(void) { pthread_key_create(&helper_key, helper_free); }
+
+static crew_future *pop_any(tpool *b, int start)
+{
+    for (int k = 0; k < b->n; k++) {
+        int i = start + k;
+        if (i >= b->n)
+            i -= b->n;
+        crew_future *f = ring_pop(&b->w[i].lane);
+        if (f)
+            return f;
+    }
+    return ovf_pop(b);
+}
+
+/* ops->wait: a thread outside the pool waits on f. Rather than sleep while
+ * tasks are queued, it runs them (FIFO, like a worker that steals), as TBB's
+ * task_group::wait and OpenMP's master thread do: the tasks' data is often
+ * still in this thread's cache, and no worker has to be woken. Once nothing
+ * is queued it parks on f. Tasks run here see crew_task_worker() == -1. The
+ * core counts us in p->hook_users, so destroy waits for us before freeing
+ * the lanes; shutdown counts us in ext_busy. */
+static int threads_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
+{
+    tpool *b = p->backend;
+    worker *h = &tls_helper;
+    tpool *saved = h->b;
+    h->index = -1;
+    for (;;) {
+        if (crew__future_done(f))
+            break;
+        if (atomic_load_explicit(&b->cancel_queued, memory_order_relaxed) ||
+            crew__deadline_expired(d))
+            break;
+        crew_future *g = pop_any(b, (int)tls_rr % b->n);
+        if (!g)
+            break;
+        if (!h->scratch) {
+            pthread_once(&helper_once, helper_key_init);
+            pthread_setspecific(helper_key, h);
+        }
+        atomic_fetch_add_explicit(&b->ext_busy, 1, memory_order_seq_cst);
+        h->b = b;
+        run_job(h, g);
+        h->b = saved;
+        atomic_fetch_sub_explicit(&b->ext_busy, 1, memory_order_seq_cst);
+        if (atomic_load_explicit(&p->shut, memory_order_seq_cst)) {
+            atomic_fetch_add_explicit(&b->idle_epoch, 1, memory_order_seq_cst);
+            crew__futex_wake(&b->idle_epoch, INT32_MAX);
+        }
+    }
+    return crew__future_park(f, d);
 }
 
 void crew__threads_wake_helpers(crew_pool *p, crew_future *f)
@@ -630,6 +765,7 @@ static int threads_create(crew_pool *p, const crew_pool_options *o)
         w->b = b;
         w->index = i;
         atomic_init(&w->busy, 1);
+        w->scratch_cap = b->result_cap;
         w->lane.mask = RING_CAP - 1;
         /* calloc: zero means "empty slot, lap 0", and untouched pages are
          * not resident. */
@@ -721,7 +857,7 @@ static int threads_cancel(crew_pool *p, crew_future *f)
 
 static bool quiescent(tpool *b)
 {
-    if (any_work(b))
+    if (any_work(b) || atomic_load_explicit(&b->ext_busy, memory_order_seq_cst))
         return false;
     for (int i = 0; i < b->n; i++)
         if (atomic_load_explicit(&b->w[i].busy, memory_order_seq_cst))
@@ -737,8 +873,8 @@ static int threads_shutdown(crew_pool *p, int cancel_pending)
         atomic_store(&b->stop_all, 1);
     }
     wake_all(b);
-    if (tls_worker && tls_worker->b == b)
-        return 0;
+    if (crew__threads_in_task(p))
+        return 0; /* waiting here would wait for ourselves */
     for (;;) {
         uint32_t e = atomic_load_explicit(&b->idle_epoch, memory_order_seq_cst);
         if (quiescent(b))
@@ -778,6 +914,10 @@ static void threads_stats(crew_pool *p, crew_pool_stats *st)
         st->canceled += atomic_load_explicit(&w->n_canceled, memory_order_relaxed);
         st->timed_out += atomic_load_explicit(&w->n_timed_out, memory_order_relaxed);
     }
+    st->completed += atomic_load_explicit(&b->ext_ok, memory_order_relaxed);
+    st->failed += atomic_load_explicit(&b->ext_failed, memory_order_relaxed);
+    st->canceled += atomic_load_explicit(&b->ext_canceled, memory_order_relaxed);
+    st->timed_out += atomic_load_explicit(&b->ext_timed_out, memory_order_relaxed);
     st->workers_started = (uint64_t)b->n;
     st->workers_alive = b->n;
 }
@@ -788,7 +928,7 @@ const crew__pool_ops crew__pool_threads_ops = {
     .submit = threads_submit,
     .submit_map = threads_submit_map,
     .cancel = threads_cancel,
-    .wait = NULL,
+    .wait = threads_wait,
     .shutdown = threads_shutdown,
     .destroy = threads_destroy,
     .stats = threads_stats,
