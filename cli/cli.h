@@ -251,8 +251,6 @@ typedef struct cmp_plan {
  * Returns 0, or CLI_EXIT_TASK / CLI_EXIT_MEASURE after printing a one-line
  * error (the model's status then says what stopped it). */
 int probe_model(cmp_results *r, int model, const cmp_plan *plan);
-/* Serial baseline: every item run in the calling thread, median of reps. */
-int probe_serial(cmp_results *r, const cmp_plan *plan);
 /* The I/O view: crew_measure_io_waits for each of its models. */
 int probe_io_view(cmp_results *r, const cmp_plan *plan);
 /* The user's task once in a process pool of 1: CLI_EXIT_OK, or

@@ -212,102 +212,113 @@ static int submit_run(crew_pool *p, crew_task_fn fn, const unsigned char *in, si
 }
 
 /* ---------------------------------------------------------------- curve */
-/* Times the plan's items on pools of each worker count. A task failure is
- * the user's (CLI_EXIT_TASK, *fl says how); anything else a measurement
- * failure. */
-static int curve(int model, const cmp_plan *pl, double serial, cmp_point *pts, int *npts, crew_failure *fl,
-                 int *rc_out)
+/* All items once in the calling thread, no pool: seconds, or NaN with
+ * *task_rc set when the task failed. */
+static double serial_once(const cmp_plan *pl, unsigned char *res, int *task_rc)
+{
+    double t0 = crew_now();
+    for (long k = 0; k < pl->items; k++) {
+        size_t rl = 0;
+        int rc = pl->task(NULL, pl->in + (size_t)k * pl->in_size, pl->in_size, res, pl->out_size, &rl);
+        if (rc < 0) {
+            *task_rc = rc;
+            return NAN;
+        }
+    }
+    return crew_now() - t0;
+}
+
+/* Times the plan's items on a pool of each worker count.
+ *
+ * The pools are made first and the runs interleaved: each round runs the
+ * items serially once (when `serial_here`) and then once on every pool, and
+ * a point's speedup is the median of its per-round ratios serial / pool.
+ * Load that drifts during the run (another program, a frequency change)
+ * then hits the baseline and the pools alike instead of skewing whichever
+ * was measured last. Without serial_here (the user's task must not run in
+ * this process) the ratio uses *serial, measured elsewhere.
+ *
+ * A task failure is the user's (CLI_EXIT_TASK, *fl says how); anything else
+ * a measurement failure. */
+static int curve(int model, const cmp_plan *pl, bool serial_here, double *serial, cmp_point *pts, int *npts,
+                 crew_failure *fl, int *rc_out)
 {
     size_t max_arg = pl->in_size > 65536 ? pl->in_size : 65536;
     size_t max_res = pl->out_size > 65536 ? pl->out_size : 65536;
-    unsigned char *out = pl->out_size ? calloc((size_t)pl->items, pl->out_size) : NULL;
-    if (pl->out_size && !out)
-        return *rc_out = CREW_ENOMEM, CLI_EXIT_MEASURE;
-    int exit = CLI_EXIT_OK;
+    const char *name = model == CMP_THREADS ? "threads" : "processes";
+    unsigned char *out = calloc((size_t)pl->items, pl->out_size ? pl->out_size : 1);
+    crew_pool *pools[CMP_MAX_POINTS] = {0};
+    double t[CMP_MAX_POINTS][16], s[16];
+    int rc = out ? 0 : CREW_ENOMEM, task_rc = 0, rounds = 0, n = pl->ncurve;
     *npts = 0;
-    for (int k = 0; k < pl->ncurve; k++) {
+    for (int k = 0; k < n && rc == 0; k++) {
         int w = pl->curve_workers[k];
-        cli_progress("%s: %s workload on %d worker%s (%d/%d)", model == CMP_THREADS ? "threads" : "processes",
-                     pl->user ? "your" : "the", w, w == 1 ? "" : "s", k + 1, pl->ncurve);
-        crew_pool *p;
-        int rc = pool_new(&p, model, w, pl->pool_method, max_arg, max_res);
+        cli_progress("%s: %d worker%s ready for the workload (%d/%d)", name, w, w == 1 ? "" : "s", k + 1, n);
+        rc = pool_new(&pools[k], model, w, pl->pool_method, max_arg, max_res);
         if (rc) {
-            *rc_out = rc;
-            exit = CLI_EXIT_MEASURE;
+            pools[k] = NULL;
             break;
         }
         /* warm-up: every worker starts, touches its stack, faults in code */
         size_t warm = (size_t)(pl->items < w ? pl->items : w);
-        rc = submit_run(p, pl->task, pl->in, pl->in_size, warm, out, pl->out_size, pl->timeout, fl);
-        double t[16], spent = 0;
-        int reps = 0;
-        /* medians of plan->reps runs, fewer if one run is long (budget) */
-        for (int i = 0; i < pl->reps && i < 16 && rc == 0 && (i < 2 || spent < pl->point_budget); i++) {
-            double t0 = crew_now();
-            rc = submit_run(p, pl->task, pl->in, pl->in_size, (size_t)pl->items, out, pl->out_size, pl->timeout,
-                            fl);
-            t[reps++] = crew_now() - t0;
-            spent += t[reps - 1];
-        }
-        crew_pool_destroy(p);
-        if (rc) {
-            *rc_out = rc;
-            /* statuses that only a task produces: its own error or its death */
-            exit = (rc == CREW_ETIMEDOUT || rc == CREW_ENOMEM || rc == CREW_EBROKEN || rc == CREW_ESHUTDOWN)
-                       ? CLI_EXIT_MEASURE
-                       : CLI_EXIT_TASK;
-            if (rc == CREW_EBROKEN || rc == CREW_ECRASHED)
-                exit = CLI_EXIT_TASK;
-            break;
-        }
-        cmp_point *pt = &pts[(*npts)++];
-        pt->workers = w;
-        pt->items = pl->items;
-        pt->seconds = median(t, reps);
-        pt->speedup = serial / pt->seconds;
-        pt->items_per_s = (double)pl->items / pt->seconds;
+        if ((rc = submit_run(pools[k], pl->task, pl->in, pl->in_size, warm, out, pl->out_size, pl->timeout, fl)) != 0)
+            task_rc = rc;
     }
-    free(out);
-    return exit;
-}
-
-static double serial_run(const cmp_plan *pl, int *task_rc)
-{
-    unsigned char *res = malloc(pl->out_size ? pl->out_size : 1);
-    if (!res) {
-        *task_rc = CREW_ENOMEM;
-        return NAN;
-    }
-    double t[16];
-    int reps = pl->reps < 16 ? pl->reps : 16;
-    *task_rc = 0;
-    for (int i = 0; i < reps; i++) {
+    double spent = 0;
+    for (int i = 0; i < pl->reps && i < 16 && rc == 0 && (i < 2 || spent < pl->point_budget * n); i++) {
         double t0 = crew_now();
-        for (long k = 0; k < pl->items; k++) {
-            size_t rl = 0;
-            int rc = pl->task(NULL, pl->in + (size_t)k * pl->in_size, pl->in_size, res, pl->out_size, &rl);
-            if (rc < 0) {
-                *task_rc = rc;
-                free(res);
-                return NAN;
+        if (serial_here) {
+            cli_progress("%s: %s, round %d/%d: serial baseline", name, pl->user ? "your task" : "the workload", i + 1,
+                         pl->reps);
+            s[i] = serial_once(pl, out, &task_rc);
+            if (task_rc) {
+                rc = task_rc;
+                break;
             }
         }
-        t[i] = crew_now() - t0;
+        for (int k = 0; k < n && rc == 0; k++) {
+            cli_progress("%s: %s, round %d/%d: %d worker%s", name, pl->user ? "your task" : "the workload", i + 1,
+                         pl->reps, pl->curve_workers[k], pl->curve_workers[k] == 1 ? "" : "s");
+            double t1 = crew_now();
+            rc = submit_run(pools[k], pl->task, pl->in, pl->in_size, (size_t)pl->items, out, pl->out_size,
+                            pl->timeout, fl);
+            t[k][i] = crew_now() - t1;
+            if (rc)
+                task_rc = rc;
+        }
+        if (rc == 0)
+            rounds++;
+        spent += crew_now() - t0;
     }
-    free(res);
-    return median(t, reps);
-}
-
-int probe_serial(cmp_results *r, const cmp_plan *pl)
-{
-    cli_progress("serial baseline: %ld items in one thread, no pool", pl->items);
-    int rc;
-    r->serial_seconds = serial_run(pl, &rc);
+    for (int k = 0; k < n; k++)
+        if (pools[k])
+            crew_pool_destroy(pools[k]);
+    free(out);
     if (rc) {
-        cli_error("the built-in task failed: %s", crew_err_name(rc));
-        return CLI_EXIT_MEASURE;
+        *rc_out = rc;
+        /* a pool that cannot be made or waited for is a measurement failure;
+         * any other status came from the task itself (its error or death) */
+        bool task = task_rc != 0 && rc != CREW_ETIMEDOUT && rc != CREW_ENOMEM && rc != CREW_ESHUTDOWN;
+        return task ? CLI_EXIT_TASK : CLI_EXIT_MEASURE;
     }
-    r->item_us = r->serial_seconds / (double)pl->items * 1e6;
+    if (serial_here) {
+        double tmp[16];
+        memcpy(tmp, s, sizeof tmp);
+        *serial = median(tmp, rounds);
+    }
+    for (int k = 0; k < n; k++) {
+        cmp_point *pt = &pts[(*npts)++];
+        double ratio[16], tk[16];
+        for (int i = 0; i < rounds; i++) {
+            ratio[i] = serial_here ? s[i] / t[k][i] : *serial / t[k][i];
+            tk[i] = t[k][i];
+        }
+        pt->workers = pl->curve_workers[k];
+        pt->items = pl->items;
+        pt->seconds = median(tk, rounds);
+        pt->speedup = median(ratio, rounds);
+        pt->items_per_s = (double)pl->items / pt->seconds;
+    }
     return CLI_EXIT_OK;
 }
 
@@ -400,11 +411,8 @@ static int user_threads_job(int fd, const cmp_plan *pl)
 {
     user_thread_figures u;
     memset(&u, 0, sizeof u);
-    u.serial = serial_run(pl, &u.rc);
-    if (u.rc == 0)
-        u.exit = curve(CMP_THREADS, pl, u.serial, u.pts, &u.npts, &u.fl, &u.rc);
-    else
-        u.exit = CLI_EXIT_TASK;
+    u.serial = NAN;
+    u.exit = curve(CMP_THREADS, pl, true, &u.serial, u.pts, &u.npts, &u.fl, &u.rc);
     return write_all(fd, &u, sizeof u) ? 0 : 1;
 }
 
@@ -896,7 +904,13 @@ int probe_model(cmp_results *r, int model, const cmp_plan *pl)
     if (!(model == CMP_THREADS && pl->user)) {
         crew_failure fl = {0};
         int rc = 0;
-        ex = curve(model, pl, r->serial_seconds, m->curve, &m->ncurve, &fl, &rc);
+        double serial = NAN;
+        ex = curve(model, pl, !pl->user, pl->user ? &r->serial_seconds : &serial, m->curve, &m->ncurve, &fl, &rc);
+        if (ex == 0 && !pl->user && (model == CMP_THREADS || !isfinite(r->serial_seconds))) {
+            /* the workload's serial time as measured beside the threads */
+            r->serial_seconds = serial;
+            r->item_us = serial / (double)pl->items * 1e6;
+        }
         if (ex == CLI_EXIT_TASK && pl->user) {
             if (rc == CREW_ECRASHED && fl.signal)
                 cli_error("your task crashed in a worker process (%s); the process pool survived it", sig_text(fl.signal));
