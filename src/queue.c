@@ -33,15 +33,17 @@
  * futex word `*_seq` and a count `*_waiters`. A waiter spins for
  * CREW__SPIN_NS on the condition (tail moved / head moved / closed); then it
  * increments *_waiters (seq_cst), loads *_seq, re-checks the condition and
- * only then sleeps on *_seq with the value it loaded. A waker publishes its
- * store (tail or head), issues a seq_cst fence and loads *_waiters; only if
- * it is non-zero does it bump *_seq and FUTEX_WAKE every sleeper. In the
- * single total order of seq_cst operations either the waiter's increment
- * comes before the waker's fence (the waker sees it, bumps and wakes: the
- * sleeper either already sleeps and is woken, or its futex_wait finds *_seq
- * changed and returns at once) or after it (then the waiter's re-check sees
- * the published store and does not sleep). The fast path with nobody asleep
- * is one fence and one load: no system call. Waking every sleeper (not one)
+ * only then sleeps on *_seq with the value it loaded.
+ * A waker publishes its store (tail or head) and then reads *_waiters with
+ * a read-modify-write (fetch_add 0, seq_cst); only if it is non-zero does it
+ * bump *_seq and FUTEX_WAKE every sleeper. Both sides' RMWs on *_waiters
+ * fall in that word's single modification order: either the waiter's
+ * increment comes first (the waker reads >= 1, bumps and wakes: the sleeper
+ * either already sleeps and is woken, or its futex_wait finds *_seq changed
+ * and returns at once) or the waker's RMW comes first (then the waiter's
+ * increment reads from it, synchronises with it, and its re-check sees the
+ * published store, so it does not sleep). The fast path with nobody asleep
+ * is one locked instruction: no system call. Waking every sleeper (not one)
  * keeps the argument simple with variable-size records and means a sleeper
  * killed just after being woken cannot swallow the wake-up others needed.
  *
@@ -216,8 +218,10 @@ static inline void lock_drop(_Atomic uint32_t *w)
 
 static inline void event_signal(_Atomic uint32_t *seq, _Atomic uint32_t *waiters)
 {
-    atomic_thread_fence(memory_order_seq_cst);
-    if (CREW_UNLIKELY(atomic_load_explicit(waiters, memory_order_relaxed) != 0)) {
+    /* A read-modify-write of the waiters word, not a fence + load: both
+     * sides then order themselves in that one word's modification order
+     * (see DESIGN), which C11 and TSan both understand. */
+    if (CREW_UNLIKELY(atomic_fetch_add_explicit(waiters, 0, memory_order_seq_cst) != 0)) {
         atomic_fetch_add_explicit(seq, 1, memory_order_release);
         crew__futex_wake(seq, INT32_MAX);
     }
