@@ -266,6 +266,7 @@ typedef struct pb {
 
     _Atomic uint32_t broken, shutting, quit;
     _Atomic uint32_t progress; /* futex word bumped when work ends (shutdown waits on it) */
+    _Atomic uint32_t progress_waiters;
     _Atomic uint64_t started, recycled;
     _Atomic int alive;
 } pb;
@@ -523,10 +524,14 @@ static int worker_main(void *arg, size_t len)
 
 static inline pb *backend(crew_pool *p) { return (pb *)p->backend; }
 
+/* Wakes shutdown callers waiting for the pool to drain. They announce
+ * themselves in progress_waiters (Dekker with the seq_cst bump), so the hot
+ * path pays one RMW and no system call. */
 static void bump_progress(pb *b)
 {
     atomic_fetch_add_explicit(&b->progress, 1, memory_order_seq_cst);
-    crew__futex_wake(&b->progress, INT32_MAX);
+    if (atomic_load_explicit(&b->progress_waiters, memory_order_seq_cst))
+        crew__futex_wake(&b->progress, INT32_MAX);
 }
 
 /* --- in-flight list (under lk) */
@@ -1754,7 +1759,10 @@ static int procs_shutdown(crew_pool *p, int cancel_pending)
             return 0;
         crew__deadline d;
         crew__deadline_init(&d, 0.01);
-        crew__futex_wait(&b->progress, seq, &d);
+        atomic_fetch_add_explicit(&b->progress_waiters, 1, memory_order_seq_cst);
+        if (atomic_load_explicit(&b->progress, memory_order_seq_cst) == seq)
+            crew__futex_wait(&b->progress, seq, &d);
+        atomic_fetch_sub_explicit(&b->progress_waiters, 1, memory_order_seq_cst);
     }
 }
 

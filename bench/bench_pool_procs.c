@@ -1,0 +1,451 @@
+/*
+ * bench_pool_procs.c -- the process pool against its anchors, in one run:
+ *   - Python's ProcessPoolExecutor / multiprocessing.Pool (bench/anchors.py,
+ *     run here with python3: $CREW_BENCH_PY or the script beside this file);
+ *   - the raw floor: two processes ping-ponging one word in shared memory,
+ *     each side spinning CREW__SPIN_NS (20 us) and then parking on a futex,
+ *     i.e. the best any process pool built on shared memory can do here;
+ *   - raw fork for CPU-bound speedup.
+ * Figures: round trip of one tiny task, submit+wait throughput, map of
+ * no-op items, CPU-bound speedup on all cores, idle memory per worker (PSS),
+ * pool ready-to-run time (create + first result) for 2 workers.
+ */
+#include "harness.h"
+
+#include <crew.h>
+
+#include <errno.h>
+#include <libgen.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define GROUP "process pool"
+#define WORKERS 2
+
+/* ------------------------------------------------------------ python anchors */
+
+typedef struct py_fig {
+    const char *key;
+    double value;
+    int have;
+} py_fig;
+
+static py_fig py[] = {
+    {"ppe_roundtrip_us", 0, 0}, {"mp_apply_us", 0, 0},   {"tpe_roundtrip_us", 0, 0},
+    {"ppe_submit_tps", 0, 0},   {"tpe_submit_tps", 0, 0}, {"ppe_map_tps", 0, 0},
+    {"mp_map_tps", 0, 0},       {"ppe_start_ms", 0, 0},
+};
+static const char *py_missing_why = NULL;
+
+static double pyv(const char *key)
+{
+    for (size_t i = 0; i < sizeof py / sizeof py[0]; i++)
+        if (strcmp(py[i].key, key) == 0 && py[i].have)
+            return py[i].value;
+    return 0;
+}
+
+static void run_python(void)
+{
+    char path[4096];
+    const char *env = getenv("CREW_BENCH_PY");
+    if (env && *env) {
+        snprintf(path, sizeof path, "%s", env);
+    } else {
+        char src[4096];
+        snprintf(src, sizeof src, "%s", __FILE__);
+        snprintf(path, sizeof path, "%s/anchors.py", dirname(src));
+    }
+    if (system("command -v python3 >/dev/null 2>&1") != 0) {
+        py_missing_why = "python3 not found";
+        return;
+    }
+    if (access(path, R_OK) != 0) {
+        py_missing_why = "bench/anchors.py not found";
+        return;
+    }
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "python3 '%s'", path);
+    fflush(NULL);
+    FILE *f = popen(cmd, "r");
+    if (!f) {
+        py_missing_why = "popen failed";
+        return;
+    }
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#') {
+            printf("%s", line);
+            continue;
+        }
+        char key[64];
+        double v;
+        if (sscanf(line, "%63s %lf", key, &v) != 2)
+            continue;
+        for (size_t i = 0; i < sizeof py / sizeof py[0]; i++)
+            if (strcmp(py[i].key, key) == 0) {
+                py[i].value = v;
+                py[i].have = 1;
+            }
+    }
+    if (pclose(f) != 0 && !pyv("ppe_roundtrip_us"))
+        py_missing_why = "anchors.py failed";
+}
+
+static void row_vs_py(const char *name, double crew, const char *unit, const char *anchor,
+                      const char *key, double scale, bool lower, const char *goal)
+{
+    double a = pyv(key);
+    if (a > 0)
+        bench_row(GROUP, name, crew, unit, anchor, a * scale, lower, goal);
+    else {
+        bench_row(GROUP, name, crew, unit, NULL, 0, lower, goal);
+        bench_missing(GROUP, anchor, py_missing_why ? py_missing_why : "no figure");
+    }
+}
+
+/* ------------------------------------------------------------ raw floor */
+
+typedef struct pingpong {
+    _Atomic uint32_t ping __attribute__((aligned(64)));
+    _Atomic uint32_t ping_sleep;
+    _Atomic uint32_t pong __attribute__((aligned(64)));
+    _Atomic uint32_t pong_sleep;
+} pingpong;
+
+static double now_ns(void) { return bench_now_ns(); }
+
+/* Waits until *w != old: spin 20 us, then futex with a sleeping flag. */
+static void raw_wait(_Atomic uint32_t *w, _Atomic uint32_t *sleeping, uint32_t old)
+{
+    double t0 = now_ns();
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(w, memory_order_acquire) != old)
+            return;
+        __builtin_ia32_pause();
+        if ((i & 63) == 0 && now_ns() - t0 > 20000)
+            break;
+    }
+    for (;;) {
+        atomic_store_explicit(sleeping, 1, memory_order_seq_cst);
+        if (atomic_load_explicit(w, memory_order_seq_cst) != old)
+            break;
+        syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT, old, NULL, NULL, 0);
+        if (atomic_load_explicit(w, memory_order_acquire) != old)
+            break;
+    }
+    atomic_store_explicit(sleeping, 0, memory_order_relaxed);
+}
+
+static void raw_post(_Atomic uint32_t *w, _Atomic uint32_t *sleeping, uint32_t v)
+{
+    atomic_store_explicit(w, v, memory_order_seq_cst);
+    if (atomic_load_explicit(sleeping, memory_order_seq_cst))
+        syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+static double raw_floor_us(long iters)
+{
+    pingpong *pp = mmap(NULL, sizeof *pp, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                        -1, 0);
+    if (pp == MAP_FAILED)
+        return 0;
+    memset(pp, 0, sizeof *pp);
+    long total = iters * 6 + iters / 10 + 1;
+    pid_t c = fork();
+    if (c == 0) {
+        for (long i = 1; i <= total; i++) {
+            raw_wait(&pp->ping, &pp->ping_sleep, (uint32_t)(i - 1));
+            raw_post(&pp->pong, &pp->pong_sleep, (uint32_t)i);
+        }
+        _exit(0);
+    }
+    long n = 0;
+    for (long i = 0; i < iters / 10 + 1; i++) { /* warm up */
+        n++;
+        raw_post(&pp->ping, &pp->ping_sleep, (uint32_t)n);
+        raw_wait(&pp->pong, &pp->pong_sleep, (uint32_t)(n - 1));
+    }
+    double v[5];
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_ns();
+        for (long i = 0; i < iters; i++) {
+            n++;
+            raw_post(&pp->ping, &pp->ping_sleep, (uint32_t)n);
+            raw_wait(&pp->pong, &pp->pong_sleep, (uint32_t)(n - 1));
+        }
+        v[r] = (now_ns() - t0) / (double)iters / 1000.0;
+    }
+    /* let the child finish its count */
+    while (n < total) {
+        n++;
+        raw_post(&pp->ping, &pp->ping_sleep, (uint32_t)n);
+        raw_wait(&pp->pong, &pp->pong_sleep, (uint32_t)(n - 1));
+    }
+    waitpid(c, NULL, 0);
+    munmap(pp, sizeof *pp);
+    return bench_median(v, 5);
+}
+
+/* ------------------------------------------------------------ tasks */
+
+static int task_noop(crew_task *t, const void *arg, size_t len, void *res, size_t cap, size_t *rl)
+{
+    (void)t, (void)arg, (void)len, (void)res, (void)cap, (void)rl;
+    return 0;
+}
+
+static int task_echo(crew_task *t, const void *arg, size_t len, void *res, size_t cap, size_t *rl)
+{
+    (void)t, (void)cap;
+    memcpy(res, arg, len);
+    *rl = len;
+    return 0;
+}
+
+static int item_noop(crew_task *t, const void *arg, size_t len, void *res, size_t cap, size_t *rl)
+{
+    (void)t, (void)len, (void)cap, (void)rl;
+    memcpy(res, arg, 4);
+    return 0;
+}
+
+/* CPU-bound: count primes in [lo, hi) by trial division. */
+static uint64_t count_primes(uint64_t lo, uint64_t hi)
+{
+    uint64_t n = 0;
+    for (uint64_t x = lo < 2 ? 2 : lo; x < hi; x++) {
+        int prime = 1;
+        for (uint64_t d = 2; d * d <= x; d++)
+            if (x % d == 0) {
+                prime = 0;
+                break;
+            }
+        n += (uint64_t)prime;
+    }
+    return n;
+}
+
+static int task_primes(crew_task *t, const void *arg, size_t len, void *res, size_t cap,
+                       size_t *rl)
+{
+    (void)t, (void)len, (void)cap;
+    uint64_t r[2];
+    memcpy(r, arg, sizeof r);
+    uint64_t n = count_primes(r[0], r[1]);
+    memcpy(res, &n, sizeof n);
+    *rl = sizeof n;
+    return 0;
+}
+
+/* ------------------------------------------------------------ crew figures */
+
+static crew_pool *pool2(int workers)
+{
+    crew_pool_options o = {.kind = CREW_PROCESSES, .workers = workers};
+    crew_pool *p;
+    if (crew_pool_create(&p, &o) != 0) {
+        fprintf(stderr, "cannot create a process pool\n");
+        exit(1);
+    }
+    return p;
+}
+
+static void rt_fn(void *ctx, long iters)
+{
+    crew_pool *p = ctx;
+    uint64_t x = 42;
+    for (long i = 0; i < iters; i++) {
+        crew_future *f;
+        crew_pool_submit(p, task_echo, &x, sizeof x, &f);
+        crew_future_wait(f, CREW_FOREVER);
+        crew_future_destroy(f);
+    }
+}
+
+#define BATCH 4096
+static crew_future *batch[BATCH];
+
+static void tp_fn(void *ctx, long iters)
+{
+    crew_pool *p = ctx;
+    for (long done = 0; done < iters;) {
+        long n = iters - done < BATCH ? iters - done : BATCH;
+        for (long i = 0; i < n; i++)
+            crew_pool_submit(p, task_noop, NULL, 0, &batch[i]);
+        for (long i = 0; i < n; i++) {
+            crew_future_wait(batch[i], CREW_FOREVER);
+            crew_future_destroy(batch[i]);
+        }
+        done += n;
+    }
+}
+
+typedef struct map_ctx {
+    crew_pool *p;
+    int32_t *in, *out;
+    size_t n;
+} map_ctx;
+
+static void map_fn(void *ctx, long iters)
+{
+    map_ctx *m = ctx;
+    for (long i = 0; i < iters; i++)
+        crew_pool_map(m->p, item_noop, m->in, 4, m->out, 4, m->n, NULL);
+}
+
+/* CPU-bound work split into `parts` ranges, run on a pool; seconds. */
+static double primes_pool(crew_pool *p, uint64_t hi, int parts)
+{
+    crew_future *fs[64];
+    double t0 = now_ns();
+    for (int i = 0; i < parts; i++) {
+        uint64_t r[2] = {hi * (uint64_t)i / (uint64_t)parts, hi * (uint64_t)(i + 1) / (uint64_t)parts};
+        crew_pool_submit(p, task_primes, r, sizeof r, &fs[i]);
+    }
+    for (int i = 0; i < parts; i++) {
+        crew_future_wait(fs[i], CREW_FOREVER);
+        crew_future_destroy(fs[i]);
+    }
+    return (now_ns() - t0) * 1e-9;
+}
+
+/* The same with raw fork: `procs` children each doing parts/procs ranges. */
+static double primes_fork(uint64_t hi, int parts, int procs)
+{
+    double t0 = now_ns();
+    pid_t pids[64];
+    for (int k = 0; k < procs; k++) {
+        pids[k] = fork();
+        if (pids[k] == 0) {
+            uint64_t n = 0;
+            for (int i = k; i < parts; i += procs)
+                n += count_primes(hi * (uint64_t)i / (uint64_t)parts,
+                                  hi * (uint64_t)(i + 1) / (uint64_t)parts);
+            _exit(n == 0);
+        }
+    }
+    for (int k = 0; k < procs; k++)
+        waitpid(pids[k], NULL, 0);
+    return (now_ns() - t0) * 1e-9;
+}
+
+static double idle_pss_kib(crew_pool *p)
+{
+    (void)p;
+    pid_t kids[64];
+    size_t n = 0;
+    if (crew_proc_children(0, 0, kids, 64, &n) != 0)
+        return 0;
+    pid_t fs = crew_forkserver_pid();
+    double total = 0;
+    int counted = 0;
+    for (size_t i = 0; i < n && i < 64; i++) {
+        if (kids[i] == fs)
+            continue;
+        crew_mem_usage u;
+        if (crew_mem_usage_get(kids[i], &u) == 0 && u.pss > 0) {
+            total += (double)u.pss;
+            counted++;
+        }
+    }
+    return counted ? total / counted / 1024.0 : 0;
+}
+
+int main(void)
+{
+    printf("# process pool bench: %d workers, %d CPUs\n", WORKERS, crew_cpu_count());
+    crew_forkserver_start();
+    run_python();
+    int reps = bench_reps(7);
+
+    bench_group("process pool vs Python and the raw shared-memory floor");
+    double floor_us = raw_floor_us(bench_iters(100000));
+
+    crew_pool *p = pool2(WORKERS);
+    double rt_us = bench_ns_per_op(rt_fn, p, bench_iters(100000), reps) / 1000.0;
+    row_vs_py("round trip, one tiny task", rt_us, "us", "ProcessPoolExecutor", "ppe_roundtrip_us",
+              1.0, true, ">= 200x, <= 1 us");
+    row_vs_py("round trip, one tiny task", rt_us, "us", "multiprocessing.Pool.apply",
+              "mp_apply_us", 1.0, true, NULL);
+    bench_row(GROUP, "round trip, one tiny task", rt_us, "us", "raw spin+futex shm floor",
+              floor_us, true, "close to 1x");
+
+    double tp_ns = bench_ns_per_op(tp_fn, p, bench_iters(400000), reps);
+    double tps = 1e9 / tp_ns;
+    row_vs_py("submit+wait no-op tasks", tps, "tasks/s", "ProcessPoolExecutor", "ppe_submit_tps",
+              1.0, false, ">= 200x, >= 2M/s");
+
+    map_ctx mc = {.p = p, .n = 200000};
+    mc.in = calloc(mc.n, 4);
+    mc.out = calloc(mc.n, 4);
+    double map_ns = bench_ns_per_op(map_fn, &mc, bench_iters(20), reps) / (double)mc.n;
+    double map_tps = 1e9 / map_ns;
+    row_vs_py("map 200k no-op items", map_tps, "items/s", "multiprocessing.Pool.map",
+              "mp_map_tps", 1.0, false, ">= 40x");
+    row_vs_py("map 200k no-op items", map_tps, "items/s", "ProcessPoolExecutor.map/256",
+              "ppe_map_tps", 1.0, false, NULL);
+
+    /* Idle memory: let the workers finish spinning and park. */
+    {
+        crew_future *f;
+        crew_pool_submit(p, task_noop, NULL, 0, &f);
+        crew_future_wait(f, CREW_FOREVER);
+        crew_future_destroy(f);
+        usleep(100000);
+        double pss = idle_pss_kib(p);
+        bench_row(GROUP, "idle worker memory (PSS)", pss, "KiB", NULL, 0, true, "<= 100 KiB");
+    }
+    crew_pool_destroy(p);
+
+    /* Ready to run: create + first result, 2 workers, forkserver warm. */
+    {
+        double v[16];
+        int n = reps < 16 ? reps : 16;
+        for (int r = 0; r < n; r++) {
+            double t0 = now_ns();
+            crew_pool *q = pool2(WORKERS);
+            crew_future *f;
+            crew_pool_submit(q, task_noop, NULL, 0, &f);
+            crew_future_wait(f, CREW_FOREVER);
+            v[r] = (now_ns() - t0) / 1e6;
+            crew_future_destroy(f);
+            crew_pool_destroy(q);
+        }
+        double ready = bench_median(v, n);
+        row_vs_py("ready to run (create + first result)", ready, "ms",
+                  "ProcessPoolExecutor start", "ppe_start_ms", 1.0, true, "<= 1 ms");
+    }
+
+    /* CPU-bound speedup on all cores, vs raw fork's speedup. */
+    {
+        int ncpu = crew_cpu_count();
+        if (ncpu > 32)
+            ncpu = 32;
+        uint64_t hi = (uint64_t)(3000000 * bench_scale());
+        int parts = ncpu * 8;
+        double raw1 = primes_fork(hi, parts, 1), rawn = primes_fork(hi, parts, ncpu);
+        crew_pool *p1 = pool2(1), *pn = pool2(ncpu);
+        primes_pool(p1, hi / 20, parts);
+        primes_pool(pn, hi / 20, parts);
+        double c1 = primes_pool(p1, hi, parts), cn = primes_pool(pn, hi, parts);
+        crew_pool_destroy(p1);
+        crew_pool_destroy(pn);
+        double raw_speedup = raw1 / rawn, crew_speedup = c1 / cn;
+        char name[64];
+        snprintf(name, sizeof name, "CPU-bound speedup, %d workers vs 1", ncpu);
+        bench_row(GROUP, name, crew_speedup, "x", "raw fork speedup", raw_speedup, false,
+                  ">= 0.97x raw");
+    }
+    free(mc.in);
+    free(mc.out);
+    return 0;
+}
