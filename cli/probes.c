@@ -248,7 +248,7 @@ static int curve(int model, const cmp_plan *pl, bool serial_here, double *serial
     const char *name = model == CMP_THREADS ? "threads" : "processes";
     unsigned char *out = calloc((size_t)pl->items, pl->out_size ? pl->out_size : 1);
     crew_pool *pools[CMP_MAX_POINTS] = {0};
-    double t[CMP_MAX_POINTS][16], s[16];
+    double t[CMP_MAX_POINTS][16] = {{0}}, s[16] = {0};
     int rc = out ? 0 : CREW_ENOMEM, task_rc = 0, rounds = 0, n = pl->ncurve;
     *npts = 0;
     for (int k = 0; k < n && rc == 0; k++) {
