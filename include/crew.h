@@ -1013,7 +1013,8 @@ CREW_API uint64_t crew_future_id(const crew_future *f);
 /* cb(f, data) runs once when f is done: on the thread that completes it (a
  * worker, or the pool's monitor thread for processes), or right now on the
  * caller's thread if f is already done. It must not block for long nor
- * destroy f. One callback per future. Returns 0, CREW_EINVAL (NULL f/cb),
+ * destroy f; it may read f (status, result, failure, user data) even when
+ * the handle was already destroyed. One callback per future. Returns 0, CREW_EINVAL (NULL f/cb),
  * CREW_EBUSY (a callback is already set). Thread-safe. */
 typedef void (*crew_future_cb)(crew_future *f, void *data);
 CREW_API int crew_future_on_done(crew_future *f, crew_future_cb cb, void *data);

@@ -494,8 +494,14 @@ int crew__future_complete_ex(crew_future *f, int status, const void *result, siz
     crew__future_ext *x = atomic_load_explicit(&f->ext, memory_order_acquire);
     if (old & CREW__F_ANYWAIT)
         wake_anywaiters(f);
-    if (old & CREW__F_HAS_CB)
+    if (old & CREW__F_HAS_CB) {
+        /* The callback may read f even if the user already dropped the
+         * handle (fire-and-forget with a callback): revive it meanwhile. */
+        uint32_t magic = f->magic;
+        f->magic = CREW__FUTURE_MAGIC;
         x->cb(f, x->cb_data);
+        f->magic = magic;
+    }
     if (old & CREW__F_NOTIFY)
         notify_enqueue(p, f);
     if (!(flags & CREW__C_KEEP))
