@@ -47,7 +47,7 @@ typedef struct barrier_impl {
     uint32_t parties;
     _Atomic uint32_t count;
     _Atomic uint32_t reset_mark;
-    uint32_t reserved;
+    _Atomic uint32_t spin_hint;
     _Atomic uint64_t arrived;
     _Atomic uint64_t slots[CREW_BARRIER_MAX_PARTIES];
 } barrier_impl;
@@ -74,7 +74,7 @@ static void blk_lock(barrier_impl *p)
     uint64_t me = crew__lw_self(), v = 0;
     if (atomic_compare_exchange_strong_explicit(&p->lock, &v, me, memory_order_acquire, RLX))
         return;
-    int rc = crew__lw_acquire_slow(&p->lock, me, v, CREW_FOREVER);
+    int rc = crew__lw_acquire_slow(&p->lock, me, v, CREW_FOREVER, NULL);
     if (rc == CREW_EOWNERDEAD) {
         /* A process died in the middle of an update: counts are not to be
          * trusted. Break the round; crew_barrier_reset() repairs. */
@@ -192,7 +192,7 @@ int crew_barrier_wait(crew_barrier *b, double timeout, unsigned *index)
             return CREW_EBROKEN;
         if (!spun) {
             spun = true;
-            (void)crew__spin_while_eq(&p->state, cur, CREW__SPIN_NS);
+            (void)crew__spin_adaptive(&p->state, cur, &p->spin_hint);
             continue;
         }
         int r = crew__sync_sleep(&p->state, cur, &d, &slice);

@@ -37,7 +37,7 @@ typedef struct cond_impl {
     _Atomic uint32_t seq;
     _Atomic uint32_t waiters;
     _Atomic uint32_t magic;
-    uint32_t reserved;
+    _Atomic uint32_t spin_hint; /* see crew__spin_budget */
 } cond_impl;
 _Static_assert(sizeof(cond_impl) <= sizeof(crew_cond), "crew_cond too small");
 
@@ -72,7 +72,7 @@ static int cond_wait_until(crew_cond *c, crew_lock *l, const crew__deadline *d, 
     int rc = crew_lock_release(l);
     CREW_ASSERT(rc == 0); /* ownership was checked by the caller */
     int out = 0;
-    if (timeout != 0 && !crew__spin_while_eq(&p->seq, s, CREW__SPIN_NS)) {
+    if (timeout != 0 && !crew__spin_adaptive(&p->seq, s, &p->spin_hint)) {
         for (;;) {
             int r = crew__futex_wait(&p->seq, s, d);
             if (r == CREW_EINTR)

@@ -27,7 +27,7 @@ typedef struct event_impl {
     _Atomic uint32_t word;
     _Atomic uint32_t waiters;
     _Atomic uint32_t magic;
-    uint32_t reserved;
+    _Atomic uint32_t spin_hint; /* see crew__spin_budget */
 } event_impl;
 _Static_assert(sizeof(event_impl) <= sizeof(crew_event), "crew_event too small");
 
@@ -91,7 +91,7 @@ int crew_event_wait(crew_event *e, double timeout)
         return CREW_ETIMEDOUT;
     crew__deadline d;
     crew__deadline_init(&d, timeout);
-    if (crew__spin_while_eq(&p->word, w, CREW__SPIN_NS))
+    if (crew__spin_adaptive(&p->word, w, &p->spin_hint))
         return (atomic_load_explicit(&p->word, memory_order_acquire) >> 1) != (w >> 1)
                    ? 0
                    : crew_event_wait(e, crew__deadline_left(&d));

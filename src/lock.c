@@ -116,7 +116,8 @@ static int special_status(uint64_t owner)
     return owner == CREW__LW_NOTRECOVERABLE ? CREW_ENOTRECOVERABLE : CREW_EINVAL;
 }
 
-int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t v, double timeout)
+int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t v, double timeout,
+                          _Atomic uint32_t *spin_hint)
 {
     CREW_ASSERT((me & CREW__LW_FLAGS) == 0 && (me >> 32) != 0);
     crew__deadline d;
@@ -170,14 +171,19 @@ int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t v, double t
             /* A hand-off is ~0.3 us when watched, ~35 us through a sleep. */
             spun = true;
             uint64_t start = crew__now_ns();
+            uint32_t budget = crew__spin_budget(spin_hint);
+            bool seen = false;
             for (unsigned i = 1;; i++) {
                 uint64_t x = atomic_load_explicit(w, memory_order_relaxed);
-                if (crew__lw_owner(x) != owner)
+                if (crew__lw_owner(x) != owner) {
+                    seen = true;
                     break;
+                }
                 crew__cpu_relax();
-                if ((i & 63) == 0 && crew__now_ns() - start >= CREW__SPIN_NS)
+                if ((i & 63) == 0 && crew__now_ns() - start >= budget)
                     break;
             }
+            crew__spin_feedback(spin_hint, seen);
             continue;
         }
         if (!(v & CREW__LW_WAITERS)) {
@@ -254,7 +260,8 @@ static int lw_destroy(_Atomic uint64_t *w)
 /* ------------------------------------------------------------ crew_lock */
 typedef struct lock_impl {
     _Atomic uint64_t word;
-    uint64_t reserved;
+    _Atomic uint32_t spin_hint; /* see crew__spin_budget */
+    uint32_t reserved;
 } lock_impl;
 _Static_assert(sizeof(lock_impl) <= sizeof(crew_lock), "crew_lock too small");
 
@@ -281,7 +288,8 @@ int crew_lock_acquire(crew_lock *l, double timeout)
                                                             memory_order_acquire,
                                                             memory_order_relaxed)))
         return 0;
-    return crew__lw_acquire_slow(lock_word(l), me, v, timeout);
+    return crew__lw_acquire_slow(lock_word(l), me, v, timeout,
+                                 &((lock_impl *)(void *)l)->spin_hint);
 }
 
 int crew_lock_try(crew_lock *l)
@@ -328,7 +336,7 @@ int crew_lock_destroy(crew_lock *l)
 typedef struct rlock_impl {
     _Atomic uint64_t word;
     _Atomic uint32_t count;
-    uint32_t reserved;
+    _Atomic uint32_t spin_hint;
 } rlock_impl;
 _Static_assert(sizeof(rlock_impl) <= sizeof(crew_rlock), "crew_rlock too small");
 
@@ -366,7 +374,7 @@ int crew_rlock_acquire(crew_rlock *r, double timeout)
     }
     if (crew__lw_owner(v) == me)
         return rlock_again(p);
-    int rc = crew__lw_acquire_slow(&p->word, me, v, timeout);
+    int rc = crew__lw_acquire_slow(&p->word, me, v, timeout, &p->spin_hint);
     if (rc == 0 || rc == CREW_EOWNERDEAD)
         atomic_store_explicit(&p->count, 1, memory_order_relaxed);
     return rc;

@@ -31,9 +31,43 @@ static inline uint64_t crew__lw_owner(uint64_t w) { return w & ~CREW__LW_FLAGS; 
 
 /* The lock core shared by crew_lock, crew_rlock and the barrier's internal
  * lock: slow paths only (the fast paths are inline CASes in lock.c). */
-int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t seen, double timeout);
+int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t seen, double timeout,
+                          _Atomic uint32_t *spin_hint);
 int crew__lw_release_slow(_Atomic uint64_t *w, uint64_t me, uint64_t seen);
 int crew__lw_consistent(_Atomic uint64_t *w, uint64_t me);
+
+/* Adaptive spinning. Spinning wins only while the thread we wait for is
+ * running; when the CPUs are oversubscribed it burns the time slice that
+ * thread needs. So each object keeps a hint word (zero-initialised): a
+ * level 0..CREW__SPIN_LEVEL_MAX; the spin budget is CREW__SPIN_NS >> level.
+ * A spin that saw the hand-off lowers the level, one that ran out raises it.
+ * The hint is advisory (relaxed, racy updates are fine) and never affects
+ * correctness, only how long a waiter watches before it sleeps. */
+#define CREW__SPIN_LEVEL_MAX 5u /* 20 us >> 5 = 625 ns */
+static inline uint32_t crew__spin_budget(_Atomic uint32_t *hint)
+{
+    uint32_t lv = hint ? atomic_load_explicit(hint, memory_order_relaxed) : 0;
+    return CREW__SPIN_NS >> (lv > CREW__SPIN_LEVEL_MAX ? CREW__SPIN_LEVEL_MAX : lv);
+}
+static inline void crew__spin_feedback(_Atomic uint32_t *hint, bool seen)
+{
+    if (!hint)
+        return;
+    uint32_t lv = atomic_load_explicit(hint, memory_order_relaxed);
+    if (seen && lv > 0)
+        atomic_store_explicit(hint, lv > CREW__SPIN_LEVEL_MAX ? CREW__SPIN_LEVEL_MAX : lv - 1,
+                              memory_order_relaxed);
+    else if (!seen && lv < CREW__SPIN_LEVEL_MAX)
+        atomic_store_explicit(hint, lv + 1, memory_order_relaxed);
+}
+/* crew__spin_while_eq with the budget and feedback of a hint. */
+static inline bool crew__spin_adaptive(_Atomic uint32_t *addr, uint32_t val,
+                                       _Atomic uint32_t *hint)
+{
+    bool seen = crew__spin_while_eq(addr, val, crew__spin_budget(hint));
+    crew__spin_feedback(hint, seen);
+    return seen;
+}
 
 /* Is thread tid of process pid alive? Unlike crew__thread_alive it also
  * reports a zombie (killed, not yet reaped: tgkill still finds it) as dead.
