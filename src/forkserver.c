@@ -317,6 +317,10 @@ void crew__forkserver_main(int sock, pid_t parent)
     signal(SIGINT, SIG_IGN);
     sigprocmask(SIG_SETMASK, &none, NULL);
     (void)prctl(PR_SET_NAME, "crew-forksrv", 0, 0, 0);
+    /* Inheritable fds of the parent came through the exec: drop them (a
+     * pipe's write end held here would keep its reader from seeing EOF). */
+    int keep[4] = {0, 1, 2, sock};
+    crew__close_all_except(keep, 4);
     srv_find_libc_state();
     srv_reply(sock, 0, getpid());
     struct rlimit rl;
@@ -336,13 +340,13 @@ void crew__forkserver_main(int sock, pid_t parent)
         ref.offset = r->fn_offset;
         ref.build_id_len = r->build_id_len;
         memcpy(ref.build_id, r->build_id, sizeof ref.build_id);
-        memcpy(ref.module, (char *)(r + 1), r->module_len);
+        memcpy(ref.module, crew__req_module(r), r->module_len);
         uintptr_t fn = 0;
         rc = crew__fnref_resolve(&ref, &fn);
         if (rc == 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
             /* The worker parks every fd above all sources and targets before
              * moving them: all of that must fit under the limit. */
-            const int32_t *t = (const int32_t *)(void *)((char *)(r + 1) + r->module_len + r->name_len);
+            const int32_t *t = crew__req_targets(r);
             long top = sock;
             for (int i = 0; i < m.n_fds; i++) {
                 if (m.fds[i] > top)

@@ -132,19 +132,6 @@ static int start_fork(crew_process *p, crew_process_fn fn, const void *arg, size
 
 /* ------------------------------------------------------------ messages */
 
-static size_t req_tail_size(const crew__req *r, bool with_arg)
-{
-    size_t s = sizeof *r + r->module_len + r->name_len + (size_t)r->n_fds * sizeof(int32_t);
-    if (with_arg && !(r->flags & CREW__REQ_ARG_MEMFD))
-        s += (size_t)r->arg_len;
-    return s;
-}
-
-static char *req_module(crew__req *r) { return (char *)(r + 1); }
-static char *req_name(crew__req *r) { return req_module(r) + r->module_len; }
-static int32_t *req_targets(crew__req *r) { return (int32_t *)(void *)(req_name(r) + r->name_len); }
-static char *req_arg(crew__req *r) { return (char *)(req_targets(r) + r->n_fds); }
-
 int crew__msg_build(crew__msg *m, crew_process_fn fn, const void *arg, size_t len,
                     const crew_process_options *opts, bool with_fds)
 {
@@ -213,22 +200,22 @@ int crew__msg_build(crew__msg *m, crew_process_fn fn, const void *arg, size_t le
     for (int s = 1; s < 128 && s < NSIG; s++)
         if (sigismember(&cur, s) == 1)
             hdr.sigmask[(s - 1) / 64] |= 1ull << ((s - 1) % 64);
-    size_t total = req_tail_size(&hdr, true);
-    crew__req *r = crew__malloc(total);
+    size_t total = crew__req_size(&hdr, true);
+    crew__req *r = crew__calloc(1, total); /* zeroed: no stray bytes on the wire */
     if (!r) {
         crew__close(arg_fd);
         crew__free(ref);
         return CREW_ENOMEM;
     }
     *r = hdr;
-    memcpy(req_module(r), ref->module, module_len);
-    memcpy(req_name(r), name, name_len);
-    req_name(r)[name_len] = '\0';
-    memcpy(req_targets(r), targets, (size_t)nt * sizeof(int32_t));
+    memcpy(crew__req_module(r), ref->module, module_len);
+    memcpy(crew__req_name(r), name, name_len);
+    crew__req_name(r)[name_len] = '\0';
+    memcpy(crew__req_targets(r), targets, (size_t)nt * sizeof(int32_t));
     if (arg_fd >= 0)
-        req_targets(r)[nt] = -1;
+        crew__req_targets(r)[nt] = -1;
     if (inline_arg && len)
-        memcpy(req_arg(r), arg, len);
+        memcpy(crew__req_arg(r), arg, len);
     crew__free(ref);
     m->req = r;
     m->size = total;
@@ -283,7 +270,7 @@ int crew__msg_send(int sock, const crew__msg *m)
     return (size_t)n == m->size ? 0 : CREW_EPROTO;
 }
 
-#define MSG_MAX (sizeof(crew__req) + PATH_MAX + 16 + sizeof(int32_t) * (CREW__MAX_PASS_FDS + 4) + CREW__INLINE_ARG)
+#define MSG_MAX (sizeof(crew__req) + PATH_MAX + 16 + sizeof(int32_t) * (CREW__MAX_PASS_FDS + 4) + 16 + CREW__INLINE_ARG)
 
 int crew__msg_recv(int sock, crew__msg *m)
 {
@@ -320,13 +307,42 @@ int crew__msg_recv(int sock, crew__msg *m)
     if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n < sizeof *r ||
         r->magic != CREW__REQ_MAGIC || r->module_len == 0 || r->module_len > PATH_MAX ||
         r->name_len == 0 || r->name_len > 16 || r->n_fds > CREW__MAX_PASS_FDS + 4 ||
-        r->build_id_len > CREW__BUILD_ID_MAX || req_tail_size(r, false) > (size_t)n ||
-        req_tail_size(r, true) != (size_t)n || req_module(r)[r->module_len - 1] != '\0' ||
-        req_name(r)[r->name_len - 1] != '\0') {
+        r->build_id_len > CREW__BUILD_ID_MAX || crew__req_size(r, false) > (size_t)n ||
+        crew__req_size(r, true) != (size_t)n || crew__req_module(r)[r->module_len - 1] != '\0' ||
+        crew__req_name(r)[r->name_len - 1] != '\0') {
         crew__msg_free(m);
         return CREW_EPROTO;
     }
     return 0;
+}
+
+void crew__close_all_except(const int *keep_in, int n)
+{
+    int keep[CREW__MAX_PASS_FDS + 8];
+    int nk = 0;
+    for (int i = 0; i < n && nk < (int)(sizeof keep / sizeof keep[0]); i++) {
+        int fd = keep_in[i], j = nk;
+        if (fd < 0)
+            continue;
+        bool dup = false;
+        for (int q = 0; q < nk; q++)
+            dup |= keep[q] == fd;
+        if (dup)
+            continue;
+        while (j > 0 && keep[j - 1] > fd) {
+            keep[j] = keep[j - 1];
+            j--;
+        }
+        keep[j] = fd;
+        nk++;
+    }
+    unsigned lo = 0;
+    for (int i = 0; i < nk; i++) {
+        if ((unsigned)keep[i] > lo)
+            syscall(SYS_close_range, lo, (unsigned)keep[i] - 1, 0);
+        lo = (unsigned)keep[i] + 1;
+    }
+    syscall(SYS_close_range, lo, ~0u, 0);
 }
 
 /* Moves received fds src[i] to target[i] (target -1: just dropped) and
@@ -356,20 +372,7 @@ static int place_fds(const int *src, const int32_t *target, int n)
             return -errno;
         keep[nk++] = target[i];
     }
-    /* Sort the keep set (small) and close the gaps. */
-    for (int i = 1; i < nk; i++)
-        for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
-            int t = keep[j];
-            keep[j] = keep[j - 1];
-            keep[j - 1] = t;
-        }
-    unsigned lo = 0;
-    for (int i = 0; i < nk; i++) {
-        if ((unsigned)keep[i] > lo)
-            syscall(SYS_close_range, lo, (unsigned)keep[i] - 1, 0);
-        lo = (unsigned)keep[i] + 1;
-    }
-    syscall(SYS_close_range, lo, ~0u, 0);
+    crew__close_all_except(keep, nk);
     return 0;
 }
 
@@ -378,7 +381,7 @@ void crew__child_run(crew__msg *m, crew_process_fn fn, int channel)
     crew__req *r = m->req;
     void *arg = NULL;
     size_t len = (size_t)r->arg_len;
-    int32_t *targets = req_targets(r);
+    int32_t *targets = crew__req_targets(r);
     bool attached = (r->flags & CREW__REQ_FDS_ATTACHED) != 0;
     if (r->flags & CREW__REQ_ARG_MEMFD) {
         /* The memfd is the last fd sent (target -1 when fds are attached). */
@@ -389,7 +392,7 @@ void crew__child_run(crew__msg *m, crew_process_fn fn, int channel)
             (void)kill(getpid(), SIGKILL);
         }
     } else if (len) {
-        arg = req_arg(r);
+        arg = crew__req_arg(r);
     }
     if (attached) {
         /* Forkserver worker: fds arrived as SCM_RIGHTS at random numbers;
@@ -400,15 +403,18 @@ void crew__child_run(crew__msg *m, crew_process_fn fn, int channel)
             (void)kill(getpid(), SIGKILL);
         }
     } else {
-        /* Spawn child: the fds are in place already; only the channel and
-         * the argument memfd are extra. */
-        for (int i = 0; i < m->n_fds; i++)
-            crew__close(m->fds[i]);
-        crew__close(channel);
+        /* Spawn child: the fds are in place already. Close everything
+         * else: what the parent let through exec (its inheritable fds), the
+         * channel and the argument memfd (mapped above). */
+        int keep[CREW__MAX_PASS_FDS + 8], nk = 0;
+        for (uint32_t i = 0; i < r->n_fds && nk < CREW__MAX_PASS_FDS + 4; i++)
+            keep[nk++] = targets[i];
+        crew__close_all_except(keep, nk);
+        (void)channel;
     }
     m->n_fds = 0;
     if (r->name_len > 1)
-        (void)prctl(PR_SET_NAME, req_name(r), 0, 0, 0);
+        (void)prctl(PR_SET_NAME, crew__req_name(r), 0, 0, 0);
     sigset_t set;
     sigemptyset(&set);
     for (int s = 1; s < 128 && s < NSIG; s++)
@@ -499,7 +505,7 @@ void crew__child_dispatch(void)
         ref.offset = r->fn_offset;
         ref.build_id_len = r->build_id_len;
         memcpy(ref.build_id, r->build_id, sizeof ref.build_id);
-        memcpy(ref.module, req_module(r), r->module_len);
+        memcpy(ref.module, crew__req_module(r), r->module_len);
         rep.status = crew__fnref_resolve(&ref, &fn);
     }
     ssize_t n = send(fd, &rep, sizeof rep, MSG_NOSIGNAL);

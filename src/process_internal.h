@@ -43,10 +43,11 @@ int crew__fnref_make(crew__fnref *ref, uintptr_t fn);
 int crew__fnref_resolve(const crew__fnref *ref, uintptr_t *fn);
 
 /* The wire format of a start request (host byte order: both ends are the
- * same program on the same machine). Followed by module[module_len],
- * name[name_len], int32 target[n_fds], then the argument bytes when they are
- * inline. fds[i] sent with SCM_RIGHTS goes to target[i] in the child; target
- * -1 marks the memfd holding the argument. */
+ * same program on the same machine). Followed by int32 target[n_fds],
+ * module[module_len], name[name_len], then -- 16-byte aligned, so a task may
+ * read any type straight from its argument pointer -- the argument bytes
+ * when they are inline. fds[i] sent with SCM_RIGHTS goes to target[i] in the
+ * child; target -1 marks the memfd holding the argument. */
 typedef struct crew__req {
     uint32_t magic;
     uint32_t flags;
@@ -58,8 +59,27 @@ typedef struct crew__req {
     uint64_t sigmask[2]; /* the starting thread's blocked signals (1..128) */
     uint8_t build_id[CREW__BUILD_ID_MAX];
 } crew__req;
+_Static_assert(sizeof(crew__req) % 8 == 0, "targets follow the header aligned");
 #define CREW__REQ_ARG_MEMFD 1u
 #define CREW__REQ_FDS_ATTACHED 2u /* fds ride along (forkserver); else in place (spawn) */
+
+static inline int32_t *crew__req_targets(crew__req *r) { return (int32_t *)(void *)(r + 1); }
+static inline char *crew__req_module(crew__req *r) { return (char *)(crew__req_targets(r) + r->n_fds); }
+static inline char *crew__req_name(crew__req *r) { return crew__req_module(r) + r->module_len; }
+static inline size_t crew__req_arg_offset(const crew__req *r)
+{
+    size_t s = sizeof *r + (size_t)r->n_fds * sizeof(int32_t) + r->module_len + r->name_len;
+    return (s + 15) & ~(size_t)15;
+}
+static inline char *crew__req_arg(crew__req *r) { return (char *)r + crew__req_arg_offset(r); }
+/* Bytes of the message (with_arg: including an inline argument). */
+static inline size_t crew__req_size(const crew__req *r, bool with_arg)
+{
+    size_t s = crew__req_arg_offset(r);
+    if (with_arg && !(r->flags & CREW__REQ_ARG_MEMFD))
+        s += (size_t)r->arg_len;
+    return s;
+}
 
 typedef struct crew__reply {
     int32_t status; /* 0 or a CREW_E* code */
@@ -95,15 +115,19 @@ __attribute__((noreturn)) void crew__child_run(crew__msg *m, crew_process_fn fn,
  * if the parent is gone. */
 void crew__child_tie_to_parent(pid_t parent);
 
+/* Closes every fd but those in keep[0..n) (negative entries ignored). */
+void crew__close_all_except(const int *keep, int n);
+
 /* The common child epilogue: flush stdio, _exit(code). */
 __attribute__((noreturn)) void crew__child_exit(int code);
 
 /* spawn.c: exec /proc/self/exe as a crew child of kind 's' or 'f' with
  * `channel` (a socket end the child keeps at the same number) and keep_fds
- * (kept at the same numbers). Only the channel and keep_fds survive the exec
- * besides 0..2; the child starts with every signal blocked (it restores the
- * intended mask itself). Returns the pid, or -errno / CREW_EEXEC (exec
- * failed: the failed child is already reaped). */
+ * (kept at the same numbers, close-on-exec cleared). Other inheritable fds
+ * of the parent get through the exec too: the child closes them first thing
+ * (crew__close_all_except). The child starts with every signal blocked and
+ * restores the intended mask itself. Returns the pid, or -errno of the exec
+ * (the failed child is already reaped). */
 pid_t crew__spawn_exec(char kind, int channel, const int *keep_fds, size_t n_keep);
 
 /* forkserver.c: start a child through the forkserver (starting it first if

@@ -3,84 +3,37 @@
  * parent, reporting exec failure to the caller.
  *
  * DESIGN
- * The child is made with clone(CLONE_VM | CLONE_VFORK) on a small private
- * stack, as musl's and glibc's posix_spawn do: no copy of the address space
- * (cheap for big parents), and the parent thread is suspended until the
- * child has exec'd or died, so the child may write its exec errno into the
- * parent's memory (ctx->err) -- the vfork form of the "CLOEXEC pipe" report.
- * While it shares our memory the child runs raw system calls only: no lock,
- * no allocation, nothing another thread of the parent could be holding.
+ * The exec goes through posix_spawn: glibc makes the child with
+ * clone(CLONE_VM | CLONE_VFORK) on a private stack and returns the exec
+ * errno to the caller (the vfork form of the "CLOEXEC pipe" report), so an
+ * exec failure is an error of crew_process_start, never a child that exits
+ * 127. No code of ours runs between the clone and the exec: that is what
+ * keeps it safe from a parent whose other threads hold locks, and what keeps
+ * the sanitizers' fork handling out of the way (an earlier version ran its
+ * own clone(CLONE_VM) child, which ThreadSanitizer's clone interception took
+ * for a fork of the whole process).
  *
- * Signals: the calling thread blocks every signal around the clone, so no
- * handler of the parent can run on the shared memory in the child; the
- * child execs with all signals still blocked (exec keeps the mask, resets
- * handlers) and the new image restores the intended mask itself, after
- * which anything that arrived meanwhile is delivered with default actions.
- *
- * Fds: before exec, the child marks every fd close-on-exec except 0..2, the
- * channel and keep_fds (close_range(CLOSE_RANGE_CLOEXEC) over the gaps), and
- * clears close-on-exec on those, so the new image holds exactly them.
- *
- * Parent death: the child sets PR_SET_PDEATHSIG(SIGKILL) before exec (it
- * survives exec for a non-set-id program); the new image re-checks getppid().
+ * What the child must hold is arranged with spawn actions and finished by
+ * the new image itself, before any user code:
+ *  - fds: dup2(fd, fd) actions clear close-on-exec on the channel and on
+ *    keep_fds, so they survive at the same numbers; the parent's other
+ *    inheritable fds are closed by the child's dispatch code (close_range
+ *    over the gaps) right after exec.
+ *  - signals: the child execs with every signal blocked and restores the
+ *    intended mask itself, after which anything that arrived meanwhile is
+ *    delivered with default actions (exec resets handlers).
+ *  - parent death: the new image sets PR_SET_PDEATHSIG(SIGKILL) first thing
+ *    and then checks getppid() against the pid in CREW_CHILD, so a parent
+ *    that died during the exec is noticed too.
  */
 #include "process_internal.h"
 
-#include <fcntl.h>
-#include <pthread.h>
-#include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
-
-#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
-#define NO_SANITIZE __attribute__((no_sanitize("address", "thread", "undefined")))
-#else
-#define NO_SANITIZE
-#endif
 
 extern char **environ;
-
-typedef struct spawn_ctx {
-    char **argv;
-    char **envp;
-    const int *keep; /* sorted, unique */
-    int n_keep;
-    pid_t parent;
-    volatile int err; /* written by the child: -errno of the failed step */
-} spawn_ctx;
-
-NO_SANITIZE static int spawn_child(void *arg)
-{
-    spawn_ctx *c = arg;
-    syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    if (syscall(SYS_getppid) != c->parent)
-        return 1; /* cannot happen while the vforked parent waits; be safe */
-    unsigned lo = 3;
-    for (int i = 0; i < c->n_keep; i++) {
-        unsigned fd = (unsigned)c->keep[i];
-        if (fd > lo)
-            syscall(SYS_close_range, lo, fd - 1, CLOSE_RANGE_CLOEXEC);
-        if (fd + 1 > lo)
-            lo = fd + 1;
-    }
-    syscall(SYS_close_range, lo, ~0u, CLOSE_RANGE_CLOEXEC);
-    for (int i = 0; i < c->n_keep; i++)
-        syscall(SYS_fcntl, c->keep[i], F_SETFD, 0);
-    long r = syscall(SYS_execve, "/proc/self/exe", c->argv, c->envp);
-    c->err = r < 0 ? -errno : CREW_EEXEC;
-    return 127; /* reaped by the parent, never seen by the user */
-}
 
 pid_t crew__spawn_exec(char kind, int channel, const int *keep_fds, size_t n_keep)
 {
@@ -89,68 +42,48 @@ pid_t crew__spawn_exec(char kind, int channel, const int *keep_fds, size_t n_kee
     for (char **e = environ; e && *e; e++)
         n_env++;
     char **envp = crew__calloc(n_env + 2, sizeof *envp);
-    int *keep = crew__calloc(n_keep + 4, sizeof *keep);
-    const size_t stack_size = 64 * 1024;
-    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (!envp || !keep || stack == MAP_FAILED) {
-        crew__free(envp);
-        crew__free(keep);
-        if (stack != MAP_FAILED)
-            munmap(stack, stack_size);
+    if (!envp)
         return CREW_ENOMEM;
-    }
     char marker[64];
     snprintf(marker, sizeof marker, CREW__CHILD_ENV "=%c:%d:%d", kind, channel, (int)getpid());
     size_t k = 0;
-    const size_t pfx = sizeof(CREW__CHILD_ENV);
+    const size_t pfx = sizeof(CREW__CHILD_ENV); /* "NAME=" */
     for (char **e = environ; e && *e; e++)
         if (strncmp(*e, CREW__CHILD_ENV "=", pfx) != 0)
             envp[k++] = *e;
     envp[k++] = marker;
     envp[k] = NULL;
 
-    /* The fds to keep, sorted and unique (tiny sets: insertion sort). */
-    int nk = 0;
-    int first[4] = {0, 1, 2, channel};
-    for (size_t i = 0; i < n_keep + 4; i++) {
-        int fd = i < 4 ? first[i] : keep_fds[i - 4];
-        if (fd < 0)
-            continue;
-        int j = nk;
-        bool dup = false;
-        for (int q = 0; q < nk; q++)
-            dup |= keep[q] == fd;
-        if (dup)
-            continue;
-        while (j > 0 && keep[j - 1] > fd) {
-            keep[j] = keep[j - 1];
-            j--;
-        }
-        keep[j] = fd;
-        nk++;
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int e = posix_spawn_file_actions_init(&fa);
+    if (e) {
+        crew__free(envp);
+        return -e;
     }
-    /* Only ours 0..2 that are open: keeping a closed number is harmless. */
-    char *argv[] = {program_invocation_name, (char *)"--crew-child", NULL};
-    spawn_ctx ctx = {.argv = argv, .envp = envp, .keep = keep, .n_keep = nk,
-                     .parent = getpid(), .err = 0};
-
-    sigset_t all, old;
+    e = posix_spawnattr_init(&attr);
+    if (e) {
+        posix_spawn_file_actions_destroy(&fa);
+        crew__free(envp);
+        return -e;
+    }
+    /* dup2(fd, fd) in a spawn action clears close-on-exec (glibc >= 2.29). */
+    e = posix_spawn_file_actions_adddup2(&fa, channel, channel);
+    for (size_t i = 0; i < n_keep && !e; i++)
+        e = posix_spawn_file_actions_adddup2(&fa, keep_fds[i], keep_fds[i]);
+    sigset_t all;
     sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t pid = clone(spawn_child, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &ctx);
-    int clone_errno = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    munmap(stack, stack_size);
+    if (!e)
+        e = posix_spawnattr_setsigmask(&attr, &all);
+    if (!e)
+        e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    pid_t pid = -1;
+    char *argv[] = {program_invocation_name, (char *)"--crew-child", NULL};
+    if (!e)
+        e = posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv, envp);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
     crew__free(envp);
-    crew__free(keep);
-    if (pid < 0)
-        return -clone_errno;
-    if (ctx.err != 0) {
-        /* exec failed: the child has exited; reap it and report. */
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        return ctx.err;
-    }
-    return pid;
+    /* glibc has already reaped a child whose exec failed. */
+    return e ? -e : pid;
 }
