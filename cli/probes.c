@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -163,16 +164,42 @@ static int map_run(crew_pool *p, crew_task_fn fn, const void *in, size_t in_size
     return rc;
 }
 
+/* Counts completions; the last one sets the event. */
+typedef struct batch_done {
+    _Atomic size_t left;
+    crew_event ev;
+} batch_done;
+
+static void batch_done_cb(crew_future *f, void *data)
+{
+    (void)f;
+    batch_done *bd = data;
+    if (atomic_fetch_sub_explicit(&bd->left, 1, memory_order_acq_rel) == 1)
+        crew_event_set(&bd->ev);
+}
+
 /* Submits n items (one future each, as a program using an executor would),
  * waits for all, copies each result to out + i*out_size. Returns 0, the
  * status of the first failed item (with *fl filled), or a pool error. A
- * bounded queue (CREW_EAGAIN) is handled by waiting for the oldest. */
+ * bounded queue (CREW_EAGAIN) is handled by waiting for the oldest.
+ *
+ * It waits on completion callbacks and an event, not crew_wait_all: a thread
+ * that waits on a thread pool's futures runs queued tasks meanwhile, so a
+ * pool of N workers would compute with N + 1 threads and the curve would
+ * credit threads with a worker they were not given. */
 static int submit_run(crew_pool *p, crew_task_fn fn, const unsigned char *in, size_t in_size, size_t n,
                       unsigned char *out, size_t out_size, double timeout, crew_failure *fl)
 {
     crew_future **fs = calloc(n ? n : 1, sizeof *fs);
     if (!fs)
         return CREW_ENOMEM;
+    /* Static, not on the stack: the last callback may still be inside
+     * crew_event_set when the event wait returns. submit_run never runs in
+     * two threads at once, and every future of a batch has called back
+     * before the next batch (or its pool was destroyed, which joins). */
+    static batch_done bd;
+    atomic_init(&bd.left, n + 1); /* +1: ours, dropped once all are submitted */
+    crew_event_init(&bd.ev);
     size_t sent = 0, oldest = 0;
     int rc = 0;
     while (sent < n) {
@@ -184,9 +211,17 @@ static int submit_run(crew_pool *p, crew_task_fn fn, const unsigned char *in, si
         }
         if (rc)
             break;
+        if ((rc = crew_future_on_done(fs[sent], batch_done_cb, &bd)) != 0) {
+            sent++;
+            break;
+        }
         sent++;
     }
-    int wrc = crew_wait_all(fs, sent, timeout);
+    /* whatever was not submitted will not call back */
+    size_t missing = n - sent + 1;
+    if (atomic_fetch_sub_explicit(&bd.left, missing, memory_order_acq_rel) == missing)
+        crew_event_set(&bd.ev);
+    int wrc = crew_event_wait(&bd.ev, timeout);
     if (rc == 0)
         rc = wrc;
     for (size_t i = 0; i < sent; i++) {
