@@ -196,7 +196,7 @@ static crew_future *slab_new_locked(crew_pool *p)
     crew_future *base =
         (crew_future *)(((uintptr_t)raw + CREW_CACHELINE - 1) & ~(uintptr_t)(CREW_CACHELINE - 1));
     for (int i = 0; i < SLAB_FUTURES; i++) {
-        base[i].magic = CREW__FUTURE_DEAD;
+        atomic_init(&base[i].magic, CREW__FUTURE_DEAD);
         base[i].next = i + 1 < SLAB_FUTURES ? &base[i + 1] : NULL;
     }
     return base;
@@ -256,7 +256,7 @@ static inline crew_future *future_alloc(crew_pool *p)
             return NULL;
     }
     atomic_store_explicit(&f->state, CREW__F_QUEUED, memory_order_relaxed);
-    f->magic = CREW__FUTURE_MAGIC;
+    atomic_store_explicit(&f->magic, CREW__FUTURE_MAGIC, memory_order_relaxed);
     f->pool = p;
     f->next = NULL;
     f->arg = f->arg_inline;
@@ -279,7 +279,7 @@ static void future_free(crew_future *f)
     crew_pool *p = f->pool;
     if (CREW_UNLIKELY(atomic_load_explicit(&f->state, memory_order_relaxed) & CREW__F_NOTIFY))
         notify_unlink(f);
-    f->magic = CREW__FUTURE_DEAD;
+    atomic_store_explicit(&f->magic, CREW__FUTURE_DEAD, memory_order_relaxed);
     if (CREW_UNLIKELY(f->flags & FL_ARG_HEAP))
         crew__free((void *)f->arg);
     if (CREW_UNLIKELY(f->res != NULL))
@@ -371,7 +371,11 @@ typedef struct crew__anywaiter {
     struct crew__anywaiter *next;
 } anywaiter;
 
-static inline bool valid(const crew_future *f) { return f && f->magic == CREW__FUTURE_MAGIC; }
+static inline bool valid(const crew_future *f)
+{
+    return f && atomic_load_explicit(&((crew_future *)f)->magic, memory_order_relaxed) ==
+                    CREW__FUTURE_MAGIC;
+}
 
 static inline uint32_t phase(uint32_t s) { return s & CREW__F_PHASE; }
 
@@ -497,10 +501,12 @@ int crew__future_complete_ex(crew_future *f, int status, const void *result, siz
     if (old & CREW__F_HAS_CB) {
         /* The callback may read f even if the user already dropped the
          * handle (fire-and-forget with a callback): revive it meanwhile. */
-        uint32_t magic = f->magic;
-        f->magic = CREW__FUTURE_MAGIC;
+        bool dropped = atomic_load_explicit(&f->state, memory_order_acquire) & CREW__F_DROPPED;
+        if (dropped)
+            atomic_store_explicit(&f->magic, CREW__FUTURE_MAGIC, memory_order_relaxed);
         x->cb(f, x->cb_data);
-        f->magic = magic;
+        if (dropped)
+            atomic_store_explicit(&f->magic, CREW__FUTURE_DEAD, memory_order_relaxed);
     }
     if (old & CREW__F_NOTIFY)
         notify_enqueue(p, f);
@@ -1053,7 +1059,7 @@ int crew_future_destroy(crew_future *f)
 {
     if (!valid(f))
         return CREW_EINVAL;
-    f->magic = CREW__FUTURE_DEAD;
+    atomic_store_explicit(&f->magic, CREW__FUTURE_DEAD, memory_order_relaxed);
     /* Once RELEASED the backend never touches f again: no RMW needed. */
     uint32_t old = atomic_load_explicit(&f->state, memory_order_acquire);
     if (!(old & CREW__F_RELEASED))

@@ -111,7 +111,7 @@ typedef struct crew__future_ext crew__future_ext;
 struct crew_future {
     /* first cache line: everything a worker touches for a small task */
     _Atomic uint32_t state;     /* see above; futex word */
-    uint32_t magic;             /* CREW__FUTURE_MAGIC while the handle is live */
+    _Atomic uint32_t magic;     /* CREW__FUTURE_MAGIC while the handle is live (relaxed) */
     uint64_t id;
     crew_task_fn fn;
     crew_pool *pool;
