@@ -179,6 +179,8 @@ static int lock_slow(crew__ring *r, _Atomic uint32_t *w, uint32_t me, const crew
             }
             continue;
         }
+        if (crew__deadline_expired(d))
+            return CREW_ETIMEDOUT; /* before the waiters bit: we will not sleep */
         if (!(cur & LOCK_WAITERS)) {
             if (!atomic_compare_exchange_weak_explicit(w, &cur, cur | LOCK_WAITERS,
                                                        memory_order_relaxed,
@@ -186,8 +188,6 @@ static int lock_slow(crew__ring *r, _Atomic uint32_t *w, uint32_t me, const crew
                 continue;
             cur |= LOCK_WAITERS;
         }
-        if (crew__deadline_expired(d))
-            return CREW_ETIMEDOUT;
         crew__deadline slice;
         slice_deadline(&slice, d, LOCK_SLICE_NS);
         (void)crew__futex_wait(w, cur, &slice); /* every outcome: look again */
