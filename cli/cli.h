@@ -253,9 +253,6 @@ typedef struct cmp_plan {
 int probe_model(cmp_results *r, int model, const cmp_plan *plan);
 /* The I/O view: crew_measure_io_waits for each of its models. */
 int probe_io_view(cmp_results *r, const cmp_plan *plan);
-/* The user's task once in a process pool of 1: CLI_EXIT_OK, or
- * CLI_EXIT_TASK with the one-line error printed. */
-int probe_user_task_once(const cmp_plan *plan, const char *what);
 double median(double *v, int n);
 
 /* ---------------------------------------------------------------- compare */

@@ -521,8 +521,6 @@ int cmd_compare(int argc, char **argv)
     r.reps = pl.reps;
     r.m[CMP_PROCESSES].method = pl.pool_method_name;
 
-    if (pl.user && (ex = probe_user_task_once(&pl, o.task_spec)) != 0)
-        goto out;
     int failed = 0;
     for (int model = 0; model < CMP_NMODELS; model++) {
         ex = probe_model(&r, model, &pl);

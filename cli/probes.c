@@ -28,8 +28,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -164,66 +164,54 @@ static int map_run(crew_pool *p, crew_task_fn fn, const void *in, size_t in_size
     return rc;
 }
 
-/* Counts completions; the last one sets the event. */
-typedef struct batch_done {
-    _Atomic size_t left;
-    crew_event ev;
-} batch_done;
-
-static void batch_done_cb(crew_future *f, void *data)
-{
-    (void)f;
-    batch_done *bd = data;
-    if (atomic_fetch_sub_explicit(&bd->left, 1, memory_order_acq_rel) == 1)
-        crew_event_set(&bd->ev);
-}
-
 /* Submits n items (one future each, as a program using an executor would),
  * waits for all, copies each result to out + i*out_size. Returns 0, the
  * status of the first failed item (with *fl filled), or a pool error. A
  * bounded queue (CREW_EAGAIN) is handled by waiting for the oldest.
  *
- * It waits on completion callbacks and an event, not crew_wait_all: a thread
- * that waits on a thread pool's futures runs queued tasks meanwhile, so a
- * pool of N workers would compute with N + 1 threads and the curve would
- * credit threads with a worker they were not given. */
+ * It waits through the pool's completion fd (crew_future_notify, poll,
+ * crew_pool_completions), not crew_wait_all: a thread that waits on a
+ * thread pool's futures runs queued tasks meanwhile, so a pool of N workers
+ * would compute with N + 1 threads and the curve would credit threads with a
+ * worker they were not given. poll() only sleeps. */
 static int submit_run(crew_pool *p, crew_task_fn fn, const unsigned char *in, size_t in_size, size_t n,
                       unsigned char *out, size_t out_size, double timeout, crew_failure *fl)
 {
     crew_future **fs = calloc(n ? n : 1, sizeof *fs);
     if (!fs)
         return CREW_ENOMEM;
-    /* Static, not on the stack: the last callback may still be inside
-     * crew_event_set when the event wait returns. submit_run never runs in
-     * two threads at once, and every future of a batch has called back
-     * before the next batch (or its pool was destroyed, which joins). */
-    static batch_done bd;
-    atomic_init(&bd.left, n + 1); /* +1: ours, dropped once all are submitted */
-    crew_event_init(&bd.ev);
-    size_t sent = 0, oldest = 0;
-    int rc = 0;
-    while (sent < n) {
+    int fd = crew_pool_fd(p);
+    size_t sent = 0, oldest = 0, got = 0;
+    int rc = fd < 0 ? fd : 0;
+    while (rc == 0 && sent < n) {
         rc = crew_pool_submit(p, fn, in_size ? in + sent * in_size : NULL, in_size, &fs[sent]);
         if (rc == CREW_EAGAIN && oldest < sent) {
-            if ((rc = crew_future_wait(fs[oldest++], timeout)) != 0)
-                break;
+            rc = crew_future_wait(fs[oldest++], timeout);
             continue;
         }
         if (rc)
             break;
-        if ((rc = crew_future_on_done(fs[sent], batch_done_cb, &bd)) != 0) {
-            sent++;
-            break;
-        }
+        rc = crew_future_notify(fs[sent], NULL);
         sent++;
     }
-    /* whatever was not submitted will not call back */
-    size_t missing = n - sent + 1;
-    if (atomic_fetch_sub_explicit(&bd.left, missing, memory_order_acq_rel) == missing)
-        crew_event_set(&bd.ev);
-    int wrc = crew_event_wait(&bd.ev, timeout);
-    if (rc == 0)
-        rc = wrc;
+    double deadline = crew_now() + timeout;
+    while (rc == 0 && got < sent) {
+        crew_future *done[256];
+        size_t k = 0;
+        if ((rc = crew_pool_completions(p, done, 256, &k)) != 0)
+            break;
+        got += k;
+        if (got >= sent)
+            break;
+        double left = deadline - crew_now();
+        if (left <= 0) {
+            rc = CREW_ETIMEDOUT;
+            break;
+        }
+        struct pollfd pf = {fd, POLLIN, 0};
+        if (poll(&pf, 1, (int)(left * 1000) + 1) < 0 && errno != EINTR)
+            rc = -errno;
+    }
     for (size_t i = 0; i < sent; i++) {
         if (rc == 0) {
             int st = crew_future_status(fs[i]);
@@ -963,48 +951,6 @@ int probe_model(cmp_results *r, int model, const cmp_plan *pl)
     if (model == CMP_PROCESSES && pl->fault && (ex = fault_processes(m, pl)) != 0)
         return ex;
     return CLI_EXIT_OK;
-}
-
-int probe_user_task_once(const cmp_plan *pl, const char *what)
-{
-    (void)what;
-    cli_progress("trying your task once in a process pool of 1");
-    crew_pool *p;
-    size_t max_arg = pl->in_size > 65536 ? pl->in_size : 65536;
-    int rc = pool_new(&p, CMP_PROCESSES, 1, pl->pool_method, max_arg, pl->out_size > 65536 ? pl->out_size : 65536);
-    if (rc) {
-        cli_error("processes: pool create failed: %s (%s)", crew_err_name(rc), crew_strerror(rc));
-        return CLI_EXIT_MEASURE;
-    }
-    crew_future *f;
-    rc = crew_pool_submit(p, pl->task, pl->in, pl->in_size, &f);
-    if (rc) {
-        crew_pool_destroy(p);
-        cli_error("cannot submit your task: %s (%s)", crew_err_name(rc), crew_strerror(rc));
-        return rc == CREW_E2BIG ? CLI_EXIT_USAGE : CLI_EXIT_MEASURE;
-    }
-    rc = crew_future_wait(f, pl->timeout);
-    int st = rc ? rc : crew_future_status(f);
-    crew_failure fl = {0};
-    crew_future_failure(f, &fl);
-    if (rc)
-        crew_future_cancel(f);
-    crew_future_destroy(f);
-    crew_pool_destroy(p);
-    if (st == 0)
-        return CLI_EXIT_OK;
-    if (st == CREW_ECRASHED && fl.signal)
-        cli_error("your task crashed (%s) on its first run, in a worker process; nothing measured",
-                  sig_text(fl.signal));
-    else if (st == CREW_ECRASHED)
-        cli_error("your task ended its worker process (exit code %d) on its first run; nothing measured",
-                  fl.exit_code);
-    else if (st == CREW_ETIMEDOUT)
-        cli_error("your task did not finish within %.0f s on its first run", pl->timeout);
-    else
-        cli_error("your task returned %s (%s) on its first run; nothing measured", crew_err_name(st),
-                  crew_strerror(st));
-    return CLI_EXIT_TASK;
 }
 
 int probe_io_view(cmp_results *r, const cmp_plan *pl)
