@@ -52,18 +52,22 @@
 #include <string.h>
 #include <unistd.h>
 
+/* PF_EXITING from the kernel's <linux/sched.h> (not exported to user
+ * space); stable since Linux 2.6. */
+#define PF_EXITING_FLAG 0x00000004u
+
 /* ------------------------------------------------------------ liveness */
 bool crew__sync_alive(uint32_t pid, uint32_t tid)
 {
     if (!crew__thread_alive(pid, tid))
         return false;
-    /* Another thread of this very process is not a zombie while we run
-     * (only a main thread that called pthread_exit can be). */
-    if (pid == crew__pid() && tid != pid)
-        return true;
-    /* tgkill also finds a zombie: a killed process that its parent has not
-     * reaped yet -- typically because the parent is the one waiting here. */
-    char path[64], buf[256];
+    /* tgkill still finds two kinds of threads that are dead for our
+     * purpose: a zombie (a killed process its parent has not reaped yet --
+     * typically because the parent is the one waiting here), and a thread
+     * in the middle of exiting (PF_EXITING: it will never run user code
+     * again; pthread_join can return before such a thread is gone). The
+     * thread's stat line in /proc says both. */
+    char path[64], buf[512];
     snprintf(path, sizeof path, "/proc/%u/task/%u/stat", pid, tid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -75,9 +79,11 @@ bool crew__sync_alive(uint32_t pid, uint32_t tid)
         return n < 0 && err != ESRCH;
     buf[n] = 0;
     const char *p = strrchr(buf, ')'); /* the name may contain anything */
-    if (!p || p[1] != ' ' || !p[2])
+    char state = 0;
+    unsigned flags = 0;
+    if (!p || sscanf(p + 1, " %c %*d %*d %*d %*d %*d %u", &state, &flags) != 2)
         return true;
-    return p[2] != 'Z' && p[2] != 'X';
+    return state != 'Z' && state != 'X' && state != 'x' && !(flags & PF_EXITING_FLAG);
 }
 
 int crew__sync_sleep(_Atomic uint32_t *addr, uint32_t val, const crew__deadline *d,

@@ -70,7 +70,8 @@ static inline bool crew__spin_adaptive(_Atomic uint32_t *addr, uint32_t val,
 }
 
 /* Is thread tid of process pid alive? Unlike crew__thread_alive it also
- * reports a zombie (killed, not yet reaped: tgkill still finds it) as dead.
+ * reports a zombie (killed, not yet reaped: tgkill still finds it) and a
+ * thread in the middle of exiting as dead.
  * Costs a few system calls: for slow paths only. */
 bool crew__sync_alive(uint32_t pid, uint32_t tid);
 
