@@ -536,10 +536,15 @@ CREW_API int crew_forkserver_stop(void);
 /* The forkserver's pid, or 0 when none is running. */
 CREW_API pid_t crew_forkserver_pid(void);
 
-/* For programs in which libcrew's constructor does not run (a crew child is
- * normally dispatched before main()): call it first thing in main(). In a
- * crew spawn or forkserver child it runs the child's work and never returns;
- * otherwise it returns 0 at once. */
+/* A crew spawn or forkserver child is normally dispatched by a libcrew
+ * constructor before main(). Call crew_child_main() first thing in main()
+ * when that constructor cannot run in your program, or when the tasks need
+ * something main() sets up before it: then also set CREW_CHILD_DEFER=1 in
+ * the environment (of the parent; children inherit it) and the constructor
+ * leaves the dispatch to this call. In a crew child it runs the child's work
+ * and never returns; otherwise it returns 0 at once. A child that never
+ * reaches the dispatch is reported by crew_process_start as CREW_EEXEC after
+ * 30 s. */
 CREW_API int crew_child_main(int argc, char **argv);
 
 /* @@SECTION shm@@ */

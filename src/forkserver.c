@@ -193,10 +193,19 @@ static int fs_start_locked(void)
     /* The server says hello once it runs; no hello means the exec'd image
      * did not come up in server mode. */
     crew__reply hello = {CREW_EEXEC, 0};
-    ssize_t n;
+    ssize_t n = -1;
+    /* Bounded: an image in which crew's child dispatch does not run (no
+     * constructor, CREW_CHILD_DEFER without crew_child_main) runs main()
+     * instead and never answers. */
+    struct pollfd pf = {.fd = fs_sock, .events = POLLIN};
+    int pr;
     do
-        n = recv(fs_sock, &hello, sizeof hello, 0);
-    while (n < 0 && errno == EINTR);
+        pr = poll(&pf, 1, 30000);
+    while (pr < 0 && errno == EINTR);
+    if (pr > 0)
+        do
+            n = recv(fs_sock, &hello, sizeof hello, 0);
+        while (n < 0 && errno == EINTR);
     if (n != (ssize_t)sizeof hello || hello.status != 0 || hello.pid != pid) {
         (void)syscall(SYS_pidfd_send_signal, fs_pidfd, SIGKILL, NULL, 0);
         fs_drop_locked();

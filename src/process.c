@@ -514,7 +514,21 @@ void crew__child_dispatch(void)
     crew__child_run(&m, (crew_process_fn)fn, fd);
 }
 
-__attribute__((constructor)) static void crew_child_constructor(void) { crew__child_dispatch(); }
+/* CREW_CHILD_DEFER (inherited from the parent's environment) leaves the
+ * dispatch to crew_child_main() in main(): for tasks that need what main()
+ * sets up, or the executable's own constructors, which run after a shared
+ * libcrew's. */
+static bool defer_requested(void)
+{
+    const char *d = getenv("CREW_CHILD_DEFER");
+    return d && *d && strcmp(d, "0") != 0;
+}
+
+__attribute__((constructor)) static void crew_child_constructor(void)
+{
+    if (!defer_requested())
+        crew__child_dispatch();
+}
 
 int crew_child_main(int argc, char **argv)
 {
