@@ -112,12 +112,17 @@ void recommend(cmp_results *r)
                  mw->name, bw.workers, bw.workers == 1 ? "" : "s", bw.speedup, other);
     } else if (tie) {
         double dstart = pr->start_ms - th->start_ms, drt = pr->roundtrip_us - th->roundtrip_us;
+        /* what isolation costs, as measured: only the costs that are real */
+        char cost[160] = "";
+        if (isfinite(dstart) && dstart > 0)
+            snprintf(cost, sizeof cost, " for %s more per start", fmt_time_s(t1, sizeof t1, dstart / 1e3));
+        if (isfinite(drt) && drt > 0)
+            snprintf(cost + strlen(cost), sizeof cost - strlen(cost), "%s%s more per task",
+                     cost[0] ? " and " : " for ", fmt_time_s(t2, sizeof t2, drt / 1e6));
         if (pick == CMP_THREADS)
             snprintf(rec->headline, sizeof rec->headline,
-                     "threads, %d workers: %.2fx on %d CPUs; processes reach %.2fx and isolate crashes "
-                     "for %s more per start and %s more per task",
-                     bw.workers, bw.speedup, r->cpus, bo.speedup, fmt_time_s(t1, sizeof t1, dstart / 1e3),
-                     fmt_time_s(t2, sizeof t2, drt / 1e6));
+                     "threads, %d worker%s: %.2fx on %d CPUs; processes reach %.2fx and isolate crashes%s",
+                     bw.workers, bw.workers == 1 ? "" : "s", bw.speedup, r->cpus, bo.speedup, cost);
         else
             snprintf(rec->headline, sizeof rec->headline,
                      "processes, %d workers: %.2fx on %d CPUs, as fast as threads (%.2fx), with crash isolation "

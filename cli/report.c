@@ -156,7 +156,7 @@ int report_table(FILE *f, const cmp_results *r)
                 best = m->curve[k].speedup, bw = m->curve[k].workers;
         char *dst = i == 0 ? a : b;
         if (isfinite(best))
-            snprintf(dst, CELL, "%s: %.2fx @ %d worker%s", best >= 1.15 ? "parallel" : "no gain", best,
+            snprintf(dst, CELL, "%s: %.2fx @ %d worker%s", best >= 1.15 && bw > 1 ? "parallel" : "no gain", best,
                      bw, bw == 1 ? "" : "s");
         else
             snprintf(dst, CELL, "-");
