@@ -198,10 +198,30 @@ typedef struct shm_hdr {
     uint32_t max_tasks;
     _Atomic uint32_t tail __attribute__((aligned(CREW_CACHELINE)));
     _Atomic uint32_t sleepers;
+    _Atomic uint32_t spinner;  /* index + 1 of the one idle worker allowed to spin, 0: none */
     _Atomic uint32_t head __attribute__((aligned(CREW_CACHELINE)));
     _Atomic uint32_t stop __attribute__((aligned(CREW_CACHELINE)));
     _Atomic uint32_t mon_parked;
 } shm_hdr;
+
+/* Only one idle worker spins at a time (h->spinner names it). On a machine
+ * with few CPUs every extra spinner steals a CPU from the submitting thread
+ * or a busy worker; one spinner catches the next task within ~0.3 us, and
+ * it wakes a sleeper itself when it finds more work queued behind its task.
+ * The role is owned by a worker index, so the monitor can take it back from
+ * a worker that dies holding it. */
+static inline bool spinner_take(shm_hdr *h, uint32_t w1)
+{
+    uint32_t z = 0;
+    return atomic_compare_exchange_strong_explicit(&h->spinner, &z, w1, memory_order_seq_cst,
+                                                   memory_order_relaxed);
+}
+static inline void spinner_drop(shm_hdr *h, uint32_t w1)
+{
+    uint32_t me = w1;
+    atomic_compare_exchange_strong_explicit(&h->spinner, &me, 0, memory_order_seq_cst,
+                                            memory_order_relaxed);
+}
 
 /* ------------------------------------------------------------ parent side */
 
@@ -254,6 +274,7 @@ typedef struct pb {
     int32_t if_head, if_tail; /* in-flight list (dispatch order) */
     uint32_t n_inflight;
     uint32_t tail;            /* parent copy of h->tail (under lk) */
+    uint32_t head_cache;      /* a past value of h->head (under lk) */
     crew_future *ov_head, *ov_tail;
     size_t n_ov;
     pmap *maps;
@@ -349,6 +370,7 @@ static uint64_t read_rss(int statm_fd)
 
 static void worker_exit(wrec *r, uint32_t reason)
 {
+    /* (the monitor drops a dead worker's spinner role) */
     atomic_store_explicit(&r->exit_reason, reason, memory_order_seq_cst);
     crew__child_exit(0);
 }
@@ -383,6 +405,7 @@ static int worker_main(void *arg, size_t len)
     uint64_t last_mem = crew__now_ns();
     uint64_t done = 0;
     const uint64_t timeout_ns = h->timeout_ns;
+    bool spinner = false, mem_checked = true;
 
     for (;;) {
         if (CREW_UNLIKELY(atomic_load_explicit(&h->stop, memory_order_acquire)))
@@ -390,10 +413,22 @@ static int worker_main(void *arg, size_t len)
         uint32_t hd = atomic_load_explicit(&h->head, memory_order_acquire);
         uint32_t tl = atomic_load_explicit(&h->tail, memory_order_acquire);
         if (hd == tl) {
-            if (statm >= 0 && read_rss(statm) > h->max_mem)
-                worker_exit(me, EXIT_RECYCLE_MEM);
-            if (crew__spin_while_eq(&h->tail, tl, CREW__SPIN_NS))
-                continue;
+            if (statm >= 0 && !mem_checked) {
+                mem_checked = true; /* once per run of work, not per idle turn */
+                if (read_rss(statm) > h->max_mem)
+                    worker_exit(me, EXIT_RECYCLE_MEM);
+            }
+            if (!spinner)
+                spinner = spinner_take(h, w1);
+            if (spinner) {
+                if (crew__spin_while_eq(&h->tail, tl, CREW__SPIN_NS))
+                    continue; /* still the spinner until it claims a task */
+                spinner_drop(h, w1);
+                spinner = false;
+            }
+            /* Park. Dekker with the submitter: spinner dropped and
+             * sleepers++ before the re-check of tail; it stores tail before
+             * reading spinner and sleepers. */
             atomic_fetch_add_explicit(&h->sleepers, 1, memory_order_seq_cst);
             if (atomic_load_explicit(&h->tail, memory_order_seq_cst) == tl &&
                 !atomic_load_explicit(&h->stop, memory_order_seq_cst))
@@ -419,6 +454,17 @@ static int worker_main(void *arg, size_t len)
                                                 memory_order_relaxed);
         if (!mine)
             continue;
+        mem_checked = false;
+        if (spinner) {
+            spinner_drop(h, w1);
+            spinner = false;
+        }
+        /* More queued behind this task and nobody spinning for it: wake a
+         * sleeping worker (our system call, not the submitter's). */
+        if (atomic_load_explicit(&h->tail, memory_order_seq_cst) != hd + 1 &&
+            atomic_load_explicit(&h->spinner, memory_order_seq_cst) == 0 &&
+            atomic_load_explicit(&h->sleepers, memory_order_seq_cst) > 0)
+            crew__futex_wake(&h->tail, 1);
 
         slot_hdr *sl = slot_at(h, x);
         uint64_t start = 0;
@@ -497,6 +543,11 @@ static int worker_main(void *arg, size_t len)
             sl->res_len = 0;
         }
         atomic_store_explicit(&me->tag, 0, memory_order_relaxed);
+        /* Become the spinner before publishing the result, so that the
+         * submitter, seeing it and queueing the next task, finds a spinner
+         * and makes no wake-up call. */
+        if (atomic_load_explicit(&h->spinner, memory_order_relaxed) == 0)
+            spinner = spinner_take(h, w1);
         atomic_store_explicit(&sl->state, st_make(st_gen(s), PH_DONE, w1), memory_order_seq_cst);
         uint32_t wk = atomic_load_explicit(&sl->watch, memory_order_seq_cst);
         if (wk == 2) {
@@ -572,15 +623,24 @@ static void ring_push(pb *b, uint32_t x)
     atomic_store_explicit(&h->tail, b->tail, memory_order_seq_cst);
 }
 
+/* After queueing: a spinning worker will take it; otherwise wake a sleeper
+ * (the tail store before this was seq_cst). */
 static void wake_workers(pb *b)
 {
-    if (atomic_load_explicit(&b->h->sleepers, memory_order_seq_cst))
-        crew__futex_wake(&b->h->tail, 1);
+    shm_hdr *h = b->h;
+    if (atomic_load_explicit(&h->spinner, memory_order_seq_cst) == 0 &&
+        atomic_load_explicit(&h->sleepers, memory_order_seq_cst) > 0)
+        crew__futex_wake(&h->tail, 1);
 }
 
+/* Room for one more ring entry (under lk). Reads the workers' head (a line
+ * they write) only when the cached copy says the ring may be full. */
 static bool ring_room(pb *b)
 {
-    return b->tail - atomic_load_explicit(&b->h->head, memory_order_acquire) < b->h->ring;
+    if (b->tail - b->head_cache < b->h->ring)
+        return true;
+    b->head_cache = atomic_load_explicit(&b->h->head, memory_order_acquire);
+    return b->tail - b->head_cache < b->h->ring;
 }
 
 /* Function index for fn, adding it to the shared table if new. */
@@ -884,9 +944,9 @@ static bool harvest_one(pb *b, uint32_t x)
     hv.x = x;
     if (!claim_slot(b, x, &hv.phase))
         return false;
-    pthread_mutex_lock(&b->lk);
+    /* rec[x] is stable while the slot is ours (HARVEST), and the state's
+     * acquire chain orders it after the dispatcher's (or monitor's) writes. */
     hv.r = b->rec[x];
-    pthread_mutex_unlock(&b->lk);
     deliver(b, &hv);
     release_slots(b, &hv, 1);
     return true;
@@ -1375,6 +1435,10 @@ static void on_death(pb *b, int w)
     uint32_t xs[16], vs[16];
     size_t nx = 0;
 
+    /* A worker that died holding the spinner role would leave the queue
+     * with no spinner and nobody waking sleepers: take it back. */
+    spinner_drop(b->h, (uint32_t)w + 1);
+    wake_workers(b);
     pthread_mutex_lock(&b->lk);
     pw->proc = NULL;
     pw->alive = false;
