@@ -65,6 +65,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define RING_CAP 65536u
 #define PREFETCH_AHEAD 4
@@ -721,7 +722,8 @@ static void tpool_free(tpool *b)
 {
     for (int i = 0; i < b->n; i++) {
         worker *w = &b->w[i];
-        crew__free(w->lane.slots);
+        if (w->lane.slots)
+            munmap(w->lane.slots, RING_CAP * sizeof(ring_slot));
         for (unsigned k = 0; k < w->scratch_n; k++)
             crew__free(w->scratch[k]);
         crew__free(w->scratch);
@@ -767,9 +769,12 @@ static int threads_create(crew_pool *p, const crew_pool_options *o)
         atomic_init(&w->busy, 1);
         w->scratch_cap = b->result_cap;
         w->lane.mask = RING_CAP - 1;
-        /* calloc: zero means "empty slot, lap 0", and untouched pages are
-         * not resident. */
-        w->lane.slots = crew__calloc(RING_CAP, sizeof(ring_slot));
+        /* Fresh anonymous pages: zero means "empty slot, lap 0", and pages
+         * a lane never reaches are never resident (an idle worker costs no
+         * lane memory). Not crew__malloc: that would memset, touching it all. */
+        void *m = mmap(NULL, RING_CAP * sizeof(ring_slot), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        w->lane.slots = m == MAP_FAILED ? NULL : m;
         w->scratch = crew__calloc(4, sizeof(void *));
         if (w->scratch) {
             w->scratch_n = 4;

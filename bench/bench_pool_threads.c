@@ -1,0 +1,465 @@
+/*
+ * bench_pool_threads.c -- the crew thread pool against the C thread pools
+ * people use, in one run, as ratios (ANCHORS.md):
+ *
+ *  - submit with a future + wait, empty tasks, in batches (submit BATCH,
+ *    wait for all, release): crew vs libuv uv_queue_work, GLib
+ *    GThreadPool, OpenMP task (+taskwait). Goals: <= 40 ns/task, >= 5x
+ *    libuv, <= 3x OpenMP task.
+ *  - round trip of one task (submit, wait, release), for reference.
+ *  - map of empty items (1M): crew_pool_map vs OpenMP for static /
+ *    dynamic,1 loops calling the same function per item. Goal: within 1.3x
+ *    of static.
+ *  - CPU-bound (count primes in blocks) speedup on all cores, crew map vs
+ *    raw pthreads splitting the same blocks statically. Goal: >= 0.97x.
+ *  - idle memory per worker: RSS growth of a pool of 16 idle workers,
+ *    per worker, vs 16 idle raw pthreads.
+ *
+ * Every pool uses one worker per CPU. crew and each anchor are measured
+ * alternately, repetition by repetition, and each figure is the median.
+ */
+#include "harness.h"
+
+#include <crew.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef CREW_HAVE_OPENMP
+#include <omp.h>
+#endif
+#ifdef CREW_HAVE_GLIB
+#include <glib.h>
+#endif
+#ifdef CREW_HAVE_LIBUV
+#include <uv.h>
+#endif
+
+#define GROUP "pool_threads"
+#define BATCH 10000
+
+static int g_workers;
+
+static int empty_task(crew_task *t, const void *a, size_t al, void *r, size_t rc, size_t *rl)
+{
+    (void)t, (void)a, (void)al, (void)r, (void)rc, (void)rl;
+    return 0;
+}
+/* The anchors call the task through this pointer, as crew does. */
+static crew_task_fn volatile g_fn = empty_task;
+
+/* ---------------------------------------------------------------- submit+wait */
+
+typedef struct {
+    crew_pool *p;
+    crew_future **fs;
+} crew_ctx;
+
+static void crew_batches(void *ctx, long n)
+{
+    crew_ctx *c = ctx;
+    for (long done = 0; done < n; done += BATCH) {
+        long b = n - done < BATCH ? n - done : BATCH;
+        for (long i = 0; i < b; i++)
+            if (crew_pool_submit(c->p, empty_task, NULL, 0, &c->fs[i]))
+                abort();
+        if (crew_wait_all(c->fs, (size_t)b, CREW_FOREVER))
+            abort();
+        for (long i = 0; i < b; i++)
+            crew_future_destroy(c->fs[i]);
+    }
+}
+
+static void crew_roundtrip(void *ctx, long n)
+{
+    crew_ctx *c = ctx;
+    for (long i = 0; i < n; i++) {
+        crew_future *f;
+        if (crew_pool_submit(c->p, empty_task, NULL, 0, &f) || crew_future_wait(f, CREW_FOREVER))
+            abort();
+        crew_future_destroy(f);
+    }
+}
+
+#ifdef CREW_HAVE_OPENMP
+static void omp_tasks(void *ctx, long n)
+{
+    (void)ctx;
+#pragma omp parallel num_threads(g_workers)
+#pragma omp single
+    {
+        for (long done = 0; done < n; done += BATCH) {
+            long b = n - done < BATCH ? n - done : BATCH;
+            for (long i = 0; i < b; i++) {
+#pragma omp task
+                {
+                    size_t len = 0;
+                    g_fn(NULL, NULL, 0, NULL, 0, &len);
+                }
+            }
+#pragma omp taskwait
+        }
+    }
+}
+#endif
+
+#ifdef CREW_HAVE_LIBUV
+typedef struct {
+    uv_loop_t loop;
+    uv_work_t *reqs;
+} uv_ctx;
+static void uv_work(uv_work_t *r)
+{
+    (void)r;
+    size_t len = 0;
+    g_fn(NULL, NULL, 0, NULL, 0, &len);
+}
+static void uv_after(uv_work_t *r, int status) { (void)r, (void)status; }
+static void uv_batches(void *ctx, long n)
+{
+    uv_ctx *u = ctx;
+    for (long done = 0; done < n; done += BATCH) {
+        long b = n - done < BATCH ? n - done : BATCH;
+        for (long i = 0; i < b; i++)
+            uv_queue_work(&u->loop, &u->reqs[i], uv_work, uv_after);
+        uv_run(&u->loop, UV_RUN_DEFAULT); /* returns once every after_work ran */
+    }
+}
+#endif
+
+#ifdef CREW_HAVE_GLIB
+typedef struct {
+    GThreadPool *pool;
+    GMutex m;
+    GCond c;
+    gint done;
+    gint target;
+} glib_ctx;
+static glib_ctx *g_glib;
+static void glib_work(gpointer data, gpointer user)
+{
+    (void)data, (void)user;
+    size_t len = 0;
+    g_fn(NULL, NULL, 0, NULL, 0, &len);
+    if (g_atomic_int_add(&g_glib->done, 1) + 1 == g_atomic_int_get(&g_glib->target)) {
+        g_mutex_lock(&g_glib->m);
+        g_cond_signal(&g_glib->c);
+        g_mutex_unlock(&g_glib->m);
+    }
+}
+static void glib_batches(void *ctx, long n)
+{
+    glib_ctx *g = ctx;
+    for (long done = 0; done < n; done += BATCH) {
+        long b = n - done < BATCH ? n - done : BATCH;
+        g_atomic_int_set(&g->done, 0);
+        g_atomic_int_set(&g->target, (gint)b);
+        for (long i = 0; i < b; i++)
+            g_thread_pool_push(g->pool, GINT_TO_POINTER(1), NULL);
+        g_mutex_lock(&g->m);
+        while (g_atomic_int_get(&g->done) < b)
+            g_cond_wait(&g->c, &g->m);
+        g_mutex_unlock(&g->m);
+    }
+}
+#endif
+
+/* Alternates crew and an anchor `reps` times; medians in ns per op. */
+static void measure2(bench_fn a, void *actx, bench_fn b, void *bctx, long iters, int reps,
+                     double *ma, double *mb)
+{
+    double va[64], vb[64];
+    if (reps > 64)
+        reps = 64;
+    a(actx, iters / 10 + 1);
+    b(bctx, iters / 10 + 1);
+    for (int r = 0; r < reps; r++) {
+        double t0 = bench_now_ns();
+        a(actx, iters);
+        double t1 = bench_now_ns();
+        b(bctx, iters);
+        double t2 = bench_now_ns();
+        va[r] = (t1 - t0) / (double)iters;
+        vb[r] = (t2 - t1) / (double)iters;
+    }
+    *ma = bench_median(va, reps);
+    *mb = bench_median(vb, reps);
+}
+
+static void bench_submit(crew_pool *p)
+{
+    const char *name = "submit+wait, empty tasks (ns/task)";
+    crew_ctx c = {p, malloc(sizeof(crew_future *) * BATCH)};
+    long iters = bench_iters(1000000);
+    int reps = bench_reps(9);
+    double mc, ma;
+#ifdef CREW_HAVE_OPENMP
+    measure2(crew_batches, &c, omp_tasks, NULL, iters, reps, &mc, &ma);
+    bench_row(GROUP, name, mc, "ns", "OpenMP task", ma, true, "<= 3x OpenMP (adv >= 0.33)");
+    bench_row(GROUP, "submit+wait, absolute", mc, "ns", NULL, 0, true, "<= 40 ns");
+#else
+    bench_missing(GROUP, "OpenMP task", "OpenMP not found");
+#endif
+#ifdef CREW_HAVE_LIBUV
+    {
+        char env[16];
+        snprintf(env, sizeof env, "%d", g_workers);
+        setenv("UV_THREADPOOL_SIZE", env, 1);
+        uv_ctx u;
+        uv_loop_init(&u.loop);
+        u.reqs = calloc(BATCH, sizeof *u.reqs);
+        measure2(crew_batches, &c, uv_batches, &u, iters / 4, reps, &mc, &ma);
+        bench_row(GROUP, name, mc, "ns", "libuv uv_queue_work", ma, true, ">= 5x libuv");
+        uv_loop_close(&u.loop);
+        free(u.reqs);
+    }
+#else
+    bench_missing(GROUP, "libuv uv_queue_work", "libuv not found");
+#endif
+#ifdef CREW_HAVE_GLIB
+    {
+        glib_ctx g;
+        memset(&g, 0, sizeof g);
+        g_mutex_init(&g.m);
+        g_cond_init(&g.c);
+        g_glib = &g;
+        g.pool = g_thread_pool_new(glib_work, NULL, g_workers, TRUE, NULL);
+        measure2(crew_batches, &c, glib_batches, &g, iters / 4, reps, &mc, &ma);
+        bench_row(GROUP, name, mc, "ns", "GLib GThreadPool", ma, true, NULL);
+        g_thread_pool_free(g.pool, FALSE, TRUE);
+    }
+#else
+    bench_missing(GROUP, "GLib GThreadPool", "GLib not found");
+#endif
+    double rt = bench_ns_per_op(crew_roundtrip, &c, bench_iters(100000), reps);
+    bench_row(GROUP, "round trip, one task (ns)", rt, "ns", NULL, 0, true, NULL);
+    free(c.fs);
+}
+
+/* ---------------------------------------------------------------- map */
+
+#define MAP_N 1000000
+static void crew_map_empty(void *ctx, long n)
+{
+    crew_pool *p = ctx;
+    for (long i = 0; i < n; i += MAP_N)
+        if (crew_pool_map(p, empty_task, NULL, 0, NULL, 0, MAP_N, NULL))
+            abort();
+}
+
+#ifdef CREW_HAVE_OPENMP
+static void omp_static(void *ctx, long n)
+{
+    (void)ctx;
+    for (long k = 0; k < n; k += MAP_N) {
+#pragma omp parallel for schedule(static) num_threads(g_workers)
+        for (long i = 0; i < MAP_N; i++) {
+            size_t len = 0;
+            g_fn(NULL, NULL, 0, NULL, 0, &len);
+        }
+    }
+}
+static void omp_dynamic(void *ctx, long n)
+{
+    (void)ctx;
+    for (long k = 0; k < n; k += MAP_N) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(g_workers)
+        for (long i = 0; i < MAP_N; i++) {
+            size_t len = 0;
+            g_fn(NULL, NULL, 0, NULL, 0, &len);
+        }
+    }
+}
+#endif
+
+static void bench_map(crew_pool *p)
+{
+#ifdef CREW_HAVE_OPENMP
+    const char *name = "map, empty items (ns/item)";
+    long iters = MAP_N * (long)(bench_scale() >= 1 ? 5 : 1);
+    int reps = bench_reps(9);
+    double mc, ma;
+    measure2(crew_map_empty, p, omp_static, NULL, iters, reps, &mc, &ma);
+    bench_row(GROUP, name, mc, "ns", "OpenMP for static", ma, true, "within 1.3x (adv >= 0.77)");
+    measure2(crew_map_empty, p, omp_dynamic, NULL, iters, reps, &mc, &ma);
+    bench_row(GROUP, name, mc, "ns", "OpenMP for dynamic,1", ma, true, NULL);
+#else
+    (void)p;
+    bench_missing(GROUP, "OpenMP for static", "OpenMP not found");
+#endif
+}
+
+/* ---------------------------------------------------------------- CPU-bound */
+
+#define PRIME_BLOCKS 256
+#define PRIME_BLOCK 4000
+
+static long count_primes(long lo, long hi)
+{
+    long c = 0;
+    for (long x = lo < 2 ? 2 : lo; x < hi; x++) {
+        int prime = 1;
+        for (long d = 2; d * d <= x; d++)
+            if (x % d == 0) {
+                prime = 0;
+                break;
+            }
+        c += prime;
+    }
+    return c;
+}
+
+static int primes_task(crew_task *t, const void *a, size_t al, void *r, size_t rc, size_t *rl)
+{
+    (void)t, (void)al, (void)rc;
+    long b = *(const long *)a;
+    *(long *)r = count_primes(2000000 + b * PRIME_BLOCK, 2000000 + (b + 1) * PRIME_BLOCK);
+    *rl = sizeof(long);
+    return 0;
+}
+
+static double crew_primes(int workers)
+{
+    crew_pool_options o = {0};
+    o.workers = workers;
+    crew_pool *p;
+    if (crew_pool_create(&p, &o))
+        abort();
+    long in[PRIME_BLOCKS], out[PRIME_BLOCKS];
+    for (int i = 0; i < PRIME_BLOCKS; i++)
+        in[i] = i;
+    double t0 = bench_now_ns();
+    crew_map_options mo = {.chunk_size = 1};
+    if (crew_pool_map(p, primes_task, in, sizeof *in, out, sizeof *out, PRIME_BLOCKS, &mo))
+        abort();
+    double t = bench_now_ns() - t0;
+    crew_pool_destroy(p);
+    return t;
+}
+
+typedef struct {
+    int id, n;
+    long sum;
+} raw_arg;
+static void *raw_primes(void *arg)
+{
+    raw_arg *a = arg;
+    for (int b = a->id; b < PRIME_BLOCKS; b += a->n)
+        a->sum += count_primes(2000000 + b * PRIME_BLOCK, 2000000 + (long)(b + 1) * PRIME_BLOCK);
+    return NULL;
+}
+static double raw_primes_run(int n)
+{
+    pthread_t th[256];
+    raw_arg args[256];
+    double t0 = bench_now_ns();
+    for (int i = 0; i < n; i++) {
+        args[i] = (raw_arg){i, n, 0};
+        pthread_create(&th[i], NULL, raw_primes, &args[i]);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    return bench_now_ns() - t0;
+}
+
+static void bench_speedup(void)
+{
+    int reps = bench_reps(5);
+    double c1[16], cn[16], r1[16], rn[16];
+    if (reps > 16)
+        reps = 16;
+    for (int r = 0; r < reps; r++) {
+        c1[r] = crew_primes(1);
+        r1[r] = raw_primes_run(1);
+        cn[r] = crew_primes(g_workers);
+        rn[r] = raw_primes_run(g_workers);
+    }
+    double cs = bench_median(c1, reps) / bench_median(cn, reps);
+    double rs = bench_median(r1, reps) / bench_median(rn, reps);
+    char name[64];
+    snprintf(name, sizeof name, "CPU-bound speedup, %d workers (x)", g_workers);
+    bench_row(GROUP, name, cs, "x", "raw pthreads", rs, false, ">= 0.97x raw");
+}
+
+/* ---------------------------------------------------------------- memory */
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &size, &res) != 2)
+            res = 0;
+        fclose(f);
+    }
+    return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static pthread_mutex_t idle_m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t idle_c = PTHREAD_COND_INITIALIZER;
+static int idle_stop;
+static void *idle_thread(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&idle_m);
+    while (!idle_stop)
+        pthread_cond_wait(&idle_c, &idle_m);
+    pthread_mutex_unlock(&idle_m);
+    return NULL;
+}
+
+static void bench_memory(void)
+{
+    enum { N = 16 };
+    double vc[5], vr[5];
+    for (int r = 0; r < 5; r++) {
+        long before = rss_kib();
+        crew_pool_options o = {0};
+        o.workers = N;
+        crew_pool *p;
+        if (crew_pool_create(&p, &o))
+            abort();
+        /* Let every worker reach its idle park. */
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+        vc[r] = (double)(rss_kib() - before) / N;
+        crew_pool_destroy(p);
+
+        before = rss_kib();
+        pthread_t th[N];
+        idle_stop = 0;
+        for (int i = 0; i < N; i++)
+            pthread_create(&th[i], NULL, idle_thread, NULL);
+        nanosleep(&ts, NULL);
+        vr[r] = (double)(rss_kib() - before) / N;
+        pthread_mutex_lock(&idle_m);
+        idle_stop = 1;
+        pthread_cond_broadcast(&idle_c);
+        pthread_mutex_unlock(&idle_m);
+        for (int i = 0; i < N; i++)
+            pthread_join(th[i], NULL);
+    }
+    bench_row(GROUP, "idle memory per worker (KiB RSS)", bench_median(vc, 5), "KiB",
+              "idle raw pthread", bench_median(vr, 5), true, "<= 16 KiB");
+}
+
+int main(void)
+{
+    g_workers = crew_cpu_count();
+    bench_group("thread pool (crew_pool, CREW_THREADS) vs C thread pools");
+    bench_memory(); /* first: before the heap has grown */
+    crew_pool_options o = {0};
+    o.workers = g_workers;
+    crew_pool *p;
+    if (crew_pool_create(&p, &o))
+        abort();
+    bench_submit(p);
+    bench_map(p);
+    crew_pool_destroy(p);
+    bench_speedup();
+    return 0;
+}
