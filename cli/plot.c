@@ -13,7 +13,7 @@
 #include <math.h>
 #include <string.h>
 
-enum { W = 720, H = 440, ML = 70, MR = 180, MT = 50, MB = 60 };
+enum { W = 780, H = 440, ML = 70, MR = 210, MT = 50, MB = 60 };
 
 static void xml_text(FILE *f, const char *s)
 {
