@@ -135,9 +135,28 @@ static void slice_deadline(crew__deadline *out, const crew__deadline *d, uint64_
         out->at = d->at;
 }
 
+/* A deadline computed on first use: reading the clock costs more than a
+ * whole uncontended put or get on some virtual machines, so the fast paths
+ * never do; the clock starts when a call first has to wait, at most one
+ * copy after the call began. */
+typedef struct lazy_deadline {
+    double timeout;
+    bool ready;
+    crew__deadline d;
+} lazy_deadline;
+
+static const crew__deadline *dl(lazy_deadline *l)
+{
+    if (!l->ready) {
+        crew__deadline_init(&l->d, l->timeout);
+        l->ready = true;
+    }
+    return &l->d;
+}
+
 /* ------------------------------------------------------------ locks */
 
-static int lock_slow(crew__ring *r, _Atomic uint32_t *w, uint32_t me, const crew__deadline *d)
+static int lock_slow(crew__ring *r, _Atomic uint32_t *w, uint32_t me, lazy_deadline *ld)
 {
     uint32_t cur = atomic_load_explicit(w, memory_order_relaxed);
     if ((cur & ~LOCK_WAITERS) == me)
@@ -179,6 +198,7 @@ static int lock_slow(crew__ring *r, _Atomic uint32_t *w, uint32_t me, const crew
             }
             continue;
         }
+        const crew__deadline *d = dl(ld);
         if (crew__deadline_expired(d))
             return CREW_ETIMEDOUT; /* before the waiters bit: we will not sleep */
         if (!(cur & LOCK_WAITERS)) {
@@ -194,7 +214,7 @@ static int lock_slow(crew__ring *r, _Atomic uint32_t *w, uint32_t me, const crew
     }
 }
 
-static inline int lock_take(crew__ring *r, _Atomic uint32_t *w, const crew__deadline *d)
+static inline int lock_take(crew__ring *r, _Atomic uint32_t *w, lazy_deadline *d)
 {
     uint32_t me = crew__tid();
     uint32_t expect = 0;
@@ -349,7 +369,7 @@ static inline void write_header(uint8_t *at, uint32_t len)
 /* The ring is empty (tail == head) at an offset where `need` does not fit
  * before the end: commit a SKIP record over the rest, then consume it
  * ourselves. Called and returns with prod_lock held. */
-static int wrap_empty(crew__ring *r, uint64_t t, uint64_t room, const crew__deadline *d)
+static int wrap_empty(crew__ring *r, uint64_t t, uint64_t room, lazy_deadline *d)
 {
     write_header(ring_data(r) + t % r->cap, SKIP_LEN);
     atomic_store_explicit(&r->tail, t + room, memory_order_release);
@@ -372,8 +392,7 @@ int crew__ring_put(crew__ring *r, const void *src, size_t len, crew__fill_fn fil
     const uint64_t cap = r->cap;
     const uint64_t need = CREW__RING_HDR + round8(len);
     const bool poll = timeout == 0;
-    crew__deadline d;
-    crew__deadline_init(&d, timeout);
+    lazy_deadline d = {.timeout = timeout};
 
     for (;;) {
         int rc = lock_take(r, &r->prod_lock, &d);
@@ -420,7 +439,7 @@ int crew__ring_put(crew__ring *r, const void *src, size_t len, crew__fill_fn fil
         lock_drop(&r->prod_lock);
         if (poll)
             return CREW_EAGAIN;
-        rc = event_wait(r, &r->head, h, &r->space_seq, &r->space_waiters, &d, peer);
+        rc = event_wait(r, &r->head, h, &r->space_seq, &r->space_waiters, dl(&d), peer);
         if (rc != 0)
             return rc;
     }
@@ -434,8 +453,7 @@ int crew__ring_get(crew__ring *r, void *buf, size_t bufcap, size_t *len_out, cre
     const uint64_t cap = r->cap;
     const bool poll = timeout == 0;
     bool peer_gone = false;
-    crew__deadline d;
-    crew__deadline_init(&d, timeout);
+    lazy_deadline d = {.timeout = timeout};
 
     for (;;) {
         int rc = lock_take(r, &r->cons_lock, &d);
@@ -486,7 +504,7 @@ int crew__ring_get(crew__ring *r, void *buf, size_t bufcap, size_t *len_out, cre
             return CREW_EPIPE;
         if (poll)
             return CREW_EAGAIN;
-        rc = event_wait(r, &r->tail, t, &r->data_seq, &r->data_waiters, &d, peer);
+        rc = event_wait(r, &r->tail, t, &r->data_seq, &r->data_waiters, dl(&d), peer);
         if (rc == CREW_EPIPE)
             peer_gone = true; /* look once more: it may have sent before dying */
         else if (rc != 0)
@@ -496,8 +514,7 @@ int crew__ring_get(crew__ring *r, void *buf, size_t bufcap, size_t *len_out, cre
 
 void crew__ring_close(crew__ring *r)
 {
-    crew__deadline forever;
-    crew__deadline_init(&forever, CREW_FOREVER);
+    lazy_deadline forever = {.timeout = CREW_FOREVER};
     /* Under prod_lock so that a put either committed before the close or
      * sees it: consumers that read `closed` then `tail` see the final tail. */
     bool locked = lock_take(r, &r->prod_lock, &forever) == 0;
