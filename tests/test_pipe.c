@@ -348,6 +348,63 @@ static void test_no_leaks(void)
 #endif
 }
 
+static void *echo_thread(void *arg)
+{
+    crew_pipe *b = arg;
+    char buf[64];
+    size_t len;
+    int rc;
+    while ((rc = crew_pipe_recv(b, buf, sizeof buf, &len, CREW_FOREVER)) == 0)
+        CHECK_OK(crew_pipe_send(b, buf, len, CREW_FOREVER));
+    CHECK_ERR(rc, CREW_EOF);
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    /* Two threads of one process, one end each. */
+    crew_pipe *a, *b;
+    CHECK_OK(crew_pipe_create(&a, &b, NULL));
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, echo_thread, b) == 0);
+    for (int i = 0; i < test_scale(20000); i++) {
+        char r[8];
+        size_t len;
+        CHECK_OK(crew_pipe_send(a, &i, sizeof i, CREW_FOREVER));
+        CHECK_OK(crew_pipe_recv(a, r, sizeof r, &len, CREW_FOREVER));
+        CHECK_EQ(len, sizeof i);
+        CHECK(memcmp(r, &i, sizeof i) == 0);
+    }
+    CHECK_OK(crew_pipe_close(a)); /* the echo thread sees EOF */
+    pthread_join(th, NULL);
+    CHECK_OK(crew_pipe_destroy(a));
+    CHECK_OK(crew_pipe_destroy(b));
+}
+
+static void *malloc_fail(size_t n)
+{
+    (void)n;
+    return NULL;
+}
+static void *realloc_fail(void *p, size_t n)
+{
+    (void)p;
+    (void)n;
+    return NULL;
+}
+
+static void test_alloc_failure(void)
+{
+    int fds = test_count_fds(), maps = test_count_maps();
+    CHECK_OK(crew_set_allocator(malloc_fail, realloc_fail, free));
+    crew_pipe *a = (crew_pipe *)&a, *b = (crew_pipe *)&b;
+    CHECK_ERR(crew_pipe_create(&a, &b, NULL), CREW_ENOMEM);
+    CHECK(a == NULL && b == NULL);
+    CHECK_OK(crew_set_allocator(NULL, NULL, NULL));
+    CHECK_EQ(test_count_fds(), fds);
+    CHECK_EQ(test_count_maps(), maps);
+}
+
 static const test_case cases[] = {
     TEST_CASE(test_duplex_one_process),
     TEST_CASE(test_bad_input),
@@ -360,6 +417,8 @@ static const test_case cases[] = {
     TEST_CASE(test_attach_exec),
     TEST_CASE(test_recv_with),
     TEST_CASE(test_no_leaks),
+    TEST_CASE(test_threads),
+    TEST_CASE(test_alloc_failure),
 };
 static const test_helper helpers[] = {TEST_HELPER(helper_pipe_echo)};
 TEST_MAIN(cases, helpers)
