@@ -20,7 +20,9 @@
  *      default, like the Python anchor), one task per wait: at most
  *      pool_threads waits run at once, so the elapsed time grows as
  *      ceil(concurrency / pool_threads) * wait_s. The pool is created before
- *      the clock starts (a server keeps its pool) but counts in RSS.
+ *      the clock starts (a server keeps its pool) but counts in RSS. The
+ *      caller parks on its own counter rather than crew_wait_all, which
+ *      would run queued tasks on the calling thread (one worker more).
  *  CREW_IO_EVENT_LOOP  the calling thread runs an epoll loop: each wait is a
  *      timer in a binary min-heap (what libuv and asyncio keep), one timerfd
  *      armed at the earliest deadline wakes epoll_wait, and every expired
@@ -139,6 +141,25 @@ static int pool_wait_task(crew_task *t, const void *arg, size_t arg_len, void *r
     return 0;
 }
 
+/* Completion count for the pool model. The caller does not crew_wait_all:
+ * a thread outside a crew thread pool that waits runs queued tasks itself,
+ * which would make the "pool of N" a pool of N + 1. It parks on `left`
+ * instead, and the last completion callback stamps the end and wakes it. */
+struct pool_done {
+    _Atomic uint32_t left;
+    _Atomic uint64_t end_ns;
+};
+
+static void pool_on_done(crew_future *f, void *data)
+{
+    (void)f;
+    struct pool_done *d = data;
+    if (atomic_fetch_sub_explicit(&d->left, 1, memory_order_acq_rel) == 1) {
+        atomic_store_explicit(&d->end_ns, crew__now_ns(), memory_order_release);
+        crew__futex_wake(&d->left, INT32_MAX);
+    }
+}
+
 static int run_thread_pool(int n, uint64_t wait_ns, int threads, crew_io_result *r, size_t rss0)
 {
     crew_future **fs = crew__calloc((size_t)n, sizeof *fs);
@@ -151,25 +172,37 @@ static int run_thread_pool(int n, uint64_t wait_ns, int threads, crew_io_result 
         crew__free(fs);
         return rc;
     }
+    struct pool_done d;
+    atomic_init(&d.left, (uint32_t)n);
+    atomic_init(&d.end_ns, 0);
     uint64_t t0 = crew__now_ns();
     int made = 0;
     for (; made < n; made++) {
         rc = crew_pool_submit(p, pool_wait_task, &wait_ns, sizeof wait_ns, &fs[made]);
-        if (rc != 0)
+        if (rc == 0)
+            rc = crew_future_on_done(fs[made], pool_on_done, &d);
+        if (rc != 0) {
+            if (fs[made]) {
+                crew_future_cancel(fs[made]);
+                crew_future_destroy(fs[made]);
+            }
             break;
+        }
     }
+    if (made < n) /* the ones never submitted will not count down */
+        atomic_fetch_sub(&d.left, (uint32_t)(n - made));
     size_t rss1 = rss_now();
-    int wrc = crew_wait_all(fs, (size_t)made, CREW_FOREVER);
-    uint64_t t1 = crew__now_ns();
+    uint32_t v;
+    while ((v = atomic_load_explicit(&d.left, memory_order_acquire)) != 0)
+        crew__futex_wait(&d.left, v, NULL);
+    uint64_t t1 = atomic_load_explicit(&d.end_ns, memory_order_acquire);
     for (int i = 0; i < made; i++) {
-        if (rc == 0 && wrc == 0 && crew_future_status(fs[i]) != 0)
+        if (rc == 0 && crew_future_status(fs[i]) != 0)
             rc = crew_future_status(fs[i]);
         crew_future_destroy(fs[i]);
     }
     crew_pool_destroy(p);
     crew__free(fs);
-    if (rc == 0)
-        rc = wrc;
     if (rc != 0)
         return rc;
     r->elapsed_s = (double)(t1 - t0) * 1e-9;
