@@ -120,7 +120,7 @@
 
 #define SHM_MAGIC 0x43505031u /* "CPP1" */
 #define FN_MAX 128            /* distinct task functions per pool */
-#define SLOTS_PER_WORKER 32
+#define SLOTS_PER_WORKER 64
 #define SLOTS_MAX 4096
 #define SLOT_HDR 128
 #define ALIGN64(x) (((x) + 63u) & ~(size_t)63u)
@@ -198,10 +198,16 @@ typedef struct shm_hdr {
     uint32_t max_tasks;
     _Atomic uint32_t tail __attribute__((aligned(CREW_CACHELINE)));
     _Atomic uint32_t sleepers;
-    _Atomic uint32_t spinner;  /* index + 1 of the one idle worker allowed to spin, 0: none */
+    _Atomic uint32_t spinner __attribute__((aligned(CREW_CACHELINE))); /* index + 1 of the
+                                  one idle worker allowed to spin, 0: none */
     _Atomic uint32_t head __attribute__((aligned(CREW_CACHELINE)));
     _Atomic uint32_t stop __attribute__((aligned(CREW_CACHELINE)));
     _Atomic uint32_t mon_parked;
+    /* Parent threads inside ops->wait (they harvest in the end), and the
+     * number of completions workers left to them instead of waking the
+     * monitor. See "pumping" in the wake-up protocol. */
+    _Atomic uint32_t pumping __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic uint32_t quiet_done;
 } shm_hdr;
 
 /* Only one idle worker spins at a time (h->spinner names it). On a machine
@@ -284,6 +290,7 @@ typedef struct pb {
     crew_task_fn fns[FN_MAX]; /* parent copy of the fn table */
     _Atomic uint32_t n_fns;
     uint64_t respawn_at;      /* monitor: earliest respawn retry */
+    uint64_t armed_at;        /* monitor: what the timerfd is set to (0: off) */
 
     _Atomic uint32_t broken, shutting, quit;
     _Atomic uint32_t progress; /* futex word bumped when work ends (shutdown waits on it) */
@@ -552,8 +559,20 @@ static int worker_main(void *arg, size_t len)
         uint32_t wk = atomic_load_explicit(&sl->watch, memory_order_seq_cst);
         if (wk == 2) {
             crew__futex_wake(&sl->state, INT32_MAX);
-        } else if (wk == 0 && atomic_load_explicit(&h->mon_parked, memory_order_seq_cst)) {
-            if (atomic_exchange_explicit(&h->mon_parked, 0, memory_order_seq_cst))
+        } else if (wk == 0) {
+            /* Nobody watches this slot. If a parent thread is inside a wait
+             * it will sweep before it leaves: count the completion for it
+             * and re-check that it is still there (Dekker with its
+             * pumping-- then quiet_done read). Otherwise wake the monitor. */
+            bool kick = true;
+            if (atomic_load_explicit(&h->pumping, memory_order_seq_cst)) {
+                /* An RMW, not a flag: a count is never lost to a waiter
+                 * that resets it concurrently (exchange below). */
+                atomic_fetch_add_explicit(&h->quiet_done, 1, memory_order_seq_cst);
+                kick = atomic_load_explicit(&h->pumping, memory_order_seq_cst) == 0;
+            }
+            if (kick && atomic_load_explicit(&h->mon_parked, memory_order_seq_cst) &&
+                atomic_exchange_explicit(&h->mon_parked, 0, memory_order_seq_cst))
                 kick_fd(b.evfd);
         }
         done++;
@@ -1241,9 +1260,28 @@ static crew__deadline short_deadline(const crew__deadline *d, double secs)
     return s;
 }
 
+static int wait_inner(pb *b, crew_future *f, const crew__deadline *d);
+
+/* ops->wait. While a thread is in here, workers that finish unwatched tasks
+ * do not wake the monitor (a system call each, and a thread competing for
+ * the CPU); they count them in quiet_done, and the thread sweeps them on
+ * its way out. So a thread that submits a batch and waits for each future
+ * in turn pumps the pool itself, with no monitor hop. */
 static int procs_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
 {
     pb *b = backend(p);
+    shm_hdr *h = b->h;
+    atomic_fetch_add_explicit(&h->pumping, 1, memory_order_seq_cst);
+    int rc = wait_inner(b, f, d);
+    atomic_fetch_sub_explicit(&h->pumping, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&h->quiet_done, memory_order_seq_cst) &&
+        atomic_exchange_explicit(&h->quiet_done, 0, memory_order_seq_cst))
+        sweep(b);
+    return rc;
+}
+
+static int wait_inner(pb *b, crew_future *f, const crew__deadline *d)
+{
     if (f->map) {
         /* A map: pump (harvest chunks, dispatch more) while spinning, then
          * let the monitor pump while we sleep on the map future. */
@@ -1574,6 +1612,9 @@ static uint64_t check_timers(pb *b, uint64_t now)
 
 static void arm_timer(pb *b, uint64_t at)
 {
+    if (at == b->armed_at)
+        return;
+    b->armed_at = at;
     struct itimerspec its = {0};
     if (at) {
         its.it_value.tv_sec = (time_t)(at / 1000000000u);
@@ -1616,8 +1657,10 @@ static void *monitor_main(void *arg)
                 drain_fd(b->evfd);
             else if (k == EV_CTL)
                 drain_fd(b->ctlfd);
-            else if (k == EV_TIMER)
+            else if (k == EV_TIMER) {
                 drain_fd(b->tfd);
+                b->armed_at = 0; /* one-shot: it fired */
+            }
             else if (k < (uint64_t)b->nw && b->w[k].alive)
                 on_death(b, (int)k);
         }
