@@ -32,7 +32,7 @@
  * out through a per-thread cache (one pool at a time per thread, up to
  * CACHE_MAX futures) so that submit and destroy need no lock and no malloc:
  * a thread refills from / spills to the pool's free list under alloc_lock in
- * batches of BATCH. `lent` counts futures outside the pool's free list (in
+ * O(1) batches (see "free batches"). `lent` counts futures outside the pool's free list (in
  * use or in thread caches); the pool's memory is freed when it has been
  * destroyed and lent drops to 0. A thread's cache is given back when the
  * thread switches pools, exits (pthread key destructor) or destroys the
@@ -50,8 +50,7 @@
 #include <unistd.h>
 
 #define SLAB_FUTURES 64
-#define BATCH 64
-#define CACHE_MAX 256
+#define CACHE_MAX 512
 
 /* core-private f->flags */
 #define FL_ARG_HEAP 1u
@@ -121,6 +120,31 @@ static void alloc_unlock_maybe_free(crew_pool *p)
     }
 }
 
+/* ------------------------------------------------------------ free batches
+ * The pool's free list is a stack of batches (chains of futures linked by
+ * ->next); a batch's first future keeps the next batch and the batch's
+ * length in its (then unused) backend[] words, so moving a batch between a
+ * thread cache and the pool is O(1) under alloc_lock. */
+
+static void push_batch_locked(crew_pool *p, crew_future *head, size_t n)
+{
+    head->backend[0] = (uintptr_t)p->free_list;
+    head->backend[1] = n;
+    p->free_list = head;
+    p->free_count += n;
+}
+
+static crew_future *pop_batch_locked(crew_pool *p, uint32_t *n)
+{
+    crew_future *head = p->free_list;
+    if (head) {
+        p->free_list = (crew_future *)head->backend[0];
+        *n = (uint32_t)head->backend[1];
+        p->free_count -= *n;
+    }
+    return head;
+}
+
 /* ------------------------------------------------------------ thread cache */
 
 typedef struct tcache {
@@ -144,12 +168,7 @@ static void tcache_flush(tcache *c)
         crew_pool *p = registry_find_locked(c->pool_id);
         if (p) {
             pthread_mutex_lock(&p->alloc_lock);
-            crew_future *last = c->head;
-            while (last->next)
-                last = last->next;
-            last->next = p->free_list;
-            p->free_list = c->head;
-            p->free_count += c->n;
+            push_batch_locked(p, c->head, c->n);
             atomic_fetch_sub(&p->lent, (int64_t)c->n);
             bool gone = atomic_load(&p->destroyed) == 2 && atomic_load(&p->lent) == 0;
             if (gone) {
@@ -215,24 +234,16 @@ static crew_future *future_alloc_slow(crew_pool *p)
         tc.pool = p;
     }
     pthread_mutex_lock(&p->alloc_lock);
-    if (!p->free_list) {
-        crew_future *list = slab_new_locked(p);
-        if (!list) {
+    uint32_t n = 0;
+    crew_future *head = pop_batch_locked(p, &n);
+    if (!head) {
+        head = slab_new_locked(p);
+        if (!head) {
             pthread_mutex_unlock(&p->alloc_lock);
             return NULL;
         }
-        p->free_list = list;
-        p->free_count += SLAB_FUTURES;
+        n = SLAB_FUTURES;
     }
-    crew_future *head = p->free_list, *last = head;
-    uint32_t n = 1;
-    while (n < BATCH && last->next) {
-        last = last->next;
-        n++;
-    }
-    p->free_list = last->next;
-    p->free_count -= n;
-    last->next = NULL;
     atomic_fetch_add(&p->lent, (int64_t)n);
     pthread_mutex_unlock(&p->alloc_lock);
     tc.head = head;
@@ -304,10 +315,9 @@ static void future_free(crew_future *f)
             last = last->next;
         tc.head = last->next;
         tc.n -= CACHE_MAX / 2;
+        last->next = NULL;
         pthread_mutex_lock(&p->alloc_lock);
-        last->next = p->free_list;
-        p->free_list = head;
-        p->free_count += CACHE_MAX / 2;
+        push_batch_locked(p, head, CACHE_MAX / 2);
         atomic_fetch_sub(&p->lent, CACHE_MAX / 2);
         alloc_unlock_maybe_free(p);
         return;
@@ -315,9 +325,8 @@ static void future_free(crew_future *f)
     if (tc.pool_id == p->pool_id) /* pool destroyed: give the cache back too */
         tcache_flush(&tc);
     pthread_mutex_lock(&p->alloc_lock);
-    f->next = p->free_list;
-    p->free_list = f;
-    p->free_count++;
+    f->next = NULL;
+    push_batch_locked(p, f, 1);
     atomic_fetch_sub(&p->lent, 1);
     alloc_unlock_maybe_free(p);
 }

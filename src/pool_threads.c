@@ -111,6 +111,7 @@ struct tpool {
     uint64_t timeout_ns;
     unsigned max_pending;
     _Atomic uint32_t n_sleeping __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic uint32_t n_searching;   /* idle workers spinning for work */
     _Atomic uint32_t stop_all;      /* crew_task_cancelled() hint for running tasks */
     _Atomic uint32_t cancel_queued; /* queued tasks end CREW_ECANCELED */
     _Atomic uint32_t exiting;
@@ -292,7 +293,10 @@ static void enqueue(tpool *b, int i, crew_future *f)
 {
     if (CREW_UNLIKELY(!ring_push(&b->w[i].lane, f)))
         ovf_push(b, f);
-    wake_one(b, i);
+    /* A worker spinning for work will find it (it re-checks every lane
+     * after it stops searching, see spin_for_work): no wake needed. */
+    if (atomic_load_explicit(&b->n_searching, memory_order_seq_cst) == 0)
+        wake_one(b, i);
 }
 
 static int pick_lane(tpool *b)
@@ -501,16 +505,34 @@ static void run_job(worker *w, crew_future *f)
 
 /* ------------------------------------------------------------ workers */
 
-static bool spin_for_work(tpool *b)
+/* An idle worker searches (spins) for up to CREW__SPIN_NS before it parks.
+ * While it is counted in n_searching, submitters do not wake anybody: the
+ * searcher will see their task. It leaves the count before its last look
+ * at the lanes (idle_park re-checks after SLEEPING), so a submit that saw
+ * the count still > 0 published its task before that last look. When the
+ * last searcher finds work while others sleep, it wakes one of them, so a
+ * burst still spreads over all workers -- with the wake-up syscall paid by
+ * a worker, not by the submitting thread. Polls are spaced with pauses so
+ * the searcher does not keep stealing the lane lines from the submitter. */
+static bool spin_for_work(tpool *b, int hint)
 {
+    atomic_fetch_add_explicit(&b->n_searching, 1, memory_order_seq_cst);
     uint64_t start = crew__now_ns();
+    bool found = false;
     for (unsigned i = 1;; i++) {
-        if (any_work(b) || atomic_load_explicit(&b->exiting, memory_order_relaxed))
-            return true;
-        crew__cpu_relax();
-        if ((i & 15) == 0 && crew__now_ns() - start > CREW__SPIN_NS)
-            return false;
+        if (any_work(b) || atomic_load_explicit(&b->exiting, memory_order_relaxed)) {
+            found = true;
+            break;
+        }
+        for (int k = 0; k < 8; k++)
+            crew__cpu_relax();
+        if ((i & 7) == 0 && crew__now_ns() - start > CREW__SPIN_NS)
+            break;
     }
+    uint32_t was = atomic_fetch_sub_explicit(&b->n_searching, 1, memory_order_seq_cst);
+    if (found && was == 1)
+        wake_one(b, hint + 1 < b->n ? hint + 1 : 0);
+    return found;
 }
 
 static void idle_park(worker *w)
@@ -547,7 +569,7 @@ static void *worker_main(void *arg)
             run_job(w, f);
         if (atomic_load_explicit(&b->exiting, memory_order_acquire))
             break;
-        if (spin_for_work(b))
+        if (spin_for_work(b, w->index))
             continue;
         idle_park(w);
     }
