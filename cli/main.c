@@ -33,11 +33,13 @@ static void usage(FILE *f)
  * On a terminal the progress line is rewritten in place; otherwise (a log, a
  * pipe in a test) each step is one line. Never on stdout. */
 static bool progress_quiet, progress_tty, progress_open;
+static double progress_t0;
 
 void cli_progress_init(bool quiet)
 {
     progress_quiet = quiet;
     progress_tty = isatty(STDERR_FILENO) == 1;
+    progress_t0 = crew_now();
 }
 
 void cli_progress(const char *fmt, ...)
@@ -48,7 +50,7 @@ void cli_progress(const char *fmt, ...)
     va_start(ap, fmt);
     if (progress_tty)
         fputs("\r\033[K", stderr);
-    fputs("crew compare: ", stderr);
+    fprintf(stderr, "crew compare: [%5.1f s] ", crew_now() - progress_t0);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     if (!progress_tty)
