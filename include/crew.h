@@ -218,6 +218,12 @@ CREW_API uint32_t crew_thread_self_id(void);
  * made before fork(), a memfd, a file): every call below is thread-safe and
  * process-shared. Do not copy an object or move it while in use.
  *
+ * Lifetime: a thread whose wait on an event, semaphore, condition or lock
+ * has returned may free that object at once (e.g. a completion event on the
+ * stack): set/release/notify touch the object's memory only before the
+ * waiter can see the change. A barrier may be freed only once every thread
+ * that waits on it has returned from crew_barrier_wait().
+ *
  * Dying does not become a deadlock: a lock knows its owner (process id,
  * thread id). A waiter that finds the owner dead (thread ended, process
  * killed) takes the lock and gets CREW_EOWNERDEAD, with the lock held, as
@@ -503,9 +509,10 @@ CREW_API int crew_process_start(crew_process **out, crew_process_fn fn, const vo
  * join the same child. */
 CREW_API int crew_process_join(crew_process *p, double timeout, crew_exit *st);
 
-/* Sends signal sig (0 only checks) to the child, through its pidfd, so it
- * never hits a recycled pid. CREW_ESRCH once it has been reaped, CREW_EINVAL
- * for a NULL p or bad signal. Thread-safe. */
+/* Sends signal sig (0 only checks) to the child. Never hits a recycled pid:
+ * crew reaps only under the same lock, so an unreaped child's pid is still
+ * its own. CREW_ESRCH once it has been reaped, CREW_EINVAL for a NULL p or
+ * bad signal. Thread-safe. */
 CREW_API int crew_process_kill(crew_process *p, int sig);
 
 /* The child's pid (stays valid as a number until destroy), or CREW_EINVAL. */
@@ -513,7 +520,10 @@ CREW_API pid_t crew_process_pid(const crew_process *p);
 
 /* A pidfd for the child, owned by p (do not close it): it becomes readable
  * (POLLIN) when the child ends, so a pool can watch many children with
- * poll/epoll. CREW_EINVAL for NULL p. */
+ * poll/epoll. Opened on the first call (a plain start+join never pays for
+ * it), so call it before joining: CREW_ESRCH if the child was reaped before
+ * any pidfd was asked for; -errno of pidfd_open (CREW_EMFILE); CREW_EINVAL
+ * for NULL p. Thread-safe. */
 CREW_API int crew_process_pidfd(const crew_process *p);
 
 /* Ends p: a child still running gets SIGKILL and is reaped; then frees p.

@@ -2,30 +2,35 @@
  * cond.c -- crew_cond, a condition variable for crew_lock.
  *
  * DESIGN
- * The condition is a sequence counter `seq` (a futex word) and a count of
- * threads that may be waiting, `waiters`, used only to skip the wake-up
- * system call when nobody waits.
+ * One 64-bit word: a sequence number in the low half (the futex word) and
+ * the number of threads that may be waiting, `nwaiters`, in the high half
+ * (only to skip the wake-up system call when nobody waits).
  *
- * Wait: increment waiters, read seq, release the lock, sleep on seq while it
- * still holds the value read, decrement waiters, re-acquire the lock.
- * Notify: increment seq, then wake one (or all) sleepers if waiters > 0.
+ * Wait: one RMW adds a waiter and reads the sequence; release the lock;
+ * spin a little, then sleep while the sequence still holds the value read;
+ * drop the waiter count; re-acquire the lock.
+ * Notify: one CAS increments the sequence (in the low half only) and reads
+ * nwaiters from the same word; if anyone waits, wake one (or all).
  *
- * No wake-up is lost: the waiter reads seq while it still holds the lock, so
- * a notifier that changes the predicate under the lock and then notifies
- * increments seq after that read; FUTEX_WAIT then refuses to sleep on the
- * stale value, or the sleeper is already queued and FUTEX_WAKE finds it. The
- * waiter's increment of `waiters` and a notifier's read of it are both
- * seq_cst and ordered around the two seq accesses, so a notifier that sees
- * waiters == 0 is one whose increment of seq the waiter will see.
+ * No wake-up is lost: the waiter reads the sequence while it still holds
+ * the lock, so a notifier that changes the predicate under the lock and
+ * then notifies increments the sequence after that read; FUTEX_WAIT then
+ * refuses to sleep on the stale value, or the sleeper is already queued and
+ * FUTEX_WAKE finds it. Both the waiter's registration and the notifier's
+ * look at nwaiters are RMWs of the same word, so a notifier that sees no
+ * waiter is one whose increment the waiter will see.
+ *
+ * The notifier's CAS is its last access to the condition's memory, so a
+ * waiter may free the condition once its wait returns.
  *
  * A waiter killed in the middle of a wait leaves nothing behind but one
- * extra count in `waiters` -- which only costs later notifies a needless
+ * extra count in nwaiters -- which only costs later notifies a needless
  * system call. Nothing else is per-waiter, so the condition keeps working
  * for the survivors (tests/test_cond.c kills one to prove it).
  *
  * Spurious returns: notify(one) may let several waiters return (all that
- * read the old seq and had not yet slept); callers loop on their predicate
- * (crew_cond_wait_for does).
+ * read the old sequence and had not yet slept); callers loop on their
+ * predicate (crew_cond_wait_for does).
  */
 #include "sync.h"
 
@@ -34,11 +39,11 @@
 #define COND_MAGIC 0x636f6e64u /* "cond" */
 
 typedef struct cond_impl {
-    _Atomic uint32_t seq;
-    _Atomic uint32_t waiters;
+    _Atomic uint64_t data; /* seq | nwaiters << 32 */
     _Atomic uint32_t magic;
     _Atomic uint32_t spin_hint; /* see crew__spin_budget */
 } cond_impl;
+#define ONE_WAITER ((uint64_t)1 << 32)
 _Static_assert(sizeof(cond_impl) <= sizeof(crew_cond), "crew_cond too small");
 
 static inline cond_impl *ci(crew_cond *c) { return (cond_impl *)(void *)c; }
@@ -67,25 +72,24 @@ static bool lock_held_by_me(crew_lock *l)
 static int cond_wait_until(crew_cond *c, crew_lock *l, const crew__deadline *d, double timeout)
 {
     cond_impl *p = ci(c);
-    atomic_fetch_add_explicit(&p->waiters, 1, memory_order_seq_cst);
-    uint32_t s = atomic_load_explicit(&p->seq, memory_order_seq_cst);
+    uint32_t s = (uint32_t)atomic_fetch_add_explicit(&p->data, ONE_WAITER, memory_order_acquire);
     int rc = crew_lock_release(l);
     CREW_ASSERT(rc == 0); /* ownership was checked by the caller */
     int out = 0;
-    if (timeout != 0 && !crew__spin_adaptive(&p->seq, s, &p->spin_hint)) {
+    if (timeout != 0 && !crew__spin_low_while_eq(&p->data, s, &p->spin_hint)) {
         for (;;) {
-            int r = crew__futex_wait(&p->seq, s, d);
+            int r = crew__futex_wait(crew__low_half(&p->data), s, d);
             if (r == CREW_EINTR)
                 continue;
             if (r == CREW_ETIMEDOUT &&
-                atomic_load_explicit(&p->seq, memory_order_acquire) == s)
+                (uint32_t)atomic_load_explicit(&p->data, memory_order_acquire) == s)
                 out = CREW_ETIMEDOUT;
             break;
         }
-    } else if (timeout == 0 && atomic_load_explicit(&p->seq, memory_order_acquire) == s) {
+    } else if (timeout == 0 && (uint32_t)atomic_load_explicit(&p->data, memory_order_acquire) == s) {
         out = CREW_ETIMEDOUT;
     }
-    atomic_fetch_sub_explicit(&p->waiters, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&p->data, ONE_WAITER, memory_order_relaxed);
     rc = crew_lock_acquire(l, CREW_FOREVER);
     return rc ? rc : out;
 }
@@ -128,10 +132,15 @@ static int notify(crew_cond *c, int n)
 {
     if (!cond_ok(c))
         return CREW_EINVAL;
-    cond_impl *p = ci(c);
-    atomic_fetch_add_explicit(&p->seq, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&p->waiters, memory_order_seq_cst) != 0)
-        crew__futex_wake(&p->seq, n);
+    _Atomic uint64_t *w = &ci(c)->data;
+    uint64_t d = atomic_load_explicit(w, memory_order_relaxed), nd;
+    do /* increment the sequence without carrying into nwaiters */
+        nd = (d & ~(uint64_t)UINT32_MAX) | (uint32_t)(d + 1);
+    while (!atomic_compare_exchange_weak_explicit(w, &d, nd, memory_order_release,
+                                                  memory_order_relaxed));
+    /* From here on the condition may already be freed by a woken waiter. */
+    if (d >> 32)
+        crew__futex_wake(crew__low_half(w), n);
     return 0;
 }
 

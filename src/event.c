@@ -2,32 +2,44 @@
  * event.c -- crew_event, a flag to wait for.
  *
  * DESIGN
- * One futex word: bit 0 is the flag, bits 31..1 a generation that set()
- * advances each time it raises the flag. A waiter that finds the flag down
- * sleeps on the exact word it read; set() changes the word (new generation,
- * flag up) and wakes all sleepers if `waiters` says anyone may sleep.
+ * One futex word: bit 0 FLAG, bit 1 WAITERS (someone may sleep on the
+ * word), bits 31..2 a generation that set() advances each time it raises
+ * the flag.
  *
- * Python's guarantee that a waiter returns True when the flag was set while
- * it waited -- even if clear() ran before it woke up -- follows from the
- * generation: the waiter compares the generation, not the flag.
+ * set(): one CAS from a word without FLAG to (generation + 1) | FLAG, which
+ * also clears WAITERS; if the old word had WAITERS, wake every sleeper. The
+ * CAS is set()'s last access to the event's memory (the wake-up is a system
+ * call on the address), so a waiter may free the event as soon as its wait
+ * returns -- the usual "completion event on the stack" pattern is safe.
  *
- * No wake-up is lost, by the argument of sem.c: a waiter announces itself in
- * `waiters` (seq_cst) before its last look at the word; set() changes the
- * word (seq_cst) before it reads `waiters`. A killed waiter leaves an extra
- * count in `waiters`: later set() calls make a needless system call, nothing
- * more.
+ * wait(): a waiter that finds FLAG down remembers the generation, spins a
+ * little, then sets WAITERS with a CAS and sleeps on the exact word it
+ * wrote. It returns 0 once the generation differs from the remembered one:
+ * that is Python's guarantee that a waiter returns True when the flag was
+ * set while it waited, even if clear() ran before it woke up.
+ *
+ * No wake-up is lost: a sleeper sleeps only on a word that has WAITERS set
+ * and the old generation; set() must change that word (FUTEX_WAIT then
+ * refuses to sleep) and, seeing WAITERS in the value it replaced, wakes the
+ * ones already asleep. clear() only drops FLAG and keeps WAITERS.
+ *
+ * A waiter killed while asleep leaves WAITERS set: the next set() makes one
+ * needless system call and clears it.
  */
 #include "sync.h"
 
 #include <string.h>
 
 #define EVENT_MAGIC 0x65766e74u /* "evnt" */
+#define FLAG 1u
+#define WAITERS 2u
+#define GEN(w) ((w) >> 2)
 
 typedef struct event_impl {
     _Atomic uint32_t word;
-    _Atomic uint32_t waiters;
     _Atomic uint32_t magic;
     _Atomic uint32_t spin_hint; /* see crew__spin_budget */
+    uint32_t reserved;
 } event_impl;
 _Static_assert(sizeof(event_impl) <= sizeof(crew_event), "crew_event too small");
 
@@ -52,15 +64,17 @@ int crew_event_set(crew_event *e)
     if (!event_ok(e))
         return CREW_EINVAL;
     event_impl *p = ei(e);
-    uint32_t w = atomic_load_explicit(&p->word, memory_order_relaxed);
+    _Atomic uint32_t *word = &p->word;
+    uint32_t w = atomic_load_explicit(word, memory_order_relaxed);
     do {
-        if (w & 1)
-            return 0; /* already set: waiters were woken by that set */
-    } while (!atomic_compare_exchange_weak_explicit(&p->word, &w, (w + 2) | 1,
-                                                    memory_order_seq_cst,
+        if (w & FLAG)
+            return 0; /* already set: its waiters were woken by that set */
+    } while (!atomic_compare_exchange_weak_explicit(word, &w, ((w + 4) & ~3u) | FLAG,
+                                                    memory_order_release,
                                                     memory_order_relaxed));
-    if (atomic_load_explicit(&p->waiters, memory_order_seq_cst) != 0)
-        crew__futex_wake(&p->word, INT32_MAX);
+    /* From here on the event may already be freed by a woken waiter. */
+    if (w & WAITERS)
+        crew__futex_wake(word, INT32_MAX);
     return 0;
 }
 
@@ -68,7 +82,7 @@ int crew_event_clear(crew_event *e)
 {
     if (!event_ok(e))
         return CREW_EINVAL;
-    atomic_fetch_and_explicit(&ei(e)->word, ~1u, memory_order_release);
+    atomic_fetch_and_explicit(&ei(e)->word, ~FLAG, memory_order_relaxed);
     return 0;
 }
 
@@ -76,7 +90,7 @@ int crew_event_is_set(crew_event *e)
 {
     if (!event_ok(e))
         return CREW_EINVAL;
-    return (int)(atomic_load_explicit(&ei(e)->word, memory_order_acquire) & 1);
+    return (int)(atomic_load_explicit(&ei(e)->word, memory_order_acquire) & FLAG);
 }
 
 int crew_event_wait(crew_event *e, double timeout)
@@ -85,35 +99,30 @@ int crew_event_wait(crew_event *e, double timeout)
         return CREW_EINVAL;
     event_impl *p = ei(e);
     uint32_t w = atomic_load_explicit(&p->word, memory_order_acquire);
-    if (w & 1)
+    if (w & FLAG)
         return 0;
     if (timeout == 0)
         return CREW_ETIMEDOUT;
+    uint32_t gen = GEN(w);
     crew__deadline d;
     crew__deadline_init(&d, timeout);
-    if (crew__spin_adaptive(&p->word, w, &p->spin_hint))
-        return (atomic_load_explicit(&p->word, memory_order_acquire) >> 1) != (w >> 1)
-                   ? 0
-                   : crew_event_wait(e, crew__deadline_left(&d));
-    int rc = 0;
-    atomic_fetch_add_explicit(&p->waiters, 1, memory_order_seq_cst);
+    (void)crew__spin_adaptive(&p->word, w, &p->spin_hint);
     for (;;) {
-        uint32_t now = atomic_load_explicit(&p->word, memory_order_seq_cst);
-        if ((now >> 1) != (w >> 1))
-            break; /* a set() happened since we started */
-        if (now != w) {
-            w = now; /* only clear() moved it; keep the generation */
-            continue;
+        w = atomic_load_explicit(&p->word, memory_order_acquire);
+        if (GEN(w) != gen)
+            return 0; /* a set() happened since we started */
+        if (!(w & WAITERS)) {
+            if (!atomic_compare_exchange_weak_explicit(&p->word, &w, w | WAITERS,
+                                                       memory_order_acquire,
+                                                       memory_order_relaxed))
+                continue;
+            w |= WAITERS;
         }
-        if (crew__futex_wait(&p->word, w, &d) == CREW_ETIMEDOUT) {
-            now = atomic_load_explicit(&p->word, memory_order_acquire);
-            if ((now >> 1) == (w >> 1))
-                rc = CREW_ETIMEDOUT;
-            break;
-        }
+        if (crew__futex_wait(&p->word, w, &d) == CREW_ETIMEDOUT)
+            return GEN(atomic_load_explicit(&p->word, memory_order_acquire)) != gen
+                       ? 0
+                       : CREW_ETIMEDOUT;
     }
-    atomic_fetch_sub_explicit(&p->waiters, 1, memory_order_relaxed);
-    return rc;
 }
 
 int crew_event_destroy(crew_event *e)

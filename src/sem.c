@@ -2,34 +2,44 @@
  * sem.c -- crew_sem, a counting semaphore (bounded or not).
  *
  * DESIGN
- * `value` is the futex word; `waiters` counts threads that may be asleep on
- * it, only to spare release() the wake-up system call when nobody waits.
+ * One 64-bit word: the value in the low half (the futex word) and the
+ * number of threads that may be asleep, `nwaiters`, in the high half.
+ * Keeping both in one word lets release() learn whether anyone sleeps from
+ * the same atomic operation that publishes the new value -- so release()
+ * touches the semaphore's memory exactly once, and a waiter may free the
+ * semaphore as soon as its acquire returns (a completion semaphore on the
+ * stack is safe).
  *
- * Acquire: CAS value -> value-1 while it is positive. Otherwise spin a
- * little, then increment waiters, re-check, sleep while value == 0,
- * decrement waiters. Release: CAS value -> value+n (refused above max), then
- * wake n sleepers if waiters > 0.
+ * acquire(): CAS value -> value-1 while it is positive. Otherwise spin a
+ * little, then register (nwaiters + 1), and loop: take a unit and
+ * unregister in one CAS if value > 0, else sleep while value == 0. On the
+ * deadline, a last attempt to take a unit, else unregister.
+ * release(n): CAS value -> value+n (refused above max); if nwaiters was
+ * non-zero in the word it replaced, wake n sleepers.
  *
- * No wake-up is lost: a sleeper increments waiters (seq_cst) before its
- * final check of value and sleeps only while value is still 0 (FUTEX_WAIT
- * compares atomically); a releaser makes value positive (seq_cst) before it
- * reads waiters. Either the sleeper's check sees the new value, or the
- * releaser sees the waiter and wakes it.
+ * No wake-up is lost: all changes are RMWs of one word, so they are totally
+ * ordered. A waiter that registered before a release is seen by it and
+ * woken (or finds value != 0 and does not sleep: FUTEX_WAIT compares); one
+ * that registered after sees the new value. A woken waiter that loses the
+ * unit to another thread stays registered and sleeps again; one whose
+ * deadline passes tries once more to take a unit before it gives up, so a
+ * wake-up is never swallowed while a unit is left.
  *
- * A process killed while asleep leaves one extra count in waiters (a harmless
- * extra system call later). One killed holding a unit does not return it: a
- * semaphore has no owner to check, as in Python and POSIX.
+ * A process killed while asleep leaves nwaiters one too high (later
+ * releases make a needless system call). One killed holding a unit does not
+ * return it: a semaphore has no owner to check, as in Python and POSIX.
  */
 #include "sync.h"
 
 #include <string.h>
 
 #define SEM_MAGIC 0x73656d61u /* "sema" */
+#define ONE_WAITER ((uint64_t)1 << 32)
+#define VALUE(d) ((uint32_t)(d))
 
 typedef struct sem_impl {
-    _Atomic uint32_t value;
-    _Atomic uint32_t waiters;
-    uint32_t max; /* 0: unbounded (INT32_MAX) */
+    _Atomic uint64_t data; /* value | nwaiters << 32 */
+    uint32_t max;          /* INT32_MAX when unbounded */
     _Atomic uint32_t magic;
 } sem_impl;
 _Static_assert(sizeof(sem_impl) <= sizeof(crew_sem), "crew_sem too small");
@@ -47,18 +57,19 @@ int crew_sem_init(crew_sem *s, unsigned value, unsigned max)
         return CREW_EINVAL;
     memset(s, 0, sizeof *s);
     sem_impl *p = si(s);
-    atomic_init(&p->value, value);
+    atomic_init(&p->data, value);
     p->max = max ? max : INT32_MAX;
     atomic_store_explicit(&p->magic, SEM_MAGIC, memory_order_release);
     return 0;
 }
 
-static bool take(sem_impl *p)
+/* Takes a unit if there is one; `unregister` also drops one waiter. */
+static bool take(sem_impl *p, uint64_t unregister)
 {
-    uint32_t v = atomic_load_explicit(&p->value, memory_order_relaxed);
-    while (v > 0)
-        if (atomic_compare_exchange_weak_explicit(&p->value, &v, v - 1, memory_order_acquire,
-                                                  memory_order_relaxed))
+    uint64_t d = atomic_load_explicit(&p->data, memory_order_relaxed);
+    while (VALUE(d) > 0)
+        if (atomic_compare_exchange_weak_explicit(&p->data, &d, d - 1 - unregister,
+                                                  memory_order_acquire, memory_order_relaxed))
             return true;
     return false;
 }
@@ -67,7 +78,7 @@ int crew_sem_try(crew_sem *s)
 {
     if (!sem_ok(s))
         return CREW_EINVAL;
-    return take(si(s)) ? 0 : CREW_EBUSY;
+    return take(si(s), 0) ? 0 : CREW_EBUSY;
 }
 
 int crew_sem_acquire(crew_sem *s, double timeout)
@@ -75,31 +86,25 @@ int crew_sem_acquire(crew_sem *s, double timeout)
     if (!sem_ok(s))
         return CREW_EINVAL;
     sem_impl *p = si(s);
-    if (take(p))
+    if (take(p, 0))
         return 0;
     if (timeout == 0)
         return CREW_ETIMEDOUT;
     crew__deadline d;
     crew__deadline_init(&d, timeout);
-    if (crew__spin_while_eq(&p->value, 0, CREW__SPIN_NS) && take(p))
+    if (crew__spin_low_while_eq(&p->data, 0, NULL) && take(p, 0))
         return 0;
-    int rc = 0;
-    atomic_fetch_add_explicit(&p->waiters, 1, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&p->data, ONE_WAITER, memory_order_relaxed);
     for (;;) {
-        if (take(p))
-            break;
-        if (atomic_load_explicit(&p->value, memory_order_seq_cst) != 0)
-            continue;
-        int r = crew__futex_wait(&p->value, 0, &d);
-        if (r == CREW_ETIMEDOUT) {
-            if (take(p))
-                break;
-            rc = CREW_ETIMEDOUT;
-            break;
+        if (take(p, ONE_WAITER))
+            return 0;
+        if (crew__futex_wait(crew__low_half(&p->data), 0, &d) == CREW_ETIMEDOUT) {
+            if (take(p, ONE_WAITER))
+                return 0;
+            atomic_fetch_sub_explicit(&p->data, ONE_WAITER, memory_order_relaxed);
+            return CREW_ETIMEDOUT;
         }
     }
-    atomic_fetch_sub_explicit(&p->waiters, 1, memory_order_relaxed);
-    return rc;
 }
 
 int crew_sem_release(crew_sem *s, unsigned n)
@@ -107,14 +112,16 @@ int crew_sem_release(crew_sem *s, unsigned n)
     if (!sem_ok(s) || n == 0)
         return CREW_EINVAL;
     sem_impl *p = si(s);
-    uint32_t v = atomic_load_explicit(&p->value, memory_order_relaxed);
+    uint32_t max = p->max;
+    uint64_t d = atomic_load_explicit(&p->data, memory_order_relaxed);
     do {
-        if (n > p->max || v > p->max - n)
+        if (n > max || VALUE(d) > max - n)
             return CREW_EOVERFLOW;
-    } while (!atomic_compare_exchange_weak_explicit(&p->value, &v, v + n, memory_order_seq_cst,
+    } while (!atomic_compare_exchange_weak_explicit(&p->data, &d, d + n, memory_order_release,
                                                     memory_order_relaxed));
-    if (atomic_load_explicit(&p->waiters, memory_order_seq_cst) != 0)
-        crew__futex_wake(&p->value, n > INT32_MAX ? INT32_MAX : (int)n);
+    /* From here on the semaphore may already be freed by a woken waiter. */
+    if (d >> 32)
+        crew__futex_wake(crew__low_half(&p->data), (int)n);
     return 0;
 }
 
@@ -122,7 +129,7 @@ int crew_sem_value(crew_sem *s, unsigned *value)
 {
     if (!sem_ok(s) || !value)
         return CREW_EINVAL;
-    *value = atomic_load_explicit(&si(s)->value, memory_order_relaxed);
+    *value = VALUE(atomic_load_explicit(&si(s)->data, memory_order_relaxed));
     return 0;
 }
 

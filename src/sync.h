@@ -69,6 +69,34 @@ static inline bool crew__spin_adaptive(_Atomic uint32_t *addr, uint32_t val,
     return seen;
 }
 
+/* Spins while the low 32 bits of *w equal val (64-bit words whose low half
+ * is a futex: the condition's and the semaphore's). Adaptive like
+ * crew__spin_adaptive; hint may be NULL (fixed budget). */
+static inline bool crew__spin_low_while_eq(_Atomic uint64_t *w, uint32_t val,
+                                           _Atomic uint32_t *hint)
+{
+    uint32_t budget = crew__spin_budget(hint);
+    uint64_t start = crew__now_ns();
+    bool seen = false;
+    for (unsigned i = 1;; i++) {
+        if ((uint32_t)atomic_load_explicit(w, memory_order_acquire) != val) {
+            seen = true;
+            break;
+        }
+        crew__cpu_relax();
+        if ((i & 63) == 0 && crew__now_ns() - start >= budget)
+            break;
+    }
+    crew__spin_feedback(hint, seen);
+    return seen;
+}
+
+/* The futex half of a 64-bit word (little-endian: its first 4 bytes). */
+static inline _Atomic uint32_t *crew__low_half(_Atomic uint64_t *w)
+{
+    return (_Atomic uint32_t *)(void *)w;
+}
+
 /* Is thread tid of process pid alive? Unlike crew__thread_alive it also
  * reports a zombie (killed, not yet reaped: tgkill still finds it) and a
  * thread in the middle of exiting as dead.
