@@ -269,53 +269,73 @@ static int curve(int model, const cmp_plan *pl, bool serial_here, double *serial
     size_t max_arg = pl->in_size > 65536 ? pl->in_size : 65536;
     size_t max_res = pl->out_size > 65536 ? pl->out_size : 65536;
     const char *name = model == CMP_THREADS ? "threads" : "processes";
+    const char *what = pl->user ? "your task" : "the workload";
     unsigned char *out = calloc((size_t)pl->items, pl->out_size ? pl->out_size : 1);
     crew_pool *pools[CMP_MAX_POINTS] = {0};
-    double t[CMP_MAX_POINTS][16] = {{0}}, s[16] = {0};
-    int rc = out ? 0 : CREW_ENOMEM, task_rc = 0, rounds = 0, n = pl->ncurve;
+    /* per point and round: the pool's time and the serial time of that round */
+    double t[CMP_MAX_POINTS][16] = {{0}}, st[CMP_MAX_POINTS][16] = {{0}}, all_serial[CMP_MAX_POINTS * 16];
+    int rounds[CMP_MAX_POINTS] = {0}, nserial = 0;
+    int rc = out ? 0 : CREW_ENOMEM, task_rc = 0, n = pl->ncurve;
+    /* All pools alive at once when they are small; a long --workers list
+     * with big counts is measured one pool at a time instead (each still
+     * paired with its own serial runs), so it never holds thousands of
+     * workers at once. */
+    long total = 0;
+    for (int k = 0; k < n; k++)
+        total += pl->curve_workers[k];
+    int group = total <= 256 ? n : 1;
     *npts = 0;
-    for (int k = 0; k < n && rc == 0; k++) {
-        int w = pl->curve_workers[k];
-        cli_progress("%s: %d worker%s ready for the workload (%d/%d)", name, w, w == 1 ? "" : "s", k + 1, n);
-        rc = pool_new(&pools[k], model, w, pl->pool_method, max_arg, max_res);
-        if (rc) {
-            pools[k] = NULL;
-            break;
-        }
-        /* warm-up: every worker starts, touches its stack, faults in code */
-        size_t warm = (size_t)(pl->items < w ? pl->items : w);
-        if ((rc = submit_run(pools[k], pl->task, pl->in, pl->in_size, warm, out, pl->out_size, pl->timeout, fl)) != 0)
-            task_rc = rc;
-    }
-    double spent = 0;
-    for (int i = 0; i < pl->reps && i < 16 && rc == 0 && (i < 2 || spent < pl->point_budget * n); i++) {
-        double t0 = crew_now();
-        if (serial_here) {
-            cli_progress("%s: %s, round %d/%d: serial baseline", name, pl->user ? "your task" : "the workload", i + 1,
-                         pl->reps);
-            s[i] = serial_once(pl, out, &task_rc);
-            if (task_rc) {
-                rc = task_rc;
+    for (int g0 = 0; g0 < n && rc == 0; g0 += group) {
+        int g1 = g0 + group < n ? g0 + group : n;
+        for (int k = g0; k < g1 && rc == 0; k++) {
+            int w = pl->curve_workers[k];
+            cli_progress("%s: %d worker%s ready for %s (%d/%d)", name, w, w == 1 ? "" : "s", what, k + 1, n);
+            if ((rc = pool_new(&pools[k], model, w, pl->pool_method, max_arg, max_res)) != 0) {
+                pools[k] = NULL;
                 break;
             }
-        }
-        for (int k = 0; k < n && rc == 0; k++) {
-            cli_progress("%s: %s, round %d/%d: %d worker%s", name, pl->user ? "your task" : "the workload", i + 1,
-                         pl->reps, pl->curve_workers[k], pl->curve_workers[k] == 1 ? "" : "s");
-            double t1 = crew_now();
-            rc = submit_run(pools[k], pl->task, pl->in, pl->in_size, (size_t)pl->items, out, pl->out_size,
-                            pl->timeout, fl);
-            t[k][i] = crew_now() - t1;
+            /* warm-up: every worker starts, touches its stack, faults in code */
+            size_t warm = (size_t)(pl->items < w ? pl->items : w);
+            rc = submit_run(pools[k], pl->task, pl->in, pl->in_size, warm, out, pl->out_size, pl->timeout, fl);
             if (rc)
                 task_rc = rc;
         }
-        if (rc == 0)
-            rounds++;
-        spent += crew_now() - t0;
+        double spent = 0;
+        for (int i = 0; i < pl->reps && i < 16 && rc == 0 && (i < 2 || spent < pl->point_budget * (g1 - g0)); i++) {
+            double t0 = crew_now(), s = NAN;
+            if (serial_here) {
+                cli_progress("%s: %s, round %d/%d: serial baseline", name, what, i + 1, pl->reps);
+                s = serial_once(pl, out, &task_rc);
+                if (task_rc) {
+                    rc = task_rc;
+                    break;
+                }
+                all_serial[nserial++] = s;
+            } else {
+                s = *serial;
+            }
+            for (int k = g0; k < g1 && rc == 0; k++) {
+                cli_progress("%s: %s, round %d/%d: %d worker%s", name, what, i + 1, pl->reps, pl->curve_workers[k],
+                             pl->curve_workers[k] == 1 ? "" : "s");
+                double t1 = crew_now();
+                rc = submit_run(pools[k], pl->task, pl->in, pl->in_size, (size_t)pl->items, out, pl->out_size,
+                                pl->timeout, fl);
+                if (rc) {
+                    task_rc = rc;
+                    break;
+                }
+                t[k][i] = crew_now() - t1;
+                st[k][i] = s;
+                rounds[k]++;
+            }
+            spent += crew_now() - t0;
+        }
+        for (int k = g0; k < g1; k++)
+            if (pools[k]) {
+                crew_pool_destroy(pools[k]);
+                pools[k] = NULL;
+            }
     }
-    for (int k = 0; k < n; k++)
-        if (pools[k])
-            crew_pool_destroy(pools[k]);
     free(out);
     if (rc) {
         *rc_out = rc;
@@ -324,22 +344,17 @@ static int curve(int model, const cmp_plan *pl, bool serial_here, double *serial
         bool task = task_rc != 0 && rc != CREW_ETIMEDOUT && rc != CREW_ENOMEM && rc != CREW_ESHUTDOWN;
         return task ? CLI_EXIT_TASK : CLI_EXIT_MEASURE;
     }
-    if (serial_here) {
-        double tmp[16];
-        memcpy(tmp, s, sizeof tmp);
-        *serial = median(tmp, rounds);
-    }
+    if (serial_here)
+        *serial = median(all_serial, nserial);
     for (int k = 0; k < n; k++) {
         cmp_point *pt = &pts[(*npts)++];
-        double ratio[16], tk[16];
-        for (int i = 0; i < rounds; i++) {
-            ratio[i] = serial_here ? s[i] / t[k][i] : *serial / t[k][i];
-            tk[i] = t[k][i];
-        }
+        double ratio[16];
+        for (int i = 0; i < rounds[k]; i++)
+            ratio[i] = st[k][i] / t[k][i];
         pt->workers = pl->curve_workers[k];
         pt->items = pl->items;
-        pt->seconds = median(tk, rounds);
-        pt->speedup = median(ratio, rounds);
+        pt->speedup = median(ratio, rounds[k]);
+        pt->seconds = median(t[k], rounds[k]);
         pt->items_per_s = (double)pl->items / pt->seconds;
     }
     return CLI_EXIT_OK;
