@@ -1283,8 +1283,10 @@ static int procs_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
 static int wait_inner(pb *b, crew_future *f, const crew__deadline *d)
 {
     if (f->map) {
-        /* A map: pump (harvest chunks, dispatch more) while spinning, then
-         * let the monitor pump while we sleep on the map future. */
+        /* A map: harvest chunks and dispatch more while spinning; when
+         * nothing moves, watch the oldest running chunk of this map (the
+         * worker wakes us when it is done, no monitor hop), or if there is
+         * none in a slot, sleep briefly on the map future. */
         uint64_t last = crew__now_ns();
         while (!crew__future_done(f)) {
             if (sweep(b))
@@ -1294,8 +1296,27 @@ static int wait_inner(pb *b, crew_future *f, const crew__deadline *d)
             if (crew__deadline_expired(d))
                 return CREW_ETIMEDOUT;
             if (crew__now_ns() - last > CREW__SPIN_NS) {
-                crew__deadline dd = short_deadline(d, 0.002);
-                crew__future_park(f, &dd);
+                int32_t cx = -1;
+                uint32_t cgen = 0;
+                pthread_mutex_lock(&b->lk);
+                for (int32_t x = b->if_head; x >= 0; x = b->rec[x].next)
+                    if (b->rec[x].kind == KIND_CHUNK && b->rec[x].m == f->map) {
+                        uint32_t v = atomic_load_explicit(&slot_at(b->h, (uint32_t)x)->state,
+                                                          memory_order_acquire);
+                        if (!st_terminal(v) && st_phase(v) != PH_HARVEST) {
+                            cx = x;
+                            cgen = st_gen(v);
+                            break;
+                        }
+                    }
+                pthread_mutex_unlock(&b->lk);
+                if (cx >= 0) {
+                    crew__deadline dd = short_deadline(d, 0.05);
+                    watch_slot(b, f, (uint32_t)cx, cgen, &dd);
+                } else {
+                    crew__deadline dd = short_deadline(d, 0.002);
+                    crew__future_park(f, &dd);
+                }
                 last = crew__now_ns();
             } else {
                 for (int k = 0; k < 64; k++)
