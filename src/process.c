@@ -3,16 +3,18 @@
  * the start-request wire format; the child side of spawn and forkserver.
  *
  * DESIGN
- * A crew_process is {pid, pidfd, cached exit status}. Every method ends with
- * a direct child of the calling process (the forkserver clones with
- * CLONE_PARENT), so the parent opens the pidfd itself with pidfd_open(pid):
- * that is race-free because a child cannot be reaped (and its pid reused) by
- * anyone but its parent, i.e. us. Join polls the pidfd (readable once the
- * child is a zombie) without any lock, then reaps with waitid(P_PIDFD,
- * WNOHANG) under p->lock so that concurrent joiners agree on one status.
- * Kill goes through pidfd_send_signal, so a reaped child's recycled pid is
- * never signalled. Destroy kills and reaps what is still running: nothing
- * crew starts can stay a zombie.
+ * A crew_process is {pid, lazily opened pidfd, cached exit status}. Every
+ * method ends with a direct child of the calling process (the forkserver
+ * clones with CLONE_PARENT). Only its parent -- us -- can reap a child, and
+ * crew reaps only under p->lock (try_reap, destroy), so whoever holds
+ * p->lock and sees "not reaped" knows the pid still names our child: kill(pid)
+ * and pidfd_open(pid) are race-free there, no recycled pid is ever hit.
+ * Join waits without any lock -- waitid(WNOWAIT) for an unbounded join,
+ * poll on the pidfd for a timed one -- then reaps with WNOHANG under p->lock
+ * so concurrent joiners agree on one status. The pidfd is opened only when
+ * someone needs it (crew_process_pidfd, a timed join): a plain fork
+ * start+join does not pay for it. Destroy kills and reaps what is still
+ * running: nothing crew starts can stay a zombie.
  *
  * Parent death: every child sets PR_SET_PDEATHSIG(SIGKILL) and then compares
  * getppid() with the parent pid it was given; if the parent died before the
@@ -58,7 +60,7 @@
 
 struct crew_process {
     pid_t pid;
-    int pidfd;
+    _Atomic int pidfd; /* -1 until first needed (get_pidfd) */
     crew_start_method method;
     _Atomic int reaped; /* 1 once status is final (release: status written) */
     crew_exit status;
@@ -67,53 +69,78 @@ struct crew_process {
 
 /* ------------------------------------------------------------ child side */
 
-void crew__child_tie_to_parent(pid_t parent)
+/* The fork child's first steps use the system call instruction directly
+ * where we can: a fork child has no page-table entries for code pages yet
+ * (the kernel does not copy them), so every libc page it touches is a page
+ * fault; prctl and getppid would add two to a path that should cost what a
+ * raw fork costs. Elsewhere, libc. */
+#if defined(__x86_64__)
+static inline long raw_sys2(long n, long a, long b)
 {
-    (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b) : "rcx", "r11", "memory");
+    return r;
+}
+#elif defined(__aarch64__)
+static inline long raw_sys2(long n, long a, long b)
+{
+    register long x8 __asm__("x8") = n;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1) : "memory");
+    return x0;
+}
+#else
+static inline long raw_sys2(long n, long a, long b) { return syscall(n, a, b); }
+#endif
+
+static inline __attribute__((always_inline)) void tie_to_parent(pid_t parent)
+{
+    (void)raw_sys2(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
     /* If the parent died before the prctl, we were already reparented and
      * the death signal will never come: end now, the way the signal would. */
-    if (getppid() != parent)
+    if (raw_sys2(SYS_getppid, 0, 0) != parent)
         (void)kill(getpid(), SIGKILL);
 }
 
-/* Flushes stdout and stderr if they hold output. __fpending reads two
- * pointers without taking the stream lock: a fork child that printed
- * nothing touches no stdio page (each such write would be a copy-on-write
- * fault, a measurable part of a fork's cost). */
-static void flush_std(void)
+void crew__child_tie_to_parent(pid_t parent) { tie_to_parent(parent); }
+
+/* Does a stdio stream hold unwritten output? Read without the stream lock,
+ * so a child that printed nothing writes no stdio page (each such write is
+ * a copy-on-write fault) -- glibc's FILE fields directly, else __fpending. */
+static inline __attribute__((always_inline)) bool pending_output(FILE *f)
 {
-    if (__fpending(stdout))
+#if defined(__GLIBC__)
+    return f->_IO_write_ptr > f->_IO_write_base;
+#else
+    return __fpending(f) > 0;
+#endif
+}
+
+/* Flushes stdout and stderr if they hold output. */
+static inline __attribute__((always_inline)) void flush_std(void)
+{
+    if (pending_output(stdout))
         fflush(stdout);
-    if (__fpending(stderr))
+    if (pending_output(stderr))
         fflush(stderr);
 }
 
-void crew__child_exit(int code)
+/* _exit() as the bare system call: in a fork child the libc _exit would be
+ * one more code page to fault in, and with lazy binding a symbol lookup. */
+static inline __attribute__((always_inline, noreturn)) void child_exit(int code)
 {
     flush_std();
-    _exit(code & 0xff);
+    for (;;)
+        (void)raw_sys2(SYS_exit_group, code & 0xff, 0);
 }
 
-/* With lazy binding, the first call of a library function from a fork child
- * resolves it in the child -- a symbol lookup that faults in pages of the
- * dynamic loader and string tables, every time, in every child (measured:
- * the largest part of crew's overhead over a raw fork). Calling them once in
- * the parent resolves them in the GOT the children inherit. */
-static void prebind(void)
-{
-    int sig = 0;
-    (void)prctl(PR_GET_PDEATHSIG, &sig, 0, 0, 0);
-    (void)getppid();
-    (void)__fpending(stdout);
-    (void)kill(getpid(), 0);
-}
-static pthread_once_t prebind_once = PTHREAD_ONCE_INIT;
+void crew__child_exit(int code) { child_exit(code); }
 
 static int start_fork(crew_process *p, crew_process_fn fn, const void *arg, size_t len,
                       const crew_process_options *opts)
 {
     pid_t parent = (pid_t)crew__pid();
-    pthread_once(&prebind_once, prebind);
     /* Unflushed parent output would otherwise be written again by the
      * child's flush of stdout/stderr. */
     flush_std();
@@ -121,10 +148,10 @@ static int start_fork(crew_process *p, crew_process_fn fn, const void *arg, size
     if (pid < 0)
         return -errno;
     if (pid == 0) {
-        crew__child_tie_to_parent(parent);
+        tie_to_parent(parent);
         if (opts && opts->name)
             (void)prctl(PR_SET_NAME, opts->name, 0, 0, 0);
-        crew__child_exit(fn((void *)arg, len));
+        child_exit(fn((void *)arg, len));
     }
     p->pid = pid;
     return 0;
@@ -564,7 +591,7 @@ int crew_process_start(crew_process **out, crew_process_fn fn, const void *arg, 
     if (!p)
         return CREW_ENOMEM;
     p->method = method == CREW_START_DEFAULT ? CREW_START_FORKSERVER : method;
-    p->pidfd = -1;
+    atomic_init(&p->pidfd, -1);
     /* Everything p needs is written before the fork: each page the parent
      * writes while the child still shares it costs a copy-on-write fault. */
     pthread_mutex_init(&p->lock, NULL);
@@ -588,23 +615,14 @@ int crew_process_start(crew_process **out, crew_process_fn fn, const void *arg, 
         crew__free(p);
         return rc;
     }
-    /* Race-free: only we can reap our child, so its pid cannot be reused. */
-    p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
-    if (p->pidfd < 0) {
-        rc = -errno;
-        (void)kill(p->pid, SIGKILL);
-        while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        pthread_mutex_destroy(&p->lock);
-        crew__free(p);
-        return rc;
-    }
     *out = p;
     return 0;
 }
 
 /* Reaps p if it has ended (WNOHANG). 0: reaped (now or before); 1: still
- * running; <0: error. */
+ * running; <0: error. Reaping happens only here and in destroy, both under
+ * p->lock, so a caller holding p->lock that sees !reaped knows the pid is
+ * still ours: no other process can have been given it. */
 static int try_reap(crew_process *p)
 {
     if (atomic_load_explicit(&p->reaped, memory_order_acquire))
@@ -616,7 +634,7 @@ static int try_reap(crew_process *p)
         memset(&si, 0, sizeof si);
         int r;
         do
-            r = waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG);
+            r = waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG);
         while (r < 0 && errno == EINTR);
         if (r < 0) {
             rc = -errno;
@@ -638,6 +656,32 @@ static int try_reap(crew_process *p)
     return rc;
 }
 
+/* The pidfd, opened on first use. A fork start+join that nobody polls never
+ * pays for one (pidfd_open, the poll and the close cost ~5% of a fork here).
+ * Race-free: only we reap the child (under p->lock), so while it is not
+ * reaped its pid cannot name another process. */
+static int get_pidfd(crew_process *p)
+{
+    int fd = atomic_load_explicit(&p->pidfd, memory_order_acquire);
+    if (fd >= 0)
+        return fd;
+    pthread_mutex_lock(&p->lock);
+    fd = atomic_load_explicit(&p->pidfd, memory_order_relaxed);
+    if (fd < 0) {
+        if (atomic_load_explicit(&p->reaped, memory_order_relaxed)) {
+            fd = CREW_ESRCH;
+        } else {
+            fd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+            if (fd < 0)
+                fd = -errno;
+            else
+                atomic_store_explicit(&p->pidfd, fd, memory_order_release);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return fd;
+}
+
 int crew_process_join(crew_process *p, double timeout, crew_exit *st)
 {
     if (!p)
@@ -653,10 +697,31 @@ int crew_process_join(crew_process *p, double timeout, crew_exit *st)
                 *st = p->status;
             return 0;
         }
+        if (d.forever) {
+            /* Sleep until it is a zombie without reaping (WNOWAIT): any
+             * number of joiners may wait so; try_reap then reaps once. */
+            siginfo_t si;
+            if (waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOWAIT) < 0 && errno != EINTR) {
+                int e = -errno;
+                /* ECHILD because another joiner reaped it just now? It
+                 * marks that under p->lock: wait for it, then look. */
+                pthread_mutex_lock(&p->lock);
+                bool reaped = atomic_load_explicit(&p->reaped, memory_order_relaxed);
+                pthread_mutex_unlock(&p->lock);
+                if (!reaped)
+                    return e;
+            }
+            continue;
+        }
         int ms = crew__deadline_poll_ms(&d);
         if (ms == 0)
             return CREW_ETIMEDOUT;
-        struct pollfd pf = {.fd = p->pidfd, .events = POLLIN};
+        int fd = get_pidfd(p);
+        if (fd == CREW_ESRCH)
+            continue; /* reaped meanwhile by another joiner */
+        if (fd < 0)
+            return fd;
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
         int pr = poll(&pf, 1, ms);
         if (pr < 0 && errno != EINTR)
             return -errno;
@@ -667,30 +732,40 @@ int crew_process_kill(crew_process *p, int sig)
 {
     if (!p || sig < 0 || sig >= NSIG)
         return CREW_EINVAL;
-    if (atomic_load_explicit(&p->reaped, memory_order_acquire))
-        return CREW_ESRCH;
-    if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) != 0)
-        return -errno;
-    return 0;
+    int rc = 0;
+    pthread_mutex_lock(&p->lock);
+    /* Under p->lock an unreaped child's pid is still ours (see try_reap). */
+    if (atomic_load_explicit(&p->reaped, memory_order_relaxed))
+        rc = CREW_ESRCH;
+    else if (kill(p->pid, sig) != 0)
+        rc = -errno;
+    pthread_mutex_unlock(&p->lock);
+    return rc;
 }
 
 pid_t crew_process_pid(const crew_process *p) { return p ? p->pid : CREW_EINVAL; }
 
-int crew_process_pidfd(const crew_process *p) { return p ? p->pidfd : CREW_EINVAL; }
+int crew_process_pidfd(const crew_process *p)
+{
+    /* p is logically const: the pidfd is a lazily made view of it. */
+    return p ? get_pidfd((crew_process *)(uintptr_t)p) : CREW_EINVAL;
+}
 
 int crew_process_destroy(crew_process *p)
 {
     if (!p)
         return CREW_EINVAL;
-    if (!atomic_load_explicit(&p->reaped, memory_order_acquire)) {
-        (void)syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
+    pthread_mutex_lock(&p->lock);
+    if (!atomic_load_explicit(&p->reaped, memory_order_relaxed)) {
+        (void)kill(p->pid, SIGKILL);
         siginfo_t si;
         int r;
         do
-            r = waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED);
+            r = waitid(P_PID, (id_t)p->pid, &si, WEXITED);
         while (r < 0 && errno == EINTR);
     }
-    crew__close(p->pidfd);
+    pthread_mutex_unlock(&p->lock);
+    crew__close(atomic_load_explicit(&p->pidfd, memory_order_relaxed));
     pthread_mutex_destroy(&p->lock);
     crew__free(p);
     return 0;
