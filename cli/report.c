@@ -136,6 +136,23 @@ static void fault_cell(char *buf, size_t n, const cmp_fault *fa, bool threads)
                  fa->innocent_ok, fa->innocent_total, fa->pool_usable ? ", pool usable" : ", pool BROKEN");
 }
 
+/* "9171 /s, 1000 tasks in 109 ms": the rate, and the time the full batch
+ * takes -- measured when the run was that big, else marked as projected. */
+static void io_cell(char *buf, size_t n, const cmp_point *p, int full)
+{
+    char x[64], y[64];
+    if (!p || !isfinite(p->items_per_s)) {
+        snprintf(buf, n, "-");
+        return;
+    }
+    if (p->items >= full)
+        snprintf(buf, n, "%s, %d in %s", fmt_rate(x, sizeof x, p->items_per_s), full,
+                 fmt_time_s(y, sizeof y, p->seconds * full / (double)p->items));
+    else
+        snprintf(buf, n, "%s, %d in ~%s", fmt_rate(x, sizeof x, p->items_per_s), full,
+                 fmt_time_s(y, sizeof y, full / p->items_per_s));
+}
+
 int report_table(FILE *f, const cmp_results *r)
 {
     static table t;
@@ -225,8 +242,9 @@ int report_table(FILE *f, const cmp_results *r)
     for (int k = 0; k < maxi; k++) {
         const cmp_point *p = k < th->nio ? &th->io[k] : &pr->io[k];
         snprintf(l, sizeof l, "I/O %.0f ms waits, %d workers", r->io_wait_ms, p->workers);
-        row(&t, l, k < th->nio ? fmt_rate(x, sizeof x, th->io[k].items_per_s) : "-",
-            k < pr->nio ? fmt_rate(y, sizeof y, pr->io[k].items_per_s) : "-");
+        io_cell(a, sizeof a, k < th->nio ? &th->io[k] : NULL, r->io_tasks_full);
+        io_cell(b, sizeof b, k < pr->nio ? &pr->io[k] : NULL, r->io_tasks_full);
+        row(&t, l, a, b);
     }
     fault_cell(a, sizeof a, &th->fault, true);
     fault_cell(b, sizeof b, &pr->fault, false);
