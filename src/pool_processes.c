@@ -50,23 +50,37 @@
  *
  * Wake-up protocol (why none is lost). All the pairs below are Dekker
  * pairs: each side stores its flag with seq_cst, then loads the other's.
- *   - Idle worker: spin CREW__SPIN_NS on `tail`, then sleepers++ , re-check
- *     tail, futex_wait(tail). Submitter: store tail, load sleepers, wake one.
+ *   - Idle worker: only one at a time spins on `tail` (the spinner role,
+ *     owned by a worker index; the monitor takes it back from a dead
+ *     worker). The others -- and the spinner after CREW__SPIN_NS -- drop the
+ *     role, sleepers++, re-check tail, futex_wait(tail). Submitter: store
+ *     tail, load spinner and sleepers: wake one only when nobody spins. A
+ *     worker that claims a task with more queued behind it and no spinner
+ *     wakes a sleeper itself; a worker takes the spinner role before it
+ *     publishes DONE, so the submitter reacting to that result finds a
+ *     spinner and makes no system call.
  *   - Waiting parent thread (ops->wait): claims the slot's watch word (0->1),
  *     spins on the state word, then sets watch = 2 and futex-waits on the
  *     state. Worker: stores DONE, loads watch: 2 -> futex_wake; 1 -> nothing
  *     (the watcher is spinning and harvests the slot itself); 0 -> nobody
- *     watches: wake the monitor if it is parked. A watcher that gives up
- *     (timeout) stores watch = 0 and re-reads the state; if it became
- *     terminal it harvests it. Only the watcher harvests a watched slot, so a
- *     slot cannot be reused under a watcher's feet.
+ *     watches (next two items). A watcher that gives up (timeout) stores
+ *     watch = 0 and re-reads the state; if it became terminal it harvests
+ *     it. Only the watcher harvests a watched slot, so a slot cannot be
+ *     reused under a watcher's feet.
+ *   - Threads inside ops->wait count themselves in `pumping`. A worker whose
+ *     unwatched task is done while pumping > 0 does quiet_done++ and
+ *     re-reads pumping; a thread leaving ops->wait does pumping--, then
+ *     reads quiet_done and sweeps if it is not 0. Either the worker sees
+ *     pumping == 0 (and wakes the monitor) or the leaving thread sees the
+ *     count. So a thread waiting for a batch future by future pumps the pool
+ *     itself and the monitor stays asleep.
  *   - Monitor: stores mon_parked = 1, sweeps every unwatched terminal slot,
  *     then blocks in epoll. Worker: stores DONE, loads mon_parked; if 1 it
  *     swaps it to 0 and writes the monitor's eventfd (so a busy monitor is
  *     woken once, not once per task).
  * So the round trip of a task whose submitter waits for it has no system
  * call and no hop through the monitor: submitter -> slot -> spinning worker
- * -> slot -> spinning submitter.
+ * -> slot -> spinning submitter. docs/processes-pool.md has the long form.
  *
  * The monitor thread (one per pool, never on the hot path) blocks in epoll
  * on: every worker's pidfd (death, seen at once), the eventfd workers kick
