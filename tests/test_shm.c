@@ -363,6 +363,61 @@ static void test_value_multiprocess(void)
         }
 }
 
+/* ---- sync objects inside a region, shared by fresh processes ---- */
+
+/* arg: {fd, offset of a crew_sem in the heap, n}: attach, release n times. */
+static int task_sem_release(void *arg, size_t len)
+{
+    CHECK(len == 3 * sizeof(long));
+    long *a = arg;
+    crew_shm *s;
+    if (crew_shm_attach(&s, (int)a[0]))
+        return 80;
+    crew_sem *sem = crew_shm_at(s, (size_t)a[1]);
+    for (long i = 0; i < a[2]; i++)
+        if (crew_sem_release(sem, 1) != 0)
+            return 81;
+    crew_shm_destroy(s);
+    return 0;
+}
+
+static void test_sync_in_region(void)
+{
+    crew_shm_options o = {.heap = 1};
+    crew_shm *s;
+    CHECK_OK(crew_shm_create(&s, 1 << 16, &o));
+    size_t off;
+    CHECK_OK(crew_shm_alloc(s, sizeof(crew_sem), &off));
+    crew_sem *sem = crew_shm_at(s, off);
+    CHECK_OK(crew_sem_init(sem, 0, 1u << 30));
+    long n = UNDER_SANITIZER ? 300 : 3000;
+    crew_process *p[2];
+    crew_start_method ms[2] = {CREW_START_SPAWN, CREW_START_FORKSERVER};
+    for (int i = 0; i < 2; i++) {
+        long a[3] = {crew_shm_fd(s), (long)off, n};
+        int fd = crew_shm_fd(s);
+        crew_process_options po = {0};
+        po.method = ms[i];
+        po.pass_fds = &fd;
+        po.n_pass_fds = 1;
+        CHECK_OK(crew_process_start(&p[i], task_sem_release, a, sizeof a, &po));
+    }
+    for (long i = 0; i < 2 * n; i++)
+        CHECK_OK(crew_sem_acquire(sem, 10.0));
+    for (int i = 0; i < 2; i++) {
+        crew_exit st;
+        CHECK_OK(crew_process_join(p[i], CREW_FOREVER, &st));
+        CHECK_EQ(st.code, 0);
+        CHECK_OK(crew_process_destroy(p[i]));
+    }
+    unsigned v = 99;
+    CHECK_OK(crew_sem_value(sem, &v));
+    CHECK_EQ(v, 0);
+    CHECK_OK(crew_sem_destroy(sem));
+    CHECK_OK(crew_shm_free(s, off));
+    CHECK_OK(crew_shm_destroy(s));
+}
+
 static const test_case cases[] = {
     TEST_CASE(test_region_across_methods),
     TEST_CASE(test_fork_inherits),
@@ -371,5 +426,6 @@ static const test_case cases[] = {
     TEST_CASE(test_heap_multiprocess),
     TEST_CASE(test_value_array_basic),
     TEST_CASE(test_value_multiprocess),
+    TEST_CASE(test_sync_in_region),
 };
 TEST_MAIN_NOHELPERS(cases)
