@@ -6,7 +6,8 @@
  *  - uncontended lock acquire+release vs pthread_mutex_lock+unlock, measured
  *    first while the process is single-threaded (glibc then skips some
  *    atomic work) and again with a second thread alive (goal: within 1.1x);
- *    also against a robust process-shared mutex, the pthread object with the
+ *    also against a process-shared mutex (which glibc cannot shortcut
+ *    either) and a robust process-shared mutex, the pthread object with the
  *    same guarantees as crew_lock;
  *  - contended: two threads hammering one lock (ns per acquire+release);
  *  - hand-off: two threads ping-pong a turn through lock+condition (round
@@ -78,17 +79,28 @@ static void uncontended(const char *when)
     pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
     pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
     pthread_mutex_init(&rm, &a);
+    /* Process-shared but not robust: glibc cannot skip its atomics for it
+     * in a single-threaded process either (another process may hold it). */
+    pthread_mutex_t sm;
+    pthread_mutexattr_t sa;
+    pthread_mutexattr_init(&sa);
+    pthread_mutexattr_setpshared(&sa, PTHREAD_PROCESS_SHARED);
+    pthread_mutex_init(&sm, &sa);
     long iters = bench_iters(2000000);
     int reps = bench_reps(11);
-    double c, p, c2, r;
+    double c, p, c2, r, c3, s;
     measure2(crew_lock_loop, &l, mutex_loop, &m, iters, reps, &c, &p);
+    measure2(crew_lock_loop, &l, mutex_loop, &sm, iters, reps, &c3, &s);
     measure2(crew_lock_loop, &l, mutex_loop, &rm, iters, reps, &c2, &r);
     char name[96];
     snprintf(name, sizeof name, "lock acquire+release, %s", when);
     bench_row(GROUP, name, c, "ns", "pthread_mutex", p, true, "<= 1.1x raw");
+    snprintf(name, sizeof name, "lock acquire+release, %s (vs pshared)", when);
+    bench_row(GROUP, name, c3, "ns", "pshared mutex", s, true, NULL);
     snprintf(name, sizeof name, "lock acquire+release, %s (vs robust)", when);
     bench_row(GROUP, name, c2, "ns", "robust pshared mutex", r, true, NULL);
     pthread_mutex_destroy(&rm);
+    pthread_mutex_destroy(&sm);
 }
 
 /* ---------------------------------------------------------------- threads */
