@@ -230,8 +230,9 @@ int crew_shm_alloc(crew_shm *s, size_t size, size_t *off)
     _Atomic uint64_t *link = &h->free_head;
     uint64_t cur = atomic_load_explicit(link, memory_order_relaxed);
     rc = CREW_ENOMEM;
+    uint64_t steps = 0, max_steps = s->size / ALIGN; /* a cycle is corruption */
     while (cur) {
-        if (!off_ok(s, cur)) {
+        if (!off_ok(s, cur) || ++steps > max_steps) {
             rc = CREW_EINVAL;
             break;
         }
@@ -283,7 +284,8 @@ int crew_shm_free(crew_shm *s, size_t off)
     /* Find the neighbours in the sorted free list. */
     _Atomic uint64_t *link = &h->free_head;
     uint64_t prev = 0, cur = atomic_load_explicit(link, memory_order_relaxed);
-    while (cur && cur < boff && off_ok(s, cur)) {
+    uint64_t steps = 0, max_steps = s->size / ALIGN;
+    while (cur && cur < boff && off_ok(s, cur) && ++steps <= max_steps) {
         prev = cur;
         link = &blk(s, cur)->next;
         cur = atomic_load_explicit(link, memory_order_relaxed);
@@ -321,7 +323,8 @@ int crew_shm_heap_free_bytes(crew_shm *s, size_t *bytes)
     if (rc)
         return rc;
     uint64_t total = 0, cur = atomic_load_explicit(&h->free_head, memory_order_relaxed);
-    while (cur && off_ok(s, cur)) {
+    uint64_t steps = 0, max_steps = s->size / ALIGN;
+    while (cur && off_ok(s, cur) && ++steps <= max_steps) {
         block *b = blk(s, cur);
         total += atomic_load_explicit(&b->size, memory_order_relaxed) - BLOCK_HDR;
         cur = atomic_load_explicit(&b->next, memory_order_relaxed);

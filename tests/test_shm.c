@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define UNDER_SANITIZER 1
@@ -255,6 +256,57 @@ static void test_heap_multiprocess(void)
     CHECK_OK(crew_shm_destroy(s));
 }
 
+/* Workers churning the heap are SIGKILLed at random points, again and
+ * again: the heap must stay consistent (walkable, reusable), at worst with
+ * a few blocks leaked. */
+static void test_heap_killed_users(void)
+{
+    crew_shm_options o = {.heap = 1};
+    crew_shm *s;
+    /* Big enough for what the killed workers still held: up to 16 blocks of
+     * <= 316 bytes each, lost with them (as a crashed process's malloc). */
+    CHECK_OK(crew_shm_create(&s, 4 << 20, &o));
+    size_t free0;
+    CHECK_OK(crew_shm_heap_free_bytes(s, &free0));
+    unsigned seed = 12345;
+    int rounds = UNDER_SANITIZER ? 5 : 30;
+    for (int r = 0; r < rounds; r++) {
+        crew_process *p[2];
+        for (int i = 0; i < 2; i++) {
+            int a[3] = {crew_shm_fd(s), 31 * (r + 1) + i, 1 << 30};
+            crew_process_options po = {0};
+            po.method = CREW_START_FORK;
+            CHECK_OK(crew_process_start(&p[i], task_heap_churn, a, sizeof a, &po));
+        }
+        seed = seed * 1103515245u + 12345u;
+        /* Fault injection timing, not synchronisation. */
+        struct timespec ts = {0, (long)(200000 + (seed >> 8) % 3000000)};
+        nanosleep(&ts, NULL);
+        for (int i = 0; i < 2; i++) {
+            CHECK_OK(crew_process_kill(p[i], SIGKILL));
+            crew_exit st;
+            CHECK_OK(crew_process_join(p[i], CREW_FOREVER, &st));
+            CHECK(st.signal == SIGKILL || (st.code == 0 && st.signal == 0));
+            CHECK_OK(crew_process_destroy(p[i]));
+        }
+        size_t f;
+        CHECK_OK(crew_shm_heap_free_bytes(s, &f)); /* walkable, lock recovered */
+        CHECK(f <= free0);
+    }
+    /* Still usable: what is free can be allocated and given back. */
+    size_t f, off;
+    CHECK_OK(crew_shm_heap_free_bytes(s, &f));
+    /* Leaks are bounded: what the dead held, plus at most the block in hand. */
+    CHECK(free0 - f <= (size_t)rounds * 2 * 17 * 336);
+    CHECK_OK(crew_shm_alloc(s, 64, &off));
+    memset(crew_shm_at(s, off), 1, 64);
+    CHECK_OK(crew_shm_free(s, off));
+    size_t f2;
+    CHECK_OK(crew_shm_heap_free_bytes(s, &f2));
+    CHECK_EQ(f2, f);
+    CHECK_OK(crew_shm_destroy(s));
+}
+
 /* ---- Value / Array ---- */
 
 static void test_value_array_basic(void)
@@ -424,6 +476,7 @@ static const test_case cases[] = {
     TEST_CASE(test_region_errors_and_leaks),
     TEST_CASE(test_heap_basic),
     TEST_CASE(test_heap_multiprocess),
+    TEST_CASE(test_heap_killed_users),
     TEST_CASE(test_value_array_basic),
     TEST_CASE(test_value_multiprocess),
     TEST_CASE(test_sync_in_region),
