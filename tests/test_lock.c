@@ -12,8 +12,10 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include <sched.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 
 #define UNDER_SANITIZER TEST_SANITIZED /* crew_test.h: set by CMake */
 
@@ -121,6 +123,61 @@ static void test_timeouts_and_owner(void)
     CHECK_OK(crew_lock_release(&l));
     CHECK_OK(crew_thread_destroy(t));
     CHECK_OK(crew_lock_destroy(&l));
+}
+
+/* Signals (with a handler, no SA_RESTART) interrupt futex sleeps: a waiter
+ * must go back to sleep, neither returning early nor stretching its
+ * timeout. */
+static _Atomic int signals_seen;
+static void on_usr1(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&signals_seen, 1);
+}
+
+typedef struct timed_waiter {
+    crew_lock *l;
+    _Atomic int done;
+    _Atomic uint32_t tid;
+    int rc;
+    double took;
+} timed_waiter;
+
+static void *wait_timed(void *arg)
+{
+    timed_waiter *w = arg;
+    atomic_store(&w->tid, crew_thread_self_id());
+    double t0 = crew_now();
+    w->rc = crew_lock_acquire(w->l, 0.3);
+    w->took = crew_now() - t0;
+    atomic_store(&w->done, 1);
+    return NULL;
+}
+
+static void test_signals_do_not_cut_waits(void)
+{
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = on_usr1; /* no SA_RESTART */
+    CHECK(sigaction(SIGUSR1, &sa, &old) == 0);
+    crew_lock l;
+    CHECK_OK(crew_lock_init(&l));
+    CHECK_OK(crew_lock_acquire(&l, 0));
+    timed_waiter w = {.l = &l};
+    crew_thread *t;
+    CHECK_OK(crew_thread_start(&t, wait_timed, &w, NULL));
+    while (atomic_load(&w.tid) == 0)
+        sched_yield();
+    atomic_store(&signals_seen, 0);
+    while (!atomic_load(&w.done)) {
+        syscall(SYS_tgkill, getpid(), (pid_t)atomic_load(&w.tid), SIGUSR1);
+        sched_yield();
+    }
+    CHECK_OK(crew_thread_destroy(t));
+    CHECK(atomic_load(&signals_seen) > 0);
+    CHECK_ERR(w.rc, CREW_ETIMEDOUT);
+    CHECK(w.took >= 0.299 && w.took < 5.0);
+    CHECK_OK(crew_lock_release(&l));
+    CHECK(sigaction(SIGUSR1, &old, NULL) == 0);
 }
 
 /* ---------------------------------------------------------------- stress */
@@ -401,6 +458,7 @@ static const test_case cases[] = {
     TEST_CASE(test_basic),
     TEST_CASE(test_null),
     TEST_CASE(test_timeouts_and_owner),
+    TEST_CASE(test_signals_do_not_cut_waits),
     TEST_CASE(test_contention_stress),
     TEST_CASE(test_cross_process_stress),
     TEST_CASE(test_thread_exits_holding),
