@@ -867,6 +867,20 @@ typedef struct harvest {
     rec r;
 } harvest;
 
+static void rec_copy_task(rec *dst, const rec *src)
+{
+    dst->f = src->f;
+    dst->m = src->m;
+    dst->first = src->first;
+    dst->count = src->count;
+    dst->kind = src->kind;
+    dst->fail_status = src->fail_status;
+    dst->fail_pid = src->fail_pid;
+    dst->fail_signal = src->fail_signal;
+    dst->fail_code = src->fail_code;
+    dst->prev = dst->next = -1;
+}
+
 /* Tries to claim terminal slot x for harvesting (CAS terminal -> HARVEST). */
 static bool claim_slot(pb *b, uint32_t x, uint32_t *phase_out)
 {
@@ -977,9 +991,10 @@ static bool harvest_one(pb *b, uint32_t x)
     hv.x = x;
     if (!claim_slot(b, x, &hv.phase))
         return false;
-    /* rec[x] is stable while the slot is ours (HARVEST), and the state's
-     * acquire chain orders it after the dispatcher's (or monitor's) writes. */
-    hv.r = b->rec[x];
+    /* rec[x]'s task fields are stable while the slot is ours (HARVEST), and
+     * the state's acquire chain orders them after the dispatcher's (or the
+     * monitor's) writes. Its list links are not ours to read without lk. */
+    rec_copy_task(&hv.r, &b->rec[x]);
     deliver(b, &hv);
     release_slots(b, &hv, 1);
     return true;
@@ -1438,12 +1453,15 @@ static void fail_all_queued(pb *b, int status)
             uint32_t v = atomic_load(&s->state);
             if (st_phase(v) != PH_QUEUED)
                 continue;
-            if (atomic_compare_exchange_strong(&s->state, &v, st_make(st_gen(v), PH_FAILED, 0))) {
-                b->rec[x].fail_status = status;
-                b->rec[x].fail_pid = 0;
-                b->rec[x].fail_signal = b->rec[x].fail_code = 0;
+            /* The details first: a watcher may harvest the moment the
+             * state turns FAILED. */
+            b->rec[x].fail_status = status;
+            b->rec[x].fail_pid = 0;
+            b->rec[x].fail_signal = b->rec[x].fail_code = 0;
+            if (atomic_compare_exchange_strong(&s->state, &v, st_make(st_gen(v), PH_FAILED, 0)))
                 xs[nx++] = (uint32_t)x;
-            }
+            else
+                b->rec[x].fail_status = 0;
         }
         pthread_mutex_unlock(&b->lk);
         while (ov) {
