@@ -10,7 +10,9 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <poll.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 
 /* ------------------------------------------------------------ tasks */
 
@@ -536,10 +538,7 @@ static void test_cancel_queued_and_running(void)
     crew_future *c;
     CHECK_OK(crew_pool_submit(p, task_coop, NULL, 0, &c));
     crew_future *after = submit_double(p, 9);
-    while (crew_future_done(c) == 0 && crew_future_wait(after, 0) != 0) {
-        CHECK_OK(crew_future_cancel(c));
-        break;
-    }
+    CHECK_OK(crew_future_cancel(c)); /* queued or running: either way it ends ECANCELED */
     CHECK_OK(crew_future_wait(c, 30));
     CHECK_EQ(crew_future_status(c), CREW_ECANCELED);
     check_double(after, 9);
@@ -815,14 +814,11 @@ static void test_callbacks_and_poll(void)
     CHECK(fd >= 0);
     crew_future *f = submit_double(p, 4);
     CHECK_OK(crew_future_notify(f, (void *)0x1234));
-    struct pollfd_ {
-        int fd;
-        short events, revents;
-    };
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    CHECK(poll(&pf, 1, 30000) == 1); /* the monitor completed it: the fd is readable */
     crew_future *got[4];
     size_t n = 0;
-    while (n == 0)
-        CHECK_OK(crew_pool_completions(p, got, 4, &n));
+    CHECK_OK(crew_pool_completions(p, got, 4, &n));
     CHECK_EQ(n, 1);
     CHECK(got[0] == f);
     CHECK(crew_future_user_data(f) == (void *)0x1234);
@@ -843,6 +839,72 @@ static void test_wait_timeout_and_many_waiters(void)
     CHECK_OK(crew_pool_destroy(p));
 }
 
+/* Helper: makes a pool of 2 workers (method argv[1]), writes their pids to
+ * fd argv[0], then waits to be killed. */
+static int helper_pool_owner(int argc, char **argv)
+{
+    if (argc < 2)
+        return 2;
+    int fd = atoi(argv[0]);
+    crew_pool_options o = {.kind = CREW_PROCESSES, .workers = 2, .start_method = atoi(argv[1])};
+    crew_pool *p;
+    if (crew_pool_create(&p, &o) != 0)
+        return 3;
+    /* one task each, so both workers are surely up */
+    crew_future *f[2];
+    for (int i = 0; i < 2; i++)
+        if (crew_pool_submit(p, task_pid, NULL, 0, &f[i]) != 0 || crew_future_wait(f[i], 30) != 0)
+            return 4;
+    pid_t kids[16];
+    size_t n = 0;
+    crew_proc_children(0, 0, kids, 16, &n);
+    pid_t fs = crew_forkserver_pid();
+    int32_t out[16];
+    int32_t m = 0;
+    for (size_t i = 0; i < n && i < 16; i++)
+        if (kids[i] != fs)
+            out[m++] = kids[i];
+    if (write(fd, &m, sizeof m) != sizeof m || write(fd, out, sizeof(int32_t) * (size_t)m) < 0)
+        return 5;
+    for (;;)
+        pause();
+}
+
+/* Workers die with their parent, whatever the start method. */
+static void test_workers_die_with_parent(void)
+{
+    for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++) {
+        int pfd[2];
+        CHECK(pipe(pfd) == 0);
+        char fdarg[16], marg[16];
+        snprintf(fdarg, sizeof fdarg, "%d", pfd[1]);
+        snprintf(marg, sizeof marg, "%d", methods[k]);
+        pid_t h = test_spawn_helper("helper_pool_owner", fdarg, marg, NULL);
+        close(pfd[1]);
+        int32_t m = 0;
+        CHECK(read(pfd[0], &m, sizeof m) == sizeof m);
+        CHECK(m >= 2 && m <= 16);
+        int32_t pids[16];
+        CHECK(read(pfd[0], pids, sizeof(int32_t) * (size_t)m) == (ssize_t)(sizeof(int32_t) * (size_t)m));
+        close(pfd[0]);
+        int pidfds[16];
+        for (int i = 0; i < m; i++) {
+            pidfds[i] = (int)syscall(SYS_pidfd_open, pids[i], 0);
+            CHECK(pidfds[i] >= 0);
+        }
+        CHECK(kill(h, SIGKILL) == 0);
+        int st = test_wait(h);
+        CHECK(WIFSIGNALED(st));
+        for (int i = 0; i < m; i++) {
+            struct pollfd pf = {.fd = pidfds[i], .events = POLLIN};
+            CHECK(poll(&pf, 1, 10000) == 1); /* the worker has exited */
+            close(pidfds[i]);
+        }
+    }
+}
+
+static const test_helper helpers[] = {TEST_HELPER(helper_pool_owner)};
+
 static const test_case cases[] = {
     TEST_CASE(test_basic_all_methods),
     TEST_CASE(test_bad_input),
@@ -861,5 +923,6 @@ static const test_case cases[] = {
     TEST_CASE(test_fork_safe_threaded_parent),
     TEST_CASE(test_callbacks_and_poll),
     TEST_CASE(test_wait_timeout_and_many_waiters),
+    TEST_CASE(test_workers_die_with_parent),
 };
-TEST_MAIN_NOHELPERS(cases)
+TEST_MAIN(cases, helpers)
