@@ -190,6 +190,18 @@ static crew_future *ring_pop(ring *r)
     }
 }
 
+/* Is the next slot to pop already filled? A cheap poll for idle workers:
+ * it reads the head (consumer side) and the slot the next pop needs anyway,
+ * never the tail line the submitter CASes on every push. Not a seq_cst
+ * check: the sleep protocol's last look uses ring_nonempty(). */
+static bool ring_ready(ring *r)
+{
+    size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+    size_t idx = pos & r->mask;
+    size_t seq = atomic_load_explicit(&r->slots[idx].seq, memory_order_relaxed) + idx;
+    return seq == pos + 1;
+}
+
 static bool ring_nonempty(ring *r)
 {
     return atomic_load_explicit(&r->tail, memory_order_seq_cst) !=
@@ -233,6 +245,17 @@ static bool any_work(tpool *b)
         return true;
     for (int i = 0; i < b->n; i++)
         if (ring_nonempty(&b->w[i].lane))
+            return true;
+    return false;
+}
+
+/* The frequent poll of a searching worker (see ring_ready). */
+static bool work_ready(tpool *b)
+{
+    if (atomic_load_explicit(&b->ovf_n, memory_order_relaxed))
+        return true;
+    for (int i = 0; i < b->n; i++)
+        if (ring_ready(&b->w[i].lane))
             return true;
     return false;
 }
@@ -520,11 +543,13 @@ static bool spin_for_work(tpool *b, int hint)
     uint64_t start = crew__now_ns();
     bool found = false;
     for (unsigned i = 1;; i++) {
-        if (any_work(b) || atomic_load_explicit(&b->exiting, memory_order_relaxed)) {
+        if (work_ready(b) || atomic_load_explicit(&b->exiting, memory_order_relaxed)) {
             found = true;
             break;
         }
-        for (int k = 0; k < 8; k++)
+        /* Poll tightly at first, then every ~1 us: a submitter streaming
+         * tasks then finds its lines where it left them. */
+        for (int k = 0; k < (i < 64 ? 4 : 32); k++)
             crew__cpu_relax();
         if ((i & 7) == 0 && crew__now_ns() - start > CREW__SPIN_NS)
             break;
@@ -612,7 +637,7 @@ int crew__threads_help_wait(crew_pool *p, crew_future *f, const crew__deadline *
         for (unsigned i = 1;; i++) {
             if (crew__future_done(f))
                 return 0;
-            if (any_work(b)) {
+            if (work_ready(b)) {
                 again = true;
                 break;
             }
