@@ -136,6 +136,7 @@
 #define FN_MAX 128            /* distinct task functions per pool */
 #define SLOTS_PER_WORKER 64
 #define SLOTS_MAX 4096
+#define SWEEP_DUE_NS 10000000u /* 10 ms */
 #define SLOT_HDR 128
 #define ALIGN64(x) (((x) + 63u) & ~(size_t)63u)
 
@@ -309,6 +310,8 @@ typedef struct pb {
     _Atomic uint32_t broken, shutting, quit;
     _Atomic uint32_t progress; /* futex word bumped when work ends (shutdown waits on it) */
     _Atomic uint32_t progress_waiters;
+    _Atomic uint32_t sweep_due; /* a full sweep by the monitor is wanted soon */
+    uint64_t sweep_at;          /* monitor: when it does it (0: not scheduled) */
     _Atomic uint64_t started, recycled;
     _Atomic int alive;
 } pb;
@@ -1002,7 +1005,10 @@ static bool harvest_one(pb *b, uint32_t x)
 
 /* Harvests every unwatched terminal slot. Returns how many. */
 #define SWEEP_BATCH 64
-static size_t sweep(pb *b)
+/* prefix: stop at the first still-QUEUED slot (the in-flight list is in
+ * dispatch order and workers claim in that order, so what follows is almost
+ * always queued too); *cut is set when that left part of the list unseen. */
+static size_t sweep_ex(pb *b, bool prefix, bool *cut)
 {
     size_t total = 0;
     for (;;) {
@@ -1012,6 +1018,11 @@ static size_t sweep(pb *b)
         for (int32_t x = b->if_head; x >= 0 && n < SWEEP_BATCH; x = b->rec[x].next) {
             slot_hdr *s = slot_at(b->h, (uint32_t)x);
             uint32_t v = atomic_load_explicit(&s->state, memory_order_acquire);
+            if (prefix && st_phase(v) == PH_QUEUED) {
+                if (b->rec[x].next >= 0)
+                    *cut = true;
+                break;
+            }
             if (!st_terminal(v) || atomic_load_explicit(&s->watch, memory_order_seq_cst) != 0)
                 continue;
             if (claim_slot(b, (uint32_t)x, &hv[n].phase)) {
@@ -1029,6 +1040,8 @@ static size_t sweep(pb *b)
             return total;
     }
 }
+
+static size_t sweep(pb *b) { return sweep_ex(b, false, NULL); }
 
 /* Harvests a slot that a parent thread moved to a terminal state (cancel,
  * failure), unless a watcher will (then it is woken). Dekker with the
@@ -1304,8 +1317,17 @@ static int procs_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
     int rc = wait_inner(b, f, d);
     atomic_fetch_sub_explicit(&h->pumping, 1, memory_order_seq_cst);
     if (atomic_load_explicit(&h->quiet_done, memory_order_seq_cst) &&
-        atomic_exchange_explicit(&h->quiet_done, 0, memory_order_seq_cst))
-        sweep(b);
+        atomic_exchange_explicit(&h->quiet_done, 0, memory_order_seq_cst)) {
+        /* The cheap sweep: finished slots before the first queued one. A
+         * slot finished out of that order (a worker that claimed from a
+         * stale ring read) is left to the monitor's full sweep, which we
+         * ask for at most once per SWEEP_DUE_NS. */
+        bool cut = false;
+        sweep_ex(b, true, &cut);
+        if (cut && !atomic_load_explicit(&b->sweep_due, memory_order_relaxed) &&
+            !atomic_exchange_explicit(&b->sweep_due, 1, memory_order_acq_rel))
+            kick_fd(b->ctlfd);
+    }
     return rc;
 }
 
@@ -1543,6 +1565,8 @@ static void on_death(pb *b, int w)
             /* We killed it for another task that ended meanwhile: this one
              * was not at fault; run it again. */
             if (atomic_compare_exchange_strong(&s->state, &v, st_make(st_gen(v), PH_QUEUED, 0))) {
+                if_unlink(b, x); /* keep the in-flight list in queue order */
+                if_push(b, x);
                 ring_push(b, x);
                 requeued = true;
             }
@@ -1659,6 +1683,8 @@ static uint64_t check_timers(pb *b, uint64_t now)
         NEXT(now + tmo); /* tasks that start meanwhile end no earlier than this */
     if (b->respawn_at)
         NEXT(b->respawn_at);
+    if (b->sweep_at)
+        NEXT(b->sweep_at);
 #undef NEXT
     return next;
 }
@@ -1686,8 +1712,14 @@ static void *monitor_main(void *arg)
     struct epoll_event evs[32];
     for (;;) {
         atomic_store_explicit(&b->h->mon_parked, 1, memory_order_seq_cst);
-        sweep(b);
         uint64_t now = crew__now_ns();
+        if (b->sweep_at && now >= b->sweep_at) {
+            b->sweep_at = 0;
+            atomic_store_explicit(&b->sweep_due, 0, memory_order_release);
+        } else if (!b->sweep_at && atomic_load_explicit(&b->sweep_due, memory_order_acquire)) {
+            b->sweep_at = now + SWEEP_DUE_NS;
+        }
+        sweep(b);
         if (b->respawn_at && now >= b->respawn_at) {
             b->respawn_at = 0;
             for (int w = 0; w < b->nw; w++) {
