@@ -1037,7 +1037,8 @@ CREW_API int crew_future_on_done(crew_future *f, crew_future_cb cb, void *data);
 /* Releases the caller's handle. A task still queued or running finishes
  * (cancel it first to stop it) and its result is dropped; the memory goes
  * back to the pool. Using f afterwards is an error: crew detects it and
- * returns CREW_EINVAL as long as the slot was not reused by a later submit.
+ * returns CREW_EINVAL as long as the slot was not reused by a later submit
+ * (for a future with a callback: once the callback has run).
  * Returns 0, CREW_EINVAL (NULL, destroyed). Thread-safe with respect to the
  * completing worker; not against other calls on the same f. */
 CREW_API int crew_future_destroy(crew_future *f);

@@ -507,16 +507,8 @@ int crew__future_complete_ex(crew_future *f, int status, const void *result, siz
     crew__future_ext *x = atomic_load_explicit(&f->ext, memory_order_acquire);
     if (old & CREW__F_ANYWAIT)
         wake_anywaiters(f);
-    if (old & CREW__F_HAS_CB) {
-        /* The callback may read f even if the user already dropped the
-         * handle (fire-and-forget with a callback): revive it meanwhile. */
-        bool dropped = atomic_load_explicit(&f->state, memory_order_acquire) & CREW__F_DROPPED;
-        if (dropped)
-            atomic_store_explicit(&f->magic, CREW__FUTURE_MAGIC, memory_order_relaxed);
-        x->cb(f, x->cb_data);
-        if (dropped)
-            atomic_store_explicit(&f->magic, CREW__FUTURE_DEAD, memory_order_relaxed);
-    }
+    if (old & CREW__F_HAS_CB)
+        x->cb(f, x->cb_data); /* readable even if dropped: see crew_future_destroy */
     if (old & CREW__F_NOTIFY)
         notify_enqueue(p, f);
     if (!(flags & CREW__C_KEEP))
@@ -569,6 +561,8 @@ int crew__future_park(crew_future *f, const crew__deadline *d)
     }
 }
 
+static bool called_from_worker(const crew_pool *p);
+
 static int wait_deadline(crew_future *f, const crew__deadline *d)
 {
     if (crew__future_done(f))
@@ -614,7 +608,31 @@ int crew_wait_all(crew_future *const *fs, size_t n, double timeout)
             return CREW_EINVAL;
     crew__deadline d;
     crew__deadline_init(&d, timeout);
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+    while (i < n && crew__future_done(fs[i]))
+        i++;
+    if (i == n)
+        return 0;
+    /* Common case: every future from one pool with a wait hook, waited on
+     * from outside it. Enter the hook once for the whole array. */
+    crew_pool *p = fs[i]->pool;
+    if (p->ops->wait && !called_from_worker(p)) {
+        atomic_fetch_add_explicit(&p->hook_users, 1, memory_order_seq_cst);
+        int rc = 0;
+        if (atomic_load_explicit(&p->destroyed, memory_order_seq_cst) == 0) {
+            for (; i < n && rc == 0; i++) {
+                if (crew__future_done(fs[i]))
+                    continue;
+                rc = fs[i]->pool == p ? p->ops->wait(p, fs[i], &d) : wait_deadline(fs[i], &d);
+            }
+        }
+        if (atomic_fetch_sub_explicit(&p->hook_users, 1, memory_order_seq_cst) == 1 &&
+            atomic_load_explicit(&p->destroyed, memory_order_seq_cst))
+            crew__futex_wake(&p->hook_users, INT32_MAX);
+        if (rc)
+            return rc;
+    }
+    for (; i < n; i++) {
         int rc = wait_deadline(fs[i], &d);
         if (rc)
             return rc;
@@ -1068,9 +1086,13 @@ int crew_future_destroy(crew_future *f)
 {
     if (!valid(f))
         return CREW_EINVAL;
-    atomic_store_explicit(&f->magic, CREW__FUTURE_DEAD, memory_order_relaxed);
-    /* Once RELEASED the backend never touches f again: no RMW needed. */
     uint32_t old = atomic_load_explicit(&f->state, memory_order_acquire);
+    /* A future with a callback stays readable until it is freed (the
+     * callback may still run and read it); any other one is marked dead now
+     * so that a use of the stale handle gets CREW_EINVAL. */
+    if (!(old & CREW__F_HAS_CB))
+        atomic_store_explicit(&f->magic, CREW__FUTURE_DEAD, memory_order_relaxed);
+    /* Once RELEASED the backend never touches f again: no RMW needed. */
     if (!(old & CREW__F_RELEASED))
         old = atomic_fetch_or_explicit(&f->state, CREW__F_DROPPED, memory_order_acq_rel);
     if (old & CREW__F_RELEASED)
