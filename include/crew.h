@@ -899,7 +899,9 @@ typedef int (*crew_task_fn)(crew_task *t, const void *arg, size_t arg_len, void 
  * 0 otherwise, or if t is NULL. Cheap enough to call in an inner loop (a
  * load, plus a clock read when a task_timeout is set). */
 CREW_API int crew_task_cancelled(const crew_task *t);
-/* Index of the worker running the task, 0..workers-1; CREW_EINVAL if t NULL. */
+/* Index of the worker running the task, 0..workers-1; -1 when a thread
+ * outside a thread pool runs it while it waits (see crew_future_wait);
+ * CREW_EINVAL if t NULL. */
 CREW_API int crew_task_worker(const crew_task *t);
 /* Thread pools: the pool running the task, to submit sub-tasks from it.
  * NULL for process pools (a worker process cannot submit) or t NULL. */
@@ -984,10 +986,14 @@ typedef struct crew_pool_stats {
 CREW_API int crew_pool_stats_get(crew_pool *p, crew_pool_stats *st);
 
 /* Waits until f is done, whatever its final status. Returns 0 (done),
- * CREW_ETIMEDOUT, CREW_EINVAL (f NULL or destroyed). Called from a task of a
- * thread pool it runs other queued tasks while it waits. Idle waiting costs
- * no CPU (brief spin, then a futex). Thread-safe; many threads may wait on
- * one future. */
+ * CREW_ETIMEDOUT, CREW_EINVAL (f NULL or destroyed). Thread pools: the
+ * waiting thread runs queued tasks of the pool while f is not done -- a
+ * worker (so nested waits never deadlock) and an outside thread alike (as
+ * OpenMP's master thread and TBB's task_group::wait do; such tasks see
+ * crew_task_worker() == -1). So a wait can return later than its timeout
+ * by the length of one task it picked up; timeout 0 never runs a task.
+ * Idle waiting costs no CPU (brief spin, then a futex). Thread-safe; many
+ * threads may wait on one future. */
 CREW_API int crew_future_wait(crew_future *f, double timeout);
 /* 1 if f is done, 0 if not yet, CREW_EINVAL (NULL/destroyed). Thread-safe. */
 CREW_API int crew_future_done(const crew_future *f);
