@@ -68,13 +68,12 @@
 #include <sys/mman.h>
 
 #define RING_CAP 65536u
-#define PREFETCH_AHEAD 4
 #define AWAKE 0u
 #define SLEEPING 1u
 
 typedef struct ring_slot {
     _Atomic size_t seq; /* stored relative to the slot index: zero-init = empty, lap 0 */
-    _Atomic(crew_future *) item; /* atomic only so the prefetch peek below is race-free */
+    _Atomic(crew_future *) item;
 } ring_slot;
 
 typedef struct ring {
@@ -173,13 +172,6 @@ static crew_future *ring_pop(ring *r)
                                                       memory_order_relaxed)) {
                 crew_future *f = atomic_load_explicit(&s->item, memory_order_relaxed);
                 atomic_store_explicit(&s->seq, pos + r->mask + 1 - idx, memory_order_release);
-                /* The next tasks' futures are in the submitter's cache: start
-                 * pulling them now (a stale pointer is harmless: prefetch
-                 * never faults). */
-                __builtin_prefetch(
-                    atomic_load_explicit(&r->slots[(pos + PREFETCH_AHEAD) & r->mask].item,
-                                         memory_order_relaxed),
-                    1);
                 return f;
             }
         } else if (dif < 0) {
