@@ -1264,7 +1264,8 @@ static int watch_slot(pb *b, crew_future *f, uint32_t x, uint32_t gen, const cre
     }
     uint64_t start = crew__now_ns();
     unsigned i = 0;
-    while (!st_terminal(v)) {
+    bool poll_only = !d->forever && crew__deadline_expired(d); /* timeout 0: no spin */
+    while (!st_terminal(v) && !poll_only) {
         crew__cpu_relax();
         v = atomic_load_explicit(&s->state, memory_order_acquire);
         if ((++i & 63) == 0 && crew__now_ns() - start > CREW__SPIN_NS)

@@ -903,6 +903,58 @@ static void test_workers_die_with_parent(void)
     }
 }
 
+/* max_pending: submit says CREW_EAGAIN instead of queueing more. */
+static void test_max_pending(void)
+{
+    crew_pool_options o = {.max_pending = 3, .task_timeout = 0.3};
+    crew_pool *p = make_pool(1, 0, &o);
+    crew_future *h = submit_int(p, task_hang, -1);
+    crew_future *a = submit_double(p, 1), *c = submit_double(p, 2), *f;
+    CHECK_ERR(crew_pool_submit(p, task_double, "12345678", 8, &f), CREW_EAGAIN);
+    CHECK_OK(crew_future_wait(h, 30));
+    CHECK_EQ(crew_future_status(h), CREW_ETIMEDOUT);
+    check_double(a, 1);
+    check_double(c, 2);
+    f = submit_double(p, 3); /* room again */
+    check_double(f, 3);
+    crew_future_destroy(h);
+    crew_future_destroy(a);
+    crew_future_destroy(c);
+    crew_future_destroy(f);
+    CHECK_OK(crew_pool_destroy(p));
+}
+
+/* A result larger than max_result_size is cut to it; polling with timeout 0
+ * does not block. */
+static int task_big_result(crew_task *t, const void *arg, size_t len, void *res, size_t cap,
+                           size_t *rl)
+{
+    (void)t, (void)arg, (void)len;
+    memset(res, 0xab, cap);
+    *rl = cap + 100;
+    return 0;
+}
+
+static void test_result_limits_and_poll(void)
+{
+    crew_pool_options o = {.max_result_size = 100};
+    crew_pool *p = make_pool(1, 0, &o);
+    crew_future *f;
+    CHECK_OK(crew_pool_submit(p, task_big_result, NULL, 0, &f));
+    double t0 = crew_now();
+    int rc = crew_future_wait(f, 0);
+    CHECK(rc == 0 || rc == CREW_ETIMEDOUT);
+    CHECK(crew_now() - t0 < 0.5);
+    CHECK_OK(crew_future_wait(f, 30));
+    const void *d;
+    size_t n;
+    CHECK_OK(crew_future_result(f, &d, &n));
+    CHECK_EQ(n, 100);
+    CHECK_EQ(((const unsigned char *)d)[99], 0xab);
+    crew_future_destroy(f);
+    CHECK_OK(crew_pool_destroy(p));
+}
+
 static const test_helper helpers[] = {TEST_HELPER(helper_pool_owner)};
 
 static const test_case cases[] = {
@@ -924,5 +976,7 @@ static const test_case cases[] = {
     TEST_CASE(test_callbacks_and_poll),
     TEST_CASE(test_wait_timeout_and_many_waiters),
     TEST_CASE(test_workers_die_with_parent),
+    TEST_CASE(test_max_pending),
+    TEST_CASE(test_result_limits_and_poll),
 };
 TEST_MAIN(cases, helpers)
