@@ -500,6 +500,13 @@ static void run_job(worker *w, crew_future *f)
         rc = CREW_ECANCELED;
     else if (CREW_UNLIKELY(t.deadline_ns != 0) && (t.timed_out || crew__now_ns() >= t.deadline_ns))
         rc = CREW_ETIMEDOUT;
+    pending_done(b); /* before DONE: a waiter that saw DONE may submit again */
+    if (CREW_UNLIKELY(len > CREW__RES_INLINE)) {
+        /* The copy into the future allocates and may turn the status into
+         * CREW_ENOMEM: let the core count the final outcome. */
+        crew__future_complete_ex(f, rc, buf, len, NULL, 0);
+        return;
+    }
     if (CREW_LIKELY(w->index >= 0)) {
         switch (rc) {
         case 0: bump(&w->n_ok); break;
@@ -514,7 +521,6 @@ static void run_job(worker *w, crew_future *f)
                                                      : &b->ext_failed;
         atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
     }
-    pending_done(b); /* before DONE: a waiter that saw DONE may submit again */
     complete_running(f, rc, buf, len);
 }
 
