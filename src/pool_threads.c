@@ -413,25 +413,31 @@ static void run_map_helper(worker *w, crew_future *hf)
     w->depth++;
     while (!atomic_load_explicit(&b->cancel_queued, memory_order_relaxed) &&
            crew__map_claim(m, &first, &count)) {
-        const unsigned char *in = m->in ? m->in + first * m->in_size : NULL;
-        unsigned char *out = m->out ? m->out + first * m->out_size : NULL;
+        /* Locals: the calls below could change *m as far as the compiler
+         * knows, and this loop is the map's whole per-item cost. */
+        crew_task_fn fn = m->fn;
+        const size_t in_size = m->in_size, out_size = m->out_size;
+        const unsigned char *in = m->in ? m->in + first * in_size : NULL;
+        unsigned char *out = m->out ? m->out + first * out_size : NULL;
         size_t nf = 0, ff = 0;
         int fs = 0;
-        for (size_t i = first; i < first + count; i++) {
+        for (size_t i = first, end = first + count; i < end; i++) {
             size_t len = 0;
-            int rc = m->fn(&t, in, m->in_size, out, m->out_size, &len);
-            if (rc > 0)
-                rc = 0;
+            int rc = fn(&t, in, in_size, out, out_size, &len);
+            if (CREW_UNLIKELY(rc != 0)) {
+                if (rc > 0) {
+                    rc = 0;
+                } else if (nf++ == 0) {
+                    ff = i;
+                    fs = rc;
+                }
+            }
             if (st)
                 st[i] = rc;
-            if (CREW_UNLIKELY(rc < 0) && nf++ == 0) {
-                ff = i;
-                fs = rc;
-            }
             if (in)
-                in += m->in_size;
+                in += in_size;
             if (out)
-                out += m->out_size;
+                out += out_size;
         }
         crew__map_done_summary(m, first, count, nf, ff, fs, NULL);
     }
