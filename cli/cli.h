@@ -147,6 +147,7 @@ typedef struct cmp_results {
     char cpu_model[128];
     bool quick;
     int reps;
+    double load_start, load_end;  /* 1-minute load average before / after */
     /* the workload whose curve was measured */
     const char *workload;       /* "cpu", "io", "mixed", "membw", "user" */
     char workload_desc[256];

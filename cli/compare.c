@@ -279,6 +279,19 @@ static void watchdog(int sig)
 }
 
 /* ---------------------------------------------------------------- machine */
+/* The 1-minute load average: how busy the machine was around the run. */
+static double load_average(void)
+{
+    double l = NAN;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = NAN;
+        fclose(f);
+    }
+    return l;
+}
+
 static void machine(cmp_results *r)
 {
     struct utsname u;
@@ -513,6 +526,7 @@ int cmd_compare(int argc, char **argv)
     r.cpus = crew_cpu_count();
     r.quick = o.quick;
     machine(&r);
+    r.load_start = load_average();
     model_init(&r.m[CMP_THREADS], "threads");
     model_init(&r.m[CMP_PROCESSES], "processes");
     r.serial_seconds = r.item_us = NAN;
@@ -532,6 +546,7 @@ int cmd_compare(int argc, char **argv)
     if (pl.io_view)
         probe_io_view(&r, &pl);
     alarm(0);
+    r.load_end = load_average();
     cli_progress_done();
     recommend(&r);
     r.elapsed_s = crew_now() - t_start;

@@ -262,8 +262,16 @@ int report_table(FILE *f, const cmp_results *r)
 
     fprintf(f, "crew compare: threads vs processes on this machine (%d CPU%s, Linux %s, crew %s)\n", r->cpus,
             r->cpus == 1 ? "" : "s", r->kernel, r->crew_version);
-    fprintf(f, "workload: %s; medians of %d runs%s\n\n", r->workload_desc, r->reps,
+    fprintf(f, "workload: %s; medians of %d runs%s\n", r->workload_desc, r->reps,
             r->quick ? " (--quick)" : "");
+    /* Other programs competing for the CPUs distort every time below:
+     * say so rather than let busy-machine figures pass for quiet ones. */
+    double load = isfinite(r->load_end) && !(r->load_end < r->load_start) ? r->load_end : r->load_start;
+    if (isfinite(load) && load > 0.5 * r->cpus + 0.5)
+        fprintf(f, "note: load average %.1f on %d CPUs around this run -- other programs were competing for the "
+                   "CPUs, so the times are noisy\n",
+                load, r->cpus);
+    fputc('\n', f);
     for (int i = 0; i < t.nrows; i++) {
         pad(f, t.cell[i][0], wcol[0] + 2);
         pad(f, t.cell[i][1], wcol[1] + 2);
@@ -438,6 +446,10 @@ int report_json(FILE *f, const cmp_results *r)
     fprintf(f, "},\n  \"run\": {\"quick\": %s, \"reps\": %d, \"elapsed_s\": ", r->quick ? "true" : "false",
             r->reps);
     jnum(f, r->elapsed_s);
+    fputs(", \"load_avg_start\": ", f);
+    jnum(f, r->load_start);
+    fputs(", \"load_avg_end\": ", f);
+    jnum(f, r->load_end);
     fputs("},\n  \"workload\": {\"name\": ", f);
     jstr(f, r->workload);
     fputs(", \"description\": ", f);
@@ -512,6 +524,8 @@ int report_csv(FILE *f, const cmp_results *r)
     csv(f, "run", "schema_version", "", 0, CMP_SCHEMA_VERSION, "");
     csv(f, "run", "cpus", "", 0, r->cpus, "");
     csv(f, "run", "elapsed", "", 0, r->elapsed_s, "s");
+    csv(f, "run", "load_avg_start", "", 0, r->load_start, "");
+    csv(f, "run", "load_avg_end", "", 0, r->load_end, "");
     csv(f, "workload", "item_time", "", 0, r->item_us, "us");
     csv(f, "workload", "serial_time", "", 0, r->serial_seconds, "s");
     for (int i = 0; i < CMP_NMODELS; i++) {
