@@ -213,6 +213,9 @@ typedef struct shm_hdr {
     uint32_t max_tasks;
     _Atomic uint32_t tail __attribute__((aligned(CREW_CACHELINE)));
     _Atomic uint32_t sleepers;
+    /* One bit per worker index that is awake (running a task, spinning, or
+     * about to look at the queue). The monitor clears a dead worker's bit. */
+    _Atomic uint64_t awake[16] __attribute__((aligned(CREW_CACHELINE)));
     _Atomic uint32_t spinner __attribute__((aligned(CREW_CACHELINE))); /* index + 1 of the
                                   one idle worker allowed to spin, 0: none */
     _Atomic uint32_t head __attribute__((aligned(CREW_CACHELINE)));
@@ -420,6 +423,8 @@ static int worker_main(void *arg, size_t len)
         return 122;
     const int w = b.index;
     const uint32_t w1 = (uint32_t)w + 1;
+    const uint64_t awake_bit = UINT64_C(1) << (w % 64);
+    atomic_fetch_or_explicit(&h->awake[w / 64], awake_bit, memory_order_seq_cst);
     wrec *me = wrec_at(h, w);
     _Atomic uint32_t *ring = ring_at(h);
     uintptr_t fns[FN_MAX] = {0};
@@ -450,13 +455,15 @@ static int worker_main(void *arg, size_t len)
                 spinner_drop(h, w1);
                 spinner = false;
             }
-            /* Park. Dekker with the submitter: spinner dropped and
+            /* Park. Dekker with the submitter: awake bit cleared and
              * sleepers++ before the re-check of tail; it stores tail before
-             * reading spinner and sleepers. */
+             * reading the awake bits and sleepers. */
+            atomic_fetch_and_explicit(&h->awake[w / 64], ~awake_bit, memory_order_seq_cst);
             atomic_fetch_add_explicit(&h->sleepers, 1, memory_order_seq_cst);
             if (atomic_load_explicit(&h->tail, memory_order_seq_cst) == tl &&
                 !atomic_load_explicit(&h->stop, memory_order_seq_cst))
                 crew__futex_wait(&h->tail, tl, NULL);
+            atomic_fetch_or_explicit(&h->awake[w / 64], awake_bit, memory_order_seq_cst);
             atomic_fetch_sub_explicit(&h->sleepers, 1, memory_order_seq_cst);
             continue;
         }
@@ -659,13 +666,18 @@ static void ring_push(pb *b, uint32_t x)
     atomic_store_explicit(&h->tail, b->tail, memory_order_seq_cst);
 }
 
-/* After queueing: a spinning worker will take it; otherwise wake a sleeper
- * (the tail store before this was seq_cst). */
+/* After queueing (the tail store before this was seq_cst): if any worker is
+ * awake it will look at the queue before it parks (it clears its awake bit,
+ * then re-reads tail), and a worker that claims a task with more queued
+ * behind it wakes a sleeper itself. So the submitter makes a system call
+ * only when every worker sleeps. */
 static void wake_workers(pb *b)
 {
     shm_hdr *h = b->h;
-    if (atomic_load_explicit(&h->spinner, memory_order_seq_cst) == 0 &&
-        atomic_load_explicit(&h->sleepers, memory_order_seq_cst) > 0)
+    for (int i = 0; i < (b->nw + 63) / 64; i++)
+        if (atomic_load_explicit(&h->awake[i], memory_order_seq_cst))
+            return;
+    if (atomic_load_explicit(&h->sleepers, memory_order_seq_cst) > 0)
         crew__futex_wake(&h->tail, 1);
 }
 
@@ -1552,6 +1564,7 @@ static void on_death(pb *b, int w)
     /* A worker that died holding the spinner role would leave the queue
      * with no spinner and nobody waking sleepers: take it back. */
     spinner_drop(b->h, (uint32_t)w + 1);
+    atomic_fetch_and(&b->h->awake[w / 64], ~(UINT64_C(1) << (w % 64)));
     wake_workers(b);
     pthread_mutex_lock(&b->lk);
     pw->proc = NULL;
