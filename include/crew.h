@@ -454,11 +454,12 @@ CREW_API int crew_barrier_destroy(crew_barrier *b);
  *
  * Lifetime guarantees: a child never outlives its parent (it gets SIGKILL
  * when the parent dies, even if the parent died before the child started).
- * Linux ties that signal to the *thread* that started a fork or spawn child:
- * such a child is killed when that thread exits, so start long-lived children
- * from a long-lived thread, or use the forkserver (it is tied to a crew-owned
- * thread that lives as long as the process). Nothing is ever left as a
- * zombie: join reaps, destroy kills and reaps. If the process ignores
+ * Linux ties that signal to the parent *thread*: spawn children and the
+ * forkserver are exec'd by a crew-owned thread that lives as long as the
+ * process, so they (and forkserver children) live on when the thread that
+ * started them exits; a FORK child, though, is killed when the thread that
+ * forked it exits -- fork long-lived children from a long-lived thread.
+ * Nothing is ever left as a zombie: join reaps, destroy kills and reaps. If the process ignores
  * SIGCHLD (SIG_IGN), the kernel reaps children itself and join returns
  * CREW_ECHILD.
  */

@@ -68,13 +68,23 @@ static int fs_pidfd = -1;
 static pid_t fs_pid;
 static pid_t fs_owner; /* the process the state belongs to */
 
-/* The keeper thread: execs the server on request, then waits forever. */
+/* The keeper thread: execs the server (and spawn children) on request,
+ * then waits for the next request; it never exits. One request at a time:
+ * keeper_cur points at the caller's request until the keeper marks it done;
+ * the caller waits, so the request (and keep_fds) stay valid. */
+typedef struct keeper_req {
+    char kind;
+    int sock;
+    const int *keep;
+    size_t n_keep;
+    pid_t result;
+    bool done;
+} keeper_req;
+
 static pthread_mutex_t keeper_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t keeper_cv = PTHREAD_COND_INITIALIZER;
 static bool keeper_running;
-static int keeper_req_sock = -1; /* >= 0: a start is requested with this fd */
-static pid_t keeper_result;
-static bool keeper_done;
+static keeper_req *keeper_cur;
 
 static void *keeper_main(void *unused)
 {
@@ -84,11 +94,15 @@ static void *keeper_main(void *unused)
     pthread_sigmask(SIG_SETMASK, &all, NULL); /* process signals go elsewhere */
     pthread_mutex_lock(&keeper_mu);
     for (;;) {
-        while (keeper_req_sock < 0)
+        while (!keeper_cur || keeper_cur->done)
             pthread_cond_wait(&keeper_cv, &keeper_mu);
-        keeper_result = crew__spawn_exec('f', keeper_req_sock, NULL, 0);
-        keeper_req_sock = -1;
-        keeper_done = true;
+        keeper_req *r = keeper_cur;
+        pthread_mutex_unlock(&keeper_mu);
+        pid_t pid = crew__spawn_exec(r->kind, r->sock, r->keep, r->n_keep);
+        pthread_mutex_lock(&keeper_mu);
+        r->result = pid;
+        r->done = true;
+        keeper_cur = NULL;
         pthread_cond_broadcast(&keeper_cv);
     }
     return NULL;
@@ -96,8 +110,9 @@ static void *keeper_main(void *unused)
 
 static void fs_atfork_child(void)
 {
-    /* The server belongs to the parent. Drop our copies; locks may have been
-     * held by threads that do not exist here, so re-initialise them. */
+    /* The server and the keeper belong to the parent (no keeper thread
+     * exists here). Drop our copies; locks may have been held by threads
+     * that do not exist here, so re-initialise them. */
     pthread_mutex_init(&fs_lock, NULL);
     pthread_mutex_init(&keeper_mu, NULL);
     pthread_cond_init(&keeper_cv, NULL);
@@ -109,16 +124,16 @@ static void fs_atfork_child(void)
     fs_pid = 0;
     fs_owner = 0;
     keeper_running = false;
-    keeper_req_sock = -1;
-    keeper_done = false;
+    keeper_cur = NULL;
 }
 
 static pthread_once_t fs_once = PTHREAD_ONCE_INIT;
 static void fs_register(void) { pthread_atfork(NULL, NULL, fs_atfork_child); }
 
-/* Runs crew__spawn_exec on the keeper thread. */
-static pid_t keeper_spawn(int sock)
+pid_t crew__keeper_spawn_exec(char kind, int sock, const int *keep_fds, size_t n_keep)
 {
+    pthread_once(&fs_once, fs_register);
+    keeper_req req = {kind, sock, keep_fds, n_keep, 0, false};
     pthread_mutex_lock(&keeper_mu);
     if (!keeper_running) {
         pthread_attr_t a;
@@ -135,14 +150,14 @@ static pid_t keeper_spawn(int sock)
         (void)pthread_setname_np(t, "crew-keeper");
         keeper_running = true;
     }
-    keeper_done = false;
-    keeper_req_sock = sock;
-    pthread_cond_broadcast(&keeper_cv);
-    while (!keeper_done)
+    while (keeper_cur)
         pthread_cond_wait(&keeper_cv, &keeper_mu);
-    pid_t r = keeper_result;
+    keeper_cur = &req;
+    pthread_cond_broadcast(&keeper_cv);
+    while (!req.done)
+        pthread_cond_wait(&keeper_cv, &keeper_mu);
     pthread_mutex_unlock(&keeper_mu);
-    return r;
+    return req.result;
 }
 
 /* Drops (and reaps) a server, dead or alive. fs_lock held. */
@@ -167,12 +182,11 @@ static int fs_start_locked(void)
     pid_t me = getpid();
     if (fs_owner == me && fs_sock >= 0)
         return 0;
-    pthread_once(&fs_once, fs_register);
     fs_owner = me;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
         return -errno;
-    pid_t pid = keeper_spawn(sv[1]);
+    pid_t pid = crew__keeper_spawn_exec('f', sv[1], NULL, 0);
     crew__close(sv[1]);
     if (pid < 0) {
         crew__close(sv[0]);

@@ -466,8 +466,10 @@ static int start_spawn(crew_process *p, crew_process_fn fn, const void *arg, siz
         crew__msg_free(&m);
         return rc;
     }
-    pid_t pid = crew__spawn_exec('s', sv[1], opts ? opts->pass_fds : NULL,
-                                 opts ? opts->n_pass_fds : 0);
+    /* Exec'd by the keeper thread: the child then dies with the process,
+     * not with the calling thread (see crew__keeper_spawn_exec). */
+    pid_t pid = crew__keeper_spawn_exec('s', sv[1], opts ? opts->pass_fds : NULL,
+                                        opts ? opts->n_pass_fds : 0);
     crew__close(sv[1]);
     if (pid < 0) {
         crew__close(sv[0]);

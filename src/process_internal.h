@@ -130,6 +130,11 @@ __attribute__((noreturn)) void crew__child_exit(int code);
  * (the failed child is already reaped). */
 pid_t crew__spawn_exec(char kind, int channel, const int *keep_fds, size_t n_keep);
 
+/* forkserver.c: crew__spawn_exec run on crew's keeper thread, which lives
+ * as long as the process, so the child's death signal (tied by Linux to the
+ * parent *thread*) follows the process, not the calling thread. */
+pid_t crew__keeper_spawn_exec(char kind, int channel, const int *keep_fds, size_t n_keep);
+
 /* forkserver.c: start a child through the forkserver (starting it first if
  * needed). Returns the pid of a child of *this* process (CLONE_PARENT). */
 pid_t crew__forkserver_fork(crew_process_fn fn, const void *arg, size_t len,
