@@ -9,7 +9,9 @@
  * "keeper" thread that lives as long as the process: Linux sends
  * PR_SET_PDEATHSIG when the parent *thread* exits, and the server and its
  * workers are tied to the thread that made the server; a user thread could
- * exit at any time, the keeper never does. A start sends one request (fnref,
+ * exit at any time, the keeper never does. Spawn children are exec'd by the
+ * keeper too (crew__keeper_spawn_exec), for the same reason. Lock order:
+ * fs_lock, then keeper_mu. A start sends one request (fnref,
  * argument, name, signal mask, the caller's current fds 0..2 and pass_fds as
  * SCM_RIGHTS) and reads one reply {status, pid}. `fs_lock` serialises
  * request/reply pairs and guards the fs_* state; nothing else is shared.
