@@ -137,6 +137,14 @@ void recommend(cmp_results *r)
                      : "");
     }
 
+    /* A busy machine first: every speedup below is then in doubt. */
+    double load = isfinite(r->load_end) && !(r->load_end < r->load_start) ? r->load_end : r->load_start;
+    bool busy = isfinite(load) && load > 0.5 * r->cpus + 0.5;
+    if (busy)
+        reason(rec,
+               "the machine was busy (load average %.1f on %d CPUs): the pools shared the CPUs with other "
+               "programs, so rerun on an idle machine before trusting these speedups",
+               load, r->cpus);
     /* C is not Python: say what the threads' curve measured. */
     if (r->m[CMP_THREADS].ncurve > 0 && isfinite(bt.speedup) &&
         strcmp(r->workload, "io") != 0) {
@@ -147,9 +155,10 @@ void recommend(cmp_results *r)
                    bt.speedup, bt.workers, bt.workers == 1 ? "" : "s", r->cpus);
         else
             reason(rec,
-                   "threads did not speed this work up (%.2fx at best): with no GIL in C, the limit is the "
-                   "work itself (memory bandwidth, waiting, or too little of it per task)",
-                   bt.speedup);
+                   "threads did not speed this work up (%.2fx at best): with no GIL in C, the limit is %s",
+                   bt.speedup,
+                   busy ? "the CPUs other programs were using, or the work itself"
+                        : "the work itself (memory bandwidth, waiting, or too little of it per task)");
     }
     /* What processes cost, measured. */
     if (isfinite(pr->start_ms) && isfinite(th->start_ms))
