@@ -6,19 +6,23 @@
  * the number of threads that may be waiting, `nwaiters`, in the high half
  * (only to skip the wake-up system call when nobody waits).
  *
- * Wait: one RMW adds a waiter and reads the sequence; release the lock;
- * spin a little, then sleep while the sequence still holds the value read;
- * drop the waiter count; re-acquire the lock.
+ * Wait: read the sequence (holding the lock), release the lock, spin a
+ * little watching the sequence; if it did not move, register as a sleeper
+ * with one RMW that also returns the current sequence, and sleep while it
+ * still holds the value first read; drop the count; re-acquire the lock.
  * Notify: one CAS increments the sequence (in the low half only) and reads
  * nwaiters from the same word; if anyone waits, wake one (or all).
  *
  * No wake-up is lost: the waiter reads the sequence while it still holds
  * the lock, so a notifier that changes the predicate under the lock and
- * then notifies increments the sequence after that read; FUTEX_WAIT then
- * refuses to sleep on the stale value, or the sleeper is already queued and
- * FUTEX_WAKE finds it. Both the waiter's registration and the notifier's
- * look at nwaiters are RMWs of the same word, so a notifier that sees no
- * waiter is one whose increment the waiter will see.
+ * then notifies increments the sequence after that read. The waiter's
+ * registration and the notifier's increment are RMWs of the same word, so
+ * they are ordered: if the increment comes first, the registration returns
+ * the new sequence and the waiter does not sleep; if the registration comes
+ * first, the notifier sees nwaiters > 0 and wakes -- and FUTEX_WAIT refuses
+ * to sleep on a stale value, or the sleeper is already queued and
+ * FUTEX_WAKE finds it. Spinning waiters are not registered, so a notify
+ * while they spin costs no system call.
  *
  * The notifier's CAS is its last access to the condition's memory, so a
  * waiter may free the condition once its wait returns.
@@ -72,24 +76,32 @@ static bool lock_held_by_me(crew_lock *l)
 static int cond_wait_until(crew_cond *c, crew_lock *l, const crew__deadline *d, double timeout)
 {
     cond_impl *p = ci(c);
-    uint32_t s = (uint32_t)atomic_fetch_add_explicit(&p->data, ONE_WAITER, memory_order_acquire);
+    uint32_t s = (uint32_t)atomic_load_explicit(&p->data, memory_order_acquire);
     int rc = crew_lock_release(l);
     CREW_ASSERT(rc == 0); /* ownership was checked by the caller */
     int out = 0;
-    if (timeout != 0 && !crew__spin_low_while_eq(&p->data, s, &p->spin_hint)) {
-        for (;;) {
-            int r = crew__futex_wait(crew__low_half(&p->data), s, d);
-            if (r == CREW_EINTR)
-                continue;
-            if (r == CREW_ETIMEDOUT &&
-                (uint32_t)atomic_load_explicit(&p->data, memory_order_acquire) == s)
-                out = CREW_ETIMEDOUT;
-            break;
+    if (timeout == 0) {
+        if ((uint32_t)atomic_load_explicit(&p->data, memory_order_acquire) == s)
+            out = CREW_ETIMEDOUT;
+    } else if (!crew__spin_low_while_eq(&p->data, s, &p->spin_hint)) {
+        /* Register as a sleeper only now, so notifiers do not make a system
+         * call for waiters that are merely spinning. The registering RMW
+         * also returns the current sequence: if a notify came in between,
+         * we see it here and do not sleep. */
+        uint64_t now = atomic_fetch_add_explicit(&p->data, ONE_WAITER, memory_order_acquire);
+        if ((uint32_t)now == s) {
+            for (;;) {
+                int r = crew__futex_wait(crew__low_half(&p->data), s, d);
+                if (r == CREW_EINTR)
+                    continue;
+                if (r == CREW_ETIMEDOUT &&
+                    (uint32_t)atomic_load_explicit(&p->data, memory_order_acquire) == s)
+                    out = CREW_ETIMEDOUT;
+                break;
+            }
         }
-    } else if (timeout == 0 && (uint32_t)atomic_load_explicit(&p->data, memory_order_acquire) == s) {
-        out = CREW_ETIMEDOUT;
+        atomic_fetch_sub_explicit(&p->data, ONE_WAITER, memory_order_relaxed);
     }
-    atomic_fetch_sub_explicit(&p->data, ONE_WAITER, memory_order_relaxed);
     rc = crew_lock_acquire(l, CREW_FOREVER);
     return rc ? rc : out;
 }

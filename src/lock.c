@@ -176,8 +176,10 @@ int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t v, double t
         if (!spun) {
             /* A hand-off is ~0.3 us when watched, ~35 us through a sleep. */
             spun = true;
-            uint64_t start = crew__now_ns();
             uint32_t budget = crew__spin_budget(spin_hint);
+            if (budget == 0)
+                continue; /* the hint says: park at once */
+            uint64_t start = crew__now_ns();
             bool seen = false;
             for (unsigned i = 1;; i++) {
                 uint64_t x = atomic_load_explicit(w, memory_order_relaxed);
@@ -186,7 +188,7 @@ int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t v, double t
                     break;
                 }
                 crew__cpu_relax();
-                if ((i & 63) == 0 && crew__now_ns() - start >= budget)
+                if ((i & 15) == 0 && crew__now_ns() - start >= budget)
                     break;
             }
             crew__spin_feedback(spin_hint, seen);

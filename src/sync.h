@@ -38,16 +38,26 @@ int crew__lw_consistent(_Atomic uint64_t *w, uint64_t me);
 
 /* Adaptive spinning. Spinning wins only while the thread we wait for is
  * running; when the CPUs are oversubscribed it burns the time slice that
- * thread needs. So each object keeps a hint word (zero-initialised): a
- * level 0..CREW__SPIN_LEVEL_MAX; the spin budget is CREW__SPIN_NS >> level.
- * A spin that saw the hand-off lowers the level, one that ran out raises it.
- * The hint is advisory (relaxed, racy updates are fine) and never affects
+ * thread needs, and a waiter that sees a hand-off early only collides with
+ * the waker on the lock. So each object keeps a hint word
+ * (zero-initialised): a level 0..CREW__SPIN_LEVEL_MAX. The spin budget is
+ * CREW__SPIN_NS >> level; at the top level a waiter does not spin at all
+ * (it parks at once, like glibc), except that every 16th wait probes with a
+ * short spin, so the level comes down again once the CPUs are free. A spin
+ * that saw the hand-off lowers the level, one that ran out raises it. The
+ * hint is advisory (relaxed, racy updates are fine) and never affects
  * correctness, only how long a waiter watches before it sleeps. */
-#define CREW__SPIN_LEVEL_MAX 5u /* 20 us >> 5 = 625 ns */
+#define CREW__SPIN_LEVEL_MAX 6u /* 0: 20 us ... 5: 625 ns, 6: no spin */
 static inline uint32_t crew__spin_budget(_Atomic uint32_t *hint)
 {
     uint32_t lv = hint ? atomic_load_explicit(hint, memory_order_relaxed) : 0;
-    return CREW__SPIN_NS >> (lv > CREW__SPIN_LEVEL_MAX ? CREW__SPIN_LEVEL_MAX : lv);
+    if (lv >= CREW__SPIN_LEVEL_MAX) {
+        static __thread uint32_t probe;
+        if ((++probe & 15) != 0)
+            return 0;
+        lv = CREW__SPIN_LEVEL_MAX - 1;
+    }
+    return CREW__SPIN_NS >> lv;
 }
 static inline void crew__spin_feedback(_Atomic uint32_t *hint, bool seen)
 {
@@ -60,11 +70,15 @@ static inline void crew__spin_feedback(_Atomic uint32_t *hint, bool seen)
     else if (!seen && lv < CREW__SPIN_LEVEL_MAX)
         atomic_store_explicit(hint, lv + 1, memory_order_relaxed);
 }
-/* crew__spin_while_eq with the budget and feedback of a hint. */
+/* Spins while *addr == val, for the hint's budget (none: returns false at
+ * once, without feedback). Returns true if the value changed. */
 static inline bool crew__spin_adaptive(_Atomic uint32_t *addr, uint32_t val,
                                        _Atomic uint32_t *hint)
 {
-    bool seen = crew__spin_while_eq(addr, val, crew__spin_budget(hint));
+    uint32_t budget = crew__spin_budget(hint);
+    if (budget == 0)
+        return atomic_load_explicit(addr, memory_order_acquire) != val;
+    bool seen = crew__spin_while_eq(addr, val, budget);
     crew__spin_feedback(hint, seen);
     return seen;
 }
@@ -76,6 +90,8 @@ static inline bool crew__spin_low_while_eq(_Atomic uint64_t *w, uint32_t val,
                                            _Atomic uint32_t *hint)
 {
     uint32_t budget = crew__spin_budget(hint);
+    if (budget == 0)
+        return (uint32_t)atomic_load_explicit(w, memory_order_acquire) != val;
     uint64_t start = crew__now_ns();
     bool seen = false;
     for (unsigned i = 1;; i++) {
@@ -84,7 +100,7 @@ static inline bool crew__spin_low_while_eq(_Atomic uint64_t *w, uint32_t val,
             break;
         }
         crew__cpu_relax();
-        if ((i & 63) == 0 && crew__now_ns() - start >= budget)
+        if ((i & 15) == 0 && crew__now_ns() - start >= budget)
             break;
     }
     crew__spin_feedback(hint, seen);
