@@ -16,6 +16,10 @@
  * same work as an uncontended pthread mutex, and less than a robust one
  * (which also maintains the kernel's robust list on every operation).
  *
+ * Before sleeping, a waiter spins watching for the owner to change, for a
+ * budget the lock adapts to how recent spins went (crew__spin_budget in
+ * sync.h; down to no spin at all when the CPUs are oversubscribed).
+ *
  * Wake-up protocol (why no wake-up is lost). A waiter sleeps on the futex of
  * the word's low half (the owner tid plus the flags) only after setting
  * WAITERS in the word with a CAS, and passes the value it saw to
