@@ -53,12 +53,13 @@
  *   - Idle worker: only one at a time spins on `tail` (the spinner role,
  *     owned by a worker index; the monitor takes it back from a dead
  *     worker). The others -- and the spinner after CREW__SPIN_NS -- drop the
- *     role, sleepers++, re-check tail, futex_wait(tail). Submitter: store
- *     tail, load spinner and sleepers: wake one only when nobody spins. A
- *     worker that claims a task with more queued behind it and no spinner
- *     wakes a sleeper itself; a worker takes the spinner role before it
- *     publishes DONE, so the submitter reacting to that result finds a
- *     spinner and makes no system call.
+ *     role, clear their awake bit, sleepers++, re-check tail,
+ *     futex_wait(tail). Submitter: store tail, load the awake bits and
+ *     sleepers: wake one only when no worker is awake (an awake worker
+ *     re-reads tail before it parks). A worker that claims a task with more
+ *     queued behind it and no spinner wakes a sleeper itself; a worker takes
+ *     the spinner role before it publishes DONE, so the next task usually
+ *     finds a spinner. The monitor clears a dead worker's bit and role.
  *   - Waiting parent thread (ops->wait): claims the slot's watch word (0->1),
  *     spins on the state word, then sets watch = 2 and futex-waits on the
  *     state. Worker: stores DONE, loads watch: 2 -> futex_wake; 1 -> nothing
