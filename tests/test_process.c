@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/resource.h>
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -569,6 +570,44 @@ static void test_forkserver_restart(void)
     CHECK(waitpid(fs, NULL, WNOHANG) < 0 && errno == ECHILD); /* reaped */
 }
 
+/* ---- allocation failures are CREW_ENOMEM and leave nothing behind ---- */
+static int alloc_budget;
+static void *failing_malloc(size_t n) { return alloc_budget-- > 0 ? malloc(n) : NULL; }
+static void *failing_realloc(void *p, size_t n) { return alloc_budget-- > 0 ? realloc(p, n) : NULL; }
+
+static void test_allocation_failures(void)
+{
+    CHECK_OK(crew_forkserver_start());
+    int fds = test_count_fds(), kids = test_count_children();
+    crew_start_method ms[] = {CREW_START_FORK, CREW_START_SPAWN, CREW_START_FORKSERVER};
+    for (int m = 0; m < 3; m++) {
+        bool started = false;
+        for (int budget = 0; budget < 50 && !started; budget++) {
+            alloc_budget = budget;
+            CHECK_OK(crew_set_allocator(failing_malloc, failing_realloc, free));
+            crew_process_options o = {0};
+            o.method = ms[m];
+            crew_process *p = NULL;
+            int rc = crew_process_start(&p, task_exit_code, &(int){4}, sizeof(int), &o);
+            CHECK_OK(crew_set_allocator(NULL, NULL, NULL));
+            if (rc == 0) {
+                crew_exit st;
+                CHECK_OK(crew_process_join(p, CREW_FOREVER, &st));
+                CHECK_EQ(st.code, 4);
+                CHECK_OK(crew_process_destroy(p));
+                started = true;
+            } else {
+                if (rc != CREW_ENOMEM)
+                    TEST_FAIL("%s, budget %d: %s", method_name(ms[m]), budget, crew_err_name(rc));
+                CHECK(p == NULL);
+            }
+            CHECK_EQ(test_count_fds(), fds);
+            CHECK_EQ(test_count_children(), kids);
+        }
+        CHECK(started);
+    }
+}
+
 static const test_case cases[] = {
     TEST_CASE(test_exit_codes),
     TEST_CASE(test_signals),
@@ -584,5 +623,6 @@ static const test_case cases[] = {
     TEST_CASE(test_thread_exit_default_survives),
     TEST_CASE(test_concurrent_join),
     TEST_CASE(test_forkserver_restart),
+    TEST_CASE(test_allocation_failures),
 };
 TEST_MAIN_NOHELPERS(cases)
