@@ -214,6 +214,7 @@ typedef struct shm_hdr {
     uint32_t max_tasks;
     _Atomic uint32_t tail __attribute__((aligned(CREW_CACHELINE)));
     _Atomic uint32_t sleepers;
+    _Atomic uint32_t waking;   /* a worker-side wake is in flight */
     /* One bit per worker index that is awake (running a task, spinning, or
      * about to look at the queue). The monitor clears a dead worker's bit. */
     _Atomic uint64_t awake[16] __attribute__((aligned(CREW_CACHELINE)));
@@ -461,9 +462,13 @@ static int worker_main(void *arg, size_t len)
              * reading the awake bits and sleepers. */
             atomic_fetch_and_explicit(&h->awake[w / 64], ~awake_bit, memory_order_seq_cst);
             atomic_fetch_add_explicit(&h->sleepers, 1, memory_order_seq_cst);
+            if (atomic_load_explicit(&h->waking, memory_order_relaxed))
+                atomic_store_explicit(&h->waking, 0, memory_order_release);
             if (atomic_load_explicit(&h->tail, memory_order_seq_cst) == tl &&
                 !atomic_load_explicit(&h->stop, memory_order_seq_cst))
                 crew__futex_wait(&h->tail, tl, NULL);
+            if (atomic_load_explicit(&h->waking, memory_order_relaxed))
+                atomic_store_explicit(&h->waking, 0, memory_order_release);
             atomic_fetch_or_explicit(&h->awake[w / 64], awake_bit, memory_order_seq_cst);
             atomic_fetch_sub_explicit(&h->sleepers, 1, memory_order_seq_cst);
             continue;
@@ -492,10 +497,17 @@ static int worker_main(void *arg, size_t len)
             spinner = false;
         }
         /* More queued behind this task and nobody spinning for it: wake a
-         * sleeping worker (our system call, not the submitter's). */
+         * sleeping worker (our system call, not the submitter's). Only one
+         * such wake is in flight at a time (`waking`, cleared by any worker
+         * that parks or wakes up): a worker being woken takes ~35 us to run,
+         * and every claim meanwhile would otherwise call futex_wake again.
+         * This wake is only for parallelism; the submitter's wake (when no
+         * worker is awake) is the one that guarantees progress. */
         if (atomic_load_explicit(&h->tail, memory_order_seq_cst) != hd + 1 &&
             atomic_load_explicit(&h->spinner, memory_order_seq_cst) == 0 &&
-            atomic_load_explicit(&h->sleepers, memory_order_seq_cst) > 0)
+            atomic_load_explicit(&h->sleepers, memory_order_seq_cst) > 0 &&
+            !atomic_load_explicit(&h->waking, memory_order_relaxed) &&
+            !atomic_exchange_explicit(&h->waking, 1, memory_order_acq_rel))
             crew__futex_wake(&h->tail, 1);
 
         slot_hdr *sl = slot_at(h, x);
