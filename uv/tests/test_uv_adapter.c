@@ -15,6 +15,32 @@
 
 static pthread_t loop_thread;
 
+/* Sanitizers. ASan catches a worker's SIGSEGV itself, reports and exits 1,
+ * so a crash shows as an exit code rather than signal 11. TSan cannot follow
+ * a process that forks after it started threads ("starting new threads after
+ * multi-threaded fork is not supported"): the process-pool cases are skipped
+ * under TSan; the ASan and plain builds run them. */
+#if defined(__SANITIZE_ADDRESS__)
+#define ASAN_ON 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ASAN_ON 1
+#endif
+#endif
+#ifndef ASAN_ON
+#define ASAN_ON 0
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define TSAN_ON 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TSAN_ON 1
+#endif
+#endif
+#ifndef TSAN_ON
+#define TSAN_ON 0
+#endif
+
 /* ------------------------------------------------------------ tasks */
 
 static int task_double(crew_task *t, const void *arg, size_t arg_len, void *result,
@@ -126,6 +152,10 @@ static crew_pool *make_pool(crew_pool_kind kind, int workers, double task_timeou
  * process cases say so and pass without checking anything. */
 static int have_processes(void)
 {
+    if (TSAN_ON) {
+        printf("# TSan build: process-pool case skipped (fork after threads)\n");
+        return 0;
+    }
     crew_pool_options po = {.kind = CREW_PROCESSES, .workers = 1};
     crew_pool *p = NULL;
     int rc = crew_pool_create(&p, &po);
@@ -333,7 +363,7 @@ static void on_crash(crew_uv *cu, crew_future *f, int status, void *data)
     CHECK_OK(crew_future_failure(f, &fl));
     CHECK_EQ(fl.status, CREW_ECRASHED);
     CHECK(fl.pid > 0);
-    seen_signal = fl.signal;
+    seen_signal = ASAN_ON && fl.signal == 0 && fl.exit_code != 0 ? SIGSEGV : fl.signal;
 }
 
 static void test_process_crash_details(void)
@@ -405,7 +435,11 @@ static void test_close_in_flight_leaks_nothing(void)
     for (int round = 0; round < 3; round++)
         close_in_flight(CREW_THREADS);
     CHECK_EQ(test_count_fds(), fds);
-    CHECK_EQ(test_count_maps(), maps);
+    /* TSan keeps per-thread runtime mappings after threads exit, so the map
+     * count only means something without it (ASan's leak check covers the
+     * heap in that build). */
+    if (!TSAN_ON)
+        CHECK_EQ(test_count_maps(), maps);
     CHECK_EQ(test_count_children(), kids);
     if (!have_processes())
         return;
