@@ -39,36 +39,46 @@ int crew__lw_consistent(_Atomic uint64_t *w, uint64_t me);
 /* Adaptive spinning. Spinning wins only while the thread we wait for is
  * running; when the CPUs are oversubscribed it burns the time slice that
  * thread needs, and a waiter that sees a hand-off early only collides with
- * the waker on the lock. So each object keeps a hint word
- * (zero-initialised): a level 0..CREW__SPIN_LEVEL_MAX. The spin budget is
- * CREW__SPIN_NS >> level; at the top level a waiter does not spin at all
- * (it parks at once, like glibc), except that every 16th wait probes with a
- * short spin, so the level comes down again once the CPUs are free. A spin
- * that saw the hand-off lowers the level, one that ran out raises it. The
- * hint is advisory (relaxed, racy updates are fine) and never affects
- * correctness, only how long a waiter watches before it sleeps. */
+ * the waker on the lock. So each object keeps a hint word (zero-initialised,
+ * shared by all its users): bits 7..0 a level 0..CREW__SPIN_LEVEL_MAX,
+ * bits 31..8 the time (in ~1 ms units) the level was last raised. The spin
+ * budget is CREW__SPIN_NS >> level, and at the top level a waiter does not
+ * spin at all (it parks at once, like glibc). A spin that saw the hand-off
+ * lowers the level, one that ran out raises it. Once no spin has failed for
+ * CREW__SPIN_DECAY_MS, the level falls back to 0: when both sides of a
+ * hand-off park, no spin can ever succeed (the other side needs a wake-up
+ * first), so only time can tell that the CPUs are free again; under lasting
+ * load this costs a few short failed spins every decay period. The hint is
+ * advisory (relaxed, racy updates are fine) and never affects correctness,
+ * only how long a waiter watches before it sleeps. */
 #define CREW__SPIN_LEVEL_MAX 6u /* 0: 20 us ... 5: 625 ns, 6: no spin */
+#define CREW__SPIN_DECAY_MS 10u
+static inline uint32_t crew__spin_clock(void)
+{
+    return (uint32_t)(crew__now_ns() >> 20) & 0xffffffu; /* ~1.05 ms units */
+}
 static inline uint32_t crew__spin_budget(_Atomic uint32_t *hint)
 {
-    uint32_t lv = hint ? atomic_load_explicit(hint, memory_order_relaxed) : 0;
-    if (lv >= CREW__SPIN_LEVEL_MAX) {
-        static __thread uint32_t probe;
-        if ((++probe & 15) != 0)
-            return 0;
-        lv = CREW__SPIN_LEVEL_MAX - 1;
+    if (!hint)
+        return CREW__SPIN_NS;
+    uint32_t h = atomic_load_explicit(hint, memory_order_relaxed), lv = h & 0xffu;
+    if (lv == 0)
+        return CREW__SPIN_NS;
+    if (((crew__spin_clock() - (h >> 8)) & 0xffffffu) > CREW__SPIN_DECAY_MS) {
+        atomic_store_explicit(hint, 0, memory_order_relaxed);
+        return CREW__SPIN_NS;
     }
-    return CREW__SPIN_NS >> lv;
+    return lv >= CREW__SPIN_LEVEL_MAX ? 0 : CREW__SPIN_NS >> lv;
 }
 static inline void crew__spin_feedback(_Atomic uint32_t *hint, bool seen)
 {
     if (!hint)
         return;
-    uint32_t lv = atomic_load_explicit(hint, memory_order_relaxed);
+    uint32_t h = atomic_load_explicit(hint, memory_order_relaxed), lv = h & 0xffu;
     if (seen && lv > 0)
-        atomic_store_explicit(hint, lv > CREW__SPIN_LEVEL_MAX ? CREW__SPIN_LEVEL_MAX : lv - 1,
-                              memory_order_relaxed);
+        atomic_store_explicit(hint, (h & ~0xffu) | (lv - 1), memory_order_relaxed);
     else if (!seen && lv < CREW__SPIN_LEVEL_MAX)
-        atomic_store_explicit(hint, lv + 1, memory_order_relaxed);
+        atomic_store_explicit(hint, crew__spin_clock() << 8 | (lv + 1), memory_order_relaxed);
 }
 /* Spins while *addr == val, for the hint's budget (none: returns false at
  * once, without feedback). Returns true if the value changed. */
