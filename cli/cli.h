@@ -70,6 +70,7 @@ typedef struct cmp_options {
     unsigned char *arg;             /* --arg bytes (heap), arg_len of them */
     size_t arg_len;
     long items;                     /* --items; 0: default */
+    double timeout;                 /* --timeout: longest one measurement may take; 0: 120 s */
     int start_method;               /* --start-method; -1: the pool's default */
     const char *start_method_name;
 } cmp_options;

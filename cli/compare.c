@@ -47,6 +47,8 @@ void compare_usage(FILE *f)
             "  --arg BYTES|@FILE     the argument bytes given to each run of --task\n"
             "  --items N             how many times --task runs per measurement (default 64)\n"
             "  --start-method NAME   process pools: forkserver (default), fork or spawn\n"
+            "  --timeout SECONDS     longest one measurement may take (default 120): a task\n"
+            "                        that runs longer is reported as failed\n"
             "  --no-fault            skip the live crash demonstration\n"
             "  -q, --quiet           no progress on stderr\n"
             "  -h, --help            this text\n"
@@ -161,7 +163,7 @@ static int read_arg(cmp_options *o, const char *s)
 }
 
 enum { OPT_QUICK = 256, OPT_JSON, OPT_CSV, OPT_PLOT, OPT_WORKERS, OPT_WORKLOAD, OPT_TASK, OPT_ARG, OPT_ITEMS,
-       OPT_METHOD, OPT_NOFAULT };
+       OPT_METHOD, OPT_NOFAULT, OPT_TIMEOUT };
 
 static int parse(cmp_options *o, int argc, char **argv, bool *help)
 {
@@ -177,6 +179,7 @@ static int parse(cmp_options *o, int argc, char **argv, bool *help)
         {"items", required_argument, NULL, OPT_ITEMS},
         {"start-method", required_argument, NULL, OPT_METHOD},
         {"no-fault", no_argument, NULL, OPT_NOFAULT},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -236,6 +239,11 @@ static int parse(cmp_options *o, int argc, char **argv, bool *help)
             if (!parse_long(optarg, 1, 10000000, &v))
                 return usage_error("--items: '%s' is not a count (1..10000000)", optarg);
             o->items = v;
+            break;
+        case OPT_TIMEOUT:
+            if (!parse_long(optarg, 1, 86400, &v))
+                return usage_error("--timeout: '%s' is not a number of seconds (1..86400)", optarg);
+            o->timeout = (double)v;
             break;
         case OPT_METHOD:
             o->start_method_name = optarg;
@@ -341,7 +349,7 @@ static int build_plan(cmp_plan *pl, cmp_results *r, const cmp_options *o, crew_t
     pl->xfer_calls = q ? 10 : 40;
     pl->ready_workers = cpus < 2 ? 2 : cpus;
     pl->mem_workers = q ? 8 : 16;
-    pl->timeout = 120;
+    pl->timeout = o->timeout > 0 ? o->timeout : 120;
     pl->point_budget = q ? 0.4 : 2.0;
     pl->fault = !o->no_fault;
     pl->io_view = true;
@@ -502,7 +510,7 @@ int cmd_compare(int argc, char **argv)
     setrlimit(RLIMIT_CORE, &nocore);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGALRM, watchdog);
-    alarm(o.task_spec ? 1800 : o.quick ? 120 : 300);
+    alarm(600); /* until the plan says how long the run may take */
 
     crew_task_fn user = NULL;
     if (o.task_spec) {
@@ -533,6 +541,17 @@ int cmd_compare(int argc, char **argv)
     if ((ex = build_plan(&pl, &r, &o, user)) != 0)
         goto out;
     r.reps = pl.reps;
+    {
+        /* The whole run's limit: generous for the built-in work; for a
+         * user's task every measurement (a serial run, a batch on a pool)
+         * may take up to --timeout. */
+        double limit = (o.quick ? 120 : 300) + 60.0 * pl.ncurve;
+        if (pl.user)
+            limit += pl.timeout * 2 * (pl.reps + 1) * (pl.ncurve + 1);
+        if (limit > 7 * 86400.0)
+            limit = 7 * 86400.0;
+        alarm((unsigned)limit);
+    }
     r.m[CMP_PROCESSES].method = pl.pool_method_name;
 
     int failed = 0;

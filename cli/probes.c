@@ -330,8 +330,12 @@ static int curve(int model, const cmp_plan *pl, bool serial_here, double *serial
             }
             spent += crew_now() - t0;
         }
+        /* A user's task still running past the deadline in a thread cannot
+         * be stopped, and destroying its pool would wait for it: leave the
+         * pool to the sacrificial child's exit. */
+        bool stuck = rc == CREW_ETIMEDOUT && model == CMP_THREADS && pl->user;
         for (int k = g0; k < g1; k++)
-            if (pools[k]) {
+            if (pools[k] && !stuck) {
                 crew_pool_destroy(pools[k]);
                 pools[k] = NULL;
             }
@@ -340,8 +344,10 @@ static int curve(int model, const cmp_plan *pl, bool serial_here, double *serial
     if (rc) {
         *rc_out = rc;
         /* a pool that cannot be made or waited for is a measurement failure;
-         * any other status came from the task itself (its error or death) */
-        bool task = task_rc != 0 && rc != CREW_ETIMEDOUT && rc != CREW_ENOMEM && rc != CREW_ESHUTDOWN;
+         * any other status came from the task itself (its error, its death,
+         * or -- for the user's task -- not finishing within --timeout) */
+        bool task = task_rc != 0 && rc != CREW_ENOMEM && rc != CREW_ESHUTDOWN &&
+                    (rc != CREW_ETIMEDOUT || pl->user);
         return task ? CLI_EXIT_TASK : CLI_EXIT_MEASURE;
     }
     if (serial_here)
@@ -394,8 +400,8 @@ static bool write_all(int fd, const void *buf, size_t len)
 
 /* Runs job in a forked child; reads everything it wrote into buf (up to
  * cap; *got bytes); fills *ex with how it ended. */
-static int in_child(int (*job)(int, const cmp_plan *), const cmp_plan *pl, void *buf, size_t cap, size_t *got,
-                    crew_exit *ex)
+static int in_child(int (*job)(int, const cmp_plan *), const cmp_plan *pl, double limit, void *buf, size_t cap,
+                    size_t *got, crew_exit *ex)
 {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0)
@@ -413,7 +419,19 @@ static int in_child(int (*job)(int, const cmp_plan *), const cmp_plan *pl, void 
         return rc;
     }
     size_t n = 0;
+    double deadline = crew_now() + limit;
+    bool late = false;
     for (;;) {
+        /* the child writes at the end: wait for it, but not forever */
+        double left = deadline - crew_now();
+        struct pollfd pf = {fds[0], POLLIN, 0};
+        int pr = left > 0 ? poll(&pf, 1, (int)(left * 1000) + 1) : 0;
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr == 0) {
+            late = true;
+            break;
+        }
         ssize_t r = read(fds[0], (char *)buf + n, cap - n);
         if (r < 0 && errno == EINTR)
             continue;
@@ -425,7 +443,13 @@ static int in_child(int (*job)(int, const cmp_plan *), const cmp_plan *pl, void 
     }
     close(fds[0]);
     *got = n;
+    if (late)
+        crew_process_kill(cp, SIGKILL);
     rc = crew_process_join(cp, pl->timeout, ex);
+    if (late && rc == 0) {
+        crew_process_destroy(cp);
+        return CREW_ETIMEDOUT;
+    }
     if (rc == CREW_ETIMEDOUT) {
         crew_process_kill(cp, SIGKILL);
         rc = crew_process_join(cp, CREW_FOREVER, ex);
@@ -499,7 +523,7 @@ static int fault_threads(cmp_model *m, const cmp_plan *pl)
     char buf[64];
     size_t got = 0;
     crew_exit ex = {0};
-    int rc = in_child(fault_threads_job, pl, buf, sizeof buf, &got, &ex);
+    int rc = in_child(fault_threads_job, pl, pl->timeout, buf, sizeof buf, &got, &ex);
     if (rc)
         return fail(m, "fault demo", rc);
     if (got == 0 || buf[0] != 'P') /* the child's pool never ran */
@@ -912,7 +936,14 @@ int probe_model(cmp_results *r, int model, const cmp_plan *pl)
         static user_thread_figures u;
         size_t got = 0;
         crew_exit cx = {0};
-        int rc = in_child(user_threads_job, pl, &u, sizeof u, &got, &cx);
+        /* every serial run and every batch may take up to --timeout */
+        double limit = pl->timeout * ((pl->reps + 1) * (pl->ncurve + 1) + 1);
+        int rc = in_child(user_threads_job, pl, limit, &u, sizeof u, &got, &cx);
+        if (rc == CREW_ETIMEDOUT) {
+            cli_error("your task did not finish within --timeout (%.0f s per measurement) under threads",
+                      pl->timeout);
+            return CLI_EXIT_TASK;
+        }
         if (rc)
             return fail(m, "running your task", rc);
         if (got != sizeof u || cx.signal) {
@@ -925,7 +956,11 @@ int probe_model(cmp_results *r, int model, const cmp_plan *pl)
             return CLI_EXIT_TASK;
         }
         if (u.exit == CLI_EXIT_TASK) {
-            cli_error("your task failed under threads: %s (%s)", crew_err_name(u.rc), crew_strerror(u.rc));
+            if (u.rc == CREW_ETIMEDOUT)
+                cli_error("your task did not finish %ld runs within %.0f s under threads (--timeout)", pl->items,
+                          pl->timeout);
+            else
+                cli_error("your task failed under threads: %s (%s)", crew_err_name(u.rc), crew_strerror(u.rc));
             return CLI_EXIT_TASK;
         }
         if (u.exit)
@@ -954,6 +989,9 @@ int probe_model(cmp_results *r, int model, const cmp_plan *pl)
                 cli_error("your task crashed in a worker process (%s); the process pool survived it", sig_text(fl.signal));
             else if (rc == CREW_ECRASHED)
                 cli_error("your task ended its worker process (exit code %d)", fl.exit_code);
+            else if (rc == CREW_ETIMEDOUT)
+                cli_error("your task did not finish %ld runs within %.0f s under processes (--timeout)", pl->items,
+                          pl->timeout);
             else
                 cli_error("your task failed under processes: %s (%s)", crew_err_name(rc), crew_strerror(rc));
             return CLI_EXIT_TASK;

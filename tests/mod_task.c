@@ -7,6 +7,7 @@
  *  task_crash  segfaults.
  *  task_fail   returns CREW_EINVAL without crashing.
  *  task_exit   ends its process with exit code 3.
+ *  task_hang   never returns (sleeps forever).
  */
 #include <crew.h>
 
@@ -24,6 +25,8 @@ int task_crash(crew_task *t, const void *arg, size_t arg_len, void *result, size
 int task_fail(crew_task *t, const void *arg, size_t arg_len, void *result, size_t result_cap,
               size_t *result_len);
 int task_exit(crew_task *t, const void *arg, size_t arg_len, void *result, size_t result_cap,
+              size_t *result_len);
+int task_hang(crew_task *t, const void *arg, size_t arg_len, void *result, size_t result_cap,
               size_t *result_len);
 
 int task_spin(crew_task *t, const void *arg, size_t arg_len, void *result, size_t result_cap,
@@ -71,4 +74,12 @@ int task_exit(crew_task *t, const void *arg, size_t arg_len, void *result, size_
 {
     (void)t, (void)arg, (void)arg_len, (void)result, (void)result_cap, (void)result_len;
     _exit(3);
+}
+
+int task_hang(crew_task *t, const void *arg, size_t arg_len, void *result, size_t result_cap,
+              size_t *result_len)
+{
+    (void)t, (void)arg, (void)arg_len, (void)result, (void)result_cap, (void)result_len;
+    for (;;)
+        pause();
 }

@@ -66,6 +66,7 @@ static void test_bad_options(void)
         {{"compare", "--task", MOD ":task_spin", "--arg", "@/nonexistent/arg.bin", NULL}, "/nonexistent/arg.bin"},
         {{"compare", "stray", NULL}, "stray"},
         {{"compare", "--plot", NULL}, "--plot"},
+        {{"compare", "--timeout", "0", NULL}, "--timeout"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cli_run r = run_cli(30, cases[i].args);
@@ -112,6 +113,16 @@ static void test_failing_task(void)
     cli_run_free(&r);
 }
 
+static void test_hanging_task(void)
+{
+    /* --timeout bounds every measurement: a task that never returns is a
+     * one-line failure after about that long, not a hang */
+    cli_run r = run_cli(60, (const char *[]){"compare", "-q", "--quick", "--timeout", "2", "--task",
+                                             MOD ":task_hang", NULL});
+    CHECK_ONE_LINE_ERROR(r, 4, "did not finish");
+    cli_run_free(&r);
+}
+
 static void test_plot_unwritable(void)
 {
     /* checked before any measurement: the user learns at once */
@@ -155,6 +166,6 @@ static void test_validators_reject(void)
 static const test_case cases[] = {
     TEST_CASE(test_help_and_version), TEST_CASE(test_bad_options),   TEST_CASE(test_missing_library),
     TEST_CASE(test_missing_symbol),   TEST_CASE(test_crashing_task), TEST_CASE(test_failing_task),
-    TEST_CASE(test_plot_unwritable),  TEST_CASE(test_validators_reject),
+    TEST_CASE(test_hanging_task),     TEST_CASE(test_plot_unwritable),  TEST_CASE(test_validators_reject),
 };
 TEST_MAIN_NOHELPERS(cases)
