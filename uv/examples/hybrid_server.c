@@ -30,7 +30,10 @@
  * requests are answered in order, one at a time.
  *
  *   hybrid_server --arch hybrid --port 8080 [--workers N] [--allow-crash]
- *                 [--task-timeout SECONDS]
+ *                 [--task-timeout SECONDS] [--cpu-nice N]
+ *
+ * --cpu-nice N (pool, hybrid) runs the CPU work at nice N, below the loop
+ * thread, so that under CPU saturation the loop still gets a core at once.
  *
  * It listens on 127.0.0.1 only, prints "listening on 127.0.0.1:PORT" (port 0
  * picks a free one) and runs until SIGINT/SIGTERM, then closes every
@@ -53,7 +56,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -87,7 +92,24 @@ static uint32_t count_primes(crew_task *t, uint32_t n)
 struct cpu_arg {
     uint32_t n;
     uint32_t crash;
+    int32_t nice; /* --cpu-nice: the worker's priority for CPU work */
 };
+
+static int cpu_nice;
+
+/* Workers of a process pool are started from a fresh image of this program
+ * (main never runs there), so the priority travels in the argument, and each
+ * worker thread or process applies it once (Linux nice values are per
+ * thread). Lowering the CPU work's priority keeps the loop thread, which
+ * serves every connection, first in line for a core. */
+static void apply_nice(int nice)
+{
+    static __thread int applied;
+    if (nice != 0 && !applied) {
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
+        applied = 1;
+    }
+}
 
 /* The pool task: the same computation, run by a worker thread or process. */
 static int task_primes(crew_task *t, const void *arg, size_t arg_len, void *result,
@@ -97,6 +119,8 @@ static int task_primes(crew_task *t, const void *arg, size_t arg_len, void *resu
     if (arg_len != sizeof a || result_cap < sizeof(uint32_t))
         return CREW_EINVAL;
     memcpy(&a, arg, sizeof a);
+    if (t)
+        apply_nice(a.nice);
     if (a.crash) {
         volatile int *nowhere = NULL;
         *nowhere = 1; /* a real segfault, as a buggy parser would do */
@@ -471,7 +495,7 @@ static void *conn_thread(void *arg)
                 code = 200, snprintf(body, sizeof body, "primes %u\n", count_primes(NULL, (uint32_t)r.param));
                 break;
             case R_CRASH: {
-                struct cpu_arg a = {2, 1};
+                struct cpu_arg a = {2, 1, 0};
                 uint32_t res;
                 size_t rl;
                 task_primes(NULL, &a, sizeof a, &res, sizeof res, &rl); /* dies here */
@@ -700,7 +724,8 @@ static void serve(struct conn *c)
     case R_IO: uv_timer_start(&c->timer, on_io_timer, (uint64_t)r->param, 0); return;
     case R_CPU:
     case R_CRASH: {
-        struct cpu_arg a = {(uint32_t)(r->route == R_CPU ? r->param : 2), r->route == R_CRASH};
+        struct cpu_arg a = {(uint32_t)(r->route == R_CPU ? r->param : 2), r->route == R_CRASH,
+                            cpu_nice};
         if (arch == ARCH_LOOP) {
             uint32_t res = 0;
             size_t rl;
@@ -822,10 +847,18 @@ static int run_loop(int workers, double task_timeout)
             .kind = arch == ARCH_HYBRID ? CREW_PROCESSES : CREW_THREADS,
             .workers = workers,
             .task_timeout = task_timeout,
-            .max_pending = 1u << 20,
-            /* A demo server should not give up on CPU work because a client
-             * keeps sending /crash: raise the breaker far above the default. */
-            .breaker_crashes = 1000000,
+            .max_pending = 4096, /* > one CPU request per connection at 1000+ */
+            /* Arguments and results are a few bytes: say so, and the process
+             * pool's shared slots shrink from 64 KiB to this. */
+            .max_arg_size = 64,
+            .max_result_size = 64,
+            /* The crash breaker: 100 worker deaths within a second mark the
+             * pool broken (CPU requests then get 503) -- a flood of crashes
+             * is a bug to stop, not to keep forking workers for. The default
+             * (20) is a little tight for a demo that invites /crash. The
+             * breaker keeps one timestamp per allowed death, so this is
+             * also a memory setting: do not make it huge. */
+            .breaker_crashes = 100,
         };
         int rc = crew_pool_create(&pool, &po);
         if (rc == 0)
@@ -864,7 +897,8 @@ static int run_loop(int workers, double task_timeout)
 static int usage(void)
 {
     fprintf(stderr, "usage: hybrid_server [--arch thread|loop|pool|hybrid] [--port N]\n"
-                    "                     [--workers N] [--task-timeout S] [--allow-crash]\n");
+                    "                     [--workers N] [--task-timeout S] [--cpu-nice 0..19]\n"
+                    "                     [--allow-crash]\n");
     return 2;
 }
 
@@ -897,13 +931,16 @@ int main(int argc, char **argv)
             port = atoi(v);
         } else if (strcmp(a, "--workers") == 0) {
             workers = atoi(v);
+        } else if (strcmp(a, "--cpu-nice") == 0) {
+            cpu_nice = atoi(v);
         } else if (strcmp(a, "--task-timeout") == 0) {
             task_timeout = atof(v);
         } else {
             return usage();
         }
     }
-    if (port < 0 || port > 65535 || workers < 0 || task_timeout < 0)
+    if (port < 0 || port > 65535 || workers < 0 || task_timeout < 0 || cpu_nice < 0 ||
+        cpu_nice > 19)
         return usage();
     signal(SIGPIPE, SIG_IGN);
 
