@@ -903,6 +903,75 @@ static void test_workers_die_with_parent(void)
     }
 }
 
+/* map item for cancel/deadline: value -3 tells the test (pipe fd in
+ * g_hang_fd, inherited by fork workers) and hangs. */
+static int g_hang_fd = -1;
+static int item_maybe_hang(crew_task *t, const void *arg, size_t len, void *res, size_t cap,
+                           size_t *rl)
+{
+    (void)t, (void)len, (void)cap, (void)rl;
+    int32_t x;
+    memcpy(&x, arg, sizeof x);
+    if (x == -3) {
+        char c = 1;
+        ssize_t w = write(g_hang_fd, &c, 1);
+        (void)w;
+        for (;;)
+            pause();
+    }
+    memcpy(res, &x, sizeof x);
+    return 0;
+}
+
+static void test_map_cancel_and_deadline(void)
+{
+    int pfd[2];
+    CHECK(pipe(pfd) == 0);
+    g_hang_fd = pfd[1];
+    enum { N = 2000 };
+    int32_t in[N], out[N];
+    int sts[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    in[150] = -3;
+    crew_map_options mo = {.chunk_size = 100, .statuses = sts};
+    /* cancel while the chunk [100, 200) hangs */
+    crew_pool *p = make_pool(2, CREW_START_FORK, NULL);
+    crew_future *f;
+    CHECK_OK(crew_pool_map_submit(p, item_maybe_hang, in, 4, out, 4, N, &mo, &f));
+    char c;
+    CHECK(read(pfd[0], &c, 1) == 1);
+    CHECK_OK(crew_future_cancel(f));
+    CHECK_OK(crew_future_wait(f, 30));
+    CHECK_EQ(crew_future_status(f), CREW_ECANCELED);
+    for (int i = 0; i < N; i++) {
+        if (i >= 100 && i < 200)
+            CHECK_EQ(sts[i], CREW_ECANCELED);
+        else
+            CHECK(sts[i] == 0 || sts[i] == CREW_ECANCELED);
+        if (sts[i] == 0)
+            CHECK_EQ(out[i], in[i]);
+    }
+    crew_future_destroy(f);
+    CHECK_OK(crew_pool_destroy(p));
+    /* a deadline fails only the hanging chunk */
+    crew_pool_options o = {.task_timeout = 0.2};
+    p = make_pool(2, CREW_START_FORK, &o);
+    CHECK_ERR(crew_pool_map(p, item_maybe_hang, in, 4, out, 4, N, &mo), CREW_ETIMEDOUT);
+    CHECK(read(pfd[0], &c, 1) == 1);
+    for (int i = 0; i < N; i++) {
+        if (i >= 100 && i < 200) {
+            CHECK_EQ(sts[i], CREW_ETIMEDOUT);
+        } else {
+            CHECK_EQ(sts[i], 0);
+            CHECK_EQ(out[i], in[i]);
+        }
+    }
+    CHECK_OK(crew_pool_destroy(p));
+    close(pfd[0]);
+    close(pfd[1]);
+}
+
 /* max_pending: submit says CREW_EAGAIN instead of queueing more. */
 static void test_max_pending(void)
 {
@@ -977,6 +1046,7 @@ static const test_case cases[] = {
     TEST_CASE(test_wait_timeout_and_many_waiters),
     TEST_CASE(test_workers_die_with_parent),
     TEST_CASE(test_max_pending),
+    TEST_CASE(test_map_cancel_and_deadline),
     TEST_CASE(test_result_limits_and_poll),
 };
 TEST_MAIN(cases, helpers)
