@@ -391,10 +391,13 @@ static uint64_t read_rss(int statm_fd)
     if (n <= 0)
         return 0;
     buf[n] = 0;
-    unsigned long long size = 0, res = 0;
-    if (sscanf(buf, "%llu %llu", &size, &res) != 2)
+    /* resident minus shared (file-backed and shm pages): what the worker
+     * itself holds, not the pool's slots it touched */
+    unsigned long long size = 0, res = 0, shared = 0;
+    if (sscanf(buf, "%llu %llu %llu", &size, &res, &shared) != 3)
         return 0;
-    return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t own = res > shared ? (uint64_t)(res - shared) : 0;
+    return own * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
 static void worker_exit(wrec *r, uint32_t reason)
