@@ -399,6 +399,8 @@ int main(void)
               1.0, true, ">= 200x, <= 1 us");
     row_vs_py("round trip, one tiny task", rt_us, "us", "multiprocessing.Pool.apply",
               "mp_apply_us", 1.0, true, NULL);
+    row_vs_py("round trip, one tiny task", rt_us, "us", "ThreadPoolExecutor (threads!)",
+              "tpe_roundtrip_us", 1.0, true, NULL);
     bench_row(GROUP, "round trip, one tiny task", rt_us, "us", "raw spin+futex shm floor",
               floor_us, true, "close to 1x");
 
@@ -406,6 +408,8 @@ int main(void)
     double tps = 1e9 / tp_ns;
     row_vs_py("submit+wait no-op tasks", tps, "tasks/s", "ProcessPoolExecutor", "ppe_submit_tps",
               1.0, false, ">= 200x, >= 2M/s");
+    row_vs_py("submit+wait no-op tasks", tps, "tasks/s", "ThreadPoolExecutor (threads!)",
+              "tpe_submit_tps", 1.0, false, NULL);
 
     map_ctx mc = {.p = p, .n = 200000};
     mc.in = calloc(mc.n, 4);
