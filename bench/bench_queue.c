@@ -378,120 +378,146 @@ static void finish(chan *c, pid_t pid)
         ;
 }
 
-/* Median ns per round trip. */
-static double round_trip(chan c, long n, int reps)
+/* ns per round trip over n round trips. */
+static double rt_batch(chan *c, long n)
 {
-    pid_t pid = start_child(&c, RT_MSG, 0);
     char buf[RT_MSG] = {0};
-    double v[64];
-    for (long i = 0; i < n / 10 + 1; i++) {
-        c.psend(&c, buf, RT_MSG);
-        c.precv(&c, buf, RT_MSG);
+    double t0 = bench_now_ns();
+    for (long i = 0; i < n; i++) {
+        c->psend(c, buf, RT_MSG);
+        c->precv(c, buf, RT_MSG);
     }
-    for (int r = 0; r < reps; r++) {
-        double t0 = bench_now_ns();
-        for (long i = 0; i < n; i++) {
-            c.psend(&c, buf, RT_MSG);
-            c.precv(&c, buf, RT_MSG);
-        }
-        v[r] = (bench_now_ns() - t0) / (double)n;
-    }
-    finish(&c, pid);
-    return bench_median(v, reps);
+    return (bench_now_ns() - t0) / (double)n;
 }
 
-/* Median GiB/s of 64 KiB messages, parent to child. */
-static double stream(chan c, long batch, int reps)
+/* GiB/s over one batch of 64 KiB messages, acknowledged by the child. */
+static double stream_batch(chan *c, long batch, const char *buf)
 {
-    pid_t pid = start_child(&c, STREAM_MSG, batch);
-    char *buf = malloc(STREAM_MSG);
-    memset(buf, 7, STREAM_MSG);
     char ack[RT_MSG];
-    double v[64];
-    for (int r = -1; r < reps; r++) { /* r == -1: warm-up */
-        double t0 = bench_now_ns();
-        for (long i = 0; i < batch; i++)
-            c.psend(&c, buf, STREAM_MSG);
-        c.precv(&c, ack, RT_MSG);
-        double ns = bench_now_ns() - t0;
-        if (r >= 0)
-            v[r] = (double)batch * STREAM_MSG / ns * 1e9 / (double)(1u << 30);
-    }
-    finish(&c, pid);
-    free(buf);
-    return bench_median(v, reps);
+    double t0 = bench_now_ns();
+    for (long i = 0; i < batch; i++)
+        c->psend(c, buf, STREAM_MSG);
+    c->precv(c, ack, RT_MSG);
+    double ns = bench_now_ns() - t0;
+    return (double)batch * STREAM_MSG / ns * 1e9 / (double)(1u << 30);
 }
 
-static double memcpy_gibs(long batch, int reps)
+/* From RAM to RAM: buffers far larger than any cache. */
+#define MEMCPY_SPAN ((size_t)256 << 20)
+static double memcpy_batch(char *src, char *dst, long batch)
 {
-    /* From RAM to RAM: buffers far larger than any cache. */
-    size_t span = (size_t)256 << 20;
-    char *src = malloc(span), *dst = malloc(span);
-    if (!src || !dst)
-        die("malloc");
-    memset(src, 1, span);
-    memset(dst, 2, span);
-    double v[64];
-    size_t off = 0;
-    for (int r = -1; r < reps; r++) {
-        double t0 = bench_now_ns();
-        for (long i = 0; i < batch; i++) {
-            memcpy(dst + off, src + off, STREAM_MSG);
-            off = (off + STREAM_MSG) % span;
-        }
-        double ns = bench_now_ns() - t0;
-        if (r >= 0)
-            v[r] = (double)batch * STREAM_MSG / ns * 1e9 / (double)(1u << 30);
+    static size_t off;
+    double t0 = bench_now_ns();
+    for (long i = 0; i < batch; i++) {
+        memcpy(dst + off, src + off, STREAM_MSG);
+        off = (off + STREAM_MSG) % MEMCPY_SPAN;
     }
-    volatile char sink = dst[12345];
-    (void)sink;
-    free(src);
-    free(dst);
-    return bench_median(v, reps);
+    double ns = bench_now_ns() - t0;
+    __asm__ __volatile__("" ::"r"(dst) : "memory");
+    return (double)batch * STREAM_MSG / ns * 1e9 / (double)(1u << 30);
 }
+
+/* All channels of a group run at once (idle children sleep) and are
+ * measured in turn, repetition by repetition, so that load from elsewhere
+ * falls on crew and its anchors alike; each figure is a median. */
+enum { RT_PIPE, RT_SOCK, RT_FLOOR, RT_QUEUE, RT_CPIPE, RT_N };
+enum { ST_PIPE, ST_PIPE1M, ST_SOCK, ST_QUEUE, ST_CPIPE, ST_N };
 
 int main(void)
 {
-    int reps = bench_reps(7);
-    long n_fast = bench_iters(200000), n_slow = bench_iters(5000);
+    int reps = bench_reps(9);
+    if (reps > 64)
+        reps = 64;
+    long n_fast = bench_iters(100000), n_slow = bench_iters(4000);
+
+    /* Each channel is made just before its child is forked, and they are
+     * ended in reverse order: a child inherits the channels made before it
+     * (their fds, their pipe holds), so those must outlive it. */
+    chan rt[RT_N];
+    long rt_n[RT_N] = {n_slow, n_slow, n_fast, n_fast, n_fast};
+    pid_t rt_pid[RT_N];
+    double rt_v[RT_N][64];
+    for (int k = 0; k < RT_N; k++) {
+        rt[k] = k == RT_PIPE    ? make_pipe_chan("pipe", 0)
+                : k == RT_SOCK  ? make_socket_chan()
+                : k == RT_FLOOR ? make_floor_chan()
+                : k == RT_QUEUE ? make_queue_chan()
+                                : make_crew_pipe_chan();
+        rt_pid[k] = start_child(&rt[k], RT_MSG, 0);
+        rt_batch(&rt[k], rt_n[k] / 10 + 1); /* warm-up */
+    }
+    for (int r = 0; r < reps; r++)
+        for (int k = 0; k < RT_N; k++)
+            rt_v[k][r] = rt_batch(&rt[k], rt_n[k]);
+    double rt_med[RT_N];
+    for (int k = RT_N - 1; k >= 0; k--) {
+        finish(&rt[k], rt_pid[k]);
+        rt_med[k] = bench_median(rt_v[k], reps) * 1e-3; /* us */
+    }
 
     bench_group("queue and pipe: round trip between two processes (16-byte message)");
-    double rt_pipe = round_trip(make_pipe_chan("pipe", 0), n_slow, reps);
-    double rt_sock = round_trip(make_socket_chan(), n_slow, reps);
-    double rt_floor = round_trip(make_floor_chan(), n_fast, reps);
-    double rt_q = round_trip(make_queue_chan(), n_fast, reps);
-    double rt_p = round_trip(make_crew_pipe_chan(), n_fast, reps);
-    double us = 1e-3;
-    bench_row(GROUP, "queue round trip", rt_q * us, "us", "raw shm spin+futex", rt_floor * us,
-              true, "<= 1 us; >= 0.29x (<= 3.5x floor)");
-    bench_row(GROUP, "queue round trip", rt_q * us, "us", "pipe", rt_pipe * us, true,
+    const char *floor_goal = "<= 1 us; >= 0.29x (<= 3.5x floor)";
+    bench_row(GROUP, "queue round trip", rt_med[RT_QUEUE], "us", "raw shm spin+futex",
+              rt_med[RT_FLOOR], true, floor_goal);
+    bench_row(GROUP, "queue round trip", rt_med[RT_QUEUE], "us", "pipe", rt_med[RT_PIPE], true,
               ">= 50x");
-    bench_row(GROUP, "queue round trip", rt_q * us, "us", "socketpair", rt_sock * us, true,
-              NULL);
-    bench_row(GROUP, "pipe round trip", rt_p * us, "us", "raw shm spin+futex", rt_floor * us,
-              true, "<= 1 us; >= 0.29x (<= 3.5x floor)");
-    bench_row(GROUP, "pipe round trip", rt_p * us, "us", "pipe", rt_pipe * us, true, ">= 50x");
-    bench_row(GROUP, "pipe round trip", rt_p * us, "us", "socketpair", rt_sock * us, true,
-              NULL);
+    bench_row(GROUP, "queue round trip", rt_med[RT_QUEUE], "us", "socketpair", rt_med[RT_SOCK],
+              true, NULL);
+    bench_row(GROUP, "pipe round trip", rt_med[RT_CPIPE], "us", "raw shm spin+futex",
+              rt_med[RT_FLOOR], true, floor_goal);
+    bench_row(GROUP, "pipe round trip", rt_med[RT_CPIPE], "us", "pipe", rt_med[RT_PIPE], true,
+              ">= 50x");
+    bench_row(GROUP, "pipe round trip", rt_med[RT_CPIPE], "us", "socketpair", rt_med[RT_SOCK],
+              true, NULL);
+
+    long batch = bench_iters(8192); /* 512 MiB per repetition */
+    chan st[ST_N];
+    long st_n[ST_N] = {batch / 4, batch / 2, batch / 2, batch, batch};
+    pid_t st_pid[ST_N];
+    double st_v[ST_N + 1][64];
+    char *buf = malloc(STREAM_MSG);
+    char *src = malloc(MEMCPY_SPAN), *dst = malloc(MEMCPY_SPAN);
+    if (!buf || !src || !dst)
+        die("malloc");
+    memset(buf, 7, STREAM_MSG);
+    memset(src, 1, MEMCPY_SPAN);
+    memset(dst, 2, MEMCPY_SPAN);
+    for (int k = 0; k < ST_N; k++) {
+        st[k] = k == ST_PIPE     ? make_pipe_chan("pipe", 0)
+                : k == ST_PIPE1M ? make_pipe_chan("pipe 1 MiB", 1 << 20)
+                : k == ST_SOCK   ? make_socket_chan()
+                : k == ST_QUEUE  ? make_queue_chan()
+                                 : make_crew_pipe_chan();
+        st_pid[k] = start_child(&st[k], STREAM_MSG, st_n[k]);
+        stream_batch(&st[k], st_n[k], buf); /* warm-up: one full batch */
+    }
+    for (int r = 0; r < reps; r++) {
+        for (int k = 0; k < ST_N; k++)
+            st_v[k][r] = stream_batch(&st[k], st_n[k], buf);
+        st_v[ST_N][r] = memcpy_batch(src, dst, batch);
+    }
+    double st_med[ST_N + 1];
+    for (int k = ST_N - 1; k >= 0; k--) {
+        finish(&st[k], st_pid[k]);
+        st_med[k] = bench_median(st_v[k], reps);
+    }
+    st_med[ST_N] = bench_median(st_v[ST_N], reps);
+    free(buf);
+    free(src);
+    free(dst);
 
     bench_group("queue and pipe: streaming 64 KiB messages between two processes");
-    long batch = bench_iters(16384); /* 1 GiB per repetition */
-    double s_pipe = stream(make_pipe_chan("pipe", 0), batch / 4, reps);
-    double s_pipe1m = stream(make_pipe_chan("pipe 1 MiB", 1 << 20), batch / 2, reps);
-    double s_sock = stream(make_socket_chan(), batch / 2, reps);
-    double s_mem = memcpy_gibs(batch, reps);
-    double s_q = stream(make_queue_chan(), batch, reps);
-    double s_p = stream(make_crew_pipe_chan(), batch, reps);
-    bench_row(GROUP, "queue streaming", s_q, "GiB/s", "pipe", s_pipe, false, NULL);
-    bench_row(GROUP, "queue streaming", s_q, "GiB/s", "pipe 1 MiB buffer", s_pipe1m, false,
-              NULL);
-    bench_row(GROUP, "queue streaming", s_q, "GiB/s", "socketpair", s_sock, false,
+    double q = st_med[ST_QUEUE], p = st_med[ST_CPIPE];
+    bench_row(GROUP, "queue streaming", q, "GiB/s", "pipe", st_med[ST_PIPE], false, NULL);
+    bench_row(GROUP, "queue streaming", q, "GiB/s", "pipe 1 MiB buffer", st_med[ST_PIPE1M],
+              false, NULL);
+    bench_row(GROUP, "queue streaming", q, "GiB/s", "socketpair", st_med[ST_SOCK], false,
               ">= 10 GiB/s; >= 3x");
-    bench_row(GROUP, "queue streaming", s_q, "GiB/s", "memcpy, one thread, RAM", s_mem, false,
-              NULL);
-    bench_row(GROUP, "pipe streaming", s_p, "GiB/s", "socketpair", s_sock, false,
+    bench_row(GROUP, "queue streaming", q, "GiB/s", "memcpy, one thread, RAM", st_med[ST_N],
+              false, NULL);
+    bench_row(GROUP, "pipe streaming", p, "GiB/s", "socketpair", st_med[ST_SOCK], false,
               ">= 10 GiB/s; >= 3x");
-    bench_row(GROUP, "pipe streaming", s_p, "GiB/s", "pipe 1 MiB buffer", s_pipe1m, false,
+    bench_row(GROUP, "pipe streaming", p, "GiB/s", "pipe 1 MiB buffer", st_med[ST_PIPE1M], false,
               NULL);
     return 0;
 }
