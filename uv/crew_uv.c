@@ -40,7 +40,7 @@
  * Destroyed handles. crew_uv_close destroys the futures of tasks still
  * running; such a future may later pass through the completion list on its
  * way to being freed. crew_future_user_data() returns NULL for a destroyed
- * handle, and those entries are skipped (skip_dropped): they were delivered
+ * handle, and those entries are skipped: they were delivered
  * already, as CREW_ECANCELED.
  *
  * Crashes. A worker that dies is the pool's business: the pool completes the
@@ -173,7 +173,7 @@ static long drain(crew_uv *cu, long limit)
         for (size_t i = 0; i < n; i++) {
             struct rec *r = crew_future_user_data(batch[i]);
             if (!r)
-                continue; /* a handle already destroyed (see skip_dropped) */
+                continue; /* a destroyed handle: see "Destroyed handles" above */
             CREW_UV_CHECK(r->f == batch[i] && r->prev != NULL);
             deliver(r, crew_future_status(batch[i]));
             done++;
