@@ -54,6 +54,7 @@
 
 /* core-private f->flags */
 #define FL_ARG_HEAP 1u
+#define FL_RES_HEAP 2u
 
 static _Atomic uint64_t g_next_pool_id = 1;
 
@@ -122,7 +123,7 @@ static void alloc_unlock_maybe_free(crew_pool *p)
 
 /* ------------------------------------------------------------ free batches
  * The pool's free list is a stack of batches (chains of futures linked by
- * ->next); a batch's first future keeps the next batch and the batch's
+ * ->free_next); a batch's first future keeps the next batch and the batch's
  * length in its (then unused) backend[] words, so moving a batch between a
  * thread cache and the pool is O(1) under alloc_lock. */
 
@@ -216,7 +217,10 @@ static crew_future *slab_new_locked(crew_pool *p)
         (crew_future *)(((uintptr_t)raw + CREW_CACHELINE - 1) & ~(uintptr_t)(CREW_CACHELINE - 1));
     for (int i = 0; i < SLAB_FUTURES; i++) {
         atomic_init(&base[i].magic, CREW__FUTURE_DEAD);
-        base[i].next = i + 1 < SLAB_FUTURES ? &base[i + 1] : NULL;
+        atomic_init(&base[i].ext, NULL);
+        base[i].res = NULL;
+        base[i].next = NULL;
+        base[i].free_next = i + 1 < SLAB_FUTURES ? &base[i + 1] : NULL;
     }
     return base;
 }
@@ -249,7 +253,7 @@ static crew_future *future_alloc_slow(crew_pool *p)
     tc.head = head;
     tc.n = n;
     crew_future *f = tc.head;
-    tc.head = f->next;
+    tc.head = f->free_next;
     tc.n--;
     return f;
 }
@@ -259,7 +263,7 @@ static inline crew_future *future_alloc(crew_pool *p)
     crew_future *f;
     if (CREW_LIKELY(tc.pool_id == p->pool_id && tc.head != NULL)) {
         f = tc.head;
-        tc.head = f->next;
+        tc.head = f->free_next;
         tc.n--;
     } else {
         f = future_alloc_slow(p);
@@ -268,15 +272,14 @@ static inline crew_future *future_alloc(crew_pool *p)
     }
     atomic_store_explicit(&f->state, CREW__F_QUEUED, memory_order_relaxed);
     atomic_store_explicit(&f->magic, CREW__FUTURE_MAGIC, memory_order_relaxed);
+    /* Only the first cache line is written: res, next and ext (second
+     * line) are kept NULL while the future is free. */
     f->pool = p;
-    f->next = NULL;
     f->arg = f->arg_inline;
     f->arg_len = 0;
     f->status = 0;
-    f->res = NULL;
     f->res_len = 0;
     f->flags = 0;
-    atomic_store_explicit(&f->ext, NULL, memory_order_relaxed);
     f->map = NULL;
     return f;
 }
@@ -293,29 +296,32 @@ static void future_free(crew_future *f)
     atomic_store_explicit(&f->magic, CREW__FUTURE_DEAD, memory_order_relaxed);
     if (CREW_UNLIKELY(f->flags & FL_ARG_HEAP))
         crew__free((void *)f->arg);
-    if (CREW_UNLIKELY(f->res != NULL))
+    if (CREW_UNLIKELY(f->flags & FL_RES_HEAP)) {
         crew__free(f->res);
-    crew__future_ext *x = atomic_load_explicit(&f->ext, memory_order_relaxed);
-    if (CREW_UNLIKELY(x != NULL)) {
+        f->res = NULL;
+    }
+    if (CREW_UNLIKELY(atomic_load_explicit(&f->state, memory_order_relaxed) & CREW__F_EXT)) {
+        crew__future_ext *x = atomic_load_explicit(&f->ext, memory_order_relaxed);
         pthread_mutex_destroy(&x->lock);
         crew__free(x);
+        atomic_store_explicit(&f->ext, NULL, memory_order_relaxed);
     }
     if (CREW_UNLIKELY(f->map != NULL) &&
         !(atomic_load_explicit(&f->state, memory_order_relaxed) & CREW__F_INTERNAL))
         crew__map_unref(f->map);
     if (CREW_LIKELY(tc.pool_id == p->pool_id) && atomic_load_explicit(&p->destroyed,
                                                                       memory_order_relaxed) == 0) {
-        f->next = tc.head;
+        f->free_next = tc.head;
         tc.head = f;
         if (++tc.n <= CACHE_MAX)
             return;
         /* Spill half of the cache to the pool. */
         crew_future *head = tc.head, *last = head;
         for (uint32_t i = 1; i < CACHE_MAX / 2; i++)
-            last = last->next;
-        tc.head = last->next;
+            last = last->free_next;
+        tc.head = last->free_next;
         tc.n -= CACHE_MAX / 2;
-        last->next = NULL;
+        last->free_next = NULL;
         pthread_mutex_lock(&p->alloc_lock);
         push_batch_locked(p, head, CACHE_MAX / 2);
         atomic_fetch_sub(&p->lent, CACHE_MAX / 2);
@@ -325,7 +331,7 @@ static void future_free(crew_future *f)
     if (tc.pool_id == p->pool_id) /* pool destroyed: give the cache back too */
         tcache_flush(&tc);
     pthread_mutex_lock(&p->alloc_lock);
-    f->next = NULL;
+    f->free_next = NULL;
     push_batch_locked(p, f, 1);
     atomic_fetch_sub(&p->lent, 1);
     alloc_unlock_maybe_free(p);
@@ -366,8 +372,10 @@ static crew__future_ext *ext_get(crew_future *f)
         return NULL;
     pthread_mutex_init(&n->lock, NULL);
     if (atomic_compare_exchange_strong_explicit(&f->ext, &x, n, memory_order_acq_rel,
-                                                memory_order_acquire))
+                                                memory_order_acquire)) {
+        atomic_fetch_or_explicit(&f->state, CREW__F_EXT, memory_order_relaxed);
         return n;
+    }
     pthread_mutex_destroy(&n->lock);
     crew__free(n);
     return x;
@@ -467,6 +475,7 @@ int crew__future_complete_ex(crew_future *f, int status, const void *result, siz
         } else {
             f->res = crew__malloc(len);
             if (f->res) {
+                f->flags |= FL_RES_HEAP;
                 memcpy(f->res, result, len);
             } else {
                 status = CREW_ENOMEM;

@@ -97,6 +97,7 @@
 #define CREW__F_RELEASED (1u << 8)
 #define CREW__F_ANYWAIT (1u << 9)   /* crew_wait_any waiters listed in ext (slow path) */
 #define CREW__F_INTERNAL (1u << 10) /* a backend-private future (no user handle) */
+#define CREW__F_EXT (1u << 11)      /* f->ext is set (so freeing reads only line 0) */
 
 #define CREW__FUTURE_MAGIC 0x46757475u /* "Futu" */
 #define CREW__FUTURE_DEAD 0xdeadf00du
@@ -115,16 +116,19 @@ struct crew_future {
     uint64_t id;
     crew_task_fn fn;
     crew_pool *pool;
-    const void *arg;            /* points at arg_inline or a heap copy */
+    union {
+        const void *arg;        /* points at arg_inline or a heap copy */
+        struct crew_future *free_next; /* core: free-list link while unused */
+    };
     uint32_t arg_len;
     int32_t status;             /* final status, valid once DONE */
     uint32_t res_len;
     uint32_t flags;             /* core-private (heap arg, ...) */
     crew__map *map;             /* non-NULL for a map future */
-    /* second line */
-    void *res;                  /* heap result when res_len > RES_INLINE */
-    struct crew_future *next;   /* queue link (backend) / free-list link (core) */
-    _Atomic(crew__future_ext *) ext; /* slow-path data (core), allocated on demand */
+    /* second line: an empty task never touches it */
+    void *res;                  /* heap result when res_len > RES_INLINE; NULL otherwise */
+    struct crew_future *next;   /* queue link (backend; not cleared at submit) */
+    _Atomic(crew__future_ext *) ext; /* slow-path data (core), allocated on demand; NULL otherwise */
     uintptr_t backend[2];       /* free for the backend (slot, worker, ...); not cleared */
     unsigned char arg_inline[CREW__ARG_INLINE];
     unsigned char res_inline[CREW__RES_INLINE];
