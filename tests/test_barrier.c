@@ -211,7 +211,7 @@ static void test_thread_participant_exits(void)
     CHECK_OK(crew_thread_destroy(t));
     double t0 = crew_now();
     CHECK_ERR(crew_barrier_wait(&b, CREW_FOREVER, NULL), CREW_EBROKEN);
-    CHECK(crew_now() - t0 < 2.0);
+    CHECK(crew_now() - t0 < 5.0); /* ~50 ms slices; slack for loaded CI */
 }
 
 static void *detach_and_leave(void *arg)
@@ -261,7 +261,7 @@ static void test_killed_process_participant(void)
     CHECK(kill(pid, SIGKILL) == 0); /* not reaped while we wait: a zombie */
     double t0 = crew_now();
     CHECK_ERR(crew_barrier_wait(b, CREW_FOREVER, NULL), CREW_EBROKEN);
-    CHECK(crew_now() - t0 < 2.0);
+    CHECK(crew_now() - t0 < 5.0); /* ~50 ms slices; slack for loaded CI */
     CHECK_ERR(join_rc(t), CREW_EBROKEN);
     int st = test_wait(pid);
     CHECK(WIFSIGNALED(st));

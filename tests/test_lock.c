@@ -367,7 +367,7 @@ static void test_blocked_waiter_sees_death(void)
     CHECK_OK(crew_thread_start(&t, kill_it, &k, NULL));
     double t0 = crew_now();
     CHECK_ERR(crew_lock_acquire(&s->l, 10.0), CREW_EOWNERDEAD);
-    CHECK(crew_now() - t0 < 2.0); /* within slices, not the timeout */
+    CHECK(crew_now() - t0 < 5.0); /* within slices, not the 10 s timeout */
     CHECK_OK(crew_thread_destroy(t));
     repair(s);
     CHECK_OK(crew_lock_consistent(&s->l));
