@@ -311,6 +311,9 @@ typedef struct pb {
     _Atomic uint32_t n_fns;
     uint64_t respawn_at;      /* monitor: earliest respawn retry */
     uint64_t armed_at;        /* monitor: what the timerfd is set to (0: off) */
+    bool start_in_monitor;    /* fork/spawn: the monitor starts the first workers */
+    int start_rc;             /* their result (written before start_state) */
+    _Atomic uint32_t start_state;
 
     _Atomic uint32_t broken, shutting, quit;
     _Atomic uint32_t progress; /* futex word bumped when work ends (shutdown waits on it) */
@@ -1740,6 +1743,16 @@ static void *monitor_main(void *arg)
 {
     pb *b = arg;
     struct epoll_event evs[32];
+    if (b->start_in_monitor) {
+        int rc = 0;
+        for (int w = 0; w < b->nw && rc == 0; w++)
+            rc = start_worker(b, w);
+        b->start_rc = rc;
+        atomic_store_explicit(&b->start_state, 1, memory_order_release);
+        crew__futex_wake(&b->start_state, INT32_MAX);
+        if (rc)
+            return NULL; /* procs_create cleans up */
+    }
     for (;;) {
         atomic_store_explicit(&b->h->mon_parked, 1, memory_order_seq_cst);
         uint64_t now = crew__now_ns();
@@ -1919,10 +1932,18 @@ static int procs_create(crew_pool *p, const crew_pool_options *o)
     epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->tfd, &ev);
 
     p->backend = b;
-    for (int w = 0; w < b->nw; w++) {
-        rc = start_worker(b, w);
-        if (rc)
-            goto fail_workers;
+    /* A fork or spawn child's parent-death signal fires when the *thread*
+     * that started it ends. The caller's thread may be short-lived, so for
+     * those methods the monitor thread (which lives as long as the pool)
+     * starts the first workers too; forkserver children are tied to the
+     * forkserver's own crew thread, so the caller starts them directly. */
+    b->start_in_monitor = b->o.start_method != CREW_START_FORKSERVER;
+    if (!b->start_in_monitor) {
+        for (int w = 0; w < b->nw; w++) {
+            rc = start_worker(b, w);
+            if (rc)
+                goto fail_workers;
+        }
     }
     rc = pthread_create(&b->monitor, NULL, monitor_main, b);
     if (rc) {
@@ -1930,6 +1951,14 @@ static int procs_create(crew_pool *p, const crew_pool_options *o)
         goto fail_workers;
     }
     b->monitor_started = true;
+    if (b->start_in_monitor) {
+        while (atomic_load_explicit(&b->start_state, memory_order_acquire) == 0)
+            crew__futex_wait(&b->start_state, 0, NULL);
+        if (b->start_rc) {
+            rc = b->start_rc;
+            goto fail_workers;
+        }
+    }
     return 0;
 
 fail_workers:

@@ -972,6 +972,36 @@ static void test_map_cancel_and_deadline(void)
     close(pfd[1]);
 }
 
+/* A pool made in a thread that then exits keeps its workers (a fork/spawn
+ * child's death signal is tied to the thread that started it). */
+static void *make_pool_thread(void *arg)
+{
+    int method = *(int *)arg;
+    return make_pool(2, method, NULL);
+}
+
+static void test_pool_outlives_creating_thread(void)
+{
+    for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++) {
+        int method = methods[k];
+        pthread_t th;
+        CHECK(pthread_create(&th, NULL, make_pool_thread, &method) == 0);
+        void *ret;
+        CHECK(pthread_join(th, &ret) == 0);
+        crew_pool *p = ret;
+        for (int i = 0; i < 50; i++) {
+            crew_future *f = submit_double(p, i);
+            check_double(f, i);
+            crew_future_destroy(f);
+        }
+        crew_pool_stats st;
+        CHECK_OK(crew_pool_stats_get(p, &st));
+        CHECK_EQ(st.workers_started, 2); /* none died with the thread */
+        CHECK_EQ(st.crashed, 0);
+        CHECK_OK(crew_pool_destroy(p));
+    }
+}
+
 /* max_pending: submit says CREW_EAGAIN instead of queueing more. */
 static void test_max_pending(void)
 {
@@ -1046,6 +1076,7 @@ static const test_case cases[] = {
     TEST_CASE(test_wait_timeout_and_many_waiters),
     TEST_CASE(test_workers_die_with_parent),
     TEST_CASE(test_max_pending),
+    TEST_CASE(test_pool_outlives_creating_thread),
     TEST_CASE(test_map_cancel_and_deadline),
     TEST_CASE(test_result_limits_and_poll),
 };
