@@ -332,7 +332,7 @@ static void test_random_kills(void)
     int fds = test_count_fds(), maps = test_count_maps();
     unsigned recoveries = 0;
     rnd_state ^= (uint32_t)getpid();
-    long rounds = test_scale(150);
+    long rounds = test_scale(100);
     if (rounds < 40)
         rounds = 40; /* rounds are cheap: keep many even under sanitizers */
     for (long r = 0; r < rounds; r++)
