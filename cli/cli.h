@@ -118,6 +118,7 @@ typedef struct cmp_model {
     double idle_private_bytes;  /* private (unshared) part per worker */
     const char *idle_metric;    /* "RSS" or "PSS" */
     double roundtrip_us;        /* submit + wait + destroy of one empty task */
+    double handoff_us;          /* the same, the caller never running it (completion list) */
     double empty_per_s;         /* empty tasks, submit all then wait all */
     double map_per_s;           /* empty items through crew_pool_map */
     double xfer_copy_us;        /* 1 MiB as the argument, 1 MiB back as the result */

@@ -332,7 +332,7 @@ static void model_init(cmp_model *m, const char *name)
     for (int i = 0; i < CMP_MAX_METHODS; i++)
         m->methods[i].worker_us = m->methods[i].start_ms = NAN;
     m->idle_bytes = m->idle_private_bytes = NAN;
-    m->roundtrip_us = m->empty_per_s = m->map_per_s = NAN;
+    m->roundtrip_us = m->handoff_us = m->empty_per_s = m->map_per_s = NAN;
     m->xfer_copy_us = m->xfer_ref_us = NAN;
     m->fault.detect_ms = NAN;
 }

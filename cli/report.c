@@ -209,6 +209,8 @@ int report_table(FILE *f, const cmp_results *r)
     row(&t, "memory per idle worker", a, b);
     row(&t, "round trip, one tiny task", fmt_time_s(x, sizeof x, th->roundtrip_us / 1e6),
         fmt_time_s(y, sizeof y, pr->roundtrip_us / 1e6));
+    row(&t, "  ... always handed to a worker", fmt_time_s(x, sizeof x, th->handoff_us / 1e6),
+        fmt_time_s(y, sizeof y, pr->handoff_us / 1e6));
     row(&t, "empty tasks, submit + wait", fmt_rate(x, sizeof x, th->empty_per_s),
         fmt_rate(y, sizeof y, pr->empty_per_s));
     row(&t, "empty items, crew_pool_map", fmt_rate(x, sizeof x, th->map_per_s),
@@ -410,6 +412,8 @@ static void jmodel(FILE *f, const cmp_model *m)
     jstr(f, m->idle_metric);
     fputs(",\n      \"roundtrip_us\": ", f);
     jnum(f, m->roundtrip_us);
+    fputs(",\n      \"handoff_us\": ", f);
+    jnum(f, m->handoff_us);
     fputs(",\n      \"empty_tasks_per_s\": ", f);
     jnum(f, m->empty_per_s);
     fputs(",\n      \"map_items_per_s\": ", f);
@@ -545,6 +549,7 @@ int report_csv(FILE *f, const cmp_results *r)
         csv(f, "memory", "idle_worker", n, m->ready_workers, m->idle_bytes, "bytes");
         csv(f, "memory", "idle_worker_private", n, m->ready_workers, m->idle_private_bytes, "bytes");
         csv(f, "tasks", "roundtrip", n, 1, m->roundtrip_us, "us");
+        csv(f, "tasks", "roundtrip_handoff", n, 1, m->handoff_us, "us");
         csv(f, "tasks", "empty_submit_wait", n, 0, m->empty_per_s, "tasks/s");
         csv(f, "tasks", "empty_map", n, 0, m->map_per_s, "items/s");
         csv(f, "data", "transfer_1mib_copy", n, 1, m->xfer_copy_us, "us");

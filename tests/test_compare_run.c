@@ -31,7 +31,8 @@ static void check_model_measured(const jval *doc, const char *model)
     CHECK(st && st->t == J_STR);
     if (strcmp(st->str, "ok") != 0)
         TEST_FAIL("%s: status %s", model, st->str);
-    static const char *figures[] = {"start_ms", "ready.ms", "roundtrip_us", "empty_tasks_per_s", "map_items_per_s",
+    static const char *figures[] = {"start_ms", "ready.ms", "roundtrip_us", "handoff_us", "worker_start_us",
+                                    "empty_tasks_per_s", "map_items_per_s",
                                     "transfer_1mib.copy_us", "idle_worker_bytes", "scaling.0.seconds",
                                     "scaling.0.speedup", "io.0.items_per_s"};
     for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
