@@ -161,11 +161,15 @@ void recommend(cmp_results *r)
                         : "the work itself (memory bandwidth, waiting, or too little of it per task)");
     }
     /* What processes cost, measured. */
-    if (isfinite(pr->start_ms) && isfinite(th->start_ms))
-        reason(rec, "start + stop of a pool of 1: threads %s, processes %s; round trip of a tiny task: %s vs %s",
+    if (isfinite(pr->start_ms) && isfinite(th->start_ms)) {
+        char t5[64], t6[64];
+        reason(rec,
+               "start + stop of a pool of 1: threads %s, processes %s; round trip of a tiny task: %s vs %s "
+               "(always handed to a worker: %s vs %s)",
                fmt_time_s(t1, sizeof t1, th->start_ms / 1e3), fmt_time_s(t2, sizeof t2, pr->start_ms / 1e3),
-               fmt_time_s(t3, sizeof t3, th->roundtrip_us / 1e6),
-               fmt_time_s(t4, sizeof t4, pr->roundtrip_us / 1e6));
+               fmt_time_s(t3, sizeof t3, th->roundtrip_us / 1e6), fmt_time_s(t4, sizeof t4, pr->roundtrip_us / 1e6),
+               fmt_time_s(t5, sizeof t5, th->handoff_us / 1e6), fmt_time_s(t6, sizeof t6, pr->handoff_us / 1e6));
+    }
     if (isfinite(pr->idle_bytes) && isfinite(th->idle_bytes))
         reason(rec, "memory per idle worker: threads %s RSS, processes %s PSS",
                fmt_bytes(t1, sizeof t1, th->idle_bytes), fmt_bytes(t2, sizeof t2, pr->idle_bytes));
