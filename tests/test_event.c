@@ -3,6 +3,7 @@
 #include "crew_test.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 
 #define UNDER_SANITIZER TEST_SANITIZED /* crew_test.h: set by CMake */
@@ -125,7 +126,34 @@ static void test_cross_process(void)
     munmap(e, 2 * sizeof *e);
 }
 
+/* The waiter frees the event as soon as its wait returns, while the setter
+ * may still be inside crew_event_set: set must not touch the memory after
+ * the change the waiter sees (TSan flags the free racing with a late read;
+ * it caught exactly that in an earlier version of this code). */
+static void *set_and_leave(void *arg)
+{
+    CHECK_OK(crew_event_set(arg));
+    return NULL;
+}
+
+static void test_free_after_wait(void)
+{
+    int n = (int)test_scale(2000);
+    for (int i = 0; i < n; i++) {
+        crew_event *e = malloc(sizeof *e);
+        CHECK(e != NULL);
+        CHECK_OK(crew_event_init(e));
+        crew_thread *t;
+        CHECK_OK(crew_thread_start(&t, set_and_leave, e, NULL));
+        CHECK_OK(crew_thread_detach(t));
+        CHECK_OK(crew_event_wait(e, 10));
+        free(e);
+        CHECK_OK(crew_thread_destroy(t));
+    }
+}
+
 static const test_case cases[] = {
+    TEST_CASE(test_free_after_wait),
     TEST_CASE(test_basic),
     TEST_CASE(test_wakes_all),
     TEST_CASE(test_relay_stress),

@@ -4,6 +4,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 
 #define UNDER_SANITIZER TEST_SANITIZED /* crew_test.h: set by CMake */
@@ -171,7 +172,33 @@ static void test_cross_process(void)
     munmap(s, 2 * sizeof *s);
 }
 
+/* As for events: release must not touch the semaphore after the waiter
+ * can see the unit, so the waiter may free it at once (TSan flags a late
+ * read racing with the free). */
+static void *release_and_leave(void *arg)
+{
+    CHECK_OK(crew_sem_release(arg, 1));
+    return NULL;
+}
+
+static void test_free_after_acquire(void)
+{
+    int n = (int)test_scale(2000);
+    for (int i = 0; i < n; i++) {
+        crew_sem *s = malloc(sizeof *s);
+        CHECK(s != NULL);
+        CHECK_OK(crew_sem_init(s, 0, 1));
+        crew_thread *t;
+        CHECK_OK(crew_thread_start(&t, release_and_leave, s, NULL));
+        CHECK_OK(crew_thread_detach(t));
+        CHECK_OK(crew_sem_acquire(s, 10));
+        free(s);
+        CHECK_OK(crew_thread_destroy(t));
+    }
+}
+
 static const test_case cases[] = {
+    TEST_CASE(test_free_after_acquire),
     TEST_CASE(test_init_errors),  TEST_CASE(test_counting),
     TEST_CASE(test_bounded),      TEST_CASE(test_limit_stress),
     TEST_CASE(test_release_n_wakes_n), TEST_CASE(test_cross_process),
