@@ -164,6 +164,63 @@ static double two_workers_ready_us(void)
     return t;
 }
 
+/* Proportional set size of a process, KiB (from smaps_rollup). */
+static double pss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    double v = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Pss: %lf kB", &v) == 1)
+            break;
+    fclose(f);
+    return v;
+}
+
+/* fds = {ready write end, hold read end, hold write end}: closes the hold
+ * write end (a fork child inherits it; others do not have it), says
+ * "ready", then blocks until EOF on the hold pipe. */
+static int task_idle(void *arg, size_t len)
+{
+    (void)len;
+    int *fds = arg;
+    close(fds[2]);
+    return task_ready(fds, 2 * sizeof(int));
+}
+
+/* PSS of an idle child started with method m, KiB (median of 5). */
+static double idle_pss(crew_start_method m)
+{
+    double v[5];
+    for (int i = 0; i < 5; i++) {
+        int ready[2], hold[2];
+        if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(hold, O_CLOEXEC) != 0)
+            exit(1);
+        int fds[3] = {ready[1], hold[0], hold[1]};
+        crew_process_options o = {0};
+        o.method = m;
+        o.pass_fds = fds;
+        o.n_pass_fds = 2;
+        crew_process *p;
+        if (crew_process_start(&p, task_idle, fds, sizeof fds, &o) != 0)
+            exit(1);
+        char c;
+        if (read(ready[0], &c, 1) != 1)
+            exit(1);
+        v[i] = pss_kib(crew_process_pid(p));
+        close(hold[1]);
+        crew_process_join(p, CREW_FOREVER, NULL);
+        crew_process_destroy(p);
+        close(ready[0]);
+        close(ready[1]);
+        close(hold[0]);
+    }
+    return bench_median(v, 5);
+}
+
 int main(void)
 {
     int reps = bench_reps(15);
@@ -212,5 +269,13 @@ int main(void)
         two[i] = two_workers_ready_us();
     bench_row(G, "2 forkserver workers running (warm)", bench_median(two, 15), "us", NULL, 0, true,
               "<= 1000 us (pool ready)");
+
+    const char *M = "processes: idle child memory";
+    bench_group(M);
+    double fork_pss = idle_pss(CREW_START_FORK);
+    bench_row(M, "idle forkserver child PSS", idle_pss(CREW_START_FORKSERVER), "KiB",
+              "idle fork child PSS", fork_pss, true, "<= 100 KiB");
+    bench_row(M, "idle spawn child PSS", idle_pss(CREW_START_SPAWN), "KiB", "idle fork child PSS",
+              fork_pss, true, NULL);
     return 0;
 }

@@ -345,9 +345,11 @@ int crew__msg_recv(int sock, crew__msg *m)
 
 void crew__close_all_except(const int *keep_in, int n)
 {
-    int keep[CREW__MAX_PASS_FDS + 8];
+    /* Sized to n: in a forkserver worker every stack page written is a
+     * private page (proportional memory of an idle worker). */
+    int keep[n > 0 ? n : 1];
     int nk = 0;
-    for (int i = 0; i < n && nk < (int)(sizeof keep / sizeof keep[0]); i++) {
+    for (int i = 0; i < n; i++) {
         int fd = keep_in[i], j = nk;
         if (fd < 0)
             continue;
@@ -383,7 +385,7 @@ static int place_fds(const int *src, const int32_t *target, int n)
         if (target[i] >= base)
             base = target[i] + 1;
     }
-    int tmp[CREW__MAX_PASS_FDS + 4];
+    int tmp[n > 0 ? n : 1];
     for (int i = 0; i < n; i++) {
         /* Above every source and target first, so no dup2 below can clobber
          * a source that is still to be moved. */
@@ -391,7 +393,7 @@ static int place_fds(const int *src, const int32_t *target, int n)
         if (tmp[i] < 0)
             return -errno;
     }
-    int keep[CREW__MAX_PASS_FDS + 4], nk = 0;
+    int keep[n > 0 ? n : 1], nk = 0;
     for (int i = 0; i < n; i++) {
         if (target[i] < 0)
             continue;
