@@ -5,6 +5,7 @@
 #include "crew_test.h"
 
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -470,6 +471,52 @@ static void test_sync_in_region(void)
     CHECK_OK(crew_shm_destroy(s));
 }
 
+/* ---- allocation failures: CREW_ENOMEM, nothing leaked ---- */
+static int alloc_budget;
+static void *failing_malloc(size_t n) { return alloc_budget-- > 0 ? malloc(n) : NULL; }
+static void *failing_realloc(void *p, size_t n) { return alloc_budget-- > 0 ? realloc(p, n) : NULL; }
+
+static void test_allocation_failures(void)
+{
+    int fds = test_count_fds(), maps = test_count_maps();
+    for (int what = 0; what < 3; what++) {
+        bool done = false;
+        for (int budget = 0; budget < 10 && !done; budget++) {
+            alloc_budget = budget;
+            CHECK_OK(crew_set_allocator(failing_malloc, failing_realloc, free));
+            crew_shm *s = NULL, *t = NULL;
+            crew_array *a = NULL;
+            int rc;
+            if (what == 0) {
+                rc = crew_shm_create(&s, 4096, NULL);
+            } else if (what == 1) {
+                rc = crew_array_create(&a, CREW_TYPE_I64, 0, 8, CREW_ARRAY_LOCK);
+            } else {
+                alloc_budget = 100;
+                CHECK_OK(crew_shm_create(&s, 4096, NULL));
+                alloc_budget = budget;
+                rc = crew_shm_attach(&t, crew_shm_fd(s));
+            }
+            CHECK_OK(crew_set_allocator(NULL, NULL, NULL));
+            if (rc == 0) {
+                done = true;
+            } else {
+                CHECK_EQ(rc, CREW_ENOMEM);
+                CHECK(t == NULL && a == NULL && (what == 2 || s == NULL));
+            }
+            if (t)
+                CHECK_OK(crew_shm_destroy(t));
+            if (s)
+                CHECK_OK(crew_shm_destroy(s));
+            if (a)
+                CHECK_OK(crew_array_destroy(a));
+            CHECK_EQ(test_count_fds(), fds);
+        }
+        CHECK(done);
+    }
+    CHECK_EQ(test_count_maps(), maps);
+}
+
 static const test_case cases[] = {
     TEST_CASE(test_region_across_methods),
     TEST_CASE(test_fork_inherits),
@@ -480,5 +527,6 @@ static const test_case cases[] = {
     TEST_CASE(test_value_array_basic),
     TEST_CASE(test_value_multiprocess),
     TEST_CASE(test_sync_in_region),
+    TEST_CASE(test_allocation_failures),
 };
 TEST_MAIN_NOHELPERS(cases)
