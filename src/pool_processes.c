@@ -1231,6 +1231,10 @@ static int procs_cancel(crew_pool *p, crew_future *f)
             crew__map_done_range(m, pf, pc, NULL, CREW_ECANCELED, NULL);
         for (size_t i = 0; i < nx; i++)
             after_parent_transition(b, xs[i]);
+        pthread_mutex_lock(&b->lk);
+        pmap *gone = maps_collect_finished(b);
+        pthread_mutex_unlock(&b->lk);
+        maps_release(gone);
         if (nx == 64)
             sweep(b);
         if (kick)
@@ -2004,8 +2008,10 @@ static int procs_shutdown(crew_pool *p, int cancel_pending)
         uint32_t seq = atomic_load_explicit(&b->progress, memory_order_seq_cst);
         sweep(b);
         pthread_mutex_lock(&b->lk);
+        pmap *gone = maps_collect_finished(b); /* e.g. cancelled before any chunk ran */
         bool idle = b->n_inflight == 0 && b->n_ov == 0 && b->maps == NULL;
         pthread_mutex_unlock(&b->lk);
+        maps_release(gone);
         if (idle)
             return 0;
         crew__deadline d;

@@ -1002,6 +1002,37 @@ static void test_pool_outlives_creating_thread(void)
     }
 }
 
+/* A map that never got a slot (all busy) is cancelled at once, and the
+ * pool still shuts down. */
+static void test_map_cancel_before_any_chunk(void)
+{
+    crew_pool_options o = {.kill_grace = 0.05};
+    crew_pool *p = make_pool(1, 0, &o);
+    crew_future *h = submit_int(p, task_hang, -1);
+    enum { M = 200 };
+    crew_future *q[M];
+    for (int i = 0; i < M; i++) /* more than there are slots */
+        q[i] = submit_double(p, i);
+    int32_t in[100] = {0}, out[100];
+    int sts[100];
+    crew_map_options mo = {.statuses = sts};
+    crew_future *f;
+    CHECK_OK(crew_pool_map_submit(p, item_triple, in, 4, out, 4, 100, &mo, &f));
+    CHECK_OK(crew_future_cancel(f));
+    CHECK_OK(crew_future_wait(f, 30));
+    CHECK_EQ(crew_future_status(f), CREW_ECANCELED);
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ(sts[i], CREW_ECANCELED);
+    CHECK_OK(crew_pool_destroy(p));
+    CHECK_EQ(crew_future_status(h), CREW_ECANCELED);
+    for (int i = 0; i < M; i++) {
+        CHECK_EQ(crew_future_status(q[i]), CREW_ECANCELED);
+        crew_future_destroy(q[i]);
+    }
+    crew_future_destroy(h);
+    crew_future_destroy(f);
+}
+
 /* max_pending: submit says CREW_EAGAIN instead of queueing more. */
 static void test_max_pending(void)
 {
@@ -1076,6 +1107,7 @@ static const test_case cases[] = {
     TEST_CASE(test_wait_timeout_and_many_waiters),
     TEST_CASE(test_workers_die_with_parent),
     TEST_CASE(test_max_pending),
+    TEST_CASE(test_map_cancel_before_any_chunk),
     TEST_CASE(test_pool_outlives_creating_thread),
     TEST_CASE(test_map_cancel_and_deadline),
     TEST_CASE(test_result_limits_and_poll),
