@@ -1,15 +1,7 @@
 /* crew_barrier: rounds and indices, timeouts that break it, abort, reset,
  * attach/detach, misuse, and participants that die (a thread that ends, a
  * process that is SIGKILLed): the others get CREW_EBROKEN, never a hang. */
-/* crew_test.h's test_count_children trips gcc -O2 -Wformat-truncation. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-truncation"
-#endif
 #include "crew_test.h"
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 #include <sched.h>
 #include <stdatomic.h>

@@ -1,16 +1,7 @@
 /* crew_lock: semantics, misuse, timeouts, contention under a watchdog, and
  * owners that die holding it -- threads, forked children, exec'd helpers. */
 // CREW_TEST_TIMEOUT 90
-/* crew_test.h's test_count_children formats a d_name into 64 bytes, which
- * gcc -O2 flags (-Wformat-truncation); /proc entries are short. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-truncation"
-#endif
 #include "crew_test.h"
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 #include <sched.h>
 #include <stdatomic.h>
