@@ -656,10 +656,12 @@ CREW_API int crew_array_fd(const crew_array *a);
  * CREW_EOWNERDEAD is repaired: the element copy is still done). */
 CREW_API int crew_array_get(crew_array *a, size_t i, void *out);
 CREW_API int crew_array_set(crew_array *a, size_t i, const void *in);
-/* Adds delta to numeric element i (integers wrap, as C unsigned arithmetic
- * for the unsigned types) under the lock, or atomically when there is no
- * lock (not for DOUBLE: CREW_EINVAL without a lock). *result (may be NULL)
- * receives the new value converted to double. CREW_EINVAL for BYTES. */
+/* Adds delta to numeric element i (for integer types delta is truncated to
+ * an integer and the sum wraps, as C unsigned arithmetic) under the lock, or
+ * atomically when there is no lock (not for DOUBLE: CREW_EINVAL without a
+ * lock). *result (may be NULL) receives the new value converted to double.
+ * CREW_EINVAL for BYTES, CREW_ERANGE for i >= count or an integer delta
+ * beyond +-9.2e18 (or NaN). */
 CREW_API int crew_array_add(crew_array *a, size_t i, double delta, double *result);
 CREW_API int crew_array_destroy(crew_array *a);
 

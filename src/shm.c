@@ -497,13 +497,16 @@ int crew_array_add(crew_array *a, size_t i, double delta, double *result)
         return CREW_EINVAL;
     if (i >= a->hdr->count)
         return CREW_ERANGE;
+    /* Converting an out-of-range double to an integer is undefined: refuse. */
+    if (t != CREW_TYPE_DOUBLE && !(delta >= -9.2e18 && delta <= 9.2e18))
+        return CREW_ERANGE;
     void *e = a->data + i * a->hdr->elem_size;
     double r = 0;
     if (!a->hdr->has_lock) {
         switch (t) {
         case CREW_TYPE_I32:
-            r = (double)(int32_t)((uint32_t)atomic_fetch_add((_Atomic uint32_t *)e, (uint32_t)(int32_t)delta) +
-                                  (uint32_t)(int32_t)delta);
+            r = (double)(int32_t)((uint32_t)atomic_fetch_add((_Atomic uint32_t *)e, (uint32_t)(int64_t)delta) +
+                                  (uint32_t)(int64_t)delta);
             break;
         case CREW_TYPE_U32:
             r = (double)(atomic_fetch_add((_Atomic uint32_t *)e, (uint32_t)(int64_t)delta) +
@@ -526,7 +529,7 @@ int crew_array_add(crew_array *a, size_t i, double delta, double *result)
         case CREW_TYPE_I32: {
             int32_t v;
             memcpy(&v, e, 4);
-            v = (int32_t)((uint32_t)v + (uint32_t)(int32_t)delta);
+            v = (int32_t)((uint32_t)v + (uint32_t)(int64_t)delta);
             memcpy(e, &v, 4);
             r = v;
             break;

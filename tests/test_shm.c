@@ -341,6 +341,9 @@ static void test_value_array_basic(void)
     CHECK_OK(crew_array_create(&a, CREW_TYPE_U32, 0, 3, 0));
     CHECK_OK(crew_array_add(a, 2, -1, &r)); /* wraps like C unsigned */
     CHECK(r == 4294967295.0);
+    CHECK_ERR(crew_array_add(a, 2, 1e300, &r), CREW_ERANGE);
+    CHECK_ERR(crew_array_add(a, 2, 0.0 / 0.0, &r), CREW_ERANGE);
+    CHECK_ERR(crew_array_add(a, 3, 1, &r), CREW_ERANGE);
     CHECK_OK(crew_array_destroy(a));
     CHECK_OK(crew_array_create(&a, CREW_TYPE_DOUBLE, 0, 1, 0));
     CHECK_ERR(crew_array_add(a, 0, 1.5, NULL), CREW_EINVAL); /* needs the lock */
