@@ -13,7 +13,8 @@
  *     time for deadlines, tasks done);
  *   - a table of task functions (raw pointer + crew__fnref, so exec'd
  *     workers -- forkserver, spawn -- resolve them despite ASLR);
- *   - an index ring (RING entries of slot numbers) and NSLOTS task slots.
+ *   - an index ring (2 x nslots entries of slot numbers) and nslots task
+ *     slots (64 per worker, at most 4096).
  * A slot is a 128-byte header (state word, watch word, cancel word, kind,
  * function index, sizes, status) followed by an argument area of
  * max_arg_size and a result area of max_result_size. The parent copies the
@@ -43,8 +44,9 @@
  * a worker claim some other task that is really QUEUED, which is harmless.
  * The parent always knows which tasks are in flight: b->rec[] (parent
  * memory) maps each slot to its future or map chunk, and an in-flight list
- * keeps them in dispatch order so that a sweep for finished slots stops at
- * the first still-QUEUED one. Tasks that find no free slot wait in an
+ * keeps them in dispatch order, so that the cheap sweep of a thread leaving
+ * a wait can stop at the first still-QUEUED slot (the monitor's sweep looks
+ * at all of them). Tasks that find no free slot wait in an
  * overflow FIFO of futures (the core already copied their arguments);
  * whoever frees a slot dispatches the next one.
  *
