@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef CREW_HAVE_OPENMP
@@ -168,6 +169,16 @@ static void glib_batches(void *ctx, long n)
 }
 #endif
 
+/* Between runs, let the finished side's threads stop spinning: libgomp's
+ * idle team spins for up to a few ms after a parallel region (GOMP_SPINCOUNT)
+ * and crew's workers for 20 us; on a 2-CPU machine a spinner left over from
+ * one side would otherwise steal the CPU the other side is measured on. */
+static void settle(void)
+{
+    struct timespec ts = {0, 30 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
 /* Alternates crew and an anchor `reps` times; medians in ns per op. */
 static void measure2(bench_fn a, void *actx, bench_fn b, void *bctx, long iters, int reps,
                      double *ma, double *mb)
@@ -181,10 +192,13 @@ static void measure2(bench_fn a, void *actx, bench_fn b, void *bctx, long iters,
         double t0 = bench_now_ns();
         a(actx, iters);
         double t1 = bench_now_ns();
-        b(bctx, iters);
+        settle();
         double t2 = bench_now_ns();
+        b(bctx, iters);
+        double t3 = bench_now_ns();
+        settle();
         va[r] = (t1 - t0) / (double)iters;
-        vb[r] = (t2 - t1) / (double)iters;
+        vb[r] = (t3 - t2) / (double)iters;
     }
     *ma = bench_median(va, reps);
     *mb = bench_median(vb, reps);
