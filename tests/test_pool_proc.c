@@ -461,7 +461,9 @@ static void test_deadline(void)
     crew_failure fl;
     CHECK_OK(crew_future_failure(h, &fl));
     CHECK_EQ(fl.status, CREW_ETIMEDOUT);
-    CHECK_EQ(fl.signal, SIGTERM);
+    /* SIGTERM ends it; on a very loaded machine the SIGKILL kill_grace later
+     * may land first (test_deadline_sigkill checks that path on purpose). */
+    CHECK(fl.signal == SIGTERM || fl.signal == SIGKILL);
     CHECK(fl.pid > 0);
     for (int i = 0; i < 20; i++) {
         check_double(fs[i], i);
@@ -808,6 +810,11 @@ static void test_callbacks_and_poll(void)
         CHECK_EQ(result_i64(fs[i]), 2 * i);
         crew_future_destroy(fs[i]);
     }
+    /* A future turns done just before its callback runs (on the monitor
+     * thread): give the last callbacks a moment. */
+    double until = crew_now() + 10;
+    while (atomic_load(&cb_count) != N && crew_now() < until)
+        sched_yield();
     CHECK_EQ(atomic_load(&cb_count), N);
     /* the completion fd */
     int fd = crew_pool_fd(p);
@@ -1074,7 +1081,7 @@ static void test_result_limits_and_poll(void)
     double t0 = crew_now();
     int rc = crew_future_wait(f, 0);
     CHECK(rc == 0 || rc == CREW_ETIMEDOUT);
-    CHECK(crew_now() - t0 < 0.5);
+    CHECK(crew_now() - t0 < 2.0); /* no spin-then-sleep for a poll */
     CHECK_OK(crew_future_wait(f, 30));
     const void *d;
     size_t n;
