@@ -138,7 +138,7 @@ static void test_soak(void)
     crew_pool_options o = {
         .kind = CREW_PROCESSES,
         .workers = 2,
-        .task_timeout = 0.5, /* generous: a no-op task must never reach it, even on a loaded machine */
+        .task_timeout = 0.5, /* generous: no innocent task may reach it, even when loaded */
         .kill_grace = 0.02,
         .breaker_crashes = 1000000, /* the soak crashes on purpose: never trip */
         .breaker_window = 1.0,
