@@ -629,11 +629,16 @@ int crew_wait_all(crew_future *const *fs, size_t n, double timeout)
         atomic_fetch_add_explicit(&p->hook_users, 1, memory_order_seq_cst);
         int rc = 0;
         if (atomic_load_explicit(&p->destroyed, memory_order_seq_cst) == 0) {
-            for (; i < n && rc == 0; i++) {
-                if (crew__future_done(fs[i]))
+            /* Last first: queues are FIFO, so by the time the last future
+             * is done (a waiter that helps ran everything queued before it
+             * in one call) the others mostly are too. */
+            for (size_t k = n; k > i && rc == 0; k--) {
+                crew_future *f = fs[k - 1];
+                if (crew__future_done(f))
                     continue;
-                rc = fs[i]->pool == p ? p->ops->wait(p, fs[i], &d) : wait_deadline(fs[i], &d);
+                rc = f->pool == p ? p->ops->wait(p, f, &d) : wait_deadline(f, &d);
             }
+            i = n;
         }
         if (atomic_fetch_sub_explicit(&p->hook_users, 1, memory_order_seq_cst) == 1 &&
             atomic_load_explicit(&p->destroyed, memory_order_seq_cst))

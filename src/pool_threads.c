@@ -722,24 +722,34 @@ static int threads_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
     tpool *b = p->backend;
     worker *h = &tls_helper;
     tpool *saved = h->b;
+    bool busy = false;
     h->index = -1;
-    for (;;) {
+    for (unsigned i = 0;; i++) {
         if (crew__future_done(f))
             break;
+        /* The clock is read every 16 tasks: reading it costs as much as
+         * running an empty task. */
         if (atomic_load_explicit(&b->cancel_queued, memory_order_relaxed) ||
-            crew__deadline_expired(d))
+            ((i & 15) == 0 && crew__deadline_expired(d)))
             break;
-        crew_future *g = pop_any(b, (int)tls_rr % b->n);
+        /* Counted busy before the pop, so that shutdown never sees the
+         * lanes empty while we hold a task it does not know about. */
+        if (!busy) {
+            atomic_fetch_add_explicit(&b->ext_busy, 1, memory_order_seq_cst);
+            busy = true;
+        }
+        crew_future *g = pop_any(b, (int)(tls_rr % (unsigned)b->n));
         if (!g)
             break;
         if (!h->scratch) {
             pthread_once(&helper_once, helper_key_init);
             pthread_setspecific(helper_key, h);
         }
-        atomic_fetch_add_explicit(&b->ext_busy, 1, memory_order_seq_cst);
         h->b = b;
         run_job(h, g);
         h->b = saved;
+    }
+    if (busy) {
         atomic_fetch_sub_explicit(&b->ext_busy, 1, memory_order_seq_cst);
         if (atomic_load_explicit(&p->shut, memory_order_seq_cst)) {
             atomic_fetch_add_explicit(&b->idle_epoch, 1, memory_order_seq_cst);
