@@ -331,7 +331,8 @@ static double primes_pool(crew_pool *p, uint64_t hi, int parts)
     crew_future *fs[64];
     double t0 = now_ns();
     for (int i = 0; i < parts; i++) {
-        uint64_t r[2] = {hi * (uint64_t)i / (uint64_t)parts, hi * (uint64_t)(i + 1) / (uint64_t)parts};
+        uint64_t r[2] = {hi * (uint64_t)i / (uint64_t)parts,
+                         hi * (uint64_t)(i + 1) / (uint64_t)parts};
         crew_pool_submit(p, task_primes, r, sizeof r, &fs[i]);
     }
     for (int i = 0; i < parts; i++) {

@@ -892,7 +892,8 @@ static void test_workers_die_with_parent(void)
         CHECK(read(pfd[0], &m, sizeof m) == sizeof m);
         CHECK(m >= 2 && m <= 16);
         int32_t pids[16];
-        CHECK(read(pfd[0], pids, sizeof(int32_t) * (size_t)m) == (ssize_t)(sizeof(int32_t) * (size_t)m));
+        ssize_t want = (ssize_t)(sizeof(int32_t) * (size_t)m);
+        CHECK(read(pfd[0], pids, (size_t)want) == want);
         close(pfd[0]);
         int pidfds[16];
         for (int i = 0; i < m; i++) {
