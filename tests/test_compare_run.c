@@ -121,8 +121,8 @@ static jval *user_run(const char *steps)
 
 static void test_user_task_moves_figures(void)
 {
-    jval *light = user_run("300000");
-    jval *heavy = user_run("6000000"); /* 20x the work per item */
+    jval *light = user_run("1000000");
+    jval *heavy = user_run("20000000"); /* 20x the work per item */
     double ls = jnum_at(light, "workload.serial_s"), hs = jnum_at(heavy, "workload.serial_s");
     /* 20x the work: far more than noise, far less than a wrong unit */
     if (!(hs > 5 * ls))
