@@ -45,6 +45,7 @@
  */
 #include "pool_internal.h"
 
+#include <sched.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -539,12 +540,18 @@ int crew__future_park(crew_future *f, const crew__deadline *d)
     if (phase(s) == CREW__F_DONE)
         return 0;
     if (!crew__deadline_expired(d)) {
+        /* Spin tightly for a few hundred ns, then yield between polls for
+         * the rest of the spin budget: the task we wait for may need this
+         * very CPU (more runnable threads than CPUs). */
         uint64_t start = crew__now_ns();
         for (unsigned i = 1;; i++) {
-            crew__cpu_relax();
+            if (i < 256)
+                crew__cpu_relax();
+            else
+                sched_yield();
             if (phase(atomic_load_explicit(&f->state, memory_order_acquire)) == CREW__F_DONE)
                 return 0;
-            if ((i & 63) == 0 && crew__now_ns() - start > CREW__SPIN_NS)
+            if ((i & 15) == 0 && crew__now_ns() - start > CREW__SPIN_NS)
                 break;
         }
     }

@@ -65,6 +65,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
 
 #define RING_CAP 65536u
@@ -551,10 +552,16 @@ static bool spin_for_work(tpool *b, int hint)
             found = true;
             break;
         }
-        /* Poll tightly at first, then every ~1 us: a submitter streaming
-         * tasks then finds its lines where it left them. */
-        for (int k = 0; k < (i < 64 ? 4 : 32); k++)
-            crew__cpu_relax();
+        /* Poll tightly at first; after that, yield the CPU between polls:
+         * when there are more runnable threads than CPUs (the submitting
+         * thread plus one worker per CPU) a searcher that only spins takes
+         * the CPU the submitter needs to produce the work it waits for. */
+        if (i < 64) {
+            for (int k = 0; k < 4; k++)
+                crew__cpu_relax();
+        } else {
+            sched_yield();
+        }
         if ((i & 7) == 0 && crew__now_ns() - start > CREW__SPIN_NS)
             break;
     }
