@@ -652,7 +652,10 @@ int crew__threads_help_wait(crew_pool *p, crew_future *f, const crew__deadline *
                 again = true;
                 break;
             }
-            crew__cpu_relax();
+            if (i < 256)
+                crew__cpu_relax();
+            else
+                sched_yield(); /* the awaited task may need this CPU */
             if ((i & 15) == 0 && crew__now_ns() - start > CREW__SPIN_NS)
                 break;
         }
