@@ -68,7 +68,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 
-#define RING_CAP 65536u
+#define RING_CAP 16384u
 #define AWAKE 0u
 #define SLEEPING 1u
 
