@@ -459,12 +459,17 @@ CREW_API int crew_barrier_destroy(crew_barrier *b);
  * process, so they (and forkserver children) live on when the thread that
  * started them exits; a FORK child, though, is killed when the thread that
  * forked it exits -- fork long-lived children from a long-lived thread.
- * Nothing is ever left as a zombie: join reaps, destroy kills and reaps. If the process ignores
- * SIGCHLD (SIG_IGN), the kernel reaps children itself and join returns
- * CREW_ECHILD.
+ * Nothing is ever left as a zombie: join reaps, destroy kills and reaps.
+ * If the process ignores SIGCHLD (SIG_IGN), the kernel reaps children itself
+ * and join returns CREW_ECHILD.
+ *
+ * stdio: a child flushes stdout and stderr and ends with _exit(): the
+ * parent's atexit handlers never run in it; a stream the task opened must be
+ * closed by the task. Forkserver children get the server's environment and
+ * working directory (those of the parent when the server started).
  */
 typedef enum crew_start_method {
-    CREW_START_DEFAULT = 0, /* = CREW_START_FORKSERVER */
+    CREW_START_DEFAULT = 0, /* = CREW_START_FORKSERVER (fork-safe) */
     CREW_START_FORK,
     CREW_START_SPAWN,
     CREW_START_FORKSERVER
