@@ -225,6 +225,44 @@ static void test_pools_in_turn(void)
     CHECK_OK(crew_pool_destroy(b));
 }
 
+/* More queued tasks than a worker's lane holds: the rest wait in the
+ * overflow FIFO and still all run, each once. */
+static void test_lane_overflow(void)
+{
+    crew_pool_options o = {0};
+    o.workers = 1;
+    crew_pool *p;
+    CHECK_OK(crew_pool_create(&p, &o));
+    CHECK(pipe(g_gate) == 0 && pipe(g_started) == 0);
+    crew_future *x;
+    CHECK_OK(crew_pool_submit(p, blocker, NULL, 0, &x));
+    char c;
+    CHECK(read(g_started[0], &c, 1) == 1); /* the only worker is busy */
+    enum { N = 40000 };
+    crew_future **fs = malloc(sizeof *fs * N);
+    atomic_store(&g_sum, 0);
+    for (long i = 0; i < N; i++) {
+        long v = i;
+        CHECK_OK(crew_pool_submit(p, add_arg, &v, sizeof v, &fs[i]));
+    }
+    CHECK(write(g_gate[1], "x", 1) == 1);
+    CHECK_OK(crew_wait_all(fs, N, CREW_FOREVER));
+    CHECK_EQ(atomic_load(&g_sum), (long)N * (N - 1) / 2);
+    for (long i = 0; i < N; i++)
+        CHECK_OK(crew_future_destroy(fs[i]));
+    free(fs);
+    CHECK_OK(crew_future_wait(x, CREW_FOREVER));
+    crew_future_destroy(x);
+    crew_pool_stats st;
+    CHECK_OK(crew_pool_stats_get(p, &st));
+    CHECK_EQ(st.completed, N + 1);
+    CHECK_OK(crew_pool_destroy(p));
+    close(g_gate[0]);
+    close(g_gate[1]);
+    close(g_started[0]);
+    close(g_started[1]);
+}
+
 static void test_create_destroy_idle(void)
 {
     int fds0 = test_count_fds();
@@ -243,6 +281,6 @@ static const test_case cases[] = {
     TEST_CASE(test_nested_one_worker), TEST_CASE(test_nested_many_workers),
     TEST_CASE(test_nested_timeout),    TEST_CASE(test_many_submitters),
     TEST_CASE(test_sleep_wake),        TEST_CASE(test_pools_in_turn),
-    TEST_CASE(test_create_destroy_idle),
+    TEST_CASE(test_create_destroy_idle), TEST_CASE(test_lane_overflow),
 };
 TEST_MAIN_NOHELPERS(cases)
