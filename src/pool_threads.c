@@ -111,7 +111,6 @@ struct tpool {
     uint64_t timeout_ns;
     unsigned max_pending;
     _Atomic uint32_t n_sleeping __attribute__((aligned(CREW_CACHELINE)));
-    _Atomic uint32_t n_searching;   /* idle workers spinning for work */
     _Atomic uint32_t stop_all;      /* crew_task_cancelled() hint for running tasks */
     _Atomic uint32_t cancel_queued; /* queued tasks end CREW_ECANCELED */
     _Atomic uint32_t exiting;
@@ -309,10 +308,7 @@ static void enqueue(tpool *b, int i, crew_future *f)
 {
     if (CREW_UNLIKELY(!ring_push(&b->w[i].lane, f)))
         ovf_push(b, f);
-    /* A worker spinning for work will find it (it re-checks every lane
-     * after it stops searching, see spin_for_work): no wake needed. */
-    if (atomic_load_explicit(&b->n_searching, memory_order_seq_cst) == 0)
-        wake_one(b, i);
+    wake_one(b, i);
 }
 
 static int pick_lane(tpool *b)
@@ -533,18 +529,15 @@ static void run_job(worker *w, crew_future *f)
 
 /* ------------------------------------------------------------ workers */
 
-/* An idle worker searches (spins) for up to CREW__SPIN_NS before it parks.
- * While it is counted in n_searching, submitters do not wake anybody: the
- * searcher will see their task. It leaves the count before its last look
- * at the lanes (idle_park re-checks after SLEEPING), so a submit that saw
- * the count still > 0 published its task before that last look. When the
- * last searcher finds work while others sleep, it wakes one of them, so a
- * burst still spreads over all workers -- with the wake-up syscall paid by
- * a worker, not by the submitting thread. Polls are spaced with pauses so
- * the searcher does not keep stealing the lane lines from the submitter. */
+/* An idle worker searches (spins) for up to CREW__SPIN_NS before it parks,
+ * polling the next slot of every lane (not the tails the submitters CAS).
+ * After a short tight spin it yields between polls: a pool has one worker
+ * per CPU plus the submitting thread, and a spinner that keeps its CPU
+ * delays the very submitter it waits for. A searching worker is not
+ * counted as sleeping, so a steady stream of submits finds workers awake
+ * and pays no wake-up. */
 static bool spin_for_work(tpool *b, int hint)
 {
-    atomic_fetch_add_explicit(&b->n_searching, 1, memory_order_seq_cst);
     uint64_t start = crew__now_ns();
     bool found = false;
     for (unsigned i = 1;; i++) {
@@ -565,9 +558,7 @@ static bool spin_for_work(tpool *b, int hint)
         if ((i & 7) == 0 && crew__now_ns() - start > CREW__SPIN_NS)
             break;
     }
-    uint32_t was = atomic_fetch_sub_explicit(&b->n_searching, 1, memory_order_seq_cst);
-    if (found && was == 1)
-        wake_one(b, hint + 1 < b->n ? hint + 1 : 0);
+    (void)hint;
     return found;
 }
 
