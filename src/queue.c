@@ -335,6 +335,7 @@ void crew__ring_init(crew__ring *r, uint64_t cap, uint64_t max_msg)
     r->ring_size_hi = (uint32_t)(bytes >> 32);
     atomic_store_explicit(&r->tail, 0, memory_order_relaxed);
     atomic_store_explicit(&r->head, 0, memory_order_relaxed);
+    r->head_seen = 0;
     atomic_store_explicit(&r->closed, 0, memory_order_relaxed);
     r->magic = CREW__RING_MAGIC; /* last: a ring is valid once this reads right */
 }
@@ -405,8 +406,18 @@ int crew__ring_put(crew__ring *r, const void *src, size_t len, crew__fill_fn fil
                 return CREW_ECLOSED;
             }
             t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-            h = atomic_load_explicit(&r->head, memory_order_acquire);
-            uint64_t used = t - h, off = t % cap, room = cap - off;
+            h = r->head_seen;
+            uint64_t off = t % cap, room = cap - off;
+            uint64_t want = need <= room ? need : room + need;
+            if (t - h + want > cap) {
+                /* Not enough room by the old reading: read `head` again
+                 * (acquire: consumers are done with what it frees). A
+                 * producer that died holding the lock leaves head_seen
+                 * stale, never ahead, which is harmless. */
+                h = atomic_load_explicit(&r->head, memory_order_acquire);
+                r->head_seen = h;
+            }
+            uint64_t used = t - h;
             uint64_t at, next;
             if (need <= room && used + need <= cap) {
                 at = off;

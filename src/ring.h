@@ -30,13 +30,19 @@ typedef struct crew__ring {
     uint32_t ring_size_hi;
     uint32_t pad0;
 
-    /* Producer side: written only under prod_lock. */
-    alignas(CREW_CACHELINE) _Atomic uint64_t tail;
-    _Atomic uint32_t prod_lock;
+    /* Published positions: each has a line of its own, written by one side
+     * and polled by the other, so a poll sees one change per message. */
+    alignas(CREW_CACHELINE) _Atomic uint64_t tail; /* written under prod_lock */
+    alignas(CREW_CACHELINE) _Atomic uint64_t head; /* written under cons_lock */
 
-    /* Consumer side: written only under cons_lock. */
-    alignas(CREW_CACHELINE) _Atomic uint64_t head;
-    _Atomic uint32_t cons_lock;
+    /* Producers' private line: their lock, and the last `head` they read
+     * (head only grows, so a stale copy under-states the free space and is
+     * safe; it is re-read only when it says there is no room). */
+    alignas(CREW_CACHELINE) _Atomic uint32_t prod_lock;
+    uint64_t head_seen;
+
+    /* Consumers' private line. */
+    alignas(CREW_CACHELINE) _Atomic uint32_t cons_lock;
 
     /* "Data arrived" event: bumped by producers when data_waiters > 0. */
     alignas(CREW_CACHELINE) _Atomic uint32_t data_seq;
