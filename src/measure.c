@@ -68,6 +68,18 @@ static uint64_t field_kb(const char *text, const char *name)
     return 0;
 }
 
+/* Is pid a zombie (exited, not yet reaped)? */
+static bool is_zombie(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if (read_proc(path, buf, sizeof buf, NULL) != 0)
+        return false;
+    const char *rp = strrchr(buf, ')');
+    char state;
+    return rp && sscanf(rp + 1, " %c", &state) == 1 && (state == 'Z' || state == 'X');
+}
+
 int crew_mem_usage_get(pid_t pid, crew_mem_usage *out)
 {
     if (!out || pid < 0)
@@ -78,6 +90,11 @@ int crew_mem_usage_get(pid_t pid, crew_mem_usage *out)
     else
         snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
     int rc = read_proc(path, buf, sizeof buf, NULL);
+    if (rc != 0 && is_zombie(pid == 0 ? getpid() : pid)) {
+        /* A zombie holds no memory any more (its rollup cannot be read). */
+        memset(out, 0, sizeof *out);
+        return 0;
+    }
     if (rc == CREW_ENOENT) {
         /* No such process, or a kernel without smaps_rollup. */
         snprintf(path, sizeof path, "/proc/%d", pid == 0 ? (int)getpid() : (int)pid);
@@ -87,7 +104,6 @@ int crew_mem_usage_get(pid_t pid, crew_mem_usage *out)
         return CREW_ESRCH;
     if (rc)
         return rc;
-    /* A zombie has an empty rollup: it holds no memory any more. */
     memset(out, 0, sizeof *out);
     out->rss = field_kb(buf, "Rss");
     out->pss = field_kb(buf, "Pss");
