@@ -166,14 +166,14 @@ int report_table(FILE *f, const cmp_results *r)
     /* concurrency type: the best measured speedup of each model */
     for (int i = 0; i < CMP_NMODELS; i++) {
         const cmp_model *m = &r->m[i];
-        double best = NAN;
+        double top = NAN;
         int bw = 0;
         for (int k = 0; k < m->ncurve; k++)
-            if (isfinite(m->curve[k].speedup) && !(m->curve[k].speedup <= best))
-                best = m->curve[k].speedup, bw = m->curve[k].workers;
+            if (isfinite(m->curve[k].speedup) && !(m->curve[k].speedup <= top))
+                top = m->curve[k].speedup, bw = m->curve[k].workers;
         char *dst = i == 0 ? a : b;
-        if (isfinite(best))
-            snprintf(dst, CELL, "%s: %.2fx @ %d worker%s", best >= 1.15 && bw > 1 ? "parallel" : "no gain", best,
+        if (isfinite(top))
+            snprintf(dst, CELL, "%s: %.2fx @ %d worker%s", top >= 1.15 && bw > 1 ? "parallel" : "no gain", top,
                      bw, bw == 1 ? "" : "s");
         else
             snprintf(dst, CELL, "-");
