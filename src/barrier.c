@@ -132,7 +132,7 @@ static void check_dead(barrier_impl *p, uint32_t g)
         ids[i] = atomic_load_explicit(&p->slots[i], RLX);
     for (uint32_t i = 0; i < p->parties; i++) {
         if (ids[i] == 0 || (arrived >> i & 1) ||
-            crew__sync_alive((uint32_t)(ids[i] >> 32), (uint32_t)ids[i]))
+            crew__thread_alive((uint32_t)(ids[i] >> 32), (uint32_t)ids[i]))
             continue;
         blk_lock(p);
         uint32_t st = atomic_load_explicit(&p->state, RLX);

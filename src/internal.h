@@ -104,7 +104,11 @@ static inline uint32_t crew__pid(void)
         crew__identity_slow();
     return crew__tls_pid;
 }
-/* Is thread `tid` of process `pid` still alive? (tgkill with signal 0.) */
+/* Is thread `tid` (of process `pid`, or of any process when pid is 0) still
+ * alive? A zombie (killed, not yet reaped) and a thread in the middle of
+ * exiting count as dead: neither will ever release what it holds. Costs a
+ * few system calls (tgkill, then its /proc stat line): slow paths only.
+ * Thread ids are reused only after pid_max others: accepted (docs/sync.md). */
 bool crew__thread_alive(uint32_t pid, uint32_t tid);
 
 /* ------------------------------------------------------------ shared memory

@@ -56,40 +56,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* PF_EXITING from the kernel's <linux/sched.h> (not exported to user
- * space); stable since Linux 2.6. */
-#define PF_EXITING_FLAG 0x00000004u
-
-/* ------------------------------------------------------------ liveness */
-bool crew__sync_alive(uint32_t pid, uint32_t tid)
-{
-    if (!crew__thread_alive(pid, tid))
-        return false;
-    /* tgkill still finds two kinds of threads that are dead for our
-     * purpose: a zombie (a killed process its parent has not reaped yet --
-     * typically because the parent is the one waiting here), and a thread
-     * in the middle of exiting (PF_EXITING: it will never run user code
-     * again; pthread_join can return before such a thread is gone). The
-     * thread's stat line in /proc says both. */
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%u/task/%u/stat", pid, tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno != ENOENT && errno != ESRCH;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    int err = errno;
-    crew__close(fd);
-    if (n <= 0)
-        return n < 0 && err != ESRCH;
-    buf[n] = 0;
-    const char *p = strrchr(buf, ')'); /* the name may contain anything */
-    char state = 0;
-    unsigned flags = 0;
-    if (!p || sscanf(p + 1, " %c %*d %*d %*d %*d %*d %u", &state, &flags) != 2)
-        return true;
-    return state != 'Z' && state != 'X' && state != 'x' && !(flags & PF_EXITING_FLAG);
-}
-
 int crew__sync_sleep(_Atomic uint32_t *addr, uint32_t val, const crew__deadline *d,
                      uint32_t *slice_ns)
 {
@@ -151,7 +117,7 @@ int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t v, double t
         if (check_live) {
             check_live = false;
             checked = true;
-            if (!crew__sync_alive((uint32_t)(owner >> 32), (uint32_t)owner)) {
+            if (!crew__thread_alive((uint32_t)(owner >> 32), (uint32_t)owner)) {
                 uint64_t nv = me | CREW__LW_INCONSISTENT | (v & CREW__LW_WAITERS);
                 if (atomic_compare_exchange_strong_explicit(w, &v, nv, memory_order_acquire,
                                                             memory_order_relaxed))

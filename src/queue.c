@@ -55,7 +55,7 @@
  * thing it can leave behind is a lock it held. The locks record the owner's
  * kernel thread id in the lock word; a waiter that finds the lock held
  * checks between short sleep slices whether the owner is still alive
- * (crew__task_alive: tkill(tid, 0), and not a zombie) and, if not, takes the
+ * (crew__thread_alive(0, tid): the thread exists and is not a zombie) and, if not, takes the
  * lock over with a CAS from the exact word it saw (counted in `recoveries`).
  * Nothing needs repairing: a producer that died mid-copy never published
  * its record (its bytes lie beyond `tail` and are overwritten); a consumer
@@ -96,32 +96,6 @@ static inline uint64_t round8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
 static inline uint8_t *ring_data(const crew__ring *r)
 {
     return (uint8_t *)r + CREW__RING_DATA_OFF;
-}
-
-/* ------------------------------------------------------------ liveness */
-bool crew__task_alive(uint32_t id)
-{
-    if (id == 0 || id > INT32_MAX)
-        return false;
-    if (syscall(SYS_tkill, (pid_t)id, 0) != 0 && errno == ESRCH)
-        return false;
-    /* tkill succeeds on a zombie (killed but not yet reaped), and a zombie
-     * never releases anything: look at its state too. */
-    char path[48];
-    snprintf(path, sizeof path, "/proc/%u/stat", id);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno != ENOENT; /* no /proc: trust tkill */
-    char buf[512];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    crew__close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = 0;
-    const char *rp = strrchr(buf, ')'); /* the command name may hold ')' */
-    if (!rp || rp[1] != ' ')
-        return true;
-    return rp[2] != 'Z' && rp[2] != 'X' && rp[2] != 'x';
 }
 
 /* ------------------------------------------------------------ deadlines */
@@ -187,7 +161,7 @@ static int lock_slow(crew__ring *r, _Atomic uint32_t *w, uint32_t me, lazy_deadl
                 return 0;
             continue;
         }
-        if (!crew__task_alive(cur & ~LOCK_WAITERS)) {
+        if (!crew__thread_alive(0, cur & ~LOCK_WAITERS)) {
             /* The owner died holding it. The CAS from the exact word we saw
              * makes one taker win even if several noticed at once. */
             if (atomic_compare_exchange_strong_explicit(w, &cur, me | LOCK_WAITERS,

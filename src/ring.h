@@ -99,7 +99,4 @@ void crew__ring_close(crew__ring *r);
 /* Payload bytes plus headers currently queued. */
 uint64_t crew__ring_used(const crew__ring *r);
 
-/* Is the process or thread with this kernel id alive and not a zombie? */
-bool crew__task_alive(uint32_t id);
-
 #endif /* CREW_RING_H */

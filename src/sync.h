@@ -123,12 +123,6 @@ static inline _Atomic uint32_t *crew__low_half(_Atomic uint64_t *w)
     return (_Atomic uint32_t *)(void *)w;
 }
 
-/* Is thread tid of process pid alive? Unlike crew__thread_alive it also
- * reports a zombie (killed, not yet reaped: tgkill still finds it) and a
- * thread in the middle of exiting as dead.
- * Costs a few system calls: for slow paths only. */
-bool crew__sync_alive(uint32_t pid, uint32_t tid);
-
 /* Sleeps on a futex in slices, so the caller can check liveness between
  * them: the first slice is short, later ones double up to the cap (a
  * blocked waiter wakes ~20 times a second at most). */

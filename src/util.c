@@ -4,6 +4,7 @@
  */
 #include "internal.h"
 
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
@@ -218,12 +219,44 @@ void crew__identity_slow(void)
     crew__tls_tid = (uint32_t)syscall(SYS_gettid);
 }
 
+/* PF_EXITING from the kernel's <linux/sched.h> (not exported to user
+ * space); stable since Linux 2.6. */
+#define PF_EXITING_FLAG 0x00000004u
+
 bool crew__thread_alive(uint32_t pid, uint32_t tid)
 {
-    if (syscall(SYS_tgkill, (pid_t)pid, (pid_t)tid, 0) == 0)
-        return true;
+    if (tid == 0 || tid > INT32_MAX)
+        return false;
+    long r = pid ? syscall(SYS_tgkill, (pid_t)pid, (pid_t)tid, 0)
+                 : syscall(SYS_tkill, (pid_t)tid, 0);
     /* EPERM means it exists but belongs to someone we may not signal. */
-    return errno != ESRCH;
+    if (r != 0 && errno == ESRCH)
+        return false;
+    /* The kernel still finds two kinds of threads that are dead for every
+     * crew purpose: a zombie (a killed process its parent has not reaped
+     * yet -- often because the parent is the one waiting here), and a
+     * thread in the middle of exiting (PF_EXITING: it will never run user
+     * code again). The thread's stat line in /proc says both. */
+    char path[64], buf[512];
+    if (pid)
+        snprintf(path, sizeof path, "/proc/%u/task/%u/stat", pid, tid);
+    else
+        snprintf(path, sizeof path, "/proc/%u/stat", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno != ENOENT && errno != ESRCH; /* no /proc: trust the kill */
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    int err = errno;
+    crew__close(fd);
+    if (n <= 0)
+        return n < 0 && err != ESRCH;
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the name may contain anything */
+    char state = 0;
+    unsigned flags = 0;
+    if (!p || sscanf(p + 1, " %c %*d %*d %*d %*d %*d %u", &state, &flags) != 2)
+        return true;
+    return state != 'Z' && state != 'X' && state != 'x' && !(flags & PF_EXITING_FLAG);
 }
 
 /* ------------------------------------------------------------ memfd */
