@@ -404,12 +404,11 @@ static void close_in_flight(crew_pool_kind kind)
         else
             CHECK_OK(crew_uv_submit(cu, task_double, &v, sizeof v, on_done, tag(i), NULL));
     }
-    /* At least one task is running (and stays so until cancelled) when the
-     * adapter closes; the other blocker may be running or still queued --
-     * either way it must end CREW_ECANCELED. (Waiting for both to run is a
-     * test of the pool's wake-ups, which belongs to the pool's tests.) */
+    /* Both workers are inside a blocker (which runs until cancelled) when
+     * the adapter closes, so close meets running tasks as well as queued
+     * ones. */
     if (kind == CREW_THREADS)
-        while (atomic_load(&blockers_started) < 1)
+        while (atomic_load(&blockers_started) < 2)
             sched_yield();
     /* Let some completions be delivered normally first. */
     uv_run(&loop, UV_RUN_NOWAIT);
