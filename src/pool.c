@@ -519,7 +519,9 @@ int crew__future_complete_ex(crew_future *f, int status, const void *result, siz
         wake_anywaiters(f);
     if (old & CREW__F_HAS_CB)
         x->cb(f, x->cb_data); /* readable even if dropped: see crew_future_destroy */
-    if (old & CREW__F_NOTIFY)
+    /* A future whose handle was already destroyed is nobody's to pop: keep
+     * it out of the completion list (future_free unlinks one dropped later). */
+    if ((old & CREW__F_NOTIFY) && !(old & CREW__F_DROPPED))
         notify_enqueue(p, f);
     if (!(flags & CREW__C_KEEP))
         crew__future_release(f);

@@ -503,6 +503,46 @@ static void test_notify_fd(void)
     CHECK_EQ(test_count_fds(), fds0);
 }
 
+/* A notify future whose handle is destroyed while its task runs never
+ * reaches the completion list (nobody could pop it safely). */
+static void test_notify_dropped_running(void)
+{
+    crew_pool *p = pool_n(1);
+    g_block = gate_new();
+    g_started = gate_new();
+    int fd = crew_pool_fd(p);
+    CHECK(fd >= 0);
+    crew_future *dropped, *marker;
+    long tag = 7;
+    CHECK_OK(crew_pool_submit(p, t_blocker, NULL, 0, &dropped));
+    CHECK_OK(crew_future_notify(dropped, &tag));
+    gate_pass(&g_started);
+    CHECK_OK(crew_future_destroy(dropped)); /* still running */
+    int v = 41;
+    CHECK_OK(crew_pool_submit(p, t_add1, &v, sizeof v, &marker));
+    CHECK_OK(crew_future_notify(marker, &v));
+    gate_open(&g_block, 1);
+    /* One worker: the dropped task finishes before the marker does, so by
+     * the time the marker is listed the dropped one had its chance. */
+    struct pollfd pfd = {fd, POLLIN, 0};
+    int seen_marker = 0;
+    while (!seen_marker) {
+        CHECK_EQ(poll(&pfd, 1, 10000), 1);
+        crew_future *out[4];
+        size_t n = 0;
+        CHECK_OK(crew_pool_completions(p, out, 4, &n));
+        for (size_t k = 0; k < n; k++) {
+            CHECK(out[k] == marker);
+            CHECK(crew_future_user_data(out[k]) == &v);
+            seen_marker = 1;
+        }
+    }
+    CHECK_OK(crew_future_destroy(marker));
+    CHECK_OK(crew_pool_destroy(p));
+    gate_close(&g_block);
+    gate_close(&g_started);
+}
+
 static void test_shutdown_wait(void)
 {
     crew_pool *p = pool_n(2);
@@ -682,7 +722,7 @@ static const test_case cases[] = {
     TEST_CASE(test_results),         TEST_CASE(test_future_errors),
     TEST_CASE(test_cancel),          TEST_CASE(test_task_timeout),
     TEST_CASE(test_callbacks),       TEST_CASE(test_wait_any_all),
-    TEST_CASE(test_notify_fd),       TEST_CASE(test_shutdown_wait),
+    TEST_CASE(test_notify_fd), TEST_CASE(test_notify_dropped_running),       TEST_CASE(test_shutdown_wait),
     TEST_CASE(test_shutdown_cancel), TEST_CASE(test_destroy_pending),
     TEST_CASE(test_destroy_from_task), TEST_CASE(test_fire_and_forget),
     TEST_CASE(test_max_pending),     TEST_CASE(test_worker_index),
