@@ -77,11 +77,14 @@ typedef struct ring_slot {
     _Atomic(crew_future *) item;
 } ring_slot;
 
+/* Line 0 is read-only after create; the tail line is written by pushers,
+ * the head line by poppers. (slots and mask used to sit on the head line:
+ * every push then read a line that every pop writes.) */
 typedef struct ring {
-    _Atomic size_t tail __attribute__((aligned(CREW_CACHELINE)));
-    _Atomic size_t head __attribute__((aligned(CREW_CACHELINE)));
     ring_slot *slots;
     size_t mask;
+    _Atomic size_t tail __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic size_t head __attribute__((aligned(CREW_CACHELINE)));
 } ring;
 
 typedef struct tpool tpool;
@@ -117,7 +120,10 @@ struct tpool {
     _Atomic uint32_t idle_epoch;
     _Atomic uint64_t pending;       /* only with max_pending */
     _Atomic uint32_t ext_busy;      /* outside threads running a task while they wait */
-    _Atomic uint64_t ext_ok, ext_failed, ext_canceled, ext_timed_out;
+    /* Bumped for every task an outside waiter runs: on their own line, not
+     * on the flags every worker reads for every task (cancel_queued...). */
+    _Atomic uint64_t ext_ok __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic uint64_t ext_failed, ext_canceled, ext_timed_out;
     pthread_mutex_t ovf_lock __attribute__((aligned(CREW_CACHELINE)));
     crew_future *ovf_head, *ovf_tail;
     _Atomic size_t ovf_n;
