@@ -292,24 +292,30 @@ static void notify_unlink(crew_future *f);
 static void future_free(crew_future *f)
 {
     crew_pool *p = f->pool;
-    if (CREW_UNLIKELY(atomic_load_explicit(&f->state, memory_order_relaxed) & CREW__F_NOTIFY))
-        notify_unlink(f);
-    atomic_store_explicit(&f->magic, CREW__FUTURE_DEAD, memory_order_relaxed);
-    if (CREW_UNLIKELY(f->flags & FL_ARG_HEAP))
-        crew__free((void *)f->arg);
-    if (CREW_UNLIKELY(f->flags & FL_RES_HEAP)) {
-        crew__free(f->res);
-        f->res = NULL;
+    /* Both holds are gone: nobody else writes f now, one load of the state
+     * serves every check, and a small task takes the single branch. */
+    const uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    if (CREW_LIKELY(!(s & (CREW__F_NOTIFY | CREW__F_EXT)) && !f->flags && !f->map)) {
+        atomic_store_explicit(&f->magic, CREW__FUTURE_DEAD, memory_order_relaxed);
+    } else {
+        if (s & CREW__F_NOTIFY)
+            notify_unlink(f);
+        atomic_store_explicit(&f->magic, CREW__FUTURE_DEAD, memory_order_relaxed);
+        if (f->flags & FL_ARG_HEAP)
+            crew__free((void *)f->arg);
+        if (f->flags & FL_RES_HEAP) {
+            crew__free(f->res);
+            f->res = NULL;
+        }
+        if (s & CREW__F_EXT) {
+            crew__future_ext *x = atomic_load_explicit(&f->ext, memory_order_relaxed);
+            pthread_mutex_destroy(&x->lock);
+            crew__free(x);
+            atomic_store_explicit(&f->ext, NULL, memory_order_relaxed);
+        }
+        if (f->map != NULL && !(s & CREW__F_INTERNAL))
+            crew__map_unref(f->map);
     }
-    if (CREW_UNLIKELY(atomic_load_explicit(&f->state, memory_order_relaxed) & CREW__F_EXT)) {
-        crew__future_ext *x = atomic_load_explicit(&f->ext, memory_order_relaxed);
-        pthread_mutex_destroy(&x->lock);
-        crew__free(x);
-        atomic_store_explicit(&f->ext, NULL, memory_order_relaxed);
-    }
-    if (CREW_UNLIKELY(f->map != NULL) &&
-        !(atomic_load_explicit(&f->state, memory_order_relaxed) & CREW__F_INTERNAL))
-        crew__map_unref(f->map);
     if (CREW_LIKELY(tc.pool_id == p->pool_id) && atomic_load_explicit(&p->destroyed,
                                                                       memory_order_relaxed) == 0) {
         f->free_next = tc.head;

@@ -139,7 +139,7 @@ static pthread_once_t helper_once = PTHREAD_ONCE_INIT;
 
 /* ------------------------------------------------------------ ring */
 
-static bool ring_push(ring *r, crew_future *f)
+static inline __attribute__((always_inline)) bool ring_push(ring *r, crew_future *f)
 {
     size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
     for (;;) {
@@ -310,7 +310,7 @@ static void wake_all(tpool *b)
 }
 
 /* Pushes f to lane `i` (or the overflow) and wakes a sleeper if any. */
-static void enqueue(tpool *b, int i, crew_future *f)
+static inline __attribute__((always_inline)) void enqueue(tpool *b, int i, crew_future *f)
 {
     if (CREW_UNLIKELY(!ring_push(&b->w[i].lane, f)))
         ovf_push(b, f);
@@ -730,7 +730,11 @@ static int threads_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
     worker *h = &tls_helper;
     tpool *saved = h->b;
     bool busy = false;
+    const int start = (int)(tls_rr % (unsigned)b->n);
     h->index = -1;
+    /* Set once for the loop: a nested wait inside a task (on another pool)
+     * restores it before it returns. */
+    h->b = b;
     for (unsigned i = 0;; i++) {
         if (crew__future_done(f))
             break;
@@ -744,18 +748,17 @@ static int threads_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
         if (!busy) {
             atomic_fetch_add_explicit(&b->ext_busy, 1, memory_order_seq_cst);
             busy = true;
+            if (!h->scratch) {
+                pthread_once(&helper_once, helper_key_init);
+                pthread_setspecific(helper_key, h);
+            }
         }
-        crew_future *g = pop_any(b, (int)(tls_rr % (unsigned)b->n));
+        crew_future *g = pop_any(b, start);
         if (!g)
             break;
-        if (!h->scratch) {
-            pthread_once(&helper_once, helper_key_init);
-            pthread_setspecific(helper_key, h);
-        }
-        h->b = b;
         run_job(h, g);
-        h->b = saved;
     }
+    h->b = saved;
     if (busy) {
         atomic_fetch_sub_explicit(&b->ext_busy, 1, memory_order_seq_cst);
         if (atomic_load_explicit(&p->shut, memory_order_seq_cst)) {
