@@ -188,6 +188,45 @@ static crew_future *ring_pop(ring *r)
     }
 }
 
+/* Pops up to max items that are ready at the head with one CAS (claiming a
+ * run of filled slots); returns how many (0: empty, or the next slot is
+ * still being written). For an outside waiter: one head CAS, and one trip
+ * of the head line, per run instead of per task. */
+static unsigned ring_pop_n(ring *r, crew_future **out, unsigned max)
+{
+    size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+    for (;;) {
+        unsigned k = 0;
+        while (k < max) {
+            size_t idx = (pos + k) & r->mask;
+            size_t seq = atomic_load_explicit(&r->slots[idx].seq, memory_order_acquire) + idx;
+            if (seq != pos + k + 1)
+                break;
+            k++;
+        }
+        if (k == 0) {
+            size_t idx = pos & r->mask;
+            size_t seq = atomic_load_explicit(&r->slots[idx].seq, memory_order_acquire) + idx;
+            if ((intptr_t)seq - (intptr_t)(pos + 1) < 0)
+                return 0; /* empty, or the next item is still being written */
+            pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+            continue;
+        }
+        /* The head is monotonic: if it is still pos, nobody popped these
+         * slots since we saw them filled, so they are ours now. */
+        if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + k, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            for (unsigned i = 0; i < k; i++) {
+                size_t idx = (pos + i) & r->mask;
+                ring_slot *sl = &r->slots[idx];
+                out[i] = atomic_load_explicit(&sl->item, memory_order_relaxed);
+                atomic_store_explicit(&sl->seq, pos + i + r->mask + 1 - idx, memory_order_release);
+            }
+            return k;
+        }
+    }
+}
+
 /* Is the next slot to pop already filled? A cheap poll for idle workers:
  * it reads the head (consumer side) and the slot the next pop needs anyway,
  * never the tail line the submitter CASes on every push. Not a seq_cst
@@ -704,24 +743,41 @@ static void helper_free(void *arg)
 
 static void helper_key_init(void) { pthread_key_create(&helper_key, helper_free); }
 
-static crew_future *pop_any(tpool *b, int start)
+#define HELP_BATCH 32u
+
+/* Takes up to HELP_BATCH ready tasks from the first non-empty lane, in
+ * order, from `start` on; then the overflow (one). Returns how many. */
+static unsigned pop_any_n(tpool *b, int start, crew_future **out)
 {
     for (int k = 0; k < b->n; k++) {
         int i = start + k;
         if (i >= b->n)
             i -= b->n;
-        crew_future *f = ring_pop(&b->w[i].lane);
-        if (f)
-            return f;
+        /* At most a fair share of what the lane holds (workers + us), so
+         * that a few long tasks still spread over the workers: a task we
+         * hold is invisible to them. */
+        ring *r = &b->w[i].lane;
+        size_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+        size_t hd = atomic_load_explicit(&r->head, memory_order_relaxed);
+        size_t share = t > hd ? (t - hd) / ((size_t)b->n + 1) : 0;
+        unsigned max = share >= HELP_BATCH ? HELP_BATCH : share ? (unsigned)share : 1;
+        unsigned got = ring_pop_n(r, out, max);
+        if (got)
+            return got;
     }
-    return ovf_pop(b);
+    return (out[0] = ovf_pop(b)) != NULL;
 }
 
 /* ops->wait: a thread outside the pool waits on f. Rather than sleep while
  * tasks are queued, it runs them (FIFO, like a worker that steals), as TBB's
  * task_group::wait and OpenMP's master thread do: the tasks' data is often
  * still in this thread's cache, and no worker has to be woken. Once nothing
- * is queued it parks on f. Tasks run here see crew_task_worker() == -1. The
+ * is queued it parks on f. It claims the ready tasks at a lane's head in
+ * runs of up to HELP_BATCH with one CAS (ring_pop_n): the head line then
+ * moves between it and the lane's owner once per run, not once per task;
+ * tasks of a run it has not started when it stops (f done, deadline,
+ * cancel) go back to the lane, still QUEUED. Tasks run here see
+ * crew_task_worker() == -1. The
  * core counts us in p->hook_users, so destroy waits for us before freeing
  * the lanes; shutdown counts us in ext_busy. */
 static int threads_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
@@ -731,6 +787,10 @@ static int threads_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
     tpool *saved = h->b;
     bool busy = false;
     const int start = (int)(tls_rr % (unsigned)b->n);
+    /* Tasks taken in a run but not run yet; put back in a lane if we stop
+     * early (they are still QUEUED: nothing about them changed). */
+    crew_future *held[HELP_BATCH];
+    unsigned n_held = 0, next_held = 0;
     h->index = -1;
     /* Set once for the loop: a nested wait inside a task (on another pool)
      * restores it before it returns. */
@@ -753,11 +813,16 @@ static int threads_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
                 pthread_setspecific(helper_key, h);
             }
         }
-        crew_future *g = pop_any(b, start);
-        if (!g)
-            break;
-        run_job(h, g);
+        if (next_held == n_held) {
+            next_held = 0;
+            n_held = pop_any_n(b, start, held);
+            if (!n_held)
+                break;
+        }
+        run_job(h, held[next_held++]);
     }
+    for (; next_held < n_held; next_held++)
+        enqueue(b, start, held[next_held]);
     h->b = saved;
     if (busy) {
         atomic_fetch_sub_explicit(&b->ext_busy, 1, memory_order_seq_cst);
