@@ -88,10 +88,22 @@ void recommend(cmp_results *r)
     } else if (bt.speedup > bp.speedup * (1 + margin)) {
         pick = CMP_THREADS;
     } else {
+        /* A tie on speed: the model cheaper on more of the measured costs
+         * (start, round trip, hand-off, memory per worker; a difference
+         * under 10% counts for neither) wins; threads if even. */
         tie = true;
-        pick = (isfinite(pr->roundtrip_us) && isfinite(th->roundtrip_us) && pr->roundtrip_us < th->roundtrip_us)
-                   ? CMP_PROCESSES
-                   : CMP_THREADS;
+        const double ct[] = {th->start_ms, th->roundtrip_us, th->handoff_us, th->idle_bytes};
+        const double cp[] = {pr->start_ms, pr->roundtrip_us, pr->handoff_us, pr->idle_bytes};
+        int score = 0; /* > 0: processes cheaper more often */
+        for (size_t i = 0; i < sizeof ct / sizeof ct[0]; i++) {
+            if (!isfinite(ct[i]) || !isfinite(cp[i]))
+                continue;
+            if (cp[i] < ct[i] * 0.9)
+                score++;
+            else if (ct[i] < cp[i] * 0.9)
+                score--;
+        }
+        pick = score > 0 ? CMP_PROCESSES : CMP_THREADS;
     }
     best bw = pick == CMP_THREADS ? bt : bp, bo = pick == CMP_THREADS ? bp : bt;
     const cmp_model *mw = &r->m[pick], *mo = &r->m[1 - pick];
@@ -125,10 +137,9 @@ void recommend(cmp_results *r)
                      bw.workers, bw.workers == 1 ? "" : "s", bw.speedup, r->cpus, bo.speedup, cost);
         else
             snprintf(rec->headline, sizeof rec->headline,
-                     "processes, %d workers: %.2fx on %d CPUs, as fast as threads (%.2fx), with crash isolation "
-                     "and a cheaper round trip (%s vs %s)",
-                     bw.workers, bw.speedup, r->cpus, bo.speedup, fmt_time_s(t1, sizeof t1, pr->roundtrip_us / 1e6),
-                     fmt_time_s(t2, sizeof t2, th->roundtrip_us / 1e6));
+                     "processes, %d workers: %.2fx on %d CPUs, as fast as threads (%.2fx), cheaper on most measured "
+                     "costs, and they isolate crashes",
+                     bw.workers, bw.speedup, r->cpus, bo.speedup);
     } else {
         snprintf(rec->headline, sizeof rec->headline, "%s, %d worker%s: %.2fx on %d CPUs; %s%s",
                  mw->name, bw.workers, bw.workers == 1 ? "" : "s", bw.speedup, r->cpus, other,

@@ -119,6 +119,25 @@ static void test_tie_goes_to_cheaper_round_trip(void)
     CHECK(has_reason(r, "failed alone (6 of 6 other tasks completed"));
 }
 
+static void test_tie_goes_to_cheaper_costs(void)
+{
+    /* processes cheaper on start, round trip, hand-off and memory: they win
+     * the tie */
+    cmp_results *r = results(0.99, 1.96, 0.98, 1.95, 0.1);
+    r->m[CMP_PROCESSES].start_ms = 0.05;
+    r->m[CMP_PROCESSES].roundtrip_us = 0.1;
+    r->m[CMP_PROCESSES].handoff_us = 1;
+    r->m[CMP_PROCESSES].idle_bytes = 1000;
+    recommend(r);
+    CHECK_EQ(r->rec.model, CMP_PROCESSES);
+    CHECK(strstr(r->rec.headline, "as fast as threads") != NULL);
+    /* a round trip a little cheaper (under 10%) decides nothing */
+    r = results(0.99, 1.96, 0.98, 1.95, 0.1);
+    r->m[CMP_PROCESSES].roundtrip_us = 0.48;
+    recommend(r);
+    CHECK_EQ(r->rec.model, CMP_THREADS);
+}
+
 static void test_fewest_workers_near_best(void)
 {
     /* 2 workers reach 97% of the best (at 2): recommend 2, not more */
@@ -222,7 +241,8 @@ static void test_svg_of_synthetic_results(void)
 
 static const test_case cases[] = {
     TEST_CASE(test_faster_model_wins),        TEST_CASE(test_tie_goes_to_cheaper_round_trip),
-    TEST_CASE(test_fewest_workers_near_best), TEST_CASE(test_flat_curve_and_busy_machine),
+    TEST_CASE(test_tie_goes_to_cheaper_costs), TEST_CASE(test_fewest_workers_near_best),
+    TEST_CASE(test_flat_curve_and_busy_machine),
     TEST_CASE(test_one_model_missing),        TEST_CASE(test_reports_of_synthetic_results),
     TEST_CASE(test_svg_of_synthetic_results),
 };
