@@ -89,6 +89,21 @@ typedef struct ring {
 
 typedef struct tpool tpool;
 
+/* A run of tasks an outside waiter took from a lane at once (see
+ * threads_wait). It stays stealable: `word` is a generation (high 32 bits)
+ * and one "still here" bit per item (low 32); whoever clears an item's bit
+ * with a CAS on the word owns that item -- the waiter in order, idle
+ * workers from the end. Only the run's owner refills it, once every bit is
+ * clear, bumping the generation, so an item read before a successful CAS
+ * (same generation) is the one that bit stood for. */
+#define HELP_BATCH 32u
+#define HELPER_RUNS 4
+typedef struct helper_run {
+    _Atomic uint64_t word;
+    _Atomic uint32_t owned;     /* a waiter uses this run */
+    _Atomic(crew_future *) item[HELP_BATCH];
+} __attribute__((aligned(CREW_CACHELINE))) helper_run;
+
 typedef struct worker {
     ring lane;
     _Atomic uint32_t sleep __attribute__((aligned(CREW_CACHELINE)));
@@ -127,6 +142,7 @@ struct tpool {
     pthread_mutex_t ovf_lock __attribute__((aligned(CREW_CACHELINE)));
     crew_future *ovf_head, *ovf_tail;
     _Atomic size_t ovf_n;
+    helper_run hr[HELPER_RUNS];
 };
 
 static __thread worker *tls_worker;
@@ -276,10 +292,41 @@ static crew_future *ovf_pop(tpool *b)
     return f;
 }
 
+/* Takes one item of run r (the lowest, or the highest when stealing), or NULL. */
+static crew_future *run_take(helper_run *r, bool lowest)
+{
+    uint64_t w = atomic_load_explicit(&r->word, memory_order_acquire);
+    for (;;) {
+        uint32_t bits = (uint32_t)w;
+        if (!bits)
+            return NULL;
+        unsigned i = lowest ? (unsigned)__builtin_ctz(bits) : 31u - (unsigned)__builtin_clz(bits);
+        crew_future *f = atomic_load_explicit(&r->item[i], memory_order_relaxed);
+        if (atomic_compare_exchange_weak_explicit(&r->word, &w, w & ~((uint64_t)1 << i),
+                                                  memory_order_acq_rel, memory_order_acquire))
+            return f;
+    }
+}
+
+static crew_future *steal_runs(tpool *b)
+{
+    for (int i = 0; i < HELPER_RUNS; i++) {
+        if ((uint32_t)atomic_load_explicit(&b->hr[i].word, memory_order_relaxed) == 0)
+            continue;
+        crew_future *f = run_take(&b->hr[i], false);
+        if (f)
+            return f;
+    }
+    return NULL;
+}
+
 static bool any_work(tpool *b)
 {
     if (atomic_load_explicit(&b->ovf_n, memory_order_seq_cst))
         return true;
+    for (int i = 0; i < HELPER_RUNS; i++)
+        if ((uint32_t)atomic_load_explicit(&b->hr[i].word, memory_order_seq_cst))
+            return true;
     for (int i = 0; i < b->n; i++)
         if (ring_nonempty(&b->w[i].lane))
             return true;
@@ -293,6 +340,9 @@ static bool work_ready(tpool *b)
         return true;
     for (int i = 0; i < b->n; i++)
         if (ring_ready(&b->w[i].lane))
+            return true;
+    for (int i = 0; i < HELPER_RUNS; i++)
+        if ((uint32_t)atomic_load_explicit(&b->hr[i].word, memory_order_relaxed))
             return true;
     return false;
 }
@@ -311,7 +361,8 @@ static crew_future *find_work(worker *w)
         if (f)
             return f;
     }
-    return ovf_pop(b);
+    f = ovf_pop(b);
+    return f ? f : steal_runs(b);
 }
 
 /* Wakes one sleeping worker, preferring `hint`. */
@@ -743,29 +794,40 @@ static void helper_free(void *arg)
 
 static void helper_key_init(void) { pthread_key_create(&helper_key, helper_free); }
 
-#define HELP_BATCH 32u
-
-/* Takes up to HELP_BATCH ready tasks from the first non-empty lane, in
+/* Takes up to `limit` ready tasks from the first non-empty lane, in
  * order, from `start` on; then the overflow (one). Returns how many. */
-static unsigned pop_any_n(tpool *b, int start, crew_future **out)
+static unsigned pop_any_n(tpool *b, int start, crew_future **out, unsigned limit)
 {
     for (int k = 0; k < b->n; k++) {
         int i = start + k;
         if (i >= b->n)
             i -= b->n;
         /* At most a fair share of what the lane holds (workers + us), so
-         * that a few long tasks still spread over the workers: a task we
-         * hold is invisible to them. */
+         * that a few long tasks spread over the workers without stealing. */
         ring *r = &b->w[i].lane;
         size_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
         size_t hd = atomic_load_explicit(&r->head, memory_order_relaxed);
         size_t share = t > hd ? (t - hd) / ((size_t)b->n + 1) : 0;
-        unsigned max = share >= HELP_BATCH ? HELP_BATCH : share ? (unsigned)share : 1;
+        unsigned max = share >= limit ? limit : share ? (unsigned)share : 1;
         unsigned got = ring_pop_n(r, out, max);
         if (got)
             return got;
     }
-    return (out[0] = ovf_pop(b)) != NULL;
+    if ((out[0] = ovf_pop(b)) != NULL)
+        return 1;
+    return (out[0] = steal_runs(b)) != NULL; /* e.g. our own outer run, when nested */
+}
+
+static helper_run *run_claim(tpool *b)
+{
+    for (int i = 0; i < HELPER_RUNS; i++) {
+        uint32_t z = 0;
+        if (atomic_load_explicit(&b->hr[i].owned, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_strong_explicit(&b->hr[i].owned, &z, 1, memory_order_acquire,
+                                                    memory_order_relaxed))
+            return &b->hr[i];
+    }
+    return NULL;
 }
 
 /* ops->wait: a thread outside the pool waits on f. Rather than sleep while
@@ -773,10 +835,13 @@ static unsigned pop_any_n(tpool *b, int start, crew_future **out)
  * task_group::wait and OpenMP's master thread do: the tasks' data is often
  * still in this thread's cache, and no worker has to be woken. Once nothing
  * is queued it parks on f. It claims the ready tasks at a lane's head in
- * runs of up to HELP_BATCH with one CAS (ring_pop_n): the head line then
- * moves between it and the lane's owner once per run, not once per task;
- * tasks of a run it has not started when it stops (f done, deadline,
- * cancel) go back to the lane, still QUEUED. Tasks run here see
+ * runs of up to HELP_BATCH with one CAS (ring_pop_n; at most a fair share
+ * of the lane): the head line then moves between it and the lane's owner
+ * once per run, not once per task. The run sits in a helper_run that idle
+ * workers steal from (a task of the run may block until another one has
+ * run), and publishing it follows the sleep protocol (seq_cst store, then
+ * wake_one). What it has not started when it stops (f done, deadline,
+ * cancel) goes back to a lane, still QUEUED. Tasks run here see
  * crew_task_worker() == -1. The
  * core counts us in p->hook_users, so destroy waits for us before freeing
  * the lanes; shutdown counts us in ext_busy. */
@@ -787,10 +852,8 @@ static int threads_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
     tpool *saved = h->b;
     bool busy = false;
     const int start = (int)(tls_rr % (unsigned)b->n);
-    /* Tasks taken in a run but not run yet; put back in a lane if we stop
-     * early (they are still QUEUED: nothing about them changed). */
-    crew_future *held[HELP_BATCH];
-    unsigned n_held = 0, next_held = 0;
+    helper_run *run = NULL; /* claimed at the first refill */
+    bool no_run = false;    /* every run buffer was taken: one task at a time */
     h->index = -1;
     /* Set once for the loop: a nested wait inside a task (on another pool)
      * restores it before it returns. */
@@ -813,16 +876,37 @@ static int threads_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
                 pthread_setspecific(helper_key, h);
             }
         }
-        if (next_held == n_held) {
-            next_held = 0;
-            n_held = pop_any_n(b, start, held);
-            if (!n_held)
+        crew_future *g = run ? run_take(run, true) : NULL;
+        if (!g) {
+            if (!run && !no_run && !(run = run_claim(b)))
+                no_run = true;
+            crew_future *out[HELP_BATCH];
+            unsigned k = pop_any_n(b, start, out, run ? HELP_BATCH : 1);
+            if (!k)
                 break;
+            g = out[0];
+            if (k > 1) {
+                /* Publish the rest (the run is empty: every bit is clear),
+                 * then the sleep protocol's check: a worker that looked
+                 * before this store is counted in n_sleeping. */
+                for (unsigned j = 1; j < k; j++)
+                    atomic_store_explicit(&run->item[j - 1], out[j], memory_order_relaxed);
+                uint64_t w = atomic_load_explicit(&run->word, memory_order_relaxed);
+                uint64_t bits = k - 1 == 32 ? 0xffffffffu : ((uint64_t)1 << (k - 1)) - 1;
+                atomic_store_explicit(&run->word, (((w >> 32) + 1) << 32) | bits,
+                                      memory_order_seq_cst);
+                wake_one(b, start);
+            }
         }
-        run_job(h, held[next_held++]);
+        run_job(h, g);
     }
-    for (; next_held < n_held; next_held++)
-        enqueue(b, start, held[next_held]);
+    if (run) {
+        /* What we have not started goes back to a lane, still QUEUED. */
+        crew_future *g;
+        while ((g = run_take(run, true)) != NULL)
+            enqueue(b, start, g);
+        atomic_store_explicit(&run->owned, 0, memory_order_release);
+    }
     h->b = saved;
     if (busy) {
         atomic_fetch_sub_explicit(&b->ext_busy, 1, memory_order_seq_cst);
