@@ -1326,7 +1326,13 @@ static int watch_slot(pb *b, crew_future *f, uint32_t x, uint32_t gen, const cre
     v = atomic_load_explicit(&s->state, memory_order_seq_cst);
     if (st_terminal(v))
         harvest_one(b, x);
-    return crew__future_done(f) ? 0 : CREW_ETIMEDOUT;
+    if (crew__future_done(f))
+        return 0;
+    /* The slot can be terminal while another thread (the monitor, a sweep)
+     * is still harvesting it: then f is not done yet but the deadline has
+     * not passed either. Returning 1 makes the caller park on f, which that
+     * harvester completes. Only a real deadline is a timeout. */
+    return crew__deadline_expired(d) ? CREW_ETIMEDOUT : 1;
 }
 
 /* The earlier of d and `secs` from now: waits that must look around now
