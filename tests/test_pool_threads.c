@@ -5,6 +5,7 @@
 // CREW_TEST_TIMEOUT 120
 #include "crew_test.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -277,10 +278,60 @@ static void test_create_destroy_idle(void)
     CHECK_EQ(test_count_fds(), fds0);
 }
 
+/* Every sleeping worker is woken when work arrives: W tasks that all meet at
+ * a barrier of W parties can only finish if all W workers run them at once.
+ * The submitter waits through the completion fd, so it never runs a task
+ * itself. A lost wake-up shows as a barrier timeout (CREW_ETIMEDOUT or
+ * CREW_EBROKEN) instead of 0. */
+static crew_barrier g_meet;
+static int t_meet(crew_task *t, const void *a, size_t al, void *r, size_t rc, size_t *rl)
+{
+    (void)t, (void)a, (void)al, (void)r, (void)rc;
+    *rl = 0;
+    int rcode = crew_barrier_wait(&g_meet, 10.0, NULL);
+    return rcode == 0 || rcode > 0 ? 0 : rcode;
+}
+
+static void test_all_workers_wake(void)
+{
+    enum { W = 16 };
+    crew_pool_options o = {0};
+    o.kind = CREW_THREADS;
+    o.workers = W;
+    crew_pool *p;
+    CHECK_OK(crew_pool_create(&p, &o));
+    int fd = crew_pool_fd(p);
+    CHECK(fd >= 0);
+    long rounds = test_scale(200);
+    for (long round = 0; round < rounds; round++) {
+        CHECK_OK(crew_barrier_init(&g_meet, W));
+        crew_future *fs[W];
+        for (int i = 0; i < W; i++) {
+            CHECK_OK(crew_pool_submit(p, t_meet, NULL, 0, &fs[i]));
+            CHECK_OK(crew_future_notify(fs[i], NULL));
+        }
+        size_t got = 0;
+        while (got < W) {
+            struct pollfd pfd = {fd, POLLIN, 0};
+            CHECK_EQ(poll(&pfd, 1, 30000), 1);
+            crew_future *out[W];
+            size_t n = 0;
+            CHECK_OK(crew_pool_completions(p, out, W, &n));
+            for (size_t k = 0; k < n; k++)
+                CHECK_OK(crew_future_status(out[k]));
+            got += n;
+        }
+        for (int i = 0; i < W; i++)
+            CHECK_OK(crew_future_destroy(fs[i]));
+        CHECK_OK(crew_barrier_destroy(&g_meet));
+    }
+    CHECK_OK(crew_pool_destroy(p));
+}
+
 static const test_case cases[] = {
     TEST_CASE(test_nested_one_worker), TEST_CASE(test_nested_many_workers),
     TEST_CASE(test_nested_timeout),    TEST_CASE(test_many_submitters),
     TEST_CASE(test_sleep_wake),        TEST_CASE(test_pools_in_turn),
-    TEST_CASE(test_create_destroy_idle), TEST_CASE(test_lane_overflow),
+    TEST_CASE(test_create_destroy_idle), TEST_CASE(test_all_workers_wake), TEST_CASE(test_lane_overflow),
 };
 TEST_MAIN_NOHELPERS(cases)
