@@ -339,13 +339,7 @@ static void test_no_leaks(void)
         CHECK_OK(crew_pipe_destroy(a));
     }
     CHECK_EQ(test_count_fds(), fds);
-#if defined(__SANITIZE_THREAD__)
-    /* TSan maps shadow memory for each new address range it sees; the
-     * count then grows for reasons of its own. fds are still checked. */
-    (void)maps;
-#else
     CHECK_EQ(test_count_maps(), maps);
-#endif
 }
 
 static void *echo_thread(void *arg)

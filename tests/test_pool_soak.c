@@ -9,7 +9,7 @@
 
 #include <stdatomic.h>
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#if TEST_SANITIZED
 #define SOAK_TASKS 100000L /* sanitizers are 5-20x slower */
 #else
 #define SOAK_TASKS 1000000L

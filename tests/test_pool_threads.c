@@ -147,7 +147,7 @@ static void test_many_submitters(void)
     atomic_store(&g_sum, 0);
     enum { T = 4 };
     long n = 20000;
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#if TEST_SANITIZED
     n = 3000; /* sanitizers are 5-20x slower */
 #endif
     pthread_t th[T];
@@ -328,10 +328,51 @@ static void test_all_workers_wake(void)
     CHECK_OK(crew_pool_destroy(p));
 }
 
+/* A task that blocks until a later task of the same lane has run must not
+ * hang the pool, even when a waiting thread has claimed a run of tasks
+ * (idle workers steal from that run). One task per round waits for the task
+ * submitted two after it. */
+enum { BLK_N = 600 };
+static crew_sem g_blk_sem[BLK_N];
+static int g_blk_index;
+static int t_blk(crew_task *t, const void *a, size_t al, void *r, size_t rc, size_t *rl)
+{
+    (void)t, (void)al, (void)r, (void)rc;
+    *rl = 0;
+    int i = *(const int *)a;
+    if (i == g_blk_index)
+        return crew_sem_acquire(&g_blk_sem[i + 2], 20.0);
+    return crew_sem_release(&g_blk_sem[i], 1);
+}
+
+static void test_blocked_task_in_run(void)
+{
+    crew_pool_options o = {0};
+    o.kind = CREW_THREADS;
+    o.workers = 2;
+    crew_pool *p;
+    CHECK_OK(crew_pool_create(&p, &o));
+    static crew_future *fs[BLK_N];
+    long rounds = test_scale(300);
+    for (long round = 0; round < rounds; round++) {
+        g_blk_index = (int)(round % 24);
+        for (int i = 0; i < BLK_N; i++)
+            CHECK_OK(crew_sem_init(&g_blk_sem[i], 0, 0));
+        for (int i = 0; i < BLK_N; i++)
+            CHECK_OK(crew_pool_submit(p, t_blk, &i, sizeof i, &fs[i]));
+        CHECK_OK(crew_wait_all(fs, BLK_N, 30.0));
+        for (int i = 0; i < BLK_N; i++) {
+            CHECK_OK(crew_future_status(fs[i]));
+            CHECK_OK(crew_future_destroy(fs[i]));
+        }
+    }
+    CHECK_OK(crew_pool_destroy(p));
+}
+
 static const test_case cases[] = {
     TEST_CASE(test_nested_one_worker), TEST_CASE(test_nested_many_workers),
     TEST_CASE(test_nested_timeout),    TEST_CASE(test_many_submitters),
     TEST_CASE(test_sleep_wake),        TEST_CASE(test_pools_in_turn),
-    TEST_CASE(test_create_destroy_idle), TEST_CASE(test_all_workers_wake), TEST_CASE(test_lane_overflow),
+    TEST_CASE(test_create_destroy_idle), TEST_CASE(test_all_workers_wake), TEST_CASE(test_blocked_task_in_run), TEST_CASE(test_lane_overflow),
 };
 TEST_MAIN_NOHELPERS(cases)
