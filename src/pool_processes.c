@@ -1420,6 +1420,7 @@ static int wait_inner(pb *b, crew_future *f, const crew__deadline *d)
         }
         return 0;
     }
+    uint64_t last = crew__now_ns();
     for (;;) {
         if (crew__future_done(f))
             return 0;
@@ -1432,15 +1433,29 @@ static int wait_inner(pb *b, crew_future *f, const crew__deadline *d)
                 return crew__future_park(f, d);
             continue;
         }
-        /* Still in the overflow FIFO: help the queue move, then look again. */
-        if (sweep(b) == 0) {
-            if (crew__deadline_expired(d))
-                return CREW_ETIMEDOUT;
-            crew__deadline shortd = short_deadline(d, 0.001);
-            int rc = crew__future_park(f, &shortd);
-            if (rc == 0)
-                return 0;
+        /* Still in the overflow FIFO: help the queue move, then look again.
+         * Workers finish tiny tasks every few hundred ns, so a sweep that
+         * found nothing finished is retried while spinning (as the map
+         * branch does); only after CREW__SPIN_NS without progress do we
+         * park, briefly. Parking at once capped a large batch waited with
+         * crew_wait_all (which waits for the last future first) at one
+         * sweep per millisecond: ~180k tasks/s instead of millions. */
+        if (sweep(b) != 0) {
+            last = crew__now_ns();
+            continue;
         }
+        if (crew__deadline_expired(d))
+            return CREW_ETIMEDOUT;
+        if (crew__now_ns() - last < CREW__SPIN_NS) {
+            for (int k = 0; k < 64; k++)
+                crew__cpu_relax();
+            continue;
+        }
+        crew__deadline shortd = short_deadline(d, 0.001);
+        int rc = crew__future_park(f, &shortd);
+        if (rc == 0)
+            return 0;
+        last = crew__now_ns();
     }
 }
 
