@@ -162,11 +162,12 @@ typedef struct cmp_results {
     double io_wait_ms;
     cmp_model m[CMP_NMODELS];
     /* I/O view (crew_measure_io_waits): thread per wait, thread pool, event
-     * loop, each running io_view_waits waits of io_wait_ms at once */
-    crew_io_result io_view[3];
-    int io_view_status[3];
+     * loop, each running N waits of io_wait_ms at once, for N = 100, 1000
+     * and 10000 (--quick: 1000); io_view[i].concurrency is its N */
+#define CMP_IO_VIEW_MAX 9
+    crew_io_result io_view[CMP_IO_VIEW_MAX];
+    int io_view_status[CMP_IO_VIEW_MAX];
     int io_view_n;
-    int io_view_waits;
     cmp_recommendation rec;
     double elapsed_s;
 } cmp_results;

@@ -1059,18 +1059,26 @@ int probe_model(cmp_results *r, int model, const cmp_plan *pl)
 int probe_io_view(cmp_results *r, const cmp_plan *pl)
 {
     (void)pl;
-    r->io_view_waits = 1000;
-    r->io_view_n = 0;
+    /* Threads vs the event loop as the number of waits pending at once
+     * grows: the answer to "threads or asyncio" is in how each scales. */
+    static const int full_levels[] = {100, 1000, 10000};
+    static const int quick_levels[] = {1000};
+    const int *levels = r->quick ? quick_levels : full_levels;
+    int nlevels = r->quick ? 1 : 3;
     static const int models[] = {CREW_IO_THREAD_PER_WAIT, CREW_IO_THREAD_POOL, CREW_IO_EVENT_LOOP};
-    for (int i = 0; i < 3; i++) {
-        cli_progress("I/O view: %d waits of %.0f ms at once, %s", r->io_view_waits, r->io_wait_ms,
-                     crew_io_model_name(models[i]));
-        crew_io_result *res = &r->io_view[r->io_view_n];
-        memset(res, 0, sizeof *res);
-        res->model = models[i];
-        r->io_view_status[r->io_view_n] =
-            crew_measure_io_waits(models[i], r->io_view_waits, r->io_wait_ms / 1e3, NULL, res);
-        r->io_view_n++;
-    }
+    r->io_view_n = 0;
+    for (int l = 0; l < nlevels; l++)
+        for (int i = 0; i < 3 && r->io_view_n < CMP_IO_VIEW_MAX; i++) {
+            cli_progress("I/O view: %d waits of %.0f ms at once, %s", levels[l], r->io_wait_ms,
+                         crew_io_model_name(models[i]));
+            crew_io_result *res = &r->io_view[r->io_view_n];
+            memset(res, 0, sizeof *res);
+            res->model = models[i];
+            res->concurrency = levels[l];
+            r->io_view_status[r->io_view_n] =
+                crew_measure_io_waits(models[i], levels[l], r->io_wait_ms / 1e3, NULL, res);
+            res->concurrency = levels[l];
+            r->io_view_n++;
+        }
     return CLI_EXIT_OK;
 }

@@ -287,10 +287,10 @@ int report_table(FILE *f, const cmp_results *r)
         }
     }
     if (r->io_view_n > 0) {
-        fprintf(f, "\nI/O-bound, %d waits of %.0f ms at once (ideal: %s)\n", r->io_view_waits, r->io_wait_ms,
+        fprintf(f, "\nI/O-bound, waits of %.0f ms all pending at once (ideal: %s)\n", r->io_wait_ms,
                 fmt_time_s(x, sizeof x, r->io_wait_ms / 1e3));
-        fprintf(f, "  %-22s %10s %9s %8s %13s %10s\n", "", "time", "vs ideal", "threads", "memory/wait",
-                "CPU time");
+        fprintf(f, "  %6s %-22s %10s %9s %8s %13s %10s\n", "waits", "", "time", "vs ideal", "threads",
+                "memory/wait", "CPU time");
         for (int i = 0; i < r->io_view_n; i++) {
             const crew_io_result *io = &r->io_view[i];
             char name[64];
@@ -299,12 +299,13 @@ int report_table(FILE *f, const cmp_results *r)
             else
                 snprintf(name, sizeof name, "%s", crew_io_model_name(io->model));
             if (r->io_view_status[i]) {
-                fprintf(f, "  %-22s %s (%s)\n", name, "not measured", crew_err_name(r->io_view_status[i]));
+                fprintf(f, "  %6d %-22s %s (%s)\n", io->concurrency, name, "not measured",
+                        crew_err_name(r->io_view_status[i]));
                 continue;
             }
             char ratio[32];
             snprintf(ratio, sizeof ratio, "%.2fx", io->ratio);
-            fprintf(f, "  %-22s ", name);
+            fprintf(f, "  %6d %-22s ", io->concurrency, name);
             fmt_time_s(a, sizeof a, io->elapsed_s);
             fmt_bytes(b, sizeof b, (double)io->rss_per_wait);
             fmt_time_s(y, sizeof y, io->cpu_s);
@@ -478,7 +479,7 @@ int report_json(FILE *f, const cmp_results *r)
         fputs(", \"status\": ", f);
         jstr(f, status_str(r->io_view_status[i]));
         bool ok = r->io_view_status[i] == 0;
-        fprintf(f, ", \"waits\": %d, \"threads\": %d, \"elapsed_s\": ", r->io_view_waits, ok ? io->threads : 0);
+        fprintf(f, ", \"waits\": %d, \"threads\": %d, \"elapsed_s\": ", io->concurrency, ok ? io->threads : 0);
         jnum(f, ok ? io->elapsed_s : NAN);
         fputs(", \"ratio_to_ideal\": ", f);
         jnum(f, ok ? io->ratio : NAN);
@@ -571,7 +572,7 @@ int report_csv(FILE *f, const cmp_results *r)
         const crew_io_result *io = &r->io_view[i];
         bool ok = r->io_view_status[i] == 0;
         char model[64];
-        snprintf(model, sizeof model, "%s", crew_io_model_name(io->model));
+        snprintf(model, sizeof model, "%s (%d waits)", crew_io_model_name(io->model), io->concurrency);
         csv(f, "io_view", "elapsed", model, ok ? io->threads : 0, ok ? io->elapsed_s : NAN, "s");
         csv(f, "io_view", "ratio_to_ideal", model, ok ? io->threads : 0, ok ? io->ratio : NAN, "x");
         csv(f, "io_view", "rss_per_wait", model, ok ? io->threads : 0, ok ? (double)io->rss_per_wait : NAN,
