@@ -1018,67 +1018,64 @@ int crew_future_cancel(crew_future *f)
     return rc == CREW_ESTATE ? CREW_ESTATE : rc;
 }
 
-int crew_future_on_done(crew_future *f, crew_future_cb cb, void *data)
+/* Sets flag (CREW__F_HAS_CB or CREW__F_NOTIFY) on f, storing its data in
+ * the extension under the extension lock first, so the completing thread
+ * sees the data whenever it sees the flag. Returns 0 when f was still
+ * pending (the completing thread acts on the flag), 1 when f was already
+ * done (the caller acts now), CREW_EBUSY when the flag was already set,
+ * CREW_ENOMEM. */
+static int future_mark(crew_future *f, uint32_t flag, crew_future_cb cb, void *data)
 {
-    if (!valid(f) || !cb)
-        return CREW_EINVAL;
     crew__future_ext *x = ext_get(f);
     if (!x)
         return CREW_ENOMEM;
     pthread_mutex_lock(&x->lock);
-    uint32_t s;
+    int rc;
     for (;;) {
-        s = wait_not_completing(f);
-        if (s & CREW__F_HAS_CB) {
-            pthread_mutex_unlock(&x->lock);
-            return CREW_EBUSY;
-        }
-        x->cb = cb;
-        x->cb_data = data;
-        if (phase(s) == CREW__F_DONE) {
-            atomic_fetch_or(&f->state, CREW__F_HAS_CB); /* a second on_done gets EBUSY */
+        uint32_t s = wait_not_completing(f);
+        if (s & flag) {
+            rc = CREW_EBUSY;
             break;
         }
-        if (atomic_compare_exchange_weak_explicit(&f->state, &s, s | CREW__F_HAS_CB,
-                                                  memory_order_acq_rel, memory_order_acquire)) {
-            pthread_mutex_unlock(&x->lock);
-            return 0;
+        if (flag == CREW__F_HAS_CB) {
+            x->cb = cb;
+            x->cb_data = data;
+        } else {
+            x->user_data = data;
+        }
+        if (phase(s) == CREW__F_DONE) {
+            atomic_fetch_or(&f->state, flag); /* a second mark gets EBUSY */
+            rc = 1;
+            break;
+        }
+        if (atomic_compare_exchange_weak_explicit(&f->state, &s, s | flag, memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            rc = 0;
+            break;
         }
     }
     pthread_mutex_unlock(&x->lock);
-    cb(f, data); /* already done: run it now, on the caller's thread */
-    return 0;
+    return rc;
+}
+
+int crew_future_on_done(crew_future *f, crew_future_cb cb, void *data)
+{
+    if (!valid(f) || !cb)
+        return CREW_EINVAL;
+    int rc = future_mark(f, CREW__F_HAS_CB, cb, data);
+    if (rc == 1)
+        cb(f, data); /* already done: run it now, on the caller's thread */
+    return rc < 0 ? rc : 0;
 }
 
 int crew_future_notify(crew_future *f, void *user_data)
 {
     if (!valid(f))
         return CREW_EINVAL;
-    crew__future_ext *x = ext_get(f);
-    if (!x)
-        return CREW_ENOMEM;
-    pthread_mutex_lock(&x->lock);
-    uint32_t s;
-    for (;;) {
-        s = wait_not_completing(f);
-        if (s & CREW__F_NOTIFY) {
-            pthread_mutex_unlock(&x->lock);
-            return CREW_EBUSY;
-        }
-        x->user_data = user_data;
-        if (phase(s) == CREW__F_DONE) {
-            atomic_fetch_or(&f->state, CREW__F_NOTIFY);
-            break;
-        }
-        if (atomic_compare_exchange_weak_explicit(&f->state, &s, s | CREW__F_NOTIFY,
-                                                  memory_order_acq_rel, memory_order_acquire)) {
-            pthread_mutex_unlock(&x->lock);
-            return 0;
-        }
-    }
-    pthread_mutex_unlock(&x->lock);
-    notify_enqueue(f->pool, f);
-    return 0;
+    int rc = future_mark(f, CREW__F_NOTIFY, NULL, user_data);
+    if (rc == 1)
+        notify_enqueue(f->pool, f); /* already done: list it now */
+    return rc < 0 ? rc : 0;
 }
 
 void *crew_future_user_data(const crew_future *f)
