@@ -30,6 +30,20 @@ __attribute__((noreturn)) void crew__assert_fail(const char *expr, const char *f
 #define CREW_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define CREW_CACHELINE 64
 
+/* Asks for the cache line of p in exclusive state, for a line this thread
+ * will read and then write (an atomic RMW): one transfer instead of a
+ * shared fetch followed by an ownership request. x86-64 needs the
+ * PREFETCHW instruction (a no-op on CPUs without it), which the compiler
+ * emits for __builtin_prefetch(p, 1) only with -mprfchw. */
+static inline void crew__prefetch_w(const void *p)
+{
+#if defined(__x86_64__)
+    __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
+#else
+    __builtin_prefetch(p, 1, 3);
+#endif
+}
+
 /* ------------------------------------------------------------ allocation
  * All heap memory goes through these (see crew_set_allocator). They return
  * NULL on failure; callers turn that into CREW_ENOMEM. */
@@ -89,8 +103,12 @@ bool crew__spin_while_eq(_Atomic uint32_t *addr, uint32_t val, uint32_t budget_n
 /* ------------------------------------------------------------ identity
  * The calling thread's kernel tid and its process's pid, cached in
  * thread-local storage and refreshed in a forked child (pthread_atfork). */
-extern __thread uint32_t crew__tls_tid __attribute__((tls_model("initial-exec")));
-extern __thread uint32_t crew__tls_pid __attribute__((tls_model("initial-exec")));
+/* Hot thread-locals use the initial-exec model: no __tls_get_addr call per
+ * access from the shared library. Keep them few and small (a dlopen'ed
+ * libcrew takes them from glibc's surplus static TLS). */
+#define CREW__TLS_IE __attribute__((tls_model("initial-exec")))
+extern __thread uint32_t crew__tls_tid CREW__TLS_IE;
+extern __thread uint32_t crew__tls_pid CREW__TLS_IE;
 void crew__identity_slow(void);
 static inline uint32_t crew__tid(void)
 {

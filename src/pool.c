@@ -155,9 +155,12 @@ typedef struct tcache {
     crew_future *head;
     uint32_t n;
     bool keyed;
+    /* A block of future ids of `pool`, taken with one atomic add per
+     * ID_BLOCK submits: an id is unique, not a submission counter. */
+    uint64_t id_next, id_end;
 } tcache;
 
-static __thread tcache tc;
+static __thread tcache tc CREW__TLS_IE;
 static pthread_key_t tc_key;
 static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
 
@@ -237,6 +240,7 @@ static crew_future *future_alloc_slow(crew_pool *p)
         }
         tc.pool_id = p->pool_id;
         tc.pool = p;
+        tc.id_next = tc.id_end = 0;
     }
     pthread_mutex_lock(&p->alloc_lock);
     uint32_t n = 0;
@@ -283,6 +287,18 @@ static inline crew_future *future_alloc(crew_pool *p)
     f->flags = 0;
     f->map = NULL;
     return f;
+}
+
+/* The next id for a future of p; the calling thread's cache is bound to p
+ * (future_alloc just did it). */
+#define ID_BLOCK 256
+static inline uint64_t take_id(crew_pool *p)
+{
+    if (CREW_UNLIKELY(tc.id_next == tc.id_end)) {
+        tc.id_next = atomic_fetch_add_explicit(&p->next_id, ID_BLOCK, memory_order_relaxed);
+        tc.id_end = tc.id_next + ID_BLOCK;
+    }
+    return tc.id_next++;
 }
 
 static void map_free(crew__map *m);
@@ -356,6 +372,7 @@ void crew__tcache_bind(crew_pool *p)
     }
     tc.pool_id = p->pool_id;
     tc.pool = p;
+    tc.id_next = tc.id_end = 0;
 }
 
 crew_future *crew__future_alloc_internal(crew_pool *p)
@@ -826,6 +843,21 @@ int crew_pool_create(crew_pool **out, const crew_pool_options *opts)
     return 0;
 }
 
+/* Hands a filled-in f to the backend and counts it as submitted (unless
+ * the backend counts its own submits); on failure frees f. */
+static inline int submit_future(crew_pool *p, crew_future *f, crew_future **out)
+{
+    int rc = p->ops->submit(p, f);
+    if (CREW_UNLIKELY(rc)) {
+        future_free(f);
+        return rc;
+    }
+    if (!p->ops->counts_submits)
+        atomic_fetch_add_explicit(&p->n_submitted, 1, memory_order_relaxed);
+    *out = f;
+    return 0;
+}
+
 int crew_pool_submit(crew_pool *p, crew_task_fn fn, const void *arg, size_t arg_len,
                      crew_future **out)
 {
@@ -838,7 +870,7 @@ int crew_pool_submit(crew_pool *p, crew_task_fn fn, const void *arg, size_t arg_
     crew_future *f = future_alloc(p);
     if (CREW_UNLIKELY(!f))
         return CREW_ENOMEM;
-    f->id = atomic_fetch_add_explicit(&p->next_id, 1, memory_order_relaxed);
+    f->id = take_id(p);
     f->fn = fn;
     if (CREW_LIKELY(arg_len <= CREW__ARG_INLINE)) {
         if (arg_len)
@@ -846,7 +878,6 @@ int crew_pool_submit(crew_pool *p, crew_task_fn fn, const void *arg, size_t arg_
     } else {
         void *copy = crew__malloc(arg_len);
         if (!copy) {
-            atomic_fetch_add(&p->n_submit_failed, 1);
             future_free(f);
             return CREW_ENOMEM;
         }
@@ -855,14 +886,7 @@ int crew_pool_submit(crew_pool *p, crew_task_fn fn, const void *arg, size_t arg_
         f->flags |= FL_ARG_HEAP;
     }
     f->arg_len = (uint32_t)arg_len;
-    int rc = p->ops->submit(p, f);
-    if (CREW_UNLIKELY(rc)) {
-        atomic_fetch_add(&p->n_submit_failed, 1);
-        future_free(f);
-        return rc;
-    }
-    *out = f;
-    return 0;
+    return submit_future(p, f, out);
 }
 
 static bool called_from_worker(const crew_pool *p)
@@ -918,8 +942,7 @@ int crew_pool_stats_get(crew_pool *p, crew_pool_stats *st)
     if (!p || !st)
         return CREW_EINVAL;
     memset(st, 0, sizeof *st);
-    uint64_t ids = (atomic_load(&p->next_id) & ((UINT64_C(1) << ID_BITS) - 1)) - 1;
-    st->submitted = ids - atomic_load(&p->n_submit_failed);
+    st->submitted = atomic_load_explicit(&p->n_submitted, memory_order_relaxed);
     st->completed = atomic_load_explicit(&p->n_completed, memory_order_relaxed);
     st->failed = atomic_load_explicit(&p->n_failed, memory_order_relaxed);
     st->crashed = atomic_load_explicit(&p->n_crashed, memory_order_relaxed);
@@ -1357,16 +1380,16 @@ static int map_start(crew_pool *p, crew_task_fn fn, const void *in, size_t in_si
         map_free(m);
         return CREW_ENOMEM;
     }
-    f->id = atomic_fetch_add_explicit(&p->next_id, 1, memory_order_relaxed);
+    f->id = take_id(p);
     f->fn = fn;
     f->map = m;
     m->future = f;
     int rc = p->ops->submit_map ? p->ops->submit_map(p, m) : CREW_ENOTSUP;
     if (rc) {
-        atomic_fetch_add(&p->n_submit_failed, 1);
         future_free(f); /* drops the map too */
         return rc;
     }
+    atomic_fetch_add_explicit(&p->n_submitted, 1, memory_order_relaxed); /* maps: always here */
     *fo = f;
     return 0;
 }

@@ -234,6 +234,10 @@ typedef struct crew__pool_ops {
     /* Fill backend counters (crashed, workers_*, broken...); the core fills
      * submitted/completed/failed/timed_out/canceled itself. May be NULL. */
     void (*stats)(crew_pool *p, crew_pool_stats *st);
+    /* The backend counts the tasks it accepted (ops->submit returned 0)
+     * itself and adds them to st->submitted in its stats hook, so the
+     * core's submit path bumps no shared counter; the core counts maps. */
+    bool counts_submits;
 } crew__pool_ops;
 
 extern const crew__pool_ops crew__pool_threads_ops;
@@ -253,7 +257,7 @@ struct crew_pool {
     /* counters kept by the core at completion (relaxed) */
     _Atomic uint64_t n_completed, n_failed, n_timed_out, n_canceled, n_crashed;
     _Atomic uint64_t next_id __attribute__((aligned(CREW_CACHELINE))); /* ids: pool_id << 40 | n */
-    _Atomic uint64_t n_submit_failed;
+    _Atomic uint64_t n_submitted; /* maps, and tasks unless ops->counts_submits */
 
     /* completion list (crew_future_notify) */
     pthread_mutex_t notify_lock __attribute__((aligned(CREW_CACHELINE)));

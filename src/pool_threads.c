@@ -142,11 +142,18 @@ struct tpool {
     pthread_mutex_t ovf_lock __attribute__((aligned(CREW_CACHELINE)));
     crew_future *ovf_head, *ovf_tail;
     _Atomic size_t ovf_n;
+    /* Submits are counted, not bumped (crew_pool_stats.submitted): every
+     * accepted task is pushed once to a lane (whose tail only grows) or to
+     * the overflow (ovf_total); pushes that are not submits -- map helper
+     * futures, a waiter's run going back to a lane -- are counted in
+     * not_submits before they happen. */
+    _Atomic uint64_t ovf_total;
+    _Atomic uint64_t not_submits;
     helper_run hr[HELPER_RUNS];
 };
 
-static __thread worker *tls_worker;
-static __thread unsigned tls_rr;
+static __thread worker *tls_worker CREW__TLS_IE;
+static __thread unsigned tls_rr CREW__TLS_IE;
 /* A thread outside the pool that runs queued tasks while it waits uses this
  * stand-in worker (index -1) for its nesting depth and result buffers. */
 static __thread worker tls_helper;
@@ -273,6 +280,7 @@ static void ovf_push(tpool *b, crew_future *f)
         b->ovf_head = f;
     b->ovf_tail = f;
     atomic_fetch_add_explicit(&b->ovf_n, 1, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&b->ovf_total, 1, memory_order_release);
     pthread_mutex_unlock(&b->ovf_lock);
 }
 
@@ -557,6 +565,7 @@ static void drop_queued(tpool *b, crew_future *f)
 
 static void run_job(worker *w, crew_future *f)
 {
+    crew__prefetch_w(f); /* f's first line comes from the submitter's cache: own it at once */
     tpool *b = w->b;
     if (CREW_UNLIKELY(f->map != NULL)) {
         run_map_helper(w, f);
@@ -903,8 +912,10 @@ static int threads_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
     if (run) {
         /* What we have not started goes back to a lane, still QUEUED. */
         crew_future *g;
-        while ((g = run_take(run, true)) != NULL)
+        while ((g = run_take(run, true)) != NULL) {
+            atomic_fetch_add_explicit(&b->not_submits, 1, memory_order_relaxed);
             enqueue(b, start, g);
+        }
         atomic_store_explicit(&run->owned, 0, memory_order_release);
     }
     h->b = saved;
@@ -1058,6 +1069,7 @@ static int threads_submit_map(crew_pool *p, crew__map *m)
         crew__map_ref(m);
         if (b->max_pending)
             atomic_fetch_add_explicit(&b->pending, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->not_submits, 1, memory_order_relaxed);
         enqueue(b, lane, hf);
         if (++lane >= b->n)
             lane = 0;
@@ -1132,6 +1144,12 @@ static void threads_stats(crew_pool *p, crew_pool_stats *st)
     tpool *b = p->backend;
     if (!b)
         return;
+    /* Tails before not_submits (each not-submit is counted before its
+     * push): a snapshot taken while tasks are submitted may lag, never lead. */
+    uint64_t pushes = atomic_load_explicit(&b->ovf_total, memory_order_acquire);
+    for (int i = 0; i < b->n; i++)
+        pushes += atomic_load_explicit(&b->w[i].lane.tail, memory_order_acquire);
+    st->submitted += pushes - atomic_load_explicit(&b->not_submits, memory_order_relaxed);
     for (int i = 0; i < b->n; i++) {
         worker *w = &b->w[i];
         st->completed += atomic_load_explicit(&w->n_ok, memory_order_relaxed);
@@ -1157,4 +1175,5 @@ const crew__pool_ops crew__pool_threads_ops = {
     .shutdown = threads_shutdown,
     .destroy = threads_destroy,
     .stats = threads_stats,
+    .counts_submits = true,
 };

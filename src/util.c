@@ -198,8 +198,8 @@ bool crew__spin_while_eq(_Atomic uint32_t *addr, uint32_t val, uint32_t budget_n
 }
 
 /* ------------------------------------------------------------ identity */
-__thread uint32_t crew__tls_tid __attribute__((tls_model("initial-exec")));
-__thread uint32_t crew__tls_pid __attribute__((tls_model("initial-exec")));
+__thread uint32_t crew__tls_tid CREW__TLS_IE;
+__thread uint32_t crew__tls_pid CREW__TLS_IE;
 
 static void identity_atfork_child(void)
 {

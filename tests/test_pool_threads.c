@@ -202,10 +202,15 @@ static void test_pools_in_turn(void)
     CHECK_OK(crew_pool_create(&b, NULL));
     atomic_store(&g_sum, 0);
     crew_future *keep = NULL;
+    uint64_t ids[300];
     for (int i = 0; i < 300; i++) {
         crew_future *f;
         long v = 1;
         CHECK_OK(crew_pool_submit(i % 2 ? a : b, add_arg, &v, sizeof v, &f));
+        ids[i] = crew_future_id(f);
+        CHECK(ids[i] > 0);
+        for (int j = 0; j < i; j++) /* ids are unique across pools and rebinding */
+            CHECK(ids[j] != ids[i]);
         CHECK_OK(crew_future_wait(f, CREW_FOREVER));
         if (i == 11)
             keep = f; /* outlives its pool */
@@ -257,6 +262,13 @@ static void test_lane_overflow(void)
     crew_pool_stats st;
     CHECK_OK(crew_pool_stats_get(p, &st));
     CHECK_EQ(st.completed, N + 1);
+    /* Most of the N went through the overflow, not a lane: each counted once. */
+    CHECK_EQ(st.submitted, N + 1);
+    /* A map counts as one submit, whatever helper tasks it pushes. */
+    long in[10] = {0};
+    CHECK_OK(crew_pool_map(p, add_arg, in, sizeof in[0], NULL, 0, 10, NULL));
+    CHECK_OK(crew_pool_stats_get(p, &st));
+    CHECK_EQ(st.submitted, N + 2);
     CHECK_OK(crew_pool_destroy(p));
     close(g_gate[0]);
     close(g_gate[1]);
