@@ -914,6 +914,14 @@ CREW_API int crew_task_worker(const crew_task *t);
 /* Thread pools: the pool running the task, to submit sub-tasks from it.
  * NULL for process pools (a worker process cannot submit) or t NULL. */
 CREW_API crew_pool *crew_task_pool(crew_task *t);
+/* The region the task's arg lies in, as a handle valid in the running
+ * process: for a crew_pool_submit_shm task, and for a map whose input (or,
+ * failing that, output) records lie in a crew_shm region. In a process
+ * worker it is the worker's own mapping (do not destroy it; the pool does);
+ * in a thread pool it is the submitter's handle. NULL otherwise or for NULL
+ * t. Use crew_shm_ptr / crew_shm_at / crew_shm_alloc on it to put results
+ * in the region without a copy. */
+CREW_API crew_shm *crew_task_shm(const crew_task *t);
 
 typedef struct crew_pool_options {
     crew_pool_kind kind;       /* CREW_THREADS (0) or CREW_PROCESSES */
@@ -958,6 +966,32 @@ CREW_API int crew_pool_create(crew_pool **out, const crew_pool_options *opts);
  * lock or system call on the common path. */
 CREW_API int crew_pool_submit(crew_pool *p, crew_task_fn fn, const void *arg, size_t arg_len,
                               crew_future **out);
+
+/* Zero-copy submit: queues fn with arg = bytes [off, off+len) of the crew_shm
+ * region, which are NOT copied. Thread pools: arg points into the caller's
+ * mapping. Process pools: the worker receives the region's fd from the pool
+ * the first time it meets the region, maps it, and arg points into its own
+ * mapping -- nothing crosses through the task slot but (region, off, len).
+ * The caller must keep the region alive and leave those bytes alone until
+ * the future is done. len may exceed max_arg_size (no slot space is used)
+ * but not UINT32_MAX. The task reaches the region with crew_task_shm(t) and
+ * may write results into it (crew_shm_at, crew_shm_alloc on a heap region);
+ * they are visible to the submitter once the future is done. The result
+ * area (result_cap = max_result_size) works as for crew_pool_submit.
+ * Process pools keep up to 64 distinct regions in use at once; a region no
+ * longer in use by a queued or running task is dropped when room is needed,
+ * and a region whose last handle in this process was destroyed is dropped
+ * the next time the pool meets a new region. Until then the pool holds a
+ * duplicate of its fd and workers keep it mapped, which keeps its memory
+ * alive (crew_pool_destroy releases everything).
+ * Returns 0, CREW_EINVAL (p, fn, region or out NULL; region destroyed),
+ * CREW_ERANGE (off + len beyond the region, or overflowing), CREW_E2BIG (len
+ * > UINT32_MAX), CREW_ESHUTDOWN, CREW_EAGAIN (max_pending reached, or 64
+ * other regions are in use by queued or running tasks of a process pool),
+ * CREW_EBROKEN, CREW_ENOMEM, CREW_EMFILE (no fd left to keep the region),
+ * or -errno of dup. Thread-safe. */
+CREW_API int crew_pool_submit_shm(crew_pool *p, crew_task_fn fn, crew_shm *region, size_t off,
+                                  size_t len, crew_future **out);
 
 /* Stops accepting work: submit then returns CREW_ESHUTDOWN. cancel_pending 0:
  * queued work still runs; 1: queued tasks end CREW_ECANCELED and running ones
@@ -1072,8 +1106,11 @@ CREW_API int crew_wait_any(crew_future *const *fs, size_t n, double timeout, siz
  * each claim takes about remaining / (4 * workers) items, never fewer than
  * 1, so the tail balances). statuses: optional array of n ints that receives
  * each item's status (ECANCELED for items never run). For process pools in
- * and out are copied through shared memory unless they lie inside a crew shm
- * region. */
+ * and out are copied through the pool's shared memory in chunks, except
+ * that when all n records of in (or of out) lie inside one live crew_shm
+ * region, workers read (or write) them there in place, with no copy (see
+ * crew_pool_submit_shm for how a region reaches workers and how long the
+ * pool keeps it). */
 typedef struct crew_map_options {
     size_t chunk_size;         /* 0: adaptive */
     int *statuses;             /* optional, n ints */

@@ -44,6 +44,7 @@
  * ext->lock are leaves.
  */
 #include "pool_internal.h"
+#include "shm_internal.h"
 
 #include <sched.h>
 #include <string.h>
@@ -889,6 +890,63 @@ int crew_pool_submit(crew_pool *p, crew_task_fn fn, const void *arg, size_t arg_
     return submit_future(p, f, out);
 }
 
+/* ------------------------------------------------------------ zero-copy submit */
+
+#define FL_ARG_SHM 4u /* core-private f->flags: f->arg_inline holds a crew__shm_arg */
+
+int crew_pool_submit_shm(crew_pool *p, crew_task_fn fn, crew_shm *region, size_t off, size_t len,
+                         crew_future **out)
+{
+    if (!p || !fn || !region || !out)
+        return CREW_EINVAL;
+    size_t size = crew_shm_size(region);
+    if (off > size || len > size - off)
+        return CREW_ERANGE;
+    if (len > UINT32_MAX)
+        return CREW_E2BIG;
+    if (atomic_load_explicit(&p->shut, memory_order_relaxed))
+        return CREW_ESHUTDOWN;
+    crew_future *f = future_alloc(p);
+    if (!f)
+        return CREW_ENOMEM;
+    f->id = take_id(p);
+    f->fn = fn;
+    crew__shm_arg d = {.region = region, .off = off, .len = len};
+    memcpy(f->arg_inline, &d, sizeof d);
+    f->arg = (const unsigned char *)crew_shm_ptr(region) + off;
+    f->arg_len = (uint32_t)len;
+    f->flags |= FL_ARG_SHM;
+    if (!p->ops->submit_shm)
+        return submit_future(p, f, out); /* threads: f->arg is used in place */
+    int rc = p->ops->submit_shm(p, f);
+    if (rc) {
+        future_free(f);
+        return rc;
+    }
+    atomic_fetch_add_explicit(&p->n_submitted, 1, memory_order_relaxed);
+    *out = f;
+    return 0;
+}
+
+crew_shm *crew_task_shm(const crew_task *t)
+{
+    if (!t)
+        return NULL;
+    if (t->shm)
+        return t->shm; /* a process worker's own mapping */
+    const crew_future *f = t->future;
+    if (!f)
+        return NULL;
+    if (f->map)
+        return f->map->in_shm ? f->map->in_shm : f->map->out_shm;
+    if (f->flags & FL_ARG_SHM) {
+        crew__shm_arg d;
+        memcpy(&d, f->arg_inline, sizeof d);
+        return d.region;
+    }
+    return NULL;
+}
+
 static bool called_from_worker(const crew_pool *p)
 {
     return p->ops == &crew__pool_threads_ops && crew__threads_in_task(p);
@@ -1372,6 +1430,15 @@ static int map_start(crew_pool *p, crew_task_fn fn, const void *in, size_t in_si
     m->chunk_size = o ? o->chunk_size : 0;
     m->statuses = o ? o->statuses : NULL;
     m->workers = p->workers;
+    if (crew__shm_any()) {
+        /* Records inside a live crew_shm region travel without a copy
+         * (process pools; thread pools use in/out in place anyway). */
+        size_t bytes;
+        if (in_size && !__builtin_mul_overflow(n, in_size, &bytes))
+            m->in_shm = crew__shm_find(in, bytes);
+        if (out_size && !__builtin_mul_overflow(n, out_size, &bytes))
+            m->out_shm = crew__shm_find(out, bytes);
+    }
     atomic_init(&m->first_fail, SIZE_MAX);
     atomic_init(&m->refs, 1);
     pthread_mutex_init(&m->fail_lock, NULL);

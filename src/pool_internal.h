@@ -62,11 +62,21 @@
  *   - Threads: m->in / m->out are used in place.
  *   - Processes: the child cannot see parent heap memory. The backend copies
  *     the input records of a claimed range into shared memory and the output
- *     records back (or uses them in place when they lie inside a crew shm
- *     region, which is inherited by workers); item statuses come back
- *     through the same shm slot. A worker crash fails only the items of the
+ *     records back -- except a side that lies inside a live crew_shm region
+ *     (map_start sets m->in_shm / m->out_shm from the shm registry): workers
+ *     get that region's fd from the parent on first use (see "Regions" in
+ *     pool_processes.c), map it and read the inputs / write the outputs
+ *     there in place, no copy. Item statuses come back through the shm slot.
+ *     A worker crash fails only the items of the
  *     range it was running: report that range with CREW_ECRASHED and a
  *     crew_failure (first_item/n_items are filled in by the core).
+ *
+ * Zero-copy submit (crew_pool_submit_shm)
+ * ---------------------------------------
+ *  The core fills f->arg / arg_len with the region's bytes (this process's
+ *  mapping: thread pools use them in place), keeps a crew__shm_arg in
+ *  f->arg_inline (the core flag FL_ARG_SHM says so) and calls
+ *  ops->submit_shm(p, f), or ops->submit when the backend has none.
  *
  * crew_task
  * ---------
@@ -156,7 +166,17 @@ struct crew_task {
     int worker;
     uint64_t deadline_ns;       /* 0: none (threads: task_timeout) */
     int timed_out;              /* set by crew_task_cancelled when it sees the deadline */
+    crew_shm *shm;              /* process workers: their handle of the arg's region, or NULL
+                                   (thread pools leave it NULL: crew_task_shm looks at future) */
 };
+
+/* f->arg_inline of a crew_pool_submit_shm future: the region as the
+ * submitter gave it (the caller keeps it alive until the future is done). */
+typedef struct crew__shm_arg {
+    crew_shm *region;
+    size_t off, len;
+} crew__shm_arg;
+_Static_assert(sizeof(crew__shm_arg) <= CREW__ARG_INLINE, "shm arg descriptor too big");
 
 /* ------------------------------------------------------------ map */
 struct crew__map {
@@ -180,6 +200,7 @@ struct crew__map {
     crew_failure failure;       /* details of the lowest failed item's failure */
     _Atomic uint32_t refs;      /* the map future's hold + one per backend holder */
     uintptr_t backend[2];       /* free for the backend */
+    crew_shm *in_shm, *out_shm; /* live region holding all of in / out, or NULL (map_start) */
 };
 
 /* A backend that keeps using m after the last crew__map_done_range of its
@@ -234,6 +255,9 @@ typedef struct crew__pool_ops {
     /* Fill backend counters (crashed, workers_*, broken...); the core fills
      * submitted/completed/failed/timed_out/canceled itself. May be NULL. */
     void (*stats)(crew_pool *p, crew_pool_stats *st);
+    /* Queue a crew_pool_submit_shm future (see "Zero-copy submit"); errors
+     * as submit. NULL: the core calls submit (f->arg is usable in place). */
+    int (*submit_shm)(crew_pool *p, crew_future *f);
     /* The backend counts the tasks it accepted (ops->submit returned 0)
      * itself and adds them to st->submitted in its stats hook, so the
      * core's submit path bumps no shared counter; the core counts maps. */

@@ -119,6 +119,7 @@
  */
 #include "pool_internal.h"
 #include "process_internal.h"
+#include "shm_internal.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -130,6 +131,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -178,6 +180,11 @@ static inline bool st_terminal(uint32_t s)
 
 #define KIND_TASK 0u
 #define KIND_CHUNK 1u
+#define KIND_SHM 2u /* a task whose argument is bytes of a crew_shm region (in_reg) */
+
+/* Regions a pool hands to its workers (see "Regions" at the top). */
+#define REG_MAX 64
+#define REG_GEN_MASK 0xffffffu /* generations are 24 bits (f->backend[1] bits 40-63) */
 
 typedef struct slot_hdr {
     _Atomic uint32_t state;  /* see above; futex word */
@@ -193,6 +200,11 @@ typedef struct slot_hdr {
     uint32_t first_fail;     /* chunk: index (in the chunk) of the first failed item */
     int32_t first_fail_status;
     uint64_t task_id;
+    /* Regions (KIND_SHM, or a chunk whose records lie in a crew_shm region):
+     * table index + 1 (0: none) and generation; byte offsets in the region. */
+    uint32_t in_reg, in_gen, out_reg, out_gen;
+    uint64_t in_off, out_off;
+    uint64_t shm_len;        /* KIND_SHM: the argument's length */
 } slot_hdr;
 _Static_assert(sizeof(slot_hdr) <= SLOT_HDR, "slot header too big");
 
@@ -230,6 +242,11 @@ typedef struct shm_hdr {
      * monitor. See "pumping" in the wake-up protocol. */
     _Atomic uint32_t pumping __attribute__((aligned(CREW_CACHELINE)));
     _Atomic uint32_t quiet_done;
+    /* The region table as workers see it: the generation now held at each
+     * index (0: free), bumped epoch on every eviction. Idle workers unmap
+     * the regions whose generation is no longer current. */
+    _Atomic uint32_t reg_epoch __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic uint32_t reg_gen[REG_MAX];
 } shm_hdr;
 
 /* Only one idle worker spins at a time (h->spinner names it). On a machine
@@ -258,6 +275,7 @@ typedef struct rec {
     crew__map *m;         /* KIND_CHUNK */
     size_t first, count;  /* chunk range */
     uint32_t kind;
+    uint32_t reg;         /* KIND_SHM task: region index + 1 it holds a reference on */
     int32_t prev, next;   /* in-flight list */
     /* failure details, written under lk before the state turns FAILED */
     int fail_status;
@@ -270,6 +288,8 @@ typedef struct pmap {
     size_t first, count; /* claimed but not yet dispatched */
     uint32_t in_flight;  /* chunks in slots */
     bool exhausted;      /* crew__map_claim said no more */
+    uint32_t in_reg, in_gen, out_reg, out_gen; /* records in place in a region (index + 1) */
+    size_t in_base, out_base;                  /* offset of in / out in their region */
     struct pmap *next;
 } pmap;
 
@@ -277,6 +297,7 @@ typedef struct pworker {
     crew_process *proc;
     pid_t pid;
     int pidfd;
+    int sock;               /* our end of the worker's region socket, -1: none */
     bool alive;
     bool respawn_pending;
     uint32_t kill_reason;   /* 0, or the status the killed task gets */
@@ -284,6 +305,16 @@ typedef struct pworker {
     uint64_t term_at;       /* 0 or when SIGTERM was sent */
     uint64_t kill_at;       /* when to send SIGKILL (0: not scheduled) */
 } pworker;
+
+/* One region of the pool's table (parent memory, under lk). */
+typedef struct preg {
+    uint64_t dev, ino;      /* the memfd's identity */
+    size_t size;
+    int fd;                 /* our duplicate; -1: the entry is free */
+    uint32_t gen;           /* generation of the occupant (never 0) */
+    _Atomic uint32_t refs;  /* queued/running tasks and live maps using it (++ under lk) */
+    uint64_t last_use;      /* b->reg_clock at the last registration */
+} preg;
 
 typedef struct pb {
     crew_pool *pool;
@@ -324,6 +355,8 @@ typedef struct pb {
     uint64_t sweep_at;          /* monitor: when it does it (0: not scheduled) */
     _Atomic uint64_t started, recycled;
     _Atomic int alive;
+    preg regs[REG_MAX];       /* under lk (refs: see preg) */
+    uint64_t reg_clock;
 } pb;
 
 static inline slot_hdr *slot_at(const shm_hdr *h, uint32_t i)
@@ -384,10 +417,115 @@ static void drain_fd(int fd)
 
 typedef struct wboot {
     int memfd, evfd;
+    int sock;       /* the worker's end of its region socket */
+    int psock;      /* the parent's end: a fork child closes its copy */
     uint64_t size;
     int index;
     int same_image; /* fork: function pointers are valid as they are */
 } wboot;
+
+/* A region request (worker -> parent) and its answer (parent -> worker,
+ * with the region's fd as SCM_RIGHTS when status is 0). */
+typedef struct reg_msg {
+    uint32_t idx, gen;
+    uint64_t size;
+    int32_t status;
+    uint32_t pad_;
+} reg_msg;
+
+/* A worker's mappings of the pool's regions, by table index. */
+typedef struct wreg {
+    uint32_t gen;
+    crew_shm *s;
+} wreg;
+
+static void wreg_drop(wreg *wr, uint32_t *nmapped, uint32_t i)
+{
+    crew_shm_destroy(wr[i].s);
+    wr[i].s = NULL;
+    wr[i].gen = 0;
+    (*nmapped)--;
+}
+
+/* The worker's mapping of region (idx, gen): cached, or asked from the
+ * parent over the socket (a blocking round trip through the monitor, once
+ * per region per worker). NULL if it cannot be had (then the task fails
+ * CREW_EPROTO: a crew bug or a parent going away). */
+static crew_shm *worker_region(int sock, wreg *wr, uint32_t *nmapped, uint32_t idx, uint32_t gen)
+{
+    if (idx >= REG_MAX)
+        return NULL;
+    if (CREW_LIKELY(wr[idx].s && wr[idx].gen == gen))
+        return wr[idx].s;
+    if (wr[idx].s)
+        wreg_drop(wr, nmapped, idx); /* an older occupant of the index */
+    reg_msg q = {.idx = idx, .gen = gen};
+    ssize_t r;
+    do
+        r = send(sock, &q, sizeof q, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r != (ssize_t)sizeof q)
+        return NULL;
+    for (;;) {
+        reg_msg a;
+        int fd = -1;
+        struct iovec iov = {.iov_base = &a, .iov_len = sizeof a};
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } cb;
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = cb.buf,
+                            .msg_controllen = sizeof cb.buf};
+        do
+            r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+        while (r < 0 && errno == EINTR);
+        if (r <= 0)
+            return NULL;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+            c->cmsg_len == CMSG_LEN(sizeof(int)))
+            memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        if (r != (ssize_t)sizeof a || a.idx != idx || a.gen != gen) {
+            if (fd >= 0)
+                crew__close(fd);
+            continue; /* not the answer to this request: cannot happen, be safe */
+        }
+        crew_shm *s = NULL;
+        if (a.status != 0 || fd < 0 || a.size == 0 || crew__shm_adopt(&s, fd, a.size) != 0) {
+            if (fd >= 0)
+                crew__close(fd);
+            return NULL;
+        }
+        wr[idx].s = s;
+        wr[idx].gen = gen;
+        (*nmapped)++;
+        return s;
+    }
+}
+
+/* Idle worker: unmap regions the parent has evicted (slow path: only when
+ * the table's epoch moved since the last look). */
+static void worker_regions_tidy(shm_hdr *h, wreg *wr, uint32_t *nmapped, uint32_t *seen)
+{
+    uint32_t ep = atomic_load_explicit(&h->reg_epoch, memory_order_acquire);
+    if (ep == *seen)
+        return;
+    *seen = ep;
+    for (uint32_t i = 0; i < REG_MAX && *nmapped; i++)
+        if (wr[i].s && atomic_load_explicit(&h->reg_gen[i], memory_order_acquire) != wr[i].gen)
+            wreg_drop(wr, nmapped, i);
+}
+
+/* Bytes [off, off+len) of a worker's region mapping, or NULL if outside. */
+static unsigned char *region_bytes(crew_shm *s, uint64_t off, uint64_t len)
+{
+    size_t size = crew_shm_size(s);
+    if (!s || off > size || len > size - off)
+        return NULL;
+    return (unsigned char *)crew_shm_ptr(s) + off;
+}
 
 static uint64_t read_rss(int statm_fd)
 {
@@ -429,6 +567,11 @@ static int worker_main(void *arg, size_t len)
     if (h == MAP_FAILED)
         return 121;
     crew__close(b.memfd);
+    if (b.same_image && b.psock >= 0)
+        crew__close(b.psock); /* fork: the parent's end came along */
+    wreg wr[REG_MAX];
+    memset(wr, 0, sizeof wr);
+    uint32_t nmapped = 0, reg_seen = 0;
     if (h->magic != SHM_MAGIC)
         return 122;
     const int w = b.index;
@@ -465,6 +608,8 @@ static int worker_main(void *arg, size_t len)
                 spinner_drop(h, w1);
                 spinner = false;
             }
+            if (CREW_UNLIKELY(nmapped))
+                worker_regions_tidy(h, wr, &nmapped, &reg_seen);
             /* Park. Dekker with the submitter: awake bit cleared and
              * sleepers++ before the re-check of tail; it stores tail before
              * reading the awake bits and sleepers. */
@@ -554,9 +699,17 @@ static int worker_main(void *arg, size_t len)
             sl->n_failed = sl->kind == KIND_CHUNK ? sl->count : 0;
             sl->first_fail = 0;
             sl->first_fail_status = CREW_ENOTFOUND;
-        } else if (sl->kind == KIND_TASK) {
+        } else if (sl->kind != KIND_CHUNK) {
             size_t rl = 0;
-            int rc = fn(&t, in, sl->arg_len, res, h->res_cap, &rl);
+            const unsigned char *targ = in;
+            size_t targ_len = sl->arg_len;
+            if (CREW_UNLIKELY(sl->kind == KIND_SHM)) {
+                /* Zero copy: the argument is in a region, mapped here. */
+                t.shm = worker_region(b.sock, wr, &nmapped, sl->in_reg - 1, sl->in_gen);
+                targ = t.shm ? region_bytes(t.shm, sl->in_off, sl->shm_len) : NULL;
+                targ_len = (size_t)sl->shm_len;
+            }
+            int rc = targ ? fn(&t, targ, targ_len, res, h->res_cap, &rl) : CREW_EPROTO;
             if (rl > h->res_cap)
                 rl = h->res_cap;
             if (rc > 0)
@@ -568,14 +721,32 @@ static int worker_main(void *arg, size_t len)
             sl->status = rc;
             sl->res_len = (uint32_t)rl;
         } else {
-            /* A chunk: outputs first, then per-item statuses if any failed. */
+            /* A chunk: outputs first, then per-item statuses if any failed.
+             * Records that lie in a region are read / written there. */
             uint32_t n = sl->count, in_sz = sl->in_size, out_sz = sl->out_size;
-            int32_t *sts = (int32_t *)(res + ALIGN64((size_t)n * out_sz));
+            unsigned char *cin = in, *cout = res;
+            size_t out_area = (size_t)n * out_sz;
+            bool ok = true;
+            if (sl->in_reg) {
+                t.shm = worker_region(b.sock, wr, &nmapped, sl->in_reg - 1, sl->in_gen);
+                cin = t.shm ? region_bytes(t.shm, sl->in_off, (uint64_t)n * in_sz) : NULL;
+                ok = cin != NULL;
+            }
+            if (sl->out_reg) {
+                crew_shm *os = worker_region(b.sock, wr, &nmapped, sl->out_reg - 1, sl->out_gen);
+                cout = os ? region_bytes(os, sl->out_off, (uint64_t)n * out_sz) : NULL;
+                ok = ok && cout != NULL;
+                out_area = 0;
+                if (!t.shm)
+                    t.shm = os;
+            }
+            int32_t *sts = (int32_t *)(res + ALIGN64(out_area));
             uint32_t nf = 0;
             for (uint32_t i = 0; i < n; i++) {
                 size_t rl = 0;
-                int rc = fn(&t, in + (size_t)i * in_sz, in_sz, res + (size_t)i * out_sz, out_sz,
-                            &rl);
+                int rc = ok ? fn(&t, cin + (size_t)i * in_sz, in_sz, cout + (size_t)i * out_sz,
+                                 out_sz, &rl)
+                            : CREW_EPROTO;
                 if (rc > 0)
                     rc = 0;
                 if (CREW_UNLIKELY(rc < 0)) {
@@ -747,21 +918,187 @@ static int fn_index(pb *b, crew_task_fn fn, uint32_t *out)
     return rc;
 }
 
+/* ------------------------------------------------------------ regions */
+
+/* Drops table entry i (under lk; nothing references it): closes our fd and
+ * tells idle workers to unmap it. */
+static void reg_evict_locked(pb *b, uint32_t i)
+{
+    preg *e = &b->regs[i];
+    crew__close(e->fd);
+    e->fd = -1;
+    atomic_store_explicit(&b->h->reg_gen[i], 0, memory_order_release);
+    atomic_fetch_add_explicit(&b->h->reg_epoch, 1, memory_order_acq_rel);
+}
+
+/* The table entry for region si, registering it if new, with one more
+ * reference (under lk). 0, CREW_EAGAIN (REG_MAX regions in use), or an
+ * error of crew__shm_dup_fd. */
+static int reg_get_locked(pb *b, const crew__shm_info *si, uint32_t *idx, uint32_t *gen)
+{
+    int freei = -1;
+    for (uint32_t i = 0; i < REG_MAX; i++) {
+        preg *e = &b->regs[i];
+        if (e->fd >= 0 && e->dev == si->dev && e->ino == si->ino) {
+            atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+            e->last_use = ++b->reg_clock;
+            *idx = i;
+            *gen = e->gen;
+            return 0;
+        }
+        if (e->fd < 0 && freei < 0)
+            freei = (int)i;
+    }
+    /* A new region: first forget the ones nobody here can use any more
+     * (their last handle is destroyed), so they stop being kept alive;
+     * if the table is still full, evict the least recently registered
+     * entry that no queued or running task uses. */
+    uint64_t oldest = UINT64_MAX;
+    int lru = -1;
+    for (uint32_t i = 0; i < REG_MAX; i++) {
+        preg *e = &b->regs[i];
+        if (e->fd < 0 || atomic_load_explicit(&e->refs, memory_order_acquire) != 0)
+            continue;
+        if (!crew__shm_ino_live(e->dev, e->ino)) {
+            reg_evict_locked(b, i);
+            if (freei < 0)
+                freei = (int)i;
+        } else if (e->last_use < oldest) {
+            oldest = e->last_use;
+            lru = (int)i;
+        }
+    }
+    if (freei < 0) {
+        if (lru < 0)
+            return CREW_EAGAIN;
+        reg_evict_locked(b, (uint32_t)lru);
+        freei = lru;
+    }
+    int fd = crew__shm_dup_fd(si->dev, si->ino);
+    if (fd < 0)
+        return fd == CREW_ENOENT ? CREW_EINVAL : fd;
+    preg *e = &b->regs[freei];
+    e->dev = si->dev;
+    e->ino = si->ino;
+    e->size = si->size;
+    e->fd = fd;
+    e->gen = (e->gen + 1) & REG_GEN_MASK;
+    if (e->gen == 0)
+        e->gen = 1;
+    atomic_store_explicit(&e->refs, 1, memory_order_relaxed);
+    e->last_use = ++b->reg_clock;
+    atomic_store_explicit(&b->h->reg_gen[freei], e->gen, memory_order_release);
+    *idx = (uint32_t)freei;
+    *gen = e->gen;
+    return 0;
+}
+
+/* Drops a reference taken by reg_get_locked (any thread, lk or not). */
+static void reg_unref(pb *b, uint32_t idx)
+{
+    uint32_t prev = atomic_fetch_sub_explicit(&b->regs[idx].refs, 1, memory_order_acq_rel);
+    CREW_ASSERT(prev > 0);
+}
+
+/* f->backend[1] of a zero-copy task: fn index | (region index + 1) << 32 |
+ * generation << 40. */
+static inline uint32_t fback_reg(const crew_future *f) { return (uint32_t)(f->backend[1] >> 32) & 0xffu; }
+static inline uint32_t fback_gen(const crew_future *f) { return (uint32_t)(f->backend[1] >> 40); }
+
+/* A future leaves the backend without a slot (cancelled or failed in the
+ * overflow FIFO): drop its region reference first. */
+static void future_unref_region(pb *b, const crew_future *f)
+{
+    uint32_t r = fback_reg(f);
+    if (r)
+        reg_unref(b, r - 1);
+}
+
+/* Monitor: answers the region requests of worker w. The fd is sent under
+ * lk so that it cannot be evicted (closed) meanwhile; the socket never
+ * holds more than one request and one answer, so send does not block. */
+static void serve_regions(pb *b, int w)
+{
+    int sock = b->w[w].sock;
+    if (sock < 0)
+        return;
+    for (;;) {
+        reg_msg q;
+        ssize_t r = recv(sock, &q, sizeof q, MSG_DONTWAIT);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return; /* EAGAIN: all answered */
+        if (r == 0) {
+            /* The worker is gone (its pidfd says so too): stop listening. */
+            epoll_ctl(b->epfd, EPOLL_CTL_DEL, sock, NULL);
+            return;
+        }
+        reg_msg a = {.idx = q.idx, .gen = q.gen, .status = CREW_ENOENT};
+        pthread_mutex_lock(&b->lk);
+        int fd = -1;
+        if (r == (ssize_t)sizeof q && q.idx < REG_MAX && b->regs[q.idx].fd >= 0 &&
+            b->regs[q.idx].gen == q.gen) {
+            fd = b->regs[q.idx].fd;
+            a.size = b->regs[q.idx].size;
+            a.status = 0;
+        }
+        struct iovec iov = {.iov_base = &a, .iov_len = sizeof a};
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } cb;
+        memset(&cb, 0, sizeof cb);
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        if (fd >= 0) {
+            mh.msg_control = cb.buf;
+            mh.msg_controllen = sizeof cb.buf;
+            struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(c), &fd, sizeof fd);
+        }
+        ssize_t sr;
+        do
+            sr = sendmsg(sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        while (sr < 0 && errno == EINTR);
+        pthread_mutex_unlock(&b->lk);
+        /* A failed send (the worker died) leaves it blocked nowhere: it is
+         * dead, and its task is failed by on_death. */
+    }
+}
+
 /* Writes task f into free slot x and queues it (under lk). */
 static void dispatch_task(pb *b, uint32_t x, crew_future *f)
 {
     slot_hdr *s = slot_at(b->h, x);
     uint32_t gen = (st_gen(atomic_load_explicit(&s->state, memory_order_relaxed)) + 1) & GEN_MASK;
-    s->kind = KIND_TASK;
-    s->fn_idx = (uint32_t)f->backend[1];
-    s->arg_len = f->arg_len;
-    if (f->arg_len)
-        memcpy(slot_arg(b->h, s), f->arg, f->arg_len);
+    const uintptr_t bk = f->backend[1];
+    s->fn_idx = (uint32_t)bk;
+    rec *r = &b->rec[x];
+    if (CREW_LIKELY(!(bk >> 32))) {
+        s->kind = KIND_TASK;
+        s->arg_len = f->arg_len;
+        if (f->arg_len)
+            memcpy(slot_arg(b->h, s), f->arg, f->arg_len);
+        r->reg = 0;
+    } else {
+        /* Zero copy: only (region, generation, offset, length) travel. */
+        crew__shm_arg d;
+        memcpy(&d, f->arg_inline, sizeof d);
+        s->kind = KIND_SHM;
+        s->arg_len = 0;
+        s->in_reg = fback_reg(f);
+        s->in_gen = fback_gen(f);
+        s->in_off = d.off;
+        s->shm_len = d.len;
+        r->reg = s->in_reg;
+    }
     s->task_id = f->id;
     s->status = 0;
     s->res_len = 0;
     atomic_store_explicit(&s->cancel, 0, memory_order_relaxed);
-    rec *r = &b->rec[x];
     r->f = f;
     r->m = NULL;
     r->kind = KIND_TASK;
@@ -772,12 +1109,14 @@ static void dispatch_task(pb *b, uint32_t x, crew_future *f)
     ring_push(b, x);
 }
 
-static size_t chunk_cap(pb *b, const crew__map *m)
+static size_t chunk_cap(pb *b, const pmap *pm)
 {
-    size_t c1 = m->in_size ? b->h->arg_cap / m->in_size : SIZE_MAX;
+    const crew__map *m = pm->m;
+    /* Records in a region take no slot space. */
+    size_t c1 = m->in_size && !pm->in_reg ? b->h->arg_cap / m->in_size : SIZE_MAX;
     /* outputs, padding to 64, then one int32 status per item: the result
      * area is ALIGN64(max_result_size) + 64 bytes. */
-    size_t c2 = (b->h->res_area - 64) / (m->out_size + sizeof(int32_t));
+    size_t c2 = (b->h->res_area - 64) / ((pm->out_reg ? 0 : m->out_size) + sizeof(int32_t));
     size_t c = c1 < c2 ? c1 : c2;
     if (c > UINT32_MAX / 2)
         c = UINT32_MAX / 2;
@@ -794,9 +1133,15 @@ static void dispatch_chunk(pb *b, uint32_t x, pmap *pm, size_t first, size_t cou
     s->in_size = (uint32_t)m->in_size;
     s->out_size = (uint32_t)m->out_size;
     s->count = (uint32_t)count;
-    if (m->in_size)
+    s->in_reg = pm->in_reg;
+    s->in_gen = pm->in_gen;
+    s->in_off = pm->in_base + first * m->in_size;
+    s->out_reg = pm->out_reg;
+    s->out_gen = pm->out_gen;
+    s->out_off = pm->out_base + first * m->out_size;
+    if (m->in_size && !pm->in_reg)
         memcpy(slot_arg(b->h, s), m->in + first * m->in_size, count * m->in_size);
-    s->arg_len = (uint32_t)(count * m->in_size);
+    s->arg_len = pm->in_reg ? 0 : (uint32_t)(count * m->in_size);
     s->task_id = m->future->id;
     s->n_failed = 0;
     atomic_store_explicit(&s->cancel, 0, memory_order_relaxed);
@@ -846,7 +1191,7 @@ static int dispatch_more(pb *b)
             pm->first = first;
             pm->count = count;
         }
-        size_t c = chunk_cap(b, pm->m);
+        size_t c = chunk_cap(b, pm);
         if (c > pm->count)
             c = pm->count;
         dispatch_chunk(b, b->free_stack[--b->n_free], pm, pm->first, c);
@@ -878,10 +1223,14 @@ static pmap *maps_collect_finished(pb *b)
     return gone;
 }
 
-static void maps_release(pmap *gone)
+static void maps_release(pb *b, pmap *gone)
 {
     while (gone) {
         pmap *n = gone->next;
+        if (gone->in_reg)
+            reg_unref(b, gone->in_reg - 1);
+        if (gone->out_reg)
+            reg_unref(b, gone->out_reg - 1);
         crew__map_unref(gone->m);
         crew__free(gone);
         gone = n;
@@ -963,12 +1312,13 @@ static void deliver(pb *b, harvest *hv)
     }
     crew__map *m = r->m;
     if (hv->phase == PH_DONE) {
-        if (m->out_size)
-            memcpy(m->out + r->first * m->out_size, slot_res(b->h, s), r->count * m->out_size);
+        /* Outputs in a region were written in place by the worker. */
+        size_t out_area = s->out_reg ? 0 : r->count * m->out_size;
+        if (out_area)
+            memcpy(m->out + r->first * m->out_size, slot_res(b->h, s), out_area);
         uint32_t nf = s->n_failed;
         if (nf) {
-            const int32_t *sts =
-                (const int32_t *)(slot_res(b->h, s) + ALIGN64(r->count * m->out_size));
+            const int32_t *sts = (const int32_t *)(slot_res(b->h, s) + ALIGN64(out_area));
             if (m->statuses)
                 for (size_t i = 0; i < r->count; i++)
                     m->statuses[r->first + i] = sts[i];
@@ -1002,6 +1352,9 @@ static void release_slots(pb *b, const harvest *hv, size_t n)
             pmap *pm = pmap_of(b, r->m);
             if (pm)
                 pm->in_flight--;
+        } else if (r->reg) {
+            reg_unref(b, r->reg - 1);
+            r->reg = 0;
         }
         if_unlink(b, x);
         r->f = NULL;
@@ -1016,7 +1369,7 @@ static void release_slots(pb *b, const harvest *hv, size_t n)
     pthread_mutex_unlock(&b->lk);
     if (queued)
         wake_workers(b);
-    maps_release(gone);
+    maps_release(b, gone);
     bump_progress(b);
 }
 
@@ -1129,6 +1482,77 @@ static int procs_submit(crew_pool *p, crew_future *f)
     return 0;
 }
 
+/* ops->submit_shm: a task whose argument stays in its crew_shm region. */
+static int procs_submit_shm(crew_pool *p, crew_future *f)
+{
+    pb *b = backend(p);
+    if (atomic_load_explicit(&b->broken, memory_order_relaxed))
+        return CREW_EBROKEN;
+    crew__shm_arg d;
+    memcpy(&d, f->arg_inline, sizeof d);
+    crew__shm_info si;
+    if (crew__shm_info_of(d.region, &si) != 0)
+        return CREW_EINVAL; /* not a live handle of this process */
+    uint32_t fi;
+    int rc = fn_index(b, f->fn, &fi);
+    if (rc)
+        return rc;
+    f->backend[0] = 0;
+    pthread_mutex_lock(&b->lk);
+    if (atomic_load_explicit(&b->broken, memory_order_relaxed)) {
+        pthread_mutex_unlock(&b->lk);
+        return CREW_EBROKEN;
+    }
+    if (b->o.max_pending && b->n_inflight + b->n_ov >= b->o.max_pending) {
+        pthread_mutex_unlock(&b->lk);
+        return CREW_EAGAIN;
+    }
+    uint32_t idx, gen;
+    rc = reg_get_locked(b, &si, &idx, &gen);
+    if (rc) {
+        pthread_mutex_unlock(&b->lk);
+        return rc;
+    }
+    f->backend[1] = (uintptr_t)fi | ((uintptr_t)(idx + 1) << 32) | ((uintptr_t)gen << 40);
+    bool queued = false;
+    if (b->n_free > 0 && !b->ov_head && ring_room(b)) {
+        dispatch_task(b, b->free_stack[--b->n_free], f);
+        queued = true;
+    } else {
+        f->next = NULL;
+        if (b->ov_tail)
+            b->ov_tail->next = f;
+        else
+            b->ov_head = f;
+        b->ov_tail = f;
+        b->n_ov++;
+    }
+    pthread_mutex_unlock(&b->lk);
+    if (queued)
+        wake_workers(b);
+    return 0;
+}
+
+/* Map records that lie in a live region travel in place: registers the
+ * region for pm's side (under lk). Falls back to copying (returns without
+ * setting *reg) when the region is not usable or the table is full. */
+static void map_side_locked(pb *b, crew_shm *region, const void *p, uint32_t *reg, uint32_t *gen,
+                            size_t *base)
+{
+    crew__shm_info si;
+    if (!region || crew__shm_info_of(region, &si) != 0)
+        return;
+    uintptr_t a = (uintptr_t)p, lo = (uintptr_t)si.base;
+    if (a < lo || a - lo >= si.size)
+        return;
+    uint32_t idx, g;
+    if (reg_get_locked(b, &si, &idx, &g) != 0)
+        return;
+    *reg = idx + 1;
+    *gen = g;
+    *base = a - lo;
+}
+
 static int procs_submit_map(crew_pool *p, crew__map *m)
 {
     pb *b = backend(p);
@@ -1151,6 +1575,10 @@ static int procs_submit_map(crew_pool *p, crew__map *m)
         crew__free(pm);
         return CREW_EBROKEN;
     }
+    if (m->in_shm)
+        map_side_locked(b, m->in_shm, m->in, &pm->in_reg, &pm->in_gen, &pm->in_base);
+    if (m->out_shm)
+        map_side_locked(b, m->out_shm, m->out, &pm->out_reg, &pm->out_gen, &pm->out_base);
     pmap **pp = &b->maps;
     while (*pp)
         pp = &(*pp)->next;
@@ -1236,7 +1664,7 @@ static int procs_cancel(crew_pool *p, crew_future *f)
         pthread_mutex_lock(&b->lk);
         pmap *gone = maps_collect_finished(b);
         pthread_mutex_unlock(&b->lk);
-        maps_release(gone);
+        maps_release(b, gone);
         if (nx == 64)
             sweep(b);
         if (kick)
@@ -1259,6 +1687,7 @@ static int procs_cancel(crew_pool *p, crew_future *f)
             f->next = NULL;
             b->n_ov--;
             pthread_mutex_unlock(&b->lk);
+            future_unref_region(b, f);
             crew__future_complete(f, CREW_ECANCELED, NULL, 0, NULL);
             bump_progress(b);
             return 0;
@@ -1461,32 +1890,56 @@ static int wait_inner(pb *b, crew_future *f, const crew__deadline *d)
 
 /* ------------------------------------------------------------ workers */
 
+#define EV_SOCK UINT64_C(0x200000) /* + worker index: its region socket */
+
 static int start_worker(pb *b, int w)
 {
+    /* The region socket: the worker asks for the fds of crew_shm regions
+     * through it (see "Regions"). SEQPACKET keeps each request and answer
+     * one message. Our end is non-blocking (the monitor serves it). */
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        return -errno;
+    int fl = fcntl(sv[0], F_GETFL);
+    if (fl < 0 || fcntl(sv[0], F_SETFL, fl | O_NONBLOCK) != 0) {
+        int e = -errno;
+        crew__close(sv[0]);
+        crew__close(sv[1]);
+        return e;
+    }
     wboot boot = {.memfd = b->memfd,
                   .evfd = b->evfd,
+                  .sock = sv[1],
+                  .psock = sv[0],
                   .size = b->size,
                   .index = w,
                   .same_image = b->o.start_method == CREW_START_FORK};
-    int fds[2] = {b->memfd, b->evfd};
+    int fds[3] = {b->memfd, b->evfd, sv[1]};
     char name[16];
     snprintf(name, sizeof name, "crew-w%d", w);
     crew_process_options po = {.method = (crew_start_method)b->o.start_method,
                                .name = name,
                                .pass_fds = fds,
-                               .n_pass_fds = 2};
+                               .n_pass_fds = 3};
     wrec *r = wrec_at(b->h, w);
     atomic_store(&r->exit_reason, EXIT_NONE);
     atomic_store(&r->tag, 0);
     crew_process *proc;
     int rc = crew_process_start(&proc, worker_main, &boot, sizeof boot, &po);
-    if (rc)
+    crew__close(sv[1]);
+    if (rc) {
+        crew__close(sv[0]);
         return rc;
+    }
     pworker *pw = &b->w[w];
     int pidfd = crew_process_pidfd(proc);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)w};
-    if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, pidfd, &ev) != 0) {
+    struct epoll_event evs = {.events = EPOLLIN, .data.u64 = EV_SOCK + (uint64_t)w};
+    if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, pidfd, &ev) != 0 ||
+        epoll_ctl(b->epfd, EPOLL_CTL_ADD, sv[0], &evs) != 0) {
         rc = -errno;
+        epoll_ctl(b->epfd, EPOLL_CTL_DEL, pidfd, NULL);
+        crew__close(sv[0]);
         crew_process_destroy(proc);
         return rc;
     }
@@ -1494,6 +1947,7 @@ static int start_worker(pb *b, int w)
     pw->proc = proc;
     pw->pid = crew_process_pid(proc);
     pw->pidfd = pidfd;
+    pw->sock = sv[0];
     pw->alive = true;
     pw->respawn_pending = false;
     pw->kill_reason = 0;
@@ -1548,6 +2002,7 @@ static void fail_all_queued(pb *b, int status)
         while (ov) {
             crew_future *n = ov->next;
             ov->next = NULL;
+            future_unref_region(b, ov);
             crew__future_complete(ov, status, NULL, 0, NULL);
             ov = n;
         }
@@ -1597,6 +2052,11 @@ static void on_death(pb *b, int w)
     crew_exit ex = {0};
     crew_process_join(pw->proc, CREW_FOREVER, &ex);
     epoll_ctl(b->epfd, EPOLL_CTL_DEL, pw->pidfd, NULL);
+    if (pw->sock >= 0) {
+        epoll_ctl(b->epfd, EPOLL_CTL_DEL, pw->sock, NULL);
+        crew__close(pw->sock);
+        pw->sock = -1; /* (only the monitor uses it; start_worker sets it again) */
+    }
     pid_t pid = pw->pid;
     crew_process_destroy(pw->proc);
     atomic_fetch_sub(&b->alive, 1);
@@ -1818,6 +2278,8 @@ static void *monitor_main(void *arg)
             }
             else if (k < (uint64_t)b->nw && b->w[k].alive)
                 on_death(b, (int)k);
+            else if (k >= EV_SOCK && k < EV_SOCK + (uint64_t)b->nw)
+                serve_regions(b, (int)(k - EV_SOCK));
         }
     }
     return NULL;
@@ -1834,6 +2296,8 @@ static void free_backend(pb *b)
     crew__close(b->ctlfd);
     crew__close(b->epfd);
     crew__close(b->tfd);
+    for (int i = 0; i < REG_MAX; i++)
+        crew__close(b->regs[i].fd);
     pthread_mutex_destroy(&b->lk);
     crew__free(b->free_stack);
     crew__free(b->rec);
@@ -1862,6 +2326,10 @@ static void stop_workers(pb *b)
             crew_process_kill(pw->proc, SIGKILL);
         crew_process_destroy(pw->proc);
         pw->proc = NULL;
+        if (pw->sock >= 0) {
+            crew__close(pw->sock);
+            pw->sock = -1;
+        }
         if (pw->alive) {
             pw->alive = false;
             atomic_fetch_sub(&b->alive, 1);
@@ -1883,6 +2351,8 @@ static int procs_create(crew_pool *p, const crew_pool_options *o)
     b->nw = o->workers;
     b->memfd = b->evfd = b->ctlfd = b->epfd = b->tfd = -1;
     b->if_head = b->if_tail = -1;
+    for (int i = 0; i < REG_MAX; i++)
+        b->regs[i].fd = -1;
     pthread_mutex_init(&b->lk, NULL);
 
     uint32_t nslots = (uint32_t)b->nw * SLOTS_PER_WORKER;
@@ -1910,6 +2380,8 @@ static int procs_create(crew_pool *p, const crew_pool_options *o)
     b->deaths = crew__calloc(o->breaker_crashes, sizeof *b->deaths);
     if (!b->free_stack || !b->rec || !b->w || !b->deaths)
         goto fail;
+    for (int w = 0; w < b->nw; w++)
+        b->w[w].sock = -1;
     void *addr;
     rc = crew__memfd_map("crew-pool", b->size, &b->memfd, &addr);
     if (rc)
@@ -2034,7 +2506,7 @@ static int procs_shutdown(crew_pool *p, int cancel_pending)
         pmap *gone = maps_collect_finished(b); /* e.g. cancelled before any chunk ran */
         bool idle = b->n_inflight == 0 && b->n_ov == 0 && b->maps == NULL;
         pthread_mutex_unlock(&b->lk);
-        maps_release(gone);
+        maps_release(b, gone);
         if (idle)
             return 0;
         crew__deadline d;
@@ -2053,7 +2525,7 @@ static void procs_destroy(crew_pool *p)
         return;
     stop_workers(b);
     /* Every future is complete (shutdown(p, 1) ran); maps are released. */
-    maps_release(b->maps);
+    maps_release(b, b->maps);
     b->maps = NULL;
     p->backend = NULL;
     free_backend(b);
@@ -2080,4 +2552,5 @@ const crew__pool_ops crew__pool_processes_ops = {
     .shutdown = procs_shutdown,
     .destroy = procs_destroy,
     .stats = procs_stats,
+    .submit_shm = procs_submit_shm,
 };

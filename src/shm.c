@@ -20,11 +20,21 @@
  *
  * Arrays live in a region of their own: an array_hdr {magic, type, sizes,
  * crew_lock} on the first cache line, elements from byte 64.
+ *
+ * Registry (shm_internal.h). Every live handle of this process is listed in
+ * a small array under reg_lock (a leaf lock: nothing else is taken under it),
+ * with a relaxed count beside it so that "is any region live?" -- asked by
+ * every map submit -- costs one load when none is. The pool uses it to find
+ * the region a map's records lie in and to duplicate a region's fd for its
+ * workers. A pthread_atfork handler holds reg_lock across fork, so a fork
+ * child never inherits it locked. A handle destroyed while the pool looks at
+ * it is safe: lookups copy what they need under the lock.
  */
-#include "internal.h"
+#include "shm_internal.h"
 
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -39,7 +49,126 @@ struct crew_shm {
     void *base;
     size_t size;
     int fd;
+    uint64_t dev, ino;
 };
+
+/* ------------------------------------------------------------ registry */
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static crew_shm **reg_v;      /* under reg_lock */
+static size_t reg_cap;
+static _Atomic size_t reg_n;  /* written under reg_lock, read relaxed outside */
+static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+
+static void reg_prepare(void) { pthread_mutex_lock(&reg_lock); }
+static void reg_release(void) { pthread_mutex_unlock(&reg_lock); }
+static void reg_init(void) { pthread_atfork(reg_prepare, reg_release, reg_release); }
+
+static int reg_add(crew_shm *s)
+{
+    pthread_once(&reg_once, reg_init);
+    pthread_mutex_lock(&reg_lock);
+    size_t n = atomic_load_explicit(&reg_n, memory_order_relaxed);
+    if (n == reg_cap) {
+        size_t cap = reg_cap ? reg_cap * 2 : 16;
+        crew_shm **v = crew__realloc(reg_v, cap * sizeof *v);
+        if (!v) {
+            pthread_mutex_unlock(&reg_lock);
+            return CREW_ENOMEM;
+        }
+        reg_v = v;
+        reg_cap = cap;
+    }
+    reg_v[n] = s;
+    atomic_store_explicit(&reg_n, n + 1, memory_order_relaxed);
+    pthread_mutex_unlock(&reg_lock);
+    return 0;
+}
+
+static void reg_remove(crew_shm *s)
+{
+    pthread_mutex_lock(&reg_lock);
+    size_t n = atomic_load_explicit(&reg_n, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++)
+        if (reg_v[i] == s) {
+            reg_v[i] = reg_v[n - 1];
+            atomic_store_explicit(&reg_n, n - 1, memory_order_relaxed);
+            break;
+        }
+    if (n == 1 && atomic_load_explicit(&reg_n, memory_order_relaxed) == 0) {
+        crew__free(reg_v);
+        reg_v = NULL;
+        reg_cap = 0;
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+bool crew__shm_any(void) { return atomic_load_explicit(&reg_n, memory_order_relaxed) != 0; }
+
+crew_shm *crew__shm_find(const void *p, size_t len)
+{
+    if (!crew__shm_any() || !p || len == 0)
+        return NULL;
+    uintptr_t a = (uintptr_t)p;
+    if (a + len < a)
+        return NULL;
+    crew_shm *found = NULL;
+    pthread_mutex_lock(&reg_lock);
+    size_t n = atomic_load_explicit(&reg_n, memory_order_relaxed);
+    for (size_t i = 0; i < n && !found; i++) {
+        uintptr_t b = (uintptr_t)reg_v[i]->base;
+        if (a >= b && a - b <= reg_v[i]->size && len <= reg_v[i]->size - (a - b))
+            found = reg_v[i];
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return found;
+}
+
+int crew__shm_info_of(const crew_shm *s, crew__shm_info *out)
+{
+    int rc = CREW_EINVAL;
+    pthread_mutex_lock(&reg_lock);
+    size_t n = atomic_load_explicit(&reg_n, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++)
+        if (reg_v[i] == s) {
+            out->handle = reg_v[i];
+            out->base = s->base;
+            out->size = s->size;
+            out->dev = s->dev;
+            out->ino = s->ino;
+            rc = 0;
+            break;
+        }
+    pthread_mutex_unlock(&reg_lock);
+    return rc;
+}
+
+bool crew__shm_ino_live(uint64_t dev, uint64_t ino)
+{
+    bool live = false;
+    pthread_mutex_lock(&reg_lock);
+    size_t n = atomic_load_explicit(&reg_n, memory_order_relaxed);
+    for (size_t i = 0; i < n && !live; i++)
+        live = reg_v[i]->dev == dev && reg_v[i]->ino == ino;
+    pthread_mutex_unlock(&reg_lock);
+    return live;
+}
+
+int crew__shm_dup_fd(uint64_t dev, uint64_t ino)
+{
+    int rc = CREW_ENOENT;
+    pthread_mutex_lock(&reg_lock);
+    size_t n = atomic_load_explicit(&reg_n, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++)
+        if (reg_v[i]->dev == dev && reg_v[i]->ino == ino) {
+            rc = fcntl(reg_v[i]->fd, F_DUPFD_CLOEXEC, 3);
+            if (rc < 0)
+                rc = -errno;
+            break;
+        }
+    pthread_mutex_unlock(&reg_lock);
+    return rc;
+}
 
 /* ------------------------------------------------------------ regions */
 
@@ -55,6 +184,9 @@ static size_t page_round(size_t n, bool *overflow)
 
 static int map_fd(crew_shm **out, int fd, size_t size)
 {
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
     crew_shm *s = crew__calloc(1, sizeof *s);
     if (!s)
         return CREW_ENOMEM;
@@ -67,8 +199,22 @@ static int map_fd(crew_shm **out, int fd, size_t size)
     s->base = p;
     s->size = size;
     s->fd = fd;
+    s->dev = (uint64_t)st.st_dev;
+    s->ino = (uint64_t)st.st_ino;
+    int rc = reg_add(s);
+    if (rc) {
+        munmap(p, size);
+        crew__free(s);
+        return rc;
+    }
     *out = s;
     return 0;
+}
+
+int crew__shm_adopt(crew_shm **out, int fd, size_t size)
+{
+    *out = NULL;
+    return map_fd(out, fd, size);
 }
 
 static int heap_init(crew_shm *s);
@@ -150,6 +296,7 @@ int crew_shm_destroy(crew_shm *s)
 {
     if (!s)
         return CREW_EINVAL;
+    reg_remove(s);
     munmap(s->base, s->size);
     crew__close(s->fd);
     crew__free(s);
