@@ -129,24 +129,12 @@ typedef struct group_mem {
 static int group_mem_get(group_mem *g)
 {
     crew_mem_usage u;
-    int rc = crew_mem_usage_get(0, &u);
+    int rc = crew_mem_usage_tree(0, &u);
     if (rc)
         return rc;
     g->rss = (double)u.rss;
     g->pss = (double)u.pss;
     g->priv = (double)u.private_bytes;
-    pid_t kids[4096];
-    size_t n = 0;
-    rc = crew_proc_children(0, 1, kids, sizeof kids / sizeof kids[0], &n);
-    if (rc)
-        return rc;
-    for (size_t i = 0; i < n && i < sizeof kids / sizeof kids[0]; i++) {
-        if (crew_mem_usage_get(kids[i], &u) != 0)
-            continue; /* ended meanwhile */
-        g->rss += (double)u.rss;
-        g->pss += (double)u.pss;
-        g->priv += (double)u.private_bytes;
-    }
     return 0;
 }
 

@@ -1186,6 +1186,17 @@ CREW_API int crew_mem_usage_get(pid_t pid, crew_mem_usage *out);
  * CREW_ENOMEM. Thread-safe. */
 CREW_API int crew_proc_children(pid_t pid, int recursive, pid_t *out, size_t cap, size_t *n);
 
+/* The memory of pid (0: the calling process) and all its descendants
+ * together: every field of crew_mem_usage summed over the tree. PSS sums
+ * to what the tree really uses (a page shared inside it counts once), so
+ * the difference of two readings around starting a pool is the memory the
+ * pool costs -- crew's definition of "memory per idle worker" is that
+ * difference divided by the number of workers. A descendant that ends
+ * during the scan is skipped. Returns 0, CREW_EINVAL (out NULL, pid < 0),
+ * CREW_ESRCH (pid itself does not exist), CREW_ENOMEM, or an error of
+ * crew_mem_usage_get for pid itself. Thread-safe. */
+CREW_API int crew_mem_usage_tree(pid_t pid, crew_mem_usage *out);
+
 /* @@SECTION ioview@@ */
 /* ================================================================ I/O view
  *
