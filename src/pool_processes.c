@@ -20,7 +20,8 @@
  * max_arg_size and a result area of max_result_size. The parent copies the
  * argument into the slot, the worker writes the result there, the parent
  * copies it into the future (crew__future_complete). Nothing goes through a
- * pipe.
+ * pipe. Arguments and map records inside a crew_shm region are not copied
+ * at all (see Regions below).
  *
  * The slot state word (a futex word) is the single truth about a task:
  *   bits 0-2  phase: FREE, QUEUED, RUNNING, DONE (worker finished it),
@@ -102,18 +103,45 @@
  * queued work simply waits in the shared queue.
  *
  * Locks: b->lk (parent memory: free slots, in-flight list, overflow, maps,
- * workers, breaker) is a leaf with respect to the pool core: futures are
+ * workers, breaker, region table) is a leaf with respect to the pool core
+ * (only the shm registry's leaf lock is taken under it): futures are
  * completed (callbacks run) only after it is released. The worker processes
- * take no lock at all.
+ * take no lock on the task path (mapping a region takes the process-local
+ * shm registry lock of the worker itself).
  *
  * Map: a map is split into chunks that travel like tasks (kind CHUNK): the
  * slot's argument area holds the chunk's input records, its result area the
- * output records and, if any item failed, the per-item statuses. A worker
+ * output records and, if any item failed, the per-item statuses. Records
+ * inside a crew_shm region stay there (Regions): the worker reads / writes
+ * them in place and only statuses use the slot. A worker
  * death fails only the chunk it was running (its items end CREW_ECRASHED).
+ *
+ * Regions (zero copy). A task submitted with crew_pool_submit_shm (slot
+ * kind SHM) or a map chunk whose records lie in a crew_shm region carries
+ * (table index + 1, generation, offset) instead of bytes. The pool's table
+ * b->regs[REG_MAX] (under lk) holds per entry the memfd identity, a dup of
+ * its fd, the generation and a reference count (++ under lk at submit, --
+ * when the slot is released, the overflow future completed or the map
+ * finished); h->reg_gen[] mirrors the generations for workers. Each worker
+ * has an AF_UNIX SEQPACKET socket to the monitor (its end passed at start
+ * like the memfd). A worker meeting an (index, gen) it has not mapped sends
+ * it and blocks for the answer: the monitor replies, under lk, with the fd
+ * (SCM_RIGHTS) -- the entry cannot be evicted while a task references it.
+ * The worker maps it (crew__shm_adopt), caches it by index and drops an
+ * older generation there. A new region first evicts entries whose last
+ * handle in this process is destroyed, then (table full) the least recently
+ * registered one with no reference; none: CREW_EAGAIN (submit_shm) or a
+ * copy (map). Eviction clears h->reg_gen[i] and bumps h->reg_epoch; idle
+ * workers with mappings check the epoch before parking and unmap stale
+ * entries. A worker that dies waiting simply dies (its task fails as any
+ * other); a replacement asks again. Regions add nothing to the no-region
+ * hot path: the dispatcher branches on f->backend[1] >> 32, the worker on
+ * the slot kind.
  *
  * Start: workers are crew_process children started with the pool's start
  * method (default: the forkserver, safe from threaded parents), receiving
- * the memfd and the monitor's eventfd through pass_fds. Replacements are
+ * the memfd, the monitor's eventfd and their region socket through
+ * pass_fds. Replacements are
  * started by the monitor thread, which lives as long as the pool, so a
  * worker's parent-death signal is tied to a thread that outlives it.
  */
