@@ -546,6 +546,15 @@ static void worker_regions_tidy(shm_hdr *h, wreg *wr, uint32_t *nmapped, uint32_
             wreg_drop(wr, nmapped, i);
 }
 
+/* Stands in for a map task whose records are in a region the worker could
+ * not map (a crew bug or a parent going away): every item fails. */
+static int task_eproto(crew_task *t, const void *arg, size_t len, void *res, size_t cap,
+                       size_t *rl)
+{
+    (void)t, (void)arg, (void)len, (void)res, (void)cap, (void)rl;
+    return CREW_EPROTO;
+}
+
 /* Bytes [off, off+len) of a worker's region mapping, or NULL if outside. */
 static unsigned char *region_bytes(crew_shm *s, uint64_t off, uint64_t len)
 {
@@ -769,12 +778,12 @@ static int worker_main(void *arg, size_t len)
                     t.shm = os;
             }
             int32_t *sts = (int32_t *)(res + ALIGN64(out_area));
+            crew_task_fn cfn = ok ? fn : task_eproto; /* a region we could not map */
             uint32_t nf = 0;
             for (uint32_t i = 0; i < n; i++) {
                 size_t rl = 0;
-                int rc = ok ? fn(&t, cin + (size_t)i * in_sz, in_sz, cout + (size_t)i * out_sz,
-                                 out_sz, &rl)
-                            : CREW_EPROTO;
+                int rc = cfn(&t, cin + (size_t)i * in_sz, in_sz, cout + (size_t)i * out_sz, out_sz,
+                             &rl);
                 if (rc > 0)
                     rc = 0;
                 if (CREW_UNLIKELY(rc < 0)) {
