@@ -916,7 +916,9 @@ CREW_API int crew_task_worker(const crew_task *t);
 CREW_API crew_pool *crew_task_pool(crew_task *t);
 /* The region the task's arg lies in, as a handle valid in the running
  * process: for a crew_pool_submit_shm task, and for a map whose input (or,
- * failing that, output) records lie in a crew_shm region. In a process
+ * failing that, output) records lie in a crew_shm region and are used in
+ * place (a process pool whose region table is full copies them, and then
+ * this is NULL). In a process
  * worker it is the worker's own mapping (do not destroy it; the pool does);
  * in a thread pool it is the submitter's handle. NULL otherwise or for NULL
  * t. Use crew_shm_ptr / crew_shm_at / crew_shm_alloc on it to put results

@@ -511,6 +511,60 @@ static void test_cancel_releases_regions(void)
     check_no_leak(before);
 }
 
+/* Lines of /proc/<pid>/maps that map the memfd called `name`. */
+static int maps_of(pid_t pid, const char *name)
+{
+    char path[64], needle[80], line[512];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+    snprintf(needle, sizeof needle, "/memfd:%s ", name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, needle))
+            n++;
+    fclose(f);
+    return n;
+}
+
+/* What keeps a destroyed region alive: the pool's fd until it meets a new
+ * region (then it lets go), the worker's mapping until it goes idle after
+ * that (then it unmaps). */
+static void test_destroyed_region_released(void)
+{
+    crew_forkserver_start();
+    for (size_t k = 2; k < NKM; k++) { /* spawn, forkserver */
+        leakprobe before = probe();
+        crew_pool *p = pool_of(&kms[k], 1, 0);
+        int fds0 = test_count_fds();
+        crew_shm_options oa = {.name = "crew-test-a"}, ob = {.name = "crew-test-b"};
+        crew_shm *a, *b;
+        CHECK_OK(crew_shm_create(&a, 8192, &oa));
+        run_job(p, a, 0, 100, 4096);
+        shm_out o;
+        memcpy(&o, crew_shm_at(a, 4096), sizeof o);
+        pid_t wpid = (pid_t)o.pid;
+        CHECK_EQ(maps_of(wpid, "crew-test-a"), 1); /* the worker mapped it */
+        CHECK_EQ(test_count_fds(), fds0 + 2);      /* ours + the pool's duplicate */
+        CHECK_OK(crew_shm_destroy(a));
+        CHECK_EQ(test_count_fds(), fds0 + 1);      /* the pool still holds it */
+        CHECK_OK(crew_shm_create(&b, 8192, &ob));
+        run_job(p, b, 0, 100, 4096);               /* a new region: a's entry is dropped */
+        CHECK_EQ(test_count_fds(), fds0 + 2);      /* b + the pool's duplicate of b */
+        /* The worker unmaps a when it next goes idle (it parks after its
+         * spin): poll its maps, with a deadline. */
+        double t0 = crew_now();
+        while (maps_of(wpid, "crew-test-a") != 0 && crew_now() - t0 < 20)
+            usleep(1000);
+        CHECK_EQ(maps_of(wpid, "crew-test-a"), 0);
+        CHECK_EQ(maps_of(wpid, "crew-test-b"), 1);
+        CHECK_OK(crew_pool_destroy(p));
+        CHECK_OK(crew_shm_destroy(b));
+        check_no_leak(before);
+    }
+}
+
 static const test_case cases[] = {
     TEST_CASE(test_submit_shm_every_backend),
     TEST_CASE(test_many_regions),
@@ -520,5 +574,6 @@ static const test_case cases[] = {
     TEST_CASE(test_crash_on_shm_task),
     TEST_CASE(test_recycled_workers),
     TEST_CASE(test_cancel_releases_regions),
+    TEST_CASE(test_destroyed_region_released),
 };
 TEST_MAIN_NOHELPERS(cases)
