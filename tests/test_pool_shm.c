@@ -10,6 +10,7 @@
 // CREW_TEST_TIMEOUT 120
 #include "crew_test.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -565,6 +566,63 @@ static void test_destroyed_region_released(void)
     }
 }
 
+/* Several threads at once: each churns regions of its own (create, submit
+ * a few jobs, destroy) while the main thread runs maps over a region, so
+ * registrations, evictions and registry lookups race. */
+typedef struct churn_arg {
+    crew_pool *p;
+    int rounds;
+} churn_arg;
+
+static void *churn_main(void *v)
+{
+    churn_arg *a = v;
+    for (int r = 0; r < a->rounds; r++) {
+        crew_shm *s;
+        CHECK_OK(crew_shm_create(&s, 16384, NULL));
+        for (int j = 0; j < 3; j++)
+            run_job(a->p, s, (size_t)j * 4096, 300 + (size_t)r, (size_t)j * 4096 + 2048);
+        CHECK_OK(crew_shm_destroy(s));
+    }
+    return NULL;
+}
+
+static void test_concurrent_submitters(void)
+{
+    crew_forkserver_start();
+    for (size_t k = 0; k < NKM; k += 3) { /* threads and forkserver */
+        leakprobe before = probe();
+        crew_pool *p = pool_of(&kms[k], 2, 0);
+        enum { NT = 3 };
+        pthread_t th[NT];
+        churn_arg ca = {p, TEST_SANITIZED ? 30 : 100};
+        for (int i = 0; i < NT; i++)
+            CHECK_EQ(pthread_create(&th[i], NULL, churn_main, &ca), 0);
+        size_t n = 2000;
+        crew_shm *s;
+        CHECK_OK(crew_shm_create(&s, n * (sizeof(int64_t) + sizeof(sq_out)), NULL));
+        int64_t *in = crew_shm_ptr(s);
+        sq_out *out = (sq_out *)(void *)(in + n);
+        for (int r = 0; r < (TEST_SANITIZED ? 5 : 20); r++) {
+            for (size_t i = 0; i < n; i++)
+                in[i] = (int64_t)i + r;
+            crew_map_options o = {.chunk_size = 50};
+            int rc = crew_pool_map(p, sq_item, in, sizeof *in, out, sizeof *out, n, &o);
+            CHECK(rc == 0 || rc == CREW_EIO);
+            for (size_t i = 0; i < n; i++)
+                if ((int64_t)(i + (size_t)r) % 1000 != 999) {
+                    CHECK_EQ(out[i].v, (int64_t)(i + (size_t)r) * (int64_t)(i + (size_t)r));
+                    CHECK_EQ(out[i].arg_in_region, 1);
+                }
+        }
+        for (int i = 0; i < NT; i++)
+            CHECK_EQ(pthread_join(th[i], NULL), 0);
+        CHECK_OK(crew_pool_destroy(p));
+        CHECK_OK(crew_shm_destroy(s));
+        check_no_leak(before);
+    }
+}
+
 static const test_case cases[] = {
     TEST_CASE(test_submit_shm_every_backend),
     TEST_CASE(test_many_regions),
@@ -575,5 +633,6 @@ static const test_case cases[] = {
     TEST_CASE(test_recycled_workers),
     TEST_CASE(test_cancel_releases_regions),
     TEST_CASE(test_destroyed_region_released),
+    TEST_CASE(test_concurrent_submitters),
 };
 TEST_MAIN_NOHELPERS(cases)
