@@ -577,6 +577,8 @@ CREW_API int crew_child_main(int argc, char **argv);
  * another fault by truncating it. Addresses differ between processes that
  * attached separately: store offsets (crew_shm_offset / crew_shm_at), not
  * pointers, inside the region. crew sync objects (crew_lock, ...) work in it.
+ * Process pools hand regions to their workers themselves: see
+ * crew_pool_submit_shm and crew_pool_map (no copy of data in a region).
  */
 typedef struct crew_shm crew_shm;
 
@@ -918,11 +920,10 @@ CREW_API crew_pool *crew_task_pool(crew_task *t);
  * process: for a crew_pool_submit_shm task, and for a map whose input (or,
  * failing that, output) records lie in a crew_shm region and are used in
  * place (a process pool whose region table is full copies them, and then
- * this is NULL). In a process
- * worker it is the worker's own mapping (do not destroy it; the pool does);
- * in a thread pool it is the submitter's handle. NULL otherwise or for NULL
- * t. Use crew_shm_ptr / crew_shm_at / crew_shm_alloc on it to put results
- * in the region without a copy. */
+ * this is NULL). In a process worker it is the worker's own mapping (do not
+ * destroy it; the pool does); in a thread pool it is the submitter's
+ * handle. NULL otherwise or for NULL t. Use crew_shm_ptr / crew_shm_at /
+ * crew_shm_alloc on it to put results in the region without a copy. */
 CREW_API crew_shm *crew_task_shm(const crew_task *t);
 
 typedef struct crew_pool_options {
