@@ -153,8 +153,9 @@ static crew_future *pop_batch_locked(crew_pool *p, uint32_t *n)
 typedef struct tcache {
     uint64_t pool_id;
     crew_pool *pool;
-    crew_future *head;
-    uint32_t n;
+    crew_future *head;          /* the stack futures are taken from and freed to */
+    uint32_t n;                 /* its length, < CACHE_MAX / 2 after a free */
+    crew_future *spare;         /* a full batch of CACHE_MAX / 2, or NULL */
     bool keyed;
     /* A block of future ids of `pool`, taken with one atomic add per
      * ID_BLOCK submits: an id is unique, not a submission counter. */
@@ -169,6 +170,20 @@ static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
  * still exists: otherwise the futures went with it). */
 static void tcache_flush(tcache *c)
 {
+    if (c->spare) {
+        /* one list: the spare batch below the stack */
+        crew_future *last = c->spare;
+        if (c->head) {
+            last = c->head;
+            while (last->free_next)
+                last = last->free_next;
+            last->free_next = c->spare;
+            c->spare = c->head;
+        }
+        c->head = c->spare;
+        c->n += CACHE_MAX / 2;
+        c->spare = NULL;
+    }
     if (c->n > 0) {
         pthread_mutex_lock(&registry_lock);
         crew_pool *p = registry_find_locked(c->pool_id);
@@ -242,6 +257,13 @@ static crew_future *future_alloc_slow(crew_pool *p)
         tc.pool_id = p->pool_id;
         tc.pool = p;
         tc.id_next = tc.id_end = 0;
+    }
+    if (tc.spare) {
+        crew_future *f = tc.spare;
+        tc.spare = NULL;
+        tc.head = f->free_next;
+        tc.n = CACHE_MAX / 2 - 1;
+        return f;
     }
     pthread_mutex_lock(&p->alloc_lock);
     uint32_t n = 0;
@@ -337,19 +359,43 @@ static void future_free(crew_future *f)
                                                                       memory_order_relaxed) == 0) {
         f->free_next = tc.head;
         tc.head = f;
-        if (++tc.n <= CACHE_MAX)
+        if (++tc.n < CACHE_MAX / 2)
             return;
-        /* Spill half of the cache to the pool. */
-        crew_future *head = tc.head, *last = head;
-        for (uint32_t i = 1; i < CACHE_MAX / 2; i++)
-            last = last->free_next;
-        tc.head = last->free_next;
-        tc.n -= CACHE_MAX / 2;
-        last->free_next = NULL;
-        pthread_mutex_lock(&p->alloc_lock);
-        push_batch_locked(p, head, CACHE_MAX / 2);
-        atomic_fetch_sub(&p->lent, CACHE_MAX / 2);
-        alloc_unlock_maybe_free(p);
+        /* The stack is a full batch now: it becomes the spare, and the
+         * spare before it (if any) goes back to the pool -- O(1), no walk
+         * down the list. (A stack refilled from a bigger pool batch keeps
+         * its extra futures in the spare: at most one batch's worth.) */
+        crew_future *old = tc.spare;
+        uint32_t old_n = CACHE_MAX / 2;
+        tc.spare = tc.head;
+        if (tc.n > CACHE_MAX / 2) {
+            /* rare: cut the stack to a batch of CACHE_MAX / 2 */
+            crew_future *last = tc.head;
+            for (uint32_t i = 1; i < CACHE_MAX / 2; i++)
+                last = last->free_next;
+            tc.head = last->free_next;
+            last->free_next = NULL;
+            tc.n -= CACHE_MAX / 2;
+            if (old == NULL) {
+                old = tc.head; /* hand the rest to the pool */
+                old_n = tc.n;
+            } else {
+                old_n = CACHE_MAX / 2;
+            }
+        } else {
+            tc.head = NULL;
+            tc.n = 0;
+        }
+        if (old) {
+            if (old == tc.head) {
+                tc.head = NULL;
+                tc.n = 0;
+            }
+            pthread_mutex_lock(&p->alloc_lock);
+            push_batch_locked(p, old, old_n);
+            atomic_fetch_sub(&p->lent, (int64_t)old_n);
+            alloc_unlock_maybe_free(p);
+        }
         return;
     }
     if (tc.pool_id == p->pool_id) /* pool destroyed: give the cache back too */
