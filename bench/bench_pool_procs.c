@@ -7,7 +7,10 @@
  *     i.e. the best any process pool built on shared memory can do here;
  *   - raw fork for CPU-bound speedup.
  * Figures: round trip of one tiny task, submit+wait throughput, map of
- * no-op items, CPU-bound speedup on all cores, idle memory per worker (PSS),
+ * no-op items, CPU-bound speedup on all cores (medians of alternating
+ * runs), idle memory per worker (process-tree PSS added per worker, pool of
+ * 16 vs 16 raw fork children), time from a worker's death to its task's
+ * CREW_ECRASHED,
  * pool ready-to-run time (create + first result) for 2 workers, and a 1 MiB
  * argument copied vs passed by reference in a crew_shm region.
  */
@@ -24,7 +27,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -410,26 +415,119 @@ static double primes_fork(uint64_t hi, int parts, int procs)
     return (now_ns() - t0) * 1e-9;
 }
 
-static double idle_pss_kib(crew_pool *p)
+/* PSS of this process and all its descendants, KiB (crew_mem_usage_tree):
+ * the memory a worker costs is how much this grows per worker. */
+static double tree_pss_kib(void)
 {
-    (void)p;
-    pid_t kids[64];
-    size_t n = 0;
-    if (crew_proc_children(0, 0, kids, 64, &n) != 0)
-        return 0;
-    pid_t fs = crew_forkserver_pid();
-    double total = 0;
-    int counted = 0;
-    for (size_t i = 0; i < n && i < 64; i++) {
-        if (kids[i] == fs)
-            continue;
-        crew_mem_usage u;
-        if (crew_mem_usage_get(kids[i], &u) == 0 && u.pss > 0) {
-            total += (double)u.pss;
-            counted++;
+    crew_mem_usage u;
+    if (crew_mem_usage_tree(0, &u) != 0) {
+        fprintf(stderr, "cannot read /proc memory figures\n");
+        exit(1);
+    }
+    return (double)u.pss / 1024.0;
+}
+
+/* Memory per idle worker of a fresh pool of `workers` that ran 1000 tiny
+ * tasks, KiB: tree PSS after minus before, over workers. Everything the
+ * pool adds counts: worker processes, its shared memory (the slots pages
+ * the tasks touched), the monitor thread. The forkserver is not counted: it
+ * is started once per program (before the first reading). */
+static double pool_idle_kib(int workers)
+{
+    double before = tree_pss_kib();
+    crew_pool *q = pool2(workers);
+    for (int i = 0; i < 1000; i++) {
+        crew_future *f;
+        crew_pool_submit(q, task_noop, NULL, 0, &f);
+        crew_future_wait(f, CREW_FOREVER);
+        crew_future_destroy(f);
+    }
+    usleep(50000); /* workers spin 20 us after their last task, then park */
+    double kib = (tree_pss_kib() - before) / workers;
+    crew_pool_destroy(q);
+    return kib;
+}
+
+/* The anchor, measured the same way: `n` raw fork children blocked in
+ * read(2) (a Python-style idle forked worker). */
+static double fork_idle_kib(int n)
+{
+    int hold[2], ready[2];
+    if (pipe(hold) != 0 || pipe(ready) != 0)
+        exit(1);
+    double before = tree_pss_kib();
+    pid_t pids[64];
+    for (int k = 0; k < n; k++) {
+        pids[k] = fork();
+        if (pids[k] == 0) {
+            close(hold[1]);
+            char c;
+            if (write(ready[1], "r", 1) != 1)
+                _exit(1);
+            while (read(hold[0], &c, 1) > 0) {
+            }
+            _exit(0);
         }
     }
-    return counted ? total / counted / 1024.0 : 0;
+    for (int k = 0; k < n; k++) {
+        char c;
+        if (read(ready[0], &c, 1) != 1)
+            exit(1);
+    }
+    usleep(50000);
+    double kib = (tree_pss_kib() - before) / n;
+    close(hold[1]);
+    for (int k = 0; k < n; k++)
+        waitpid(pids[k], NULL, 0);
+    close(hold[0]), close(ready[0]), close(ready[1]);
+    return kib;
+}
+
+/* ------------------------------------------------------------ crash detection
+ * How long after a worker dies its task's future is done: the task writes
+ * the time into a crew_shm region (passed by reference, so every start
+ * method sees it) and kills its worker; the waiter notes when the future
+ * turns CREW_ECRASHED. Includes the wake-up of the waiting thread. */
+static int task_die(crew_task *t, const void *arg, size_t len, void *res, size_t cap,
+                    size_t *rl)
+{
+    (void)t, (void)len, (void)res, (void)cap, (void)rl;
+    prctl(PR_SET_DUMPABLE, 0); /* no core file for a deliberate crash */
+    *(volatile double *)arg = now_ns();
+    raise(SIGSEGV);
+    return 0;
+}
+
+static double crash_detect_us(int reps)
+{
+    crew_pool_options o = {.kind = CREW_PROCESSES, .workers = WORKERS,
+                           .breaker_crashes = 1000000};
+    crew_pool *p;
+    crew_shm *shm;
+    if (crew_pool_create(&p, &o) != 0 || crew_shm_create(&shm, 4096, NULL) != 0)
+        exit(1);
+    double v[64];
+    int n = 0;
+    for (int r = 0; r < reps && r < 64; r++) {
+        crew_future *f;
+        /* a warm pool: the replacement of the last victim is running */
+        crew_pool_submit(p, task_noop, NULL, 0, &f);
+        crew_future_wait(f, CREW_FOREVER);
+        crew_future_destroy(f);
+        crew_pool_submit(p, task_noop, NULL, 0, &f);
+        crew_future_wait(f, CREW_FOREVER);
+        crew_future_destroy(f);
+        if (crew_pool_submit_shm(p, task_die, shm, 0, sizeof(double), &f) != 0)
+            exit(1);
+        crew_future_wait(f, CREW_FOREVER);
+        double done = now_ns();
+        if (crew_future_status(f) == CREW_ECRASHED)
+            v[n++] = (done - *(volatile double *)crew_shm_ptr(shm)) / 1000.0;
+        crew_future_destroy(f);
+    }
+    crew_pool_destroy(p);
+    crew_shm_destroy(shm);
+    return n ? bench_median(v, n) : -1;
 }
 
 int main(void)
@@ -472,19 +570,26 @@ int main(void)
 
     crew_pool_destroy(p);
 
-    /* Idle memory of a worker of a fresh pool that ran 1000 tiny tasks (a
-     * map over big arrays leaves the slots' pages resident: they are the
-     * pool's shared memory, counted 1/3 in each process's PSS). The
-     * workers spin 20 us after their last task and then park. */
+    /* Idle memory per worker: what the process tree's PSS grows by, per
+     * worker, for a crew pool of 16 and for 16 raw fork children -- the
+     * definition crew compare uses (crew_mem_usage_tree; docs/compare.md).
+     * A pool's fixed part (its shared memory, the monitor thread, the code
+     * pages only workers touch) is spread over the 16. Medians of 5,
+     * alternating. */
     {
-        crew_pool *q = pool2(WORKERS);
-        rt_fn(q, 1000);
-        usleep(100000);
-        double pss = idle_pss_kib(q);
-        bench_row(GROUP, "idle worker memory (PSS)", pss, "KiB", "idle forked child (ANCHORS)",
-                  50, true, "<= 100 KiB");
-        crew_pool_destroy(q);
+        enum { IDLE_N = 16 };
+        double vc[5], vf[5];
+        for (int r = 0; r < 5; r++) {
+            vc[r] = pool_idle_kib(IDLE_N);
+            vf[r] = fork_idle_kib(IDLE_N);
+        }
+        bench_row(GROUP, "idle worker memory (tree PSS added, pool of 16)", bench_median(vc, 5),
+                  "KiB", "idle raw fork child (16)", bench_median(vf, 5), true, "<= 100 KiB");
     }
+
+    /* A worker dies: its future is done this long after the death. */
+    bench_row(GROUP, "crash: death -> future CREW_ECRASHED", crash_detect_us(reps < 5 ? 5 : 3 * reps),
+              "us", NULL, 0, true, "<= 1000 us");
 
     /* 1 MiB argument: copy vs shm reference (same pool, same task). */
     {
@@ -537,14 +642,20 @@ int main(void)
             ncpu = 32;
         uint64_t hi = (uint64_t)(3000000 * bench_scale());
         int parts = ncpu * 8;
-        double raw1 = primes_fork(hi, parts, 1), rawn = primes_fork(hi, parts, ncpu);
         crew_pool *p1 = pool2(1), *pn = pool2(ncpu);
         primes_pool(p1, hi / 20, parts);
         primes_pool(pn, hi / 20, parts);
-        double c1 = primes_pool(p1, hi, parts), cn = primes_pool(pn, hi, parts);
+        /* Medians of several alternating runs: one run each moves by
+         * several % on this machine. */
+        enum { SR = 5 };
+        double vr[SR], vc[SR];
+        for (int r = 0; r < SR; r++) {
+            vr[r] = primes_fork(hi, parts, 1) / primes_fork(hi, parts, ncpu);
+            vc[r] = primes_pool(p1, hi, parts) / primes_pool(pn, hi, parts);
+        }
         crew_pool_destroy(p1);
         crew_pool_destroy(pn);
-        double raw_speedup = raw1 / rawn, crew_speedup = c1 / cn;
+        double raw_speedup = bench_median(vr, SR), crew_speedup = bench_median(vc, SR);
         char name[64];
         snprintf(name, sizeof name, "CPU-bound speedup, %d workers vs 1", ncpu);
         bench_row(GROUP, name, crew_speedup, "x", "raw fork speedup", raw_speedup, false,
