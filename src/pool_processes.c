@@ -136,7 +136,11 @@
  * entries. A worker that dies waiting simply dies (its task fails as any
  * other); a replacement asks again. Regions add nothing to the no-region
  * hot path: the dispatcher branches on f->backend[1] >> 32, the worker on
- * the slot kind.
+ * the slot kind. Limit: generations are 24 bits per index, so a worker
+ * that keeps a stale mapping of index i (it never went idle and never ran
+ * a task of index i meanwhile) would take a new region for the old one
+ * only after 2^24 re-registrations of that same index -- about 10^9
+ * regions spread over the 64 entries; accepted, not guarded.
  *
  * Start: workers are crew_process children started with the pool's start
  * method (default: the forkserver, safe from threaded parents), receiving
