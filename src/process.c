@@ -35,7 +35,10 @@
  * child, and other streams a task opened must be closed by the task. The
  * parent flushes stdout/stderr before a fork, else the child would write the
  * parent's pending output a second time; the parent's other streams are
- * never flushed by a child, so they are never duplicated either.
+ * never flushed by a child, so they are never duplicated either. A stream
+ * lock another parent thread held at fork time does not hang the child's
+ * flush: glibc's fork resets every stream lock in the child
+ * (test_process: test_fork_stdio_lock_held).
  */
 #include "process_internal.h"
 

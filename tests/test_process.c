@@ -450,6 +450,52 @@ static void test_threaded_parent(void)
         pthread_join(t[i], NULL);
 }
 
+/* ---- a fork child whose stdout lock was held at fork time ---- */
+static int g_hold_go[2], g_hold_release[2];
+
+static void *hold_stdout(void *u)
+{
+    (void)u;
+    flockfile(stdout);
+    char c = 'h';
+    CHECK(write(g_hold_go[1], &c, 1) == 1);
+    CHECK(read(g_hold_release[0], &c, 1) == 1);
+    funlockfile(stdout);
+    return NULL;
+}
+
+static int task_buffered_output(void *arg, size_t len)
+{
+    (void)arg, (void)len;
+    putc_unlocked('.', stdout); /* pending output, written without the lock */
+    return 3;
+}
+
+/* Another thread holds the stdout lock across the fork: that thread does
+ * not exist in the child, and the child's exit flush must not hang on its
+ * lock (glibc's fork resets every stream lock in the child; this checks
+ * that crew's exit path keeps relying on nothing more). */
+static void test_fork_stdio_lock_held(void)
+{
+    fflush(stdout);
+    CHECK(pipe(g_hold_go) == 0 && pipe(g_hold_release) == 0);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, hold_stdout, NULL) == 0);
+    char c;
+    CHECK(read(g_hold_go[0], &c, 1) == 1); /* the lock is held now */
+    crew_process_options o = {0};
+    o.method = CREW_START_FORK;
+    crew_process *p;
+    CHECK_OK(crew_process_start(&p, task_buffered_output, NULL, 0, &o));
+    crew_exit st;
+    CHECK_OK(crew_process_join(p, 20.0, &st)); /* it used to hang in fflush */
+    CHECK_EQ(st.code, 3);
+    crew_process_destroy(p);
+    CHECK(write(g_hold_release[1], "r", 1) == 1);
+    pthread_join(t, NULL);
+    close(g_hold_go[0]), close(g_hold_go[1]), close(g_hold_release[0]), close(g_hold_release[1]);
+}
+
 /* ---- a child started from a thread that has exited ---- */
 static void *start_from_thread(void *u)
 {
@@ -620,6 +666,7 @@ static const test_case cases[] = {
     TEST_CASE(test_pass_fds),
     TEST_CASE(test_names),
     TEST_CASE(test_threaded_parent),
+    TEST_CASE(test_fork_stdio_lock_held),
     TEST_CASE(test_thread_exit_default_survives),
     TEST_CASE(test_concurrent_join),
     TEST_CASE(test_forkserver_restart),
