@@ -99,7 +99,7 @@ typedef struct cmp_fault {
     int innocent_total;    /* tasks that did not crash, submitted around the crash */
     int innocent_ok;       /* ... of which completed with status 0 */
     bool pool_usable;      /* a task submitted after the crash completed */
-    double detect_ms;      /* submit of the crashing task -> its future done */
+    double detect_ms;      /* the worker's death -> its task's future done */
 } cmp_fault;
 
 typedef struct cmp_model {
@@ -189,6 +189,9 @@ typedef struct wl_arg {
     uint64_t wait_ns;    /* io wait */
     uint64_t bytes;      /* membw: bytes streamed */
     uint64_t seq;        /* item number, echoed back */
+    double died_at;      /* crash: crew_now() just before the segfault, written
+                            into the argument (which lies in a crew_shm region
+                            when the fault demo passes it by reference) */
 } wl_arg;
 
 int wl_task_empty(crew_task *t, const void *arg, size_t arg_len, void *res, size_t cap,

@@ -253,7 +253,7 @@ int report_table(FILE *f, const cmp_results *r)
     row(&t, "fault isolation: a task segfaults", a, b);
     if (pr->fault.measured && isfinite(pr->fault.detect_ms)) {
         snprintf(b, sizeof b, "%s", fmt_time_s(y, sizeof y, pr->fault.detect_ms / 1e3));
-        row(&t, "  ... crash reported after", "-", b);
+        row(&t, "  ... crash seen after the death", "-", b);
     }
 
     int wcol[3] = {0, 0, 0};

@@ -113,6 +113,7 @@ int wl_task_work(crew_task *t, const void *arg, size_t arg_len, void *res, size_
     memcpy(&a, arg, sizeof a);
     if (a.crash) {
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        ((wl_arg *)(uintptr_t)arg)->died_at = crew_now(); /* the caller's region or our copy */
         int *volatile bad = (int *)(uintptr_t)16; /* nothing is ever mapped there */
         *bad = 1;
         raise(SIGSEGV);                       /* in case something was */

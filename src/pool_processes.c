@@ -2139,8 +2139,8 @@ static void on_death(pb *b, int w)
         r->fail_pid = pid;
         r->fail_signal = ex.signal;
         r->fail_code = ex.signal ? 0 : ex.code;
-        /* It turns FAILED only after the replacement is up (below); the
-         * set fail_status keeps cancel from aiming at the new worker. */
+        /* It turns FAILED below (outside the scan); the set fail_status
+         * keeps cancel from aiming at a new worker meanwhile. */
         if (nx < 16) {
             xs[nx] = x;
             vs[nx++] = v;
@@ -2157,6 +2157,22 @@ static void on_death(pb *b, int w)
         atomic_store(&b->broken, 1);
     pw->respawn_pending = !atomic_load(&b->broken) && !atomic_load(&b->quit);
     pthread_mutex_unlock(&b->lk);
+    /* Fail the task at once: its waiter learns of the crash a few hundred
+     * microseconds sooner than if it waited for the replacement (a
+     * forkserver start), which is started right after. So a caller that
+     * sees the failure may still see workers_alive one short for that long;
+     * the queue keeps every other task meanwhile. */
+    size_t nf = 0;
+    pthread_mutex_lock(&b->lk);
+    for (size_t i = 0; i < nx; i++) {
+        slot_hdr *s = slot_at(b->h, xs[i]);
+        uint32_t v = vs[i];
+        if (atomic_compare_exchange_strong(&s->state, &v, st_make(st_gen(v), PH_FAILED, 0)))
+            xs[nf++] = xs[i];
+    }
+    pthread_mutex_unlock(&b->lk);
+    for (size_t i = 0; i < nf; i++)
+        after_parent_transition(b, xs[i]);
     if (requeued)
         wake_workers(b);
     if (pw->respawn_pending) {
@@ -2177,19 +2193,6 @@ static void on_death(pb *b, int w)
             }
         }
     }
-    /* Fail the task only now that the replacement runs, so that whoever sees
-     * the failure also sees a full pool again (stats, the next submit). */
-    size_t nf = 0;
-    pthread_mutex_lock(&b->lk);
-    for (size_t i = 0; i < nx; i++) {
-        slot_hdr *s = slot_at(b->h, xs[i]);
-        uint32_t v = vs[i];
-        if (atomic_compare_exchange_strong(&s->state, &v, st_make(st_gen(v), PH_FAILED, 0)))
-            xs[nf++] = xs[i];
-    }
-    pthread_mutex_unlock(&b->lk);
-    for (size_t i = 0; i < nf; i++)
-        after_parent_transition(b, xs[i]);
     if (trip)
         fail_all_queued(b, CREW_EBROKEN);
     bump_progress(b);
