@@ -448,7 +448,10 @@ static void *scratch_for_depth(worker *w, unsigned depth)
         return w->scratch[depth];
     if (w->scratch_cap < cap) {
         /* A helper meets a pool with bigger results: buffers at this depth
-         * and deeper are not in use, size them anew. */
+         * and deeper are not in use, size them anew. (Never a pool worker:
+         * its pool's result_cap is its scratch_cap, and its depth-0 buffer
+         * is mapped, not malloc'd.) */
+        CREW_ASSERT(w->index < 0);
         for (unsigned k = depth; k < w->scratch_n; k++) {
             crew__free(w->scratch[k]);
             w->scratch[k] = NULL;
@@ -955,7 +958,9 @@ static void tpool_free(tpool *b)
         worker *w = &b->w[i];
         if (w->lane.slots)
             munmap(w->lane.slots, RING_CAP * sizeof(ring_slot));
-        for (unsigned k = 0; k < w->scratch_n; k++)
+        if (w->scratch && w->scratch[0])
+            munmap(w->scratch[0], b->result_cap);
+        for (unsigned k = 1; k < w->scratch_n; k++)
             crew__free(w->scratch[k]);
         crew__free(w->scratch);
     }
@@ -1006,10 +1011,16 @@ static int threads_create(crew_pool *p, const crew_pool_options *o)
         void *m = mmap(NULL, RING_CAP * sizeof(ring_slot), PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         w->lane.slots = m == MAP_FAILED ? NULL : m;
+        /* The depth-0 result buffer, mapped like the lane: an idle worker
+         * whose tasks return small results touches one page of it, one
+         * that returns none touches nothing (a malloc'd one costs a header
+         * page per worker). Deeper buffers (nested waits) are malloc'd. */
         w->scratch = crew__calloc(4, sizeof(void *));
         if (w->scratch) {
             w->scratch_n = 4;
-            w->scratch[0] = crew__malloc(b->result_cap);
+            void *r = mmap(NULL, b->result_cap, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            w->scratch[0] = r == MAP_FAILED ? NULL : r;
         }
         if (!w->lane.slots || !w->scratch || !w->scratch[0])
             rc = CREW_ENOMEM;
