@@ -570,9 +570,24 @@ static int fault_processes(cmp_model *m, const cmp_plan *pl)
     int rc = pool_new(&p, CMP_PROCESSES, pl->ready_workers, pl->pool_method, 0, 0);
     if (rc)
         return fail(m, "fault demo", rc);
-    /* warm: workers up, so detection is not confused with start-up */
-    rc = run_one(p, wl_task_empty, NULL, 0, pl->timeout, NULL);
+    /* warm: every worker up and through a task (one task at a time would
+     * leave the others still starting, which keeps the monitor busy), so
+     * detection is not confused with start-up */
     wl_arg a = {0};
+    {
+        wl_arg w = {0};
+        w.kind = CMP_WL_IO;
+        w.wait_ns = 2 * 1000 * 1000;
+        crew_future *ws[64] = {0};
+        int nw = pl->ready_workers < 64 ? pl->ready_workers : 64;
+        for (int i = 0; i < nw && rc == 0; i++)
+            rc = crew_pool_submit(p, wl_task_work, &w, sizeof w, &ws[i]);
+        if (rc == 0)
+            rc = crew_wait_all(ws, (size_t)nw, pl->timeout);
+        for (int i = 0; i < nw; i++)
+            if (ws[i])
+                crew_future_destroy(ws[i]);
+    }
     a.kind = CMP_WL_IO;
     a.wait_ns = 20 * 1000 * 1000;
     /* The crashing task's argument lies in a crew_shm region, passed by
