@@ -1482,6 +1482,37 @@ static void after_parent_transition(pb *b, uint32_t x)
         crew__futex_wake(&s->state, INT32_MAX);
 }
 
+
+/* Under lk: may one more task be queued? 0, CREW_EBROKEN or CREW_EAGAIN
+ * (max_pending). */
+static int admit_locked(pb *b)
+{
+    if (CREW_UNLIKELY(atomic_load_explicit(&b->broken, memory_order_relaxed)))
+        return CREW_EBROKEN;
+    if (b->o.max_pending && b->n_inflight + b->n_ov >= b->o.max_pending)
+        return CREW_EAGAIN;
+    return 0;
+}
+
+/* Under lk: dispatches f to a free slot, or (none, or others are waiting
+ * already) appends it to the overflow FIFO. true when dispatched: the caller
+ * wakes a worker after unlocking. */
+static bool enqueue_locked(pb *b, crew_future *f)
+{
+    if (b->n_free > 0 && !b->ov_head && ring_room(b)) {
+        dispatch_task(b, b->free_stack[--b->n_free], f);
+        return true;
+    }
+    f->next = NULL;
+    if (b->ov_tail)
+        b->ov_tail->next = f;
+    else
+        b->ov_head = f;
+    b->ov_tail = f;
+    b->n_ov++;
+    return false;
+}
+
 /* ------------------------------------------------------------ ops: submit */
 
 static int procs_submit(crew_pool *p, crew_future *f)
@@ -1496,27 +1527,12 @@ static int procs_submit(crew_pool *p, crew_future *f)
     f->backend[1] = fi;
     f->backend[0] = 0;
     pthread_mutex_lock(&b->lk);
-    if (CREW_UNLIKELY(atomic_load_explicit(&b->broken, memory_order_relaxed))) {
+    rc = admit_locked(b);
+    if (CREW_UNLIKELY(rc)) {
         pthread_mutex_unlock(&b->lk);
-        return CREW_EBROKEN;
+        return rc;
     }
-    if (b->o.max_pending && b->n_inflight + b->n_ov >= b->o.max_pending) {
-        pthread_mutex_unlock(&b->lk);
-        return CREW_EAGAIN;
-    }
-    bool queued = false;
-    if (b->n_free > 0 && !b->ov_head && ring_room(b)) {
-        dispatch_task(b, b->free_stack[--b->n_free], f);
-        queued = true;
-    } else {
-        f->next = NULL;
-        if (b->ov_tail)
-            b->ov_tail->next = f;
-        else
-            b->ov_head = f;
-        b->ov_tail = f;
-        b->n_ov++;
-    }
+    bool queued = enqueue_locked(b, f);
     pthread_mutex_unlock(&b->lk);
     if (queued)
         wake_workers(b);
@@ -1540,13 +1556,10 @@ static int procs_submit_shm(crew_pool *p, crew_future *f)
         return rc;
     f->backend[0] = 0;
     pthread_mutex_lock(&b->lk);
-    if (atomic_load_explicit(&b->broken, memory_order_relaxed)) {
+    rc = admit_locked(b);
+    if (CREW_UNLIKELY(rc)) {
         pthread_mutex_unlock(&b->lk);
-        return CREW_EBROKEN;
-    }
-    if (b->o.max_pending && b->n_inflight + b->n_ov >= b->o.max_pending) {
-        pthread_mutex_unlock(&b->lk);
-        return CREW_EAGAIN;
+        return rc;
     }
     uint32_t idx, gen;
     rc = reg_get_locked(b, &si, &idx, &gen);
@@ -1555,19 +1568,7 @@ static int procs_submit_shm(crew_pool *p, crew_future *f)
         return rc;
     }
     f->backend[1] = (uintptr_t)fi | ((uintptr_t)(idx + 1) << 32) | ((uintptr_t)gen << 40);
-    bool queued = false;
-    if (b->n_free > 0 && !b->ov_head && ring_room(b)) {
-        dispatch_task(b, b->free_stack[--b->n_free], f);
-        queued = true;
-    } else {
-        f->next = NULL;
-        if (b->ov_tail)
-            b->ov_tail->next = f;
-        else
-            b->ov_head = f;
-        b->ov_tail = f;
-        b->n_ov++;
-    }
+    bool queued = enqueue_locked(b, f);
     pthread_mutex_unlock(&b->lk);
     if (queued)
         wake_workers(b);

@@ -171,6 +171,22 @@ static inline int test_count_maps(void)
     return n;
 }
 
+/* memfd mappings of this process (what pools, queues and crew_shm regions
+ * map): unlike test_count_maps, thread stacks and malloc arenas glibc keeps
+ * after a pool's threads end do not count. */
+static inline int test_count_shm_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    CHECK(f != NULL);
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "/memfd:"))
+            n++;
+    fclose(f);
+    return n;
+}
+
 /* Live or zombie children of this process (scans /proc/<pid>/stat). */
 static inline int test_count_children(void)
 {

@@ -67,18 +67,6 @@ static int count_children_except(pid_t skip)
     return c;
 }
 
-static int count_shm_maps(void)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    CHECK(f != NULL);
-    char line[512];
-    int n = 0;
-    while (fgets(line, sizeof line, f))
-        if (strstr(line, "/memfd:"))
-            n++;
-    fclose(f);
-    return n;
-}
 
 /* SIGKILLs one random worker of ours, through a pidfd so that a pid reused
  * meanwhile is never hit. Returns 1 if a signal was sent. */
@@ -133,7 +121,7 @@ static void test_soak(void)
         CHECK_OK(crew_pool_create(&p, &o));
         CHECK_OK(crew_pool_destroy(p));
     }
-    int fds0 = test_count_fds(), maps0 = count_shm_maps(), kids0 = count_children_except(fsv);
+    int fds0 = test_count_fds(), maps0 = test_count_shm_maps(), kids0 = count_children_except(fsv);
 
     crew_pool_options o = {
         .kind = CREW_PROCESSES,
@@ -240,7 +228,7 @@ static void test_soak(void)
     CHECK_EQ(st.workers_alive, 2);
     CHECK_OK(crew_pool_destroy(p));
     CHECK_EQ(test_count_fds(), fds0);
-    CHECK_EQ(count_shm_maps(), maps0);
+    CHECK_EQ(test_count_shm_maps(), maps0);
     CHECK_EQ(count_children_except(fsv), kids0);
 }
 
