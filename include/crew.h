@@ -1023,11 +1023,16 @@ typedef struct crew_pool_stats {
     uint64_t failed;           /* ended with the task's own negative status */
     uint64_t crashed, timed_out, canceled;
     uint64_t workers_started, workers_recycled;
-    int workers_alive;
+    int workers_alive;         /* processes: one short for the few hundred
+                                  microseconds between a crashed (or
+                                  recycled) worker's death being reported and
+                                  its replacement running */
     int broken;                /* 1 once the crash breaker tripped */
 } crew_pool_stats;
 /* A snapshot of the counters (each exact, the set not atomic while tasks
- * run). Returns 0 or CREW_EINVAL (NULL). Thread-safe. */
+ * run: a snapshot taken while other threads submit may lag their last
+ * submits, never count one that has not happened). Returns 0 or
+ * CREW_EINVAL (NULL). Thread-safe. */
 CREW_API int crew_pool_stats_get(crew_pool *p, crew_pool_stats *st);
 
 /* Waits until f is done, whatever its final status. Returns 0 (done),
