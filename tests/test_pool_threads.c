@@ -276,6 +276,80 @@ static void test_lane_overflow(void)
     close(g_started[1]);
 }
 
+/* Futures move between threads' caches and the pool in batches: a thread
+ * that exits hands back its whole cache (a stack plus a spare batch), and
+ * another thread that takes such a big batch later spills it again. Every
+ * future must stay distinct and carry its own task's result through that. */
+static int echo_long(crew_task *t, const void *a, size_t al, void *r, size_t rc, size_t *rl)
+{
+    (void)t, (void)rc;
+    memcpy(r, a, al);
+    *rl = al;
+    return 0;
+}
+
+static void check_echo_batch(crew_pool *p, long base, long n)
+{
+    crew_future **fs = malloc(sizeof *fs * (size_t)n);
+    CHECK(fs != NULL);
+    for (long i = 0; i < n; i++) {
+        long v = base + i;
+        CHECK_OK(crew_pool_submit(p, echo_long, &v, sizeof v, &fs[i]));
+    }
+    CHECK_OK(crew_wait_all(fs, (size_t)n, CREW_FOREVER));
+    for (long i = 0; i < n; i++) {
+        const void *d;
+        size_t len;
+        CHECK_OK(crew_future_result(fs[i], &d, &len));
+        CHECK_EQ(len, sizeof(long));
+        long v;
+        memcpy(&v, d, sizeof v);
+        CHECK_EQ(v, base + i);
+        CHECK_OK(crew_future_destroy(fs[i]));
+    }
+    free(fs);
+}
+
+typedef struct churn_arg {
+    crew_pool *p;
+    long base;
+} churn_arg;
+
+static void *churn_and_exit(void *u)
+{
+    churn_arg *c = u;
+    check_echo_batch(c->p, c->base, 700); /* leaves a full cache to hand back */
+    return NULL;
+}
+
+static void test_future_cache_batches(void)
+{
+    for (int round = 0; round < 4; round++) {
+        /* A new pool each round: this thread's cache rebinds to it and
+         * refills from the batches the exited threads handed back. */
+        crew_pool *p;
+        CHECK_OK(crew_pool_create(&p, NULL));
+        pthread_t th[3];
+        churn_arg args[3];
+        for (int i = 0; i < 3; i++) {
+            args[i] = (churn_arg){p, (round * 3 + i) * 10000L};
+            CHECK(pthread_create(&th[i], NULL, churn_and_exit, &args[i]) == 0);
+        }
+        for (int i = 0; i < 3; i++)
+            CHECK(pthread_join(th[i], NULL) == 0);
+        /* One at a time first: a free right after refilling from a big
+         * batch spills part of it again; then many at once. */
+        for (int k = 0; k < 3; k++)
+            check_echo_batch(p, 2000000L + k, 1);
+        check_echo_batch(p, 1000000L + round * 5000L, 1500);
+        crew_pool_stats st;
+        CHECK_OK(crew_pool_stats_get(p, &st));
+        CHECK_EQ(st.submitted, 3 * 700 + 3 + 1500);
+        CHECK_EQ(st.completed, st.submitted);
+        CHECK_OK(crew_pool_destroy(p));
+    }
+}
+
 static void test_create_destroy_idle(void)
 {
     int fds0 = test_count_fds();
@@ -386,5 +460,6 @@ static const test_case cases[] = {
     TEST_CASE(test_nested_timeout),    TEST_CASE(test_many_submitters),
     TEST_CASE(test_sleep_wake),        TEST_CASE(test_pools_in_turn),
     TEST_CASE(test_create_destroy_idle), TEST_CASE(test_all_workers_wake), TEST_CASE(test_blocked_task_in_run), TEST_CASE(test_lane_overflow),
+    TEST_CASE(test_future_cache_batches),
 };
 TEST_MAIN_NOHELPERS(cases)
