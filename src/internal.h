@@ -135,6 +135,10 @@ bool crew__thread_alive(uint32_t pid, uint32_t tid);
  * *fd_out receives the memfd (O_CLOEXEC) or is left alone if fd_out is NULL,
  * in which case the fd is closed after mapping. */
 int crew__memfd_map(const char *name, size_t size, int *fd_out, void **addr_out);
+/* What every *_attach(out, fd) checks first: fd >= 0 (else CREW_EBADF)
+ * naming a regular file -- a memfd (else CREW_EINVAL); its size goes to
+ * *size. 0, those errors, or -errno of fstat. */
+int crew__attach_fd_size(int fd, size_t *size);
 
 /* Retry-on-EINTR close that ignores the result (fds are ours; EBADF would be
  * a crew bug, caught by the fd-leak tests). */

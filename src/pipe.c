@@ -242,20 +242,19 @@ int crew_pipe_attach(crew_pipe **out, int fd)
     if (!out)
         return CREW_EINVAL;
     *out = NULL;
-    if (fd < 0)
-        return CREW_EBADF;
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        return -errno;
+    size_t size;
+    int rc = crew__attach_fd_size(fd, &size);
+    if (rc)
+        return rc;
     off_t side = lseek(fd, 0, SEEK_CUR);
-    if (!S_ISREG(st.st_mode) || st.st_size < (off_t)PIPE_HDR_BYTES || (side != 0 && side != 1))
+    if (size < PIPE_HDR_BYTES || (side != 0 && side != 1))
         return CREW_EINVAL;
     /* Share the sender's description (and so its hold): a dup. */
     int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (own < 0)
         return -errno;
     crew_pipe *p = NULL;
-    int rc = handle_open(&p, own, (int)side, (size_t)st.st_size);
+    rc = handle_open(&p, own, (int)side, size);
     if (rc != 0)
         return rc;
     pipe_shared *s = p->s;

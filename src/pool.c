@@ -245,19 +245,24 @@ static crew_future *slab_new_locked(crew_pool *p)
     return base;
 }
 
+void crew__tcache_bind(crew_pool *p)
+{
+    if (tc.pool_id == p->pool_id)
+        return;
+    tcache_flush(&tc);
+    if (!tc.keyed) {
+        pthread_once(&tc_once, tcache_key_init);
+        pthread_setspecific(tc_key, &tc);
+        tc.keyed = true;
+    }
+    tc.pool_id = p->pool_id;
+    tc.pool = p;
+    tc.id_next = tc.id_end = 0;
+}
+
 static crew_future *future_alloc_slow(crew_pool *p)
 {
-    if (tc.pool_id != p->pool_id) {
-        tcache_flush(&tc);
-        if (!tc.keyed) {
-            pthread_once(&tc_once, tcache_key_init);
-            pthread_setspecific(tc_key, &tc);
-            tc.keyed = true;
-        }
-        tc.pool_id = p->pool_id;
-        tc.pool = p;
-        tc.id_next = tc.id_end = 0;
-    }
+    crew__tcache_bind(p);
     if (tc.spare) {
         crew_future *f = tc.spare;
         tc.spare = NULL;
@@ -407,20 +412,6 @@ static void future_free(crew_future *f)
     alloc_unlock_maybe_free(p);
 }
 
-void crew__tcache_bind(crew_pool *p)
-{
-    if (tc.pool_id == p->pool_id)
-        return;
-    tcache_flush(&tc);
-    if (!tc.keyed) {
-        pthread_once(&tc_once, tcache_key_init);
-        pthread_setspecific(tc_key, &tc);
-        tc.keyed = true;
-    }
-    tc.pool_id = p->pool_id;
-    tc.pool = p;
-    tc.id_next = tc.id_end = 0;
-}
 
 crew_future *crew__future_alloc_internal(crew_pool *p)
 {

@@ -1515,9 +1515,10 @@ static bool enqueue_locked(pb *b, crew_future *f)
 
 /* ------------------------------------------------------------ ops: submit */
 
-static int procs_submit(crew_pool *p, crew_future *f)
+/* Queues f; si (NULL for a plain task) names the crew_shm region its
+ * argument stays in, registered with the pool under lk. */
+static int submit_task(pb *b, crew_future *f, const crew__shm_info *si)
 {
-    pb *b = backend(p);
     if (CREW_UNLIKELY(atomic_load_explicit(&b->broken, memory_order_relaxed)))
         return CREW_EBROKEN;
     uint32_t fi;
@@ -1528,6 +1529,12 @@ static int procs_submit(crew_pool *p, crew_future *f)
     f->backend[0] = 0;
     pthread_mutex_lock(&b->lk);
     rc = admit_locked(b);
+    if (CREW_UNLIKELY(si != NULL) && rc == 0) {
+        uint32_t idx, gen;
+        rc = reg_get_locked(b, si, &idx, &gen);
+        if (rc == 0)
+            f->backend[1] |= ((uintptr_t)(idx + 1) << 32) | ((uintptr_t)gen << 40);
+    }
     if (CREW_UNLIKELY(rc)) {
         pthread_mutex_unlock(&b->lk);
         return rc;
@@ -1539,40 +1546,17 @@ static int procs_submit(crew_pool *p, crew_future *f)
     return 0;
 }
 
+static int procs_submit(crew_pool *p, crew_future *f) { return submit_task(backend(p), f, NULL); }
+
 /* ops->submit_shm: a task whose argument stays in its crew_shm region. */
 static int procs_submit_shm(crew_pool *p, crew_future *f)
 {
-    pb *b = backend(p);
-    if (atomic_load_explicit(&b->broken, memory_order_relaxed))
-        return CREW_EBROKEN;
     crew__shm_arg d;
     memcpy(&d, f->arg_inline, sizeof d);
     crew__shm_info si;
     if (crew__shm_info_of(d.region, &si) != 0)
         return CREW_EINVAL; /* not a live handle of this process */
-    uint32_t fi;
-    int rc = fn_index(b, f->fn, &fi);
-    if (rc)
-        return rc;
-    f->backend[0] = 0;
-    pthread_mutex_lock(&b->lk);
-    rc = admit_locked(b);
-    if (CREW_UNLIKELY(rc)) {
-        pthread_mutex_unlock(&b->lk);
-        return rc;
-    }
-    uint32_t idx, gen;
-    rc = reg_get_locked(b, &si, &idx, &gen);
-    if (rc) {
-        pthread_mutex_unlock(&b->lk);
-        return rc;
-    }
-    f->backend[1] = (uintptr_t)fi | ((uintptr_t)(idx + 1) << 32) | ((uintptr_t)gen << 40);
-    bool queued = enqueue_locked(b, f);
-    pthread_mutex_unlock(&b->lk);
-    if (queued)
-        wake_workers(b);
-    return 0;
+    return submit_task(backend(p), f, &si);
 }
 
 /* Map records that lie in a live region travel in place: registers the

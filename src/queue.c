@@ -553,17 +553,16 @@ int crew_queue_attach(crew_queue **out, int fd)
     if (!out)
         return CREW_EINVAL;
     *out = NULL;
-    if (fd < 0)
-        return CREW_EBADF;
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        return -errno;
-    if (!S_ISREG(st.st_mode) || st.st_size < (off_t)CREW__RING_DATA_OFF)
+    size_t size;
+    int rc = crew__attach_fd_size(fd, &size);
+    if (rc)
+        return rc;
+    if (size < CREW__RING_DATA_OFF)
         return CREW_EINVAL;
     crew_queue *q = crew__calloc(1, sizeof *q);
     if (!q)
         return CREW_ENOMEM;
-    q->map_len = (size_t)st.st_size;
+    q->map_len = size;
     void *addr = mmap(NULL, q->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (addr == MAP_FAILED) {
         int e = -errno;

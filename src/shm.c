@@ -143,13 +143,20 @@ int crew__shm_info_of(const crew_shm *s, crew__shm_info *out)
     return rc;
 }
 
+/* A live handle of the memfd (dev, ino), or NULL (under reg_lock). */
+static crew_shm *find_ino_locked(uint64_t dev, uint64_t ino)
+{
+    size_t n = atomic_load_explicit(&reg_n, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++)
+        if (reg_v[i]->dev == dev && reg_v[i]->ino == ino)
+            return reg_v[i];
+    return NULL;
+}
+
 bool crew__shm_ino_live(uint64_t dev, uint64_t ino)
 {
-    bool live = false;
     pthread_mutex_lock(&reg_lock);
-    size_t n = atomic_load_explicit(&reg_n, memory_order_relaxed);
-    for (size_t i = 0; i < n && !live; i++)
-        live = reg_v[i]->dev == dev && reg_v[i]->ino == ino;
+    bool live = find_ino_locked(dev, ino) != NULL;
     pthread_mutex_unlock(&reg_lock);
     return live;
 }
@@ -158,14 +165,12 @@ int crew__shm_dup_fd(uint64_t dev, uint64_t ino)
 {
     int rc = CREW_ENOENT;
     pthread_mutex_lock(&reg_lock);
-    size_t n = atomic_load_explicit(&reg_n, memory_order_relaxed);
-    for (size_t i = 0; i < n; i++)
-        if (reg_v[i]->dev == dev && reg_v[i]->ino == ino) {
-            rc = fcntl(reg_v[i]->fd, F_DUPFD_CLOEXEC, 3);
-            if (rc < 0)
-                rc = -errno;
-            break;
-        }
+    crew_shm *s = find_ino_locked(dev, ino);
+    if (s) {
+        rc = fcntl(s->fd, F_DUPFD_CLOEXEC, 3);
+        if (rc < 0)
+            rc = -errno;
+    }
     pthread_mutex_unlock(&reg_lock);
     return rc;
 }
@@ -253,18 +258,17 @@ int crew_shm_attach(crew_shm **out, int fd)
     if (!out)
         return CREW_EINVAL;
     *out = NULL;
-    if (fd < 0)
-        return CREW_EBADF;
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        return -errno;
+    size_t size;
+    int rc = crew__attach_fd_size(fd, &size);
+    if (rc)
+        return rc;
     int seals = fcntl(fd, F_GET_SEALS);
-    if (seals < 0 || (seals & SEALS) != SEALS || st.st_size <= 0)
+    if (seals < 0 || (seals & SEALS) != SEALS || size == 0)
         return CREW_EINVAL;
     int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
     if (dupfd < 0)
         return -errno;
-    int rc = map_fd(out, dupfd, (size_t)st.st_size);
+    rc = map_fd(out, dupfd, size);
     if (rc)
         crew__close(dupfd);
     return rc;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -290,4 +291,17 @@ void crew__close(int fd)
 {
     if (fd >= 0)
         (void)close(fd); /* Linux frees the fd even on EINTR: never retry. */
+}
+
+int crew__attach_fd_size(int fd, size_t *size)
+{
+    if (fd < 0)
+        return CREW_EBADF;
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode) || st.st_size < 0)
+        return CREW_EINVAL;
+    *size = (size_t)st.st_size;
+    return 0;
 }
