@@ -78,6 +78,20 @@
 #else
 #define TEST_SANITIZED 0
 #endif
+/* 1 under ThreadSanitizer, which does not support a multi-threaded
+ * process that forks and then starts threads: the few cases that need it
+ * are skipped there (and say why). */
+#if defined(__SANITIZE_THREAD__)
+#define TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TEST_TSAN 1
+#endif
+#endif
+#ifndef TEST_TSAN
+#define TEST_TSAN 0
+#endif
+
 static inline long test_scale(long n)
 {
     long m = TEST_SANITIZED ? n / 10 : n;

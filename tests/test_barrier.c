@@ -8,7 +8,6 @@
 #include <stdint.h>
 #include <sys/mman.h>
 
-#define UNDER_SANITIZER TEST_SANITIZED /* crew_test.h: set by CMake */
 
 static void *shared_map(size_t n)
 {
@@ -75,7 +74,7 @@ static void *round_worker(void *arg)
 static void test_rounds_stress(void)
 {
     test_watchdog(40);
-    rounds r = {.rounds = UNDER_SANITIZER ? 300 : 3000};
+    rounds r = {.rounds = TEST_SANITIZED ? 300 : 3000};
     CHECK_OK(crew_barrier_init(&r.b, NT));
     crew_thread *t[NT];
     for (int i = 0; i < NT; i++)
@@ -271,7 +270,7 @@ static void test_cross_process_rounds(void)
 {
     crew_barrier *b = shared_map(sizeof *b);
     CHECK_OK(crew_barrier_init(b, 2));
-    int nrounds = UNDER_SANITIZER ? 200 : 2000;
+    int nrounds = TEST_SANITIZED ? 200 : 2000;
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {

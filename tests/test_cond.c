@@ -6,7 +6,6 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 
-#define UNDER_SANITIZER TEST_SANITIZED /* crew_test.h: set by CMake */
 
 static void *shared_map(size_t n)
 {
@@ -200,7 +199,7 @@ static void *consumer(void *arg)
 static void test_producer_consumer_stress(void)
 {
     test_watchdog(40);
-    queue q = {.items = UNDER_SANITIZER ? 5000 : 50000, .producers_left = 2};
+    queue q = {.items = TEST_SANITIZED ? 5000 : 50000, .producers_left = 2};
     CHECK_OK(crew_lock_init(&q.l));
     CHECK_OK(crew_cond_init(&q.not_empty));
     CHECK_OK(crew_cond_init(&q.not_full));
@@ -232,7 +231,7 @@ static void test_cross_process_pingpong(void)
     pingpong *p = shared_map(sizeof *p);
     CHECK_OK(crew_lock_init(&p->l));
     CHECK_OK(crew_cond_init(&p->c));
-    long rounds = UNDER_SANITIZER ? 200 : 2000;
+    long rounds = TEST_SANITIZED ? 200 : 2000;
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {

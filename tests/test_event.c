@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#define UNDER_SANITIZER TEST_SANITIZED /* crew_test.h: set by CMake */
 
 static void test_basic(void)
 {
@@ -73,7 +72,7 @@ static void test_relay_stress(void)
 {
     /* set/clear hand-offs between two threads, under a watchdog. */
     test_watchdog(40);
-    relay r = {.rounds = UNDER_SANITIZER ? 2000 : 20000};
+    relay r = {.rounds = TEST_SANITIZED ? 2000 : 20000};
     CHECK_OK(crew_event_init(&r.ping));
     CHECK_OK(crew_event_init(&r.pong));
     crew_thread *t;

@@ -8,7 +8,6 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
-#define UNDER_SANITIZER TEST_SANITIZED /* crew_test.h: set by CMake */
 
 static void *shared_map(size_t n)
 {
@@ -208,7 +207,7 @@ static void *stress_worker(void *arg)
 static void test_contention_stress(void)
 {
     test_watchdog(40);
-    stress s = {.iters = UNDER_SANITIZER ? 20000 : 200000};
+    stress s = {.iters = TEST_SANITIZED ? 20000 : 200000};
     CHECK_OK(crew_lock_init(&s.l));
     crew_thread *t[4];
     for (int i = 0; i < 4; i++)
@@ -224,7 +223,7 @@ static void test_cross_process_stress(void)
 {
     test_watchdog(40);
     stress *s = shared_map(sizeof *s);
-    s->iters = UNDER_SANITIZER ? 10000 : 100000;
+    s->iters = TEST_SANITIZED ? 10000 : 100000;
     CHECK_OK(crew_lock_init(&s->l));
     pid_t kids[2];
     for (int k = 0; k < 2; k++) {

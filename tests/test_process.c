@@ -11,17 +11,6 @@
 #include <stdbool.h>
 #include <sys/resource.h>
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-#ifndef UNDER_SANITIZER
-#define UNDER_SANITIZER 0
-#endif
-
 static const crew_start_method methods[] = {CREW_START_FORK, CREW_START_SPAWN,
                                             CREW_START_FORKSERVER, CREW_START_DEFAULT};
 static const char *method_name(crew_start_method m)
@@ -438,7 +427,7 @@ static void test_threaded_parent(void)
     atomic_store(&busy_stop, 0);
     for (int i = 0; i < 2; i++)
         CHECK(pthread_create(&t[i], NULL, busy_thread, NULL) == 0);
-    int n = UNDER_SANITIZER ? 10 : 60;
+    int n = TEST_SANITIZED ? 10 : 60;
     crew_start_method safe[] = {CREW_START_SPAWN, CREW_START_FORKSERVER};
     for (int m = 0; m < 2; m++)
         for (int i = 0; i < n; i++) {

@@ -10,17 +10,6 @@
 #include <stdbool.h>
 #include <sys/mman.h>
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-#ifndef UNDER_SANITIZER
-#define UNDER_SANITIZER 0
-#endif
-
 static int task_code(void *arg, size_t len)
 {
     (void)len;
@@ -52,9 +41,9 @@ static void cycles(crew_start_method m, int n)
     CHECK_EQ(test_count_children(), kids);
 }
 
-static void test_cycles_fork(void) { cycles(CREW_START_FORK, UNDER_SANITIZER ? 500 : 10000); }
-static void test_cycles_forkserver(void) { cycles(CREW_START_FORKSERVER, UNDER_SANITIZER ? 100 : 1000); }
-static void test_cycles_spawn(void) { cycles(CREW_START_SPAWN, UNDER_SANITIZER ? 50 : 1000); }
+static void test_cycles_fork(void) { cycles(CREW_START_FORK, TEST_SANITIZED ? 500 : 10000); }
+static void test_cycles_forkserver(void) { cycles(CREW_START_FORKSERVER, TEST_SANITIZED ? 100 : 1000); }
+static void test_cycles_spawn(void) { cycles(CREW_START_SPAWN, TEST_SANITIZED ? 50 : 1000); }
 
 /* Many children alive at once, then destroyed while running. */
 __attribute__((noreturn)) static int task_block(void *arg, size_t len)

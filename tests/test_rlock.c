@@ -5,7 +5,6 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 
-#define UNDER_SANITIZER TEST_SANITIZED /* crew_test.h: set by CMake */
 
 static void test_reentrant(void)
 {
@@ -98,7 +97,7 @@ static void *stress_worker(void *arg)
 static void test_contention_stress(void)
 {
     test_watchdog(40);
-    stress s = {.iters = UNDER_SANITIZER ? 10000 : 100000};
+    stress s = {.iters = TEST_SANITIZED ? 10000 : 100000};
     CHECK_OK(crew_rlock_init(&s.r));
     crew_thread *t[3];
     for (int i = 0; i < 3; i++)

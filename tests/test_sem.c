@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#define UNDER_SANITIZER TEST_SANITIZED /* crew_test.h: set by CMake */
 
 static void test_init_errors(void)
 {
@@ -96,7 +95,7 @@ static void *limited_worker(void *arg)
 static void test_limit_stress(void)
 {
     test_watchdog(40);
-    limit L = {.iters = UNDER_SANITIZER ? 5000 : 50000};
+    limit L = {.iters = TEST_SANITIZED ? 5000 : 50000};
     CHECK_OK(crew_sem_init(&L.s, 2, 2));
     crew_thread *t[5];
     for (int i = 0; i < 5; i++)
@@ -142,7 +141,7 @@ static void test_cross_process(void)
     CHECK(s != MAP_FAILED);
     CHECK_OK(crew_sem_init(&s[0], 0, 1));
     CHECK_OK(crew_sem_init(&s[1], 0, 1));
-    int rounds = UNDER_SANITIZER ? 200 : 2000;
+    int rounds = TEST_SANITIZED ? 200 : 2000;
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {

@@ -10,17 +10,6 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-#ifndef UNDER_SANITIZER
-#define UNDER_SANITIZER 0
-#endif
-
 static const crew_start_method methods[] = {CREW_START_FORK, CREW_START_SPAWN,
                                             CREW_START_FORKSERVER};
 
@@ -235,7 +224,7 @@ static void test_heap_multiprocess(void)
     size_t free0;
     CHECK_OK(crew_shm_heap_free_bytes(s, &free0));
     crew_process *p[4];
-    int rounds = UNDER_SANITIZER ? 2000 : 20000;
+    int rounds = TEST_SANITIZED ? 2000 : 20000;
     for (int i = 0; i < 4; i++) {
         int a[3] = {crew_shm_fd(s), 17 * (i + 1), rounds};
         crew_process_options po = {0};
@@ -270,7 +259,7 @@ static void test_heap_killed_users(void)
     size_t free0;
     CHECK_OK(crew_shm_heap_free_bytes(s, &free0));
     unsigned seed = 12345;
-    int rounds = UNDER_SANITIZER ? 5 : 30;
+    int rounds = TEST_SANITIZED ? 5 : 30;
     for (int r = 0; r < rounds; r++) {
         crew_process *p[2];
         for (int i = 0; i < 2; i++) {
@@ -392,7 +381,7 @@ static int task_count(void *arg, size_t len)
 
 static void test_value_multiprocess(void)
 {
-    int n = UNDER_SANITIZER ? 2000 : 20000;
+    int n = TEST_SANITIZED ? 2000 : 20000;
     for (int locked = 0; locked < 2; locked++)
         for (int byhand = 0; byhand <= locked; byhand++) {
             crew_value *v;
@@ -446,7 +435,7 @@ static void test_sync_in_region(void)
     CHECK_OK(crew_shm_alloc(s, sizeof(crew_sem), &off));
     crew_sem *sem = crew_shm_at(s, off);
     CHECK_OK(crew_sem_init(sem, 0, 1u << 30));
-    long n = UNDER_SANITIZER ? 300 : 3000;
+    long n = TEST_SANITIZED ? 300 : 3000;
     crew_process *p[2];
     crew_start_method ms[2] = {CREW_START_SPAWN, CREW_START_FORKSERVER};
     for (int i = 0; i < 2; i++) {

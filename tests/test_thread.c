@@ -9,7 +9,6 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
-#define UNDER_SANITIZER TEST_SANITIZED /* crew_test.h: set by CMake */
 
 static int count_tasks(void) { return test_count_dir("/proc/self/task"); }
 
@@ -246,7 +245,7 @@ static void test_rlimit_eagain(void)
 {
     /* ASan and TSan reserve terabytes of address space at start, so a tight
      * RLIMIT_AS would break the sanitizer itself: skip there. */
-    if (UNDER_SANITIZER)
+    if (TEST_SANITIZED)
         return;
     int st = test_wait(test_spawn_helper("helper_rlimit_as", NULL));
     CHECK(WIFEXITED(st));
@@ -295,7 +294,7 @@ static void *count_run(void *arg)
 
 static void test_churn(void)
 {
-    int n = UNDER_SANITIZER ? 100 : 1000;
+    int n = TEST_SANITIZED ? 100 : 1000;
     int tasks = count_tasks();
     atomic_store(&ran, 0);
     int detached = 0;

@@ -8,17 +8,6 @@
 #include <sys/epoll.h>
 #include <time.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define TSAN_ON 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TSAN_ON 1
-#endif
-#endif
-#ifndef TSAN_ON
-#define TSAN_ON 0
-#endif
-
 enum { OK_TASK, SEGV_TASK, HANG_TASK };
 
 static int task(crew_task *t, const void *arg, size_t arg_len, void *result, size_t result_cap,
@@ -136,7 +125,7 @@ static void test_thread_pool_fd(void)
 
 static void test_process_pool_fd_with_failures(void)
 {
-    if (TSAN_ON) {
+    if (TEST_TSAN) {
         printf("# TSan build: process pool skipped (fork after threads)\n");
         return;
     }

@@ -20,17 +20,6 @@ static pthread_t loop_thread;
  * a process that forks after it started threads ("starting new threads after
  * multi-threaded fork is not supported"): the process-pool cases are skipped
  * under TSan; the ASan and plain builds run them. */
-#if defined(__SANITIZE_THREAD__)
-#define TSAN_ON 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TSAN_ON 1
-#endif
-#endif
-#ifndef TSAN_ON
-#define TSAN_ON 0
-#endif
-
 /* ------------------------------------------------------------ tasks */
 
 static int task_double(crew_task *t, const void *arg, size_t arg_len, void *result,
@@ -145,7 +134,7 @@ static crew_pool *make_pool(crew_pool_kind kind, int workers, double task_timeou
  * process cases say so and pass without checking anything. */
 static int have_processes(void)
 {
-    if (TSAN_ON) {
+    if (TEST_TSAN) {
         printf("# TSan build: process-pool case skipped (fork after threads)\n");
         return 0;
     }
@@ -440,7 +429,7 @@ static void leak_rounds(crew_pool_kind kind)
         close_in_flight(kind);
     CHECK_EQ(test_count_fds(), fds);
     CHECK_EQ(test_count_children(), kids);
-    if (!TSAN_ON && test_count_maps() > maps + MAP_SLACK)
+    if (!TEST_TSAN && test_count_maps() > maps + MAP_SLACK)
         TEST_FAIL("mappings grew from %d to %d over 10 rounds", maps, test_count_maps());
 }
 
