@@ -26,6 +26,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -200,6 +201,25 @@ static inline int test_count_shm_maps(void)
     fclose(f);
     return n;
 }
+
+/* Allocation-failure injection: test_alloc_fail_after(n) lets crew's next
+ * n allocations succeed and fails every one after them (n = 0: all fail),
+ * until test_alloc_restore() puts the default allocator back. */
+static _Atomic long test_alloc_budget;
+static inline void *test_budget_malloc(size_t n)
+{
+    return atomic_fetch_sub(&test_alloc_budget, 1) > 0 ? malloc(n) : NULL;
+}
+static inline void *test_budget_realloc(void *p, size_t n)
+{
+    return atomic_fetch_sub(&test_alloc_budget, 1) > 0 ? realloc(p, n) : NULL;
+}
+static inline void test_alloc_fail_after(long n)
+{
+    atomic_store(&test_alloc_budget, n);
+    CHECK_OK(crew_set_allocator(test_budget_malloc, test_budget_realloc, free));
+}
+static inline void test_alloc_restore(void) { CHECK_OK(crew_set_allocator(NULL, NULL, NULL)); }
 
 /* Live or zombie children of this process (scans /proc/<pid>/stat). */
 static inline int test_count_children(void)

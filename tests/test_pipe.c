@@ -375,26 +375,14 @@ static void test_threads(void)
     CHECK_OK(crew_pipe_destroy(b));
 }
 
-static void *malloc_fail(size_t n)
-{
-    (void)n;
-    return NULL;
-}
-static void *realloc_fail(void *p, size_t n)
-{
-    (void)p;
-    (void)n;
-    return NULL;
-}
-
 static void test_alloc_failure(void)
 {
     int fds = test_count_fds(), maps = test_count_maps();
-    CHECK_OK(crew_set_allocator(malloc_fail, realloc_fail, free));
+    test_alloc_fail_after(0);
     crew_pipe *a = (crew_pipe *)&a, *b = (crew_pipe *)&b;
     CHECK_ERR(crew_pipe_create(&a, &b, NULL), CREW_ENOMEM);
     CHECK(a == NULL && b == NULL);
-    CHECK_OK(crew_set_allocator(NULL, NULL, NULL));
+    test_alloc_restore();
     CHECK_EQ(test_count_fds(), fds);
     CHECK_EQ(test_count_maps(), maps);
 }

@@ -372,15 +372,27 @@ static void test_crash_each_signal(void)
     check_no_leak(before);
 }
 
-static void test_external_sigkill(void)
+/* A fork-method pool of `workers` whose first task hangs; *victim gets the
+ * pid of the worker running it (fork workers inherit the pipe, so the task
+ * can tell us). */
+static crew_pool *pool_with_hang(int workers, crew_pool_options *o, crew_future **h,
+                                 pid_t *victim)
 {
     int pfd[2];
     CHECK(pipe(pfd) == 0);
-    /* fork workers inherit the pipe, so the hanging task can tell us its pid */
-    crew_pool *p = make_pool(2, CREW_START_FORK, NULL);
-    crew_future *h = submit_int(p, task_hang, pfd[1]);
+    crew_pool *p = make_pool(workers, CREW_START_FORK, o);
+    *h = submit_int(p, task_hang, pfd[1]);
+    CHECK(read(pfd[0], victim, sizeof *victim) == sizeof *victim);
+    close(pfd[0]);
+    close(pfd[1]);
+    return p;
+}
+
+static void test_external_sigkill(void)
+{
+    crew_future *h;
     pid_t victim;
-    CHECK(read(pfd[0], &victim, sizeof victim) == sizeof victim);
+    crew_pool *p = pool_with_hang(2, NULL, &h, &victim);
     crew_future *others[10];
     for (int i = 0; i < 10; i++)
         others[i] = submit_double(p, i);
@@ -408,8 +420,6 @@ static void test_external_sigkill(void)
         crew_future_destroy(f);
     }
     CHECK_OK(crew_pool_destroy(p));
-    close(pfd[0]);
-    close(pfd[1]);
 }
 
 static void test_deadline(void)
@@ -476,12 +486,9 @@ static void test_deadline_sigkill(void)
 
 static void test_cancel_queued_and_running(void)
 {
-    int pfd[2];
-    CHECK(pipe(pfd) == 0);
-    crew_pool *p = make_pool(1, CREW_START_FORK, NULL);
-    crew_future *h = submit_int(p, task_hang, pfd[1]);
+    crew_future *h;
     pid_t victim;
-    CHECK(read(pfd[0], &victim, sizeof victim) == sizeof victim);
+    crew_pool *p = pool_with_hang(1, NULL, &h, &victim);
     /* queued behind the hanging task (one worker) */
     crew_future *q[5];
     for (int i = 0; i < 5; i++)
@@ -514,8 +521,6 @@ static void test_cancel_queued_and_running(void)
     crew_future_destroy(c);
     crew_future_destroy(after);
     CHECK_OK(crew_pool_destroy(p));
-    close(pfd[0]);
-    close(pfd[1]);
 }
 
 static void test_recycle_by_count(void)
@@ -581,13 +586,10 @@ static void test_breaker(void)
 static void test_breaker_pending(void)
 {
     /* Pending work at the moment the breaker trips ends CREW_EBROKEN. */
-    int pfd[2];
-    CHECK(pipe(pfd) == 0);
     crew_pool_options o = {.breaker_crashes = 1, .breaker_window = 60};
-    crew_pool *p = make_pool(1, CREW_START_FORK, &o);
-    crew_future *h = submit_int(p, task_hang, pfd[1]);
+    crew_future *h;
     pid_t victim;
-    CHECK(read(pfd[0], &victim, sizeof victim) == sizeof victim);
+    crew_pool *p = pool_with_hang(1, &o, &h, &victim);
     crew_future *q[5];
     for (int i = 0; i < 5; i++)
         q[i] = submit_double(p, i);
@@ -601,8 +603,6 @@ static void test_breaker_pending(void)
     }
     crew_future_destroy(h);
     CHECK_OK(crew_pool_destroy(p));
-    close(pfd[0]);
-    close(pfd[1]);
 }
 
 static void test_shutdown_pending(void)

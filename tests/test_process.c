@@ -79,6 +79,25 @@ static int task_signal_then_block(void *arg, size_t len)
         pause();
 }
 
+/* Starts task_signal_then_block with method m and returns once the child
+ * has proved it runs (its byte arrived). */
+static crew_process *start_running(crew_start_method m)
+{
+    int pfd[2];
+    CHECK(pipe2(pfd, O_CLOEXEC) == 0);
+    crew_process_options o = {0};
+    o.method = m;
+    o.pass_fds = &pfd[1];
+    o.n_pass_fds = 1;
+    crew_process *p;
+    CHECK_OK(crew_process_start(&p, task_signal_then_block, &pfd[1], sizeof pfd[1], &o));
+    char c;
+    CHECK(read(pfd[0], &c, 1) == 1);
+    close(pfd[0]);
+    close(pfd[1]);
+    return p;
+}
+
 /* Checks the bytes it received: arg = {n, pattern...}. */
 static int task_check_bytes(void *arg, size_t len)
 {
@@ -121,39 +140,19 @@ static void test_signals(void)
         CHECK_EQ(st.signal, SIGSEGV);
 
         /* SIGKILL from outside, after the child proved it runs. */
-        int pfd[2];
-        CHECK(pipe2(pfd, O_CLOEXEC) == 0);
-        crew_process_options o = {0};
-        o.method = methods[i];
-        o.pass_fds = &pfd[1];
-        o.n_pass_fds = 1;
-        crew_process *p;
-        CHECK_OK(crew_process_start(&p, task_signal_then_block, &pfd[1], sizeof pfd[1], &o));
-        char c;
-        CHECK(read(pfd[0], &c, 1) == 1);
+        crew_process *p = start_running(methods[i]);
         CHECK(kill(crew_process_pid(p), SIGKILL) == 0);
         CHECK_OK(crew_process_join(p, CREW_FOREVER, &st));
         CHECK_EQ(st.signal, SIGKILL);
         CHECK_EQ(st.code, 0);
         CHECK_OK(crew_process_destroy(p));
-        close(pfd[0]);
-        close(pfd[1]);
     }
 }
 
 static void test_join_timeout_and_kill(void)
 {
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
-        int pfd[2];
-        CHECK(pipe2(pfd, O_CLOEXEC) == 0);
-        crew_process_options o = {0};
-        o.method = methods[i];
-        o.pass_fds = &pfd[1];
-        o.n_pass_fds = 1;
-        crew_process *p;
-        CHECK_OK(crew_process_start(&p, task_signal_then_block, &pfd[1], sizeof pfd[1], &o));
-        char c;
-        CHECK(read(pfd[0], &c, 1) == 1);
+        crew_process *p = start_running(methods[i]);
         crew_exit st;
         CHECK_ERR(crew_process_join(p, 0, &st), CREW_ETIMEDOUT);
         double t0 = crew_now();
@@ -173,8 +172,6 @@ static void test_join_timeout_and_kill(void)
         CHECK_EQ(again.signal, SIGTERM);
         CHECK_ERR(crew_process_kill(p, SIGTERM), CREW_ESRCH);
         CHECK_OK(crew_process_destroy(p));
-        close(pfd[0]);
-        close(pfd[1]);
     }
 }
 
@@ -183,22 +180,11 @@ static void test_destroy_running(void)
     CHECK_OK(crew_forkserver_start()); /* counted in `before` */
     int before = test_count_children();
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
-        int pfd[2];
-        CHECK(pipe2(pfd, O_CLOEXEC) == 0);
-        crew_process_options o = {0};
-        o.method = methods[i];
-        o.pass_fds = &pfd[1];
-        o.n_pass_fds = 1;
-        crew_process *p;
-        CHECK_OK(crew_process_start(&p, task_signal_then_block, &pfd[1], sizeof pfd[1], &o));
-        char c;
-        CHECK(read(pfd[0], &c, 1) == 1);
+        crew_process *p = start_running(methods[i]);
         pid_t pid = crew_process_pid(p);
         CHECK_OK(crew_process_destroy(p));
         /* Killed and reaped: the pid is no child of ours any more. */
         CHECK(waitpid(pid, NULL, WNOHANG) < 0 && errno == ECHILD);
-        close(pfd[0]);
-        close(pfd[1]);
     }
     CHECK_EQ(test_count_children(), before);
 }
@@ -606,10 +592,6 @@ static void test_forkserver_restart(void)
 }
 
 /* ---- allocation failures are CREW_ENOMEM and leave nothing behind ---- */
-static int alloc_budget;
-static void *failing_malloc(size_t n) { return alloc_budget-- > 0 ? malloc(n) : NULL; }
-static void *failing_realloc(void *p, size_t n) { return alloc_budget-- > 0 ? realloc(p, n) : NULL; }
-
 static void test_allocation_failures(void)
 {
     CHECK_OK(crew_forkserver_start());
@@ -618,13 +600,12 @@ static void test_allocation_failures(void)
     for (int m = 0; m < 3; m++) {
         bool started = false;
         for (int budget = 0; budget < 50 && !started; budget++) {
-            alloc_budget = budget;
-            CHECK_OK(crew_set_allocator(failing_malloc, failing_realloc, free));
+            test_alloc_fail_after(budget);
             crew_process_options o = {0};
             o.method = ms[m];
             crew_process *p = NULL;
             int rc = crew_process_start(&p, task_exit_code, &(int){4}, sizeof(int), &o);
-            CHECK_OK(crew_set_allocator(NULL, NULL, NULL));
+            test_alloc_restore();
             if (rc == 0) {
                 crew_exit st;
                 CHECK_OK(crew_process_join(p, CREW_FOREVER, &st));

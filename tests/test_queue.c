@@ -636,27 +636,15 @@ static void test_no_leaks(void)
     CHECK_EQ(test_count_maps(), maps);
 }
 
-static void *malloc_fail(size_t n)
-{
-    (void)n;
-    return NULL;
-}
-static void *realloc_fail(void *p, size_t n)
-{
-    (void)p;
-    (void)n;
-    return NULL;
-}
-
 static void test_alloc_failure(void)
 {
-    CHECK_OK(crew_set_allocator(malloc_fail, realloc_fail, free));
+    test_alloc_fail_after(0);
     crew_queue *q = (crew_queue *)&q;
     int fds = test_count_fds();
     CHECK_ERR(crew_queue_create(&q, NULL), CREW_ENOMEM);
     CHECK(q == NULL);
     CHECK_EQ(test_count_fds(), fds);
-    CHECK_OK(crew_set_allocator(NULL, NULL, NULL));
+    test_alloc_restore();
 }
 
 static const test_case cases[] = {

@@ -464,18 +464,13 @@ static void test_sync_in_region(void)
 }
 
 /* ---- allocation failures: CREW_ENOMEM, nothing leaked ---- */
-static int alloc_budget;
-static void *failing_malloc(size_t n) { return alloc_budget-- > 0 ? malloc(n) : NULL; }
-static void *failing_realloc(void *p, size_t n) { return alloc_budget-- > 0 ? realloc(p, n) : NULL; }
-
 static void test_allocation_failures(void)
 {
     int fds = test_count_fds(), maps = test_count_maps();
     for (int what = 0; what < 3; what++) {
         bool done = false;
         for (int budget = 0; budget < 10 && !done; budget++) {
-            alloc_budget = budget;
-            CHECK_OK(crew_set_allocator(failing_malloc, failing_realloc, free));
+            test_alloc_fail_after(budget);
             crew_shm *s = NULL, *t = NULL;
             crew_array *a = NULL;
             int rc;
@@ -484,12 +479,12 @@ static void test_allocation_failures(void)
             } else if (what == 1) {
                 rc = crew_array_create(&a, CREW_TYPE_I64, 0, 8, CREW_ARRAY_LOCK);
             } else {
-                alloc_budget = 100;
+                atomic_store(&test_alloc_budget, 100);
                 CHECK_OK(crew_shm_create(&s, 4096, NULL));
-                alloc_budget = budget;
+                atomic_store(&test_alloc_budget, budget);
                 rc = crew_shm_attach(&t, crew_shm_fd(s));
             }
-            CHECK_OK(crew_set_allocator(NULL, NULL, NULL));
+            test_alloc_restore();
             if (rc == 0) {
                 done = true;
             } else {

@@ -252,18 +252,14 @@ static void test_rlimit_eagain(void)
     CHECK_EQ(WEXITSTATUS(st), 0);
 }
 
-static int fail_next;
-static void *failing_malloc(size_t n) { return fail_next ? NULL : malloc(n); }
 
 static void test_enomem(void)
 {
-    CHECK_OK(crew_set_allocator(failing_malloc, realloc, free));
-    fail_next = 1;
+    test_alloc_fail_after(0);
     crew_thread *t = NULL;
     CHECK_ERR(crew_thread_start(&t, add_one, NULL, NULL), CREW_ENOMEM);
     CHECK(t == NULL);
-    fail_next = 0;
-    CHECK_OK(crew_set_allocator(NULL, NULL, NULL));
+    test_alloc_restore();
 }
 
 static void *report_tid(void *arg)
