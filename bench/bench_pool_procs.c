@@ -260,21 +260,6 @@ static int task_touch(crew_task *t, const void *arg, size_t len, void *res, size
     return 0;
 }
 
-/* CPU-bound: count primes in [lo, hi) by trial division. */
-static uint64_t count_primes(uint64_t lo, uint64_t hi)
-{
-    uint64_t n = 0;
-    for (uint64_t x = lo < 2 ? 2 : lo; x < hi; x++) {
-        int prime = 1;
-        for (uint64_t d = 2; d * d <= x; d++)
-            if (x % d == 0) {
-                prime = 0;
-                break;
-            }
-        n += (uint64_t)prime;
-    }
-    return n;
-}
 
 static int task_primes(crew_task *t, const void *arg, size_t len, void *res, size_t cap,
                        size_t *rl)
@@ -282,7 +267,7 @@ static int task_primes(crew_task *t, const void *arg, size_t len, void *res, siz
     (void)t, (void)len, (void)cap;
     uint64_t r[2];
     memcpy(r, arg, sizeof r);
-    uint64_t n = count_primes(r[0], r[1]);
+    uint64_t n = bench_count_primes(r[0], r[1]);
     memcpy(res, &n, sizeof n);
     *rl = sizeof n;
     return 0;
@@ -405,7 +390,7 @@ static double primes_fork(uint64_t hi, int parts, int procs)
         if (pids[k] == 0) {
             uint64_t n = 0;
             for (int i = k; i < parts; i += procs)
-                n += count_primes(hi * (uint64_t)i / (uint64_t)parts,
+                n += bench_count_primes(hi * (uint64_t)i / (uint64_t)parts,
                                   hi * (uint64_t)(i + 1) / (uint64_t)parts);
             _exit(n == 0);
         }

@@ -173,36 +173,8 @@ static void glib_batches(void *ctx, long n)
  * idle team spins for up to a few ms after a parallel region (GOMP_SPINCOUNT)
  * and crew's workers for 20 us; on a 2-CPU machine a spinner left over from
  * one side would otherwise steal the CPU the other side is measured on. */
-static void settle(void)
-{
-    struct timespec ts = {0, 30 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-}
+#define SETTLE_NS (30L * 1000 * 1000)
 
-/* Alternates crew and an anchor `reps` times; medians in ns per op. */
-static void measure2(bench_fn a, void *actx, bench_fn b, void *bctx, long iters, int reps,
-                     double *ma, double *mb)
-{
-    double va[64], vb[64];
-    if (reps > 64)
-        reps = 64;
-    a(actx, iters / 10 + 1);
-    b(bctx, iters / 10 + 1);
-    for (int r = 0; r < reps; r++) {
-        double t0 = bench_now_ns();
-        a(actx, iters);
-        double t1 = bench_now_ns();
-        settle();
-        double t2 = bench_now_ns();
-        b(bctx, iters);
-        double t3 = bench_now_ns();
-        settle();
-        va[r] = (t1 - t0) / (double)iters;
-        vb[r] = (t3 - t2) / (double)iters;
-    }
-    *ma = bench_median(va, reps);
-    *mb = bench_median(vb, reps);
-}
 
 static void bench_submit(crew_pool *p)
 {
@@ -212,7 +184,7 @@ static void bench_submit(crew_pool *p)
     int reps = bench_reps(9);
     double mc, ma;
 #ifdef CREW_HAVE_OPENMP
-    measure2(crew_batches, &c, omp_tasks, NULL, iters, reps, &mc, &ma);
+    bench_measure2(crew_batches, &c, omp_tasks, NULL, iters, reps, SETTLE_NS, &mc, &ma);
     bench_row(GROUP, name, mc, "ns", "OpenMP task", ma, true, "<= 3x OpenMP (adv >= 0.33)");
     bench_row(GROUP, "submit+wait, absolute", mc, "ns", NULL, 0, true, "<= 40 ns");
     if (g_workers > 1) {
@@ -224,7 +196,7 @@ static void bench_submit(crew_pool *p)
         if (crew_pool_create(&c2.p, &o))
             abort();
         double m2, a2;
-        measure2(crew_batches, &c2, omp_tasks, NULL, iters, reps, &m2, &a2);
+        bench_measure2(crew_batches, &c2, omp_tasks, NULL, iters, reps, SETTLE_NS, &m2, &a2);
         bench_row(GROUP, "submit+wait, workers = CPUs-1 (ns/task)", m2, "ns", "OpenMP task", a2,
                   true, NULL);
         crew_pool_destroy(c2.p);
@@ -240,7 +212,7 @@ static void bench_submit(crew_pool *p)
         uv_ctx u;
         uv_loop_init(&u.loop);
         u.reqs = calloc(BATCH, sizeof *u.reqs);
-        measure2(crew_batches, &c, uv_batches, &u, iters / 4, reps, &mc, &ma);
+        bench_measure2(crew_batches, &c, uv_batches, &u, iters / 4, reps, SETTLE_NS, &mc, &ma);
         bench_row(GROUP, name, mc, "ns", "libuv uv_queue_work", ma, true, ">= 5x libuv");
         uv_loop_close(&u.loop);
         free(u.reqs);
@@ -256,7 +228,7 @@ static void bench_submit(crew_pool *p)
         g_cond_init(&g.c);
         g_glib = &g;
         g.pool = g_thread_pool_new(glib_work, NULL, g_workers, TRUE, NULL);
-        measure2(crew_batches, &c, glib_batches, &g, iters / 4, reps, &mc, &ma);
+        bench_measure2(crew_batches, &c, glib_batches, &g, iters / 4, reps, SETTLE_NS, &mc, &ma);
         bench_row(GROUP, name, mc, "ns", "GLib GThreadPool", ma, true, NULL);
         g_thread_pool_free(g.pool, FALSE, TRUE);
     }
@@ -311,9 +283,9 @@ static void bench_map(crew_pool *p)
     long iters = MAP_N * (long)(bench_scale() >= 1 ? 5 : 1);
     int reps = bench_reps(9);
     double mc, ma;
-    measure2(crew_map_empty, p, omp_static, NULL, iters, reps, &mc, &ma);
+    bench_measure2(crew_map_empty, p, omp_static, NULL, iters, reps, SETTLE_NS, &mc, &ma);
     bench_row(GROUP, name, mc, "ns", "OpenMP for static", ma, true, "within 1.3x (adv >= 0.77)");
-    measure2(crew_map_empty, p, omp_dynamic, NULL, iters, reps, &mc, &ma);
+    bench_measure2(crew_map_empty, p, omp_dynamic, NULL, iters, reps, SETTLE_NS, &mc, &ma);
     bench_row(GROUP, name, mc, "ns", "OpenMP for dynamic,1", ma, true, NULL);
 #else
     (void)p;
@@ -326,26 +298,19 @@ static void bench_map(crew_pool *p)
 #define PRIME_BLOCKS 256
 #define PRIME_BLOCK 4000
 
-static long count_primes(long lo, long hi)
+/* The primes of block b of the CPU-bound workload. */
+static long block_primes(long b)
 {
-    long c = 0;
-    for (long x = lo < 2 ? 2 : lo; x < hi; x++) {
-        int prime = 1;
-        for (long d = 2; d * d <= x; d++)
-            if (x % d == 0) {
-                prime = 0;
-                break;
-            }
-        c += prime;
-    }
-    return c;
+    return (long)bench_count_primes((unsigned long)(2000000 + b * PRIME_BLOCK),
+                                    (unsigned long)(2000000 + (b + 1) * PRIME_BLOCK));
 }
+
 
 static int primes_task(crew_task *t, const void *a, size_t al, void *r, size_t rc, size_t *rl)
 {
     (void)t, (void)al, (void)rc;
     long b = *(const long *)a;
-    *(long *)r = count_primes(2000000 + b * PRIME_BLOCK, 2000000 + (b + 1) * PRIME_BLOCK);
+    *(long *)r = block_primes(b);
     *rl = sizeof(long);
     return 0;
 }
@@ -377,7 +342,7 @@ static void *raw_primes(void *arg)
 {
     raw_arg *a = arg;
     for (int b = a->id; b < PRIME_BLOCKS; b += a->n)
-        a->sum += count_primes(2000000 + b * PRIME_BLOCK, 2000000 + (long)(b + 1) * PRIME_BLOCK);
+        a->sum += block_primes((long)b);
     return NULL;
 }
 static double raw_primes_run(int n)
@@ -399,7 +364,7 @@ static double seq_primes_run(void)
     volatile long sum = 0;
     double t0 = bench_now_ns();
     for (long b = 0; b < PRIME_BLOCKS; b++)
-        sum += count_primes(2000000 + b * PRIME_BLOCK, 2000000 + (b + 1) * PRIME_BLOCK);
+        sum += block_primes(b);
     (void)sum;
     return bench_now_ns() - t0;
 }

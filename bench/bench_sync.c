@@ -27,27 +27,6 @@
 
 #define GROUP "sync"
 
-/* Alternates a and b `reps` times; medians in ns per op. */
-static void measure2(bench_fn a, void *actx, bench_fn b, void *bctx, long iters, int reps,
-                     double *ma, double *mb)
-{
-    double va[64], vb[64];
-    if (reps > 64)
-        reps = 64;
-    a(actx, iters / 10 + 1);
-    b(bctx, iters / 10 + 1);
-    for (int r = 0; r < reps; r++) {
-        double t0 = bench_now_ns();
-        a(actx, iters);
-        double t1 = bench_now_ns();
-        b(bctx, iters);
-        double t2 = bench_now_ns();
-        va[r] = (t1 - t0) / (double)iters;
-        vb[r] = (t2 - t1) / (double)iters;
-    }
-    *ma = bench_median(va, reps);
-    *mb = bench_median(vb, reps);
-}
 
 /* ---------------------------------------------------------------- uncontended */
 static void crew_lock_loop(void *ctx, long n)
@@ -89,9 +68,9 @@ static void uncontended(const char *when)
     long iters = bench_iters(2000000);
     int reps = bench_reps(11);
     double c, p, c2, r, c3, s;
-    measure2(crew_lock_loop, &l, mutex_loop, &m, iters, reps, &c, &p);
-    measure2(crew_lock_loop, &l, mutex_loop, &sm, iters, reps, &c3, &s);
-    measure2(crew_lock_loop, &l, mutex_loop, &rm, iters, reps, &c2, &r);
+    bench_measure2(crew_lock_loop, &l, mutex_loop, &m, iters, reps, 0, &c, &p);
+    bench_measure2(crew_lock_loop, &l, mutex_loop, &sm, iters, reps, 0, &c3, &s);
+    bench_measure2(crew_lock_loop, &l, mutex_loop, &rm, iters, reps, 0, &c2, &r);
     char name[96];
     snprintf(name, sizeof name, "lock acquire+release, %s", when);
     bench_row(GROUP, name, c, "ns", "pthread_mutex", p, true, "<= 1.1x raw");
@@ -132,8 +111,8 @@ static void raw_start_join(void *ctx, long n)
 static void thread_start_join(void)
 {
     double c, p;
-    measure2(crew_start_join, NULL, raw_start_join, NULL, bench_iters(3000), bench_reps(11),
-             &c, &p);
+    bench_measure2(crew_start_join, NULL, raw_start_join, NULL, bench_iters(3000), bench_reps(11),
+                   0, &c, &p);
     bench_row(GROUP, "thread start+join", c / 1000, "us", "pthread_create+join", p / 1000, true,
               "<= 1.1x raw");
 }
@@ -186,7 +165,7 @@ static void contended(void)
     crew_lock_init(&hc.l);
     pthread_mutex_init(&hp.m, NULL);
     double c, p;
-    measure2(hammer_run, &hc, hammer_run, &hp, bench_iters(2000000), bench_reps(7), &c, &p);
+    bench_measure2(hammer_run, &hc, hammer_run, &hp, bench_iters(2000000), bench_reps(7), 0, &c, &p);
     bench_row(GROUP, "lock contended, 2 threads (per acquire)", c, "ns", "pthread_mutex", p, true,
               NULL);
 }
@@ -247,7 +226,7 @@ static void handoff(void)
     pthread_mutex_init(&pp.m, NULL);
     pthread_cond_init(&pp.pc, NULL);
     double c, p;
-    measure2(pp_run, &pc, pp_run, &pp, bench_iters(20000), bench_reps(7), &c, &p);
+    bench_measure2(pp_run, &pc, pp_run, &pp, bench_iters(20000), bench_reps(7), 0, &c, &p);
     bench_row(GROUP, "hand-off round trip, lock+cond", c / 1000, "us", "pthread mutex+cond",
               p / 1000, true, NULL);
 }

@@ -148,3 +148,54 @@ void bench_missing(const char *group, const char *name, const char *why)
     fputs("}\n", f);
     fclose(f);
 }
+
+static void settle(long ns)
+{
+    if (ns <= 0)
+        return;
+    struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
+    nanosleep(&ts, NULL);
+}
+
+void bench_measure2(bench_fn a, void *actx, bench_fn b, void *bctx, long iters, int reps,
+                    long settle_ns, double *ma, double *mb)
+{
+    double va[64], vb[64];
+    if (reps > 64)
+        reps = 64;
+    if (reps < 1)
+        reps = 1;
+    if (iters < 1)
+        iters = 1;
+    a(actx, iters / 10 + 1);
+    b(bctx, iters / 10 + 1);
+    for (int r = 0; r < reps; r++) {
+        double t0 = bench_now_ns();
+        a(actx, iters);
+        double t1 = bench_now_ns();
+        settle(settle_ns);
+        double t2 = bench_now_ns();
+        b(bctx, iters);
+        double t3 = bench_now_ns();
+        settle(settle_ns);
+        va[r] = (t1 - t0) / (double)iters;
+        vb[r] = (t3 - t2) / (double)iters;
+    }
+    *ma = bench_median(va, reps);
+    *mb = bench_median(vb, reps);
+}
+
+unsigned long bench_count_primes(unsigned long lo, unsigned long hi)
+{
+    unsigned long n = 0;
+    for (unsigned long x = lo < 2 ? 2 : lo; x < hi; x++) {
+        int prime = 1;
+        for (unsigned long d = 2; d * d <= x; d++)
+            if (x % d == 0) {
+                prime = 0;
+                break;
+            }
+        n += (unsigned long)prime;
+    }
+    return n;
+}

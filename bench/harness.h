@@ -26,6 +26,16 @@ double bench_median(double *v, int n);
 typedef void (*bench_fn)(void *ctx, long iters);
 double bench_ns_per_op(bench_fn fn, void *ctx, long iters, int reps);
 
+/* Alternates a and b `reps` times (after one warm-up call each) and gives
+ * their medians in ns per op in *ma and *mb. settle_ns > 0: sleeps that
+ * long after each side, so that one side's idle spinners (crew's workers,
+ * libgomp's team) do not steal the CPU the other side is measured on. */
+void bench_measure2(bench_fn a, void *actx, bench_fn b, void *bctx, long iters, int reps,
+                    long settle_ns, double *ma, double *mb);
+
+/* CPU-bound work for speedup figures: primes in [lo, hi) by trial division. */
+unsigned long bench_count_primes(unsigned long lo, unsigned long hi);
+
 /* Number of repetitions: $CREW_BENCH_REPS or `dflt`; --quick runs use fewer. */
 int bench_reps(int dflt);
 /* Scale factor for iteration counts: 1.0, or $CREW_BENCH_SCALE (e.g. 0.1). */
