@@ -51,6 +51,8 @@
 #include "crew_uv.h"
 
 #include <pthread.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -160,9 +162,11 @@ static void on_closed(uv_handle_t *h)
 }
 
 /* Pops and delivers up to `limit` completions; returns how many it delivered,
- * or -1 if a callback closed the adapter (cu must then not be used for
- * anything but reading `closing`, which the caller already did). */
-static long drain(crew_uv *cu, long limit)
+ * or -1 if a callback closed the adapter and `in_close` is false (cu must
+ * then not be used for anything but reading `closing`, which the caller
+ * already did). crew_uv_close drains with in_close set: closing is already
+ * set there and it goes on to the end. */
+static long drain(crew_uv *cu, long limit, bool in_close)
 {
     long done = 0;
     while (done < limit) {
@@ -177,7 +181,7 @@ static long drain(crew_uv *cu, long limit)
             CREW_UV_CHECK(r->f == batch[i] && r->prev != NULL);
             deliver(r, crew_future_status(batch[i]));
             done++;
-            if (cu->closing)
+            if (cu->closing && !in_close)
                 return -1;
         }
         if (n < BATCH)
@@ -194,7 +198,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
     /* On a poll error (which an eventfd does not produce) popping is still
      * the right thing: it is non-blocking and clears the fd when empty. */
     if (!cu->closing)
-        drain(cu, MAX_PER_WAKE);
+        drain(cu, MAX_PER_WAKE, false);
 }
 
 int crew_uv_create(crew_uv **out, uv_loop_t *loop, crew_pool *pool)
@@ -297,22 +301,8 @@ int crew_uv_close(crew_uv *cu, crew_uv_close_cb close_cb, void *data)
     /* Pop what the pool has queued for us so the completion list holds none
      * of our futures once they are destroyed. Callbacks run from here may not
      * submit (closing is set) but may do anything else. */
-    for (;;) {
-        crew_future *batch[BATCH];
-        size_t n = 0;
-        if (crew_pool_completions(cu->pool, batch, BATCH, &n) != 0 || n == 0)
-            break;
-        for (size_t i = 0; i < n; i++) {
-            struct rec *r = crew_future_user_data(batch[i]);
-            if (!r)
-                continue;
-            CREW_UV_CHECK(r->f == batch[i]);
-            /* Records an interrupted poll callback had popped are not in the
-             * completion list any more; they are handled below. */
-            CREW_UV_CHECK(r->prev != NULL);
-            deliver(r, crew_future_status(r->f));
-        }
-    }
+    drain(cu, LONG_MAX, true); /* records an interrupted poll callback had
+                                  popped are no longer listed: handled below */
 
     /* What remains either finished after the pop above, or was popped by an
      * interrupted poll callback, or is still running (a thread task that has
