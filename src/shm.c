@@ -611,33 +611,29 @@ static void aunlock(crew_array *a)
         crew_lock_release(&a->hdr->lock);
 }
 
-int crew_array_get(crew_array *a, size_t i, void *out)
+/* Element i copied out to `out` (get) or in from `in` (set), under the
+ * array's lock. */
+static int elem_copy(crew_array *a, size_t i, void *out, const void *in)
 {
-    if (!a || !out)
+    if (!a || (!out && !in))
         return CREW_EINVAL;
     if (i >= a->hdr->count)
         return CREW_ERANGE;
     int rc = alock(a);
     if (rc)
         return rc;
-    memcpy(out, a->data + i * a->hdr->elem_size, (size_t)a->hdr->elem_size);
+    char *e = a->data + i * a->hdr->elem_size;
+    if (out)
+        memcpy(out, e, (size_t)a->hdr->elem_size);
+    else
+        memcpy(e, in, (size_t)a->hdr->elem_size);
     aunlock(a);
     return 0;
 }
 
-int crew_array_set(crew_array *a, size_t i, const void *in)
-{
-    if (!a || !in)
-        return CREW_EINVAL;
-    if (i >= a->hdr->count)
-        return CREW_ERANGE;
-    int rc = alock(a);
-    if (rc)
-        return rc;
-    memcpy(a->data + i * a->hdr->elem_size, in, (size_t)a->hdr->elem_size);
-    aunlock(a);
-    return 0;
-}
+int crew_array_get(crew_array *a, size_t i, void *out) { return elem_copy(a, i, out, NULL); }
+
+int crew_array_set(crew_array *a, size_t i, const void *in) { return elem_copy(a, i, NULL, in); }
 
 int crew_array_add(crew_array *a, size_t i, double delta, double *result)
 {
