@@ -188,6 +188,23 @@ static int64_t result_i64(crew_future *f)
     return v;
 }
 
+/* The pid of the worker that runs a task_pid task now. */
+static pid_t worker_pid(crew_pool *p)
+{
+    crew_future *f;
+    CHECK_OK(crew_pool_submit(p, task_pid, NULL, 0, &f));
+    CHECK_OK(crew_future_wait(f, 30));
+    CHECK_OK(crew_future_status(f));
+    const void *d;
+    size_t n;
+    CHECK_OK(crew_future_result(f, &d, &n));
+    CHECK_EQ(n, sizeof(pid_t));
+    pid_t pid;
+    memcpy(&pid, d, sizeof pid);
+    crew_future_destroy(f);
+    return pid;
+}
+
 static crew_future *submit_double(crew_pool *p, int64_t x)
 {
     crew_future *f;
@@ -274,16 +291,9 @@ static void test_basic_all_methods(void)
             CHECK_OK(crew_future_destroy(fs[i]));
         }
         /* The task ran in another process. */
-        crew_future *f;
-        CHECK_OK(crew_pool_submit(p, task_pid, NULL, 0, &f));
-        CHECK_OK(crew_future_wait(f, 30));
-        const void *d;
-        size_t n;
-        CHECK_OK(crew_future_result(f, &d, &n));
-        pid_t child;
-        memcpy(&child, d, sizeof child);
+        pid_t child = worker_pid(p);
         CHECK(child != getpid() && child > 0);
-        crew_future_destroy(f);
+        crew_future *f;
         /* A task's own error is its status. */
         CHECK_OK(crew_pool_submit(p, task_fail, NULL, 0, &f));
         CHECK_OK(crew_future_wait(f, 30));
@@ -404,15 +414,7 @@ static void test_external_sigkill(void)
     }
     crew_future_destroy(h);
     /* an idle worker killed from outside is replaced too */
-    crew_future *pf;
-    CHECK_OK(crew_pool_submit(p, task_pid, NULL, 0, &pf));
-    CHECK_OK(crew_future_wait(pf, 30));
-    const void *d;
-    size_t n;
-    CHECK_OK(crew_future_result(pf, &d, &n));
-    pid_t idle;
-    memcpy(&idle, d, sizeof idle);
-    crew_future_destroy(pf);
+    pid_t idle = worker_pid(p);
     CHECK(kill(idle, SIGKILL) == 0);
     for (int i = 0; i < 50; i++) {
         crew_future *f = submit_double(p, i);
