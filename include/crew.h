@@ -32,6 +32,7 @@
 #ifndef CREW_H
 #define CREW_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -926,6 +927,9 @@ CREW_API crew_pool *crew_task_pool(crew_task *t);
  * crew_shm_alloc on it to put results in the region without a copy. */
 CREW_API crew_shm *crew_task_shm(const crew_task *t);
 
+/* crew_pool_options.breaker_crashes: the crash breaker never trips. */
+#define CREW_BREAKER_OFF UINT_MAX
+
 typedef struct crew_pool_options {
     crew_pool_kind kind;       /* CREW_THREADS (0) or CREW_PROCESSES */
     int workers;               /* 0: crew_cpu_count(); max 1024 */
@@ -944,9 +948,17 @@ typedef struct crew_pool_options {
     unsigned max_tasks_per_worker; /* processes: recycle a worker after N tasks; 0: never */
     size_t max_worker_memory;  /* processes: recycle a worker whose RSS is above
                                   this, checked between tasks; 0: no limit */
-    unsigned breaker_crashes;  /* processes; 0: 20 worker deaths within
-                                  breaker_window trip the breaker (CREW_EBROKEN) */
-    double breaker_window;     /* processes; 0: 1.0 s */
+    unsigned breaker_crashes;  /* processes: the crash breaker trips (the pool
+                                  fails queued work and later submits with
+                                  CREW_EBROKEN) when this many workers in a
+                                  row die before finishing anything -- no
+                                  task, no map item: a restart storm (a task
+                                  that crashes on every call, a worker that
+                                  cannot start). Tasks that crash now and
+                                  then never trip it: a worker that finished
+                                  work resets the count. Deaths the pool
+                                  causes (deadline, cancel, recycling) do not
+                                  count. 0: 64; CREW_BREAKER_OFF: never. */
     unsigned max_pending;      /* queued + running tasks above which submit
                                   returns CREW_EAGAIN; 0: no limit (threads) or
                                   the backend's queue size (processes) */

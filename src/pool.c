@@ -837,8 +837,7 @@ int crew_pool_create(crew_pool **out, const crew_pool_options *opts)
     else
         memset(&o, 0, sizeof o);
     if ((o.kind != CREW_THREADS && o.kind != CREW_PROCESSES) || o.workers < 0 ||
-        o.workers > 1024 || !(o.task_timeout >= 0) || !(o.kill_grace >= 0) ||
-        !(o.breaker_window >= 0))
+        o.workers > 1024 || !(o.task_timeout >= 0) || !(o.kill_grace >= 0))
         return CREW_EINVAL;
     if (o.workers == 0)
         o.workers = crew_cpu_count();
@@ -851,9 +850,7 @@ int crew_pool_create(crew_pool **out, const crew_pool_options *opts)
     if (o.kill_grace == 0)
         o.kill_grace = 0.05;
     if (o.breaker_crashes == 0)
-        o.breaker_crashes = 20;
-    if (o.breaker_window == 0)
-        o.breaker_window = 1.0;
+        o.breaker_crashes = 64;
 
     crew_pool *p = crew__calloc(1, sizeof *p);
     if (!p)

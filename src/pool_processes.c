@@ -154,6 +154,7 @@
 #include "shm_internal.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -243,8 +244,16 @@ _Static_assert(sizeof(slot_hdr) <= SLOT_HDR, "slot header too big");
 typedef struct wrec {
     _Atomic uint32_t exit_reason;
     _Atomic uint32_t tag;      /* state word of the running task, 0 when idle */
-    _Atomic uint64_t start_ns; /* its start (only kept when task_timeout is set) */
-    _Atomic uint64_t tasks;
+    _Atomic uint64_t start_ns; /* its start (only kept when task_timeout is set);
+                                  for a chunk, the start of its running item */
+    _Atomic uint64_t tasks;    /* tasks (chunks) this worker finished */
+    /* Items of the running chunk that are finished, so item `items` is the
+     * one running; 0 between chunks. Written after each item with a plain
+     * store (release: a mov on x86) to this worker's own line, read by the
+     * monitor only for deadlines and after the worker's death -- when every
+     * store it made is visible. So per-item fault accounting costs the hot
+     * loop one store, no fence and no system call. */
+    _Atomic uint32_t items;
 } __attribute__((aligned(CREW_CACHELINE))) wrec;
 
 typedef struct fn_entry {
@@ -313,11 +322,28 @@ typedef struct rec {
     int fail_status;
     pid_t fail_pid;
     int fail_signal, fail_code;
+    /* A chunk whose worker died while running it (FAILED, part == true):
+     * items [0, part_done) finished and keep their outputs and statuses;
+     * if part_fail, item part_done ends fail_status (it was running); the
+     * items after those either run again (rest_status 0: on_death handed
+     * them back to the map) or end rest_status (map cancelled, breaker). A
+     * chunk failed before it started (part == false) fails whole. */
+    bool part, part_fail;
+    uint32_t part_done;
+    int rest_status;
 } rec;
+
+/* Items of a map handed back after a death inside their chunk, to run
+ * again before anything new is claimed. */
+typedef struct redo {
+    size_t first, count;
+    struct redo *next;
+} redo;
 
 typedef struct pmap {
     crew__map *m;
     size_t first, count; /* claimed but not yet dispatched */
+    redo *redo;          /* handed back by deaths (FIFO head; under lk) */
     uint32_t in_flight;  /* chunks in slots */
     bool exhausted;      /* crew__map_claim said no more */
     uint32_t in_reg, in_gen, out_reg, out_gen; /* records in place in a region (index + 1) */
@@ -334,6 +360,7 @@ typedef struct pworker {
     bool respawn_pending;
     uint32_t kill_reason;   /* 0, or the status the killed task gets */
     uint32_t kill_tag;      /* state word of that task */
+    uint32_t kill_item;     /* for a chunk: the item the kill is for */
     uint64_t term_at;       /* 0 or when SIGTERM was sent */
     uint64_t kill_at;       /* when to send SIGKILL (0: not scheduled) */
 } pworker;
@@ -370,8 +397,8 @@ typedef struct pb {
     size_t n_ov;
     pmap *maps;
     pworker *w;
-    uint64_t *deaths;         /* breaker ring: times of the last breaker_crashes deaths */
-    uint32_t n_deaths, death_pos;
+    uint32_t fresh_deaths;    /* breaker: unplanned deaths in a row of workers that
+                                 finished nothing (monitor, under lk) */
     crew_task_fn fns[FN_MAX]; /* parent copy of the fn table */
     _Atomic uint32_t n_fns;
     uint64_t respawn_at;      /* monitor: earliest respawn retry */
@@ -734,12 +761,21 @@ static int worker_main(void *arg, size_t len)
         t.worker = w;
         t.deadline_ns = timeout_ns ? start + timeout_ns : 0;
         unsigned char *in = slot_arg(h, sl), *res = slot_res(h, sl);
+        const bool was_chunk = sl->kind == KIND_CHUNK; /* (the slot is the parent's after DONE) */
         if (!fn) {
             sl->status = CREW_ENOTFOUND;
             sl->res_len = 0;
-            sl->n_failed = sl->kind == KIND_CHUNK ? sl->count : 0;
+            sl->n_failed = was_chunk ? sl->count : 0;
             sl->first_fail = 0;
             sl->first_fail_status = CREW_ENOTFOUND;
+            if (was_chunk) {
+                /* every item's status, as the parent reads them */
+                size_t oa = sl->out_reg ? 0 : (size_t)sl->count * sl->out_size;
+                int32_t *sts = (int32_t *)(res + ALIGN64(oa));
+                for (uint32_t i = 0; i < sl->count; i++)
+                    sts[i] = CREW_ENOTFOUND;
+                atomic_store_explicit(&me->items, sl->count, memory_order_release);
+            }
         } else if (sl->kind != KIND_CHUNK) {
             size_t rl = 0;
             const unsigned char *targ = in;
@@ -751,10 +787,13 @@ static int worker_main(void *arg, size_t len)
                 targ_len = (size_t)sl->shm_len;
             }
             int rc = targ ? fn(&t, targ, targ_len, res, h->res_cap, &rl) : CREW_EPROTO;
-            if (rl > h->res_cap)
-                rl = h->res_cap;
             if (rc > 0)
                 rc = 0;
+            if (CREW_UNLIKELY(rl > h->res_cap)) {
+                /* A result that does not fit is an error, never a cut. */
+                rc = CREW_E2BIG;
+                rl = 0;
+            }
             if (t.timed_out)
                 rc = CREW_ETIMEDOUT;
             else if (atomic_load_explicit(&sl->cancel, memory_order_relaxed))
@@ -784,12 +823,19 @@ static int worker_main(void *arg, size_t len)
             int32_t *sts = (int32_t *)(res + ALIGN64(out_area));
             crew_task_fn cfn = ok ? fn : task_eproto; /* a region we could not map */
             uint32_t nf = 0;
+            /* What the parent needs after a death inside the chunk is kept
+             * current item by item: the finished count in me->items and,
+             * from the first failure on, the statuses and n_failed. So a
+             * death fails only the running item; the finished ones keep
+             * their outputs and the rest run again elsewhere. */
             for (uint32_t i = 0; i < n; i++) {
                 size_t rl = 0;
                 int rc = cfn(&t, cin + (size_t)i * in_sz, in_sz, cout + (size_t)i * out_sz, out_sz,
                              &rl);
                 if (rc > 0)
                     rc = 0;
+                if (CREW_UNLIKELY(rl > out_sz))
+                    rc = CREW_E2BIG; /* the output record cannot hold it */
                 if (CREW_UNLIKELY(rc < 0)) {
                     if (nf == 0) {
                         for (uint32_t k = 0; k < i; k++)
@@ -798,9 +844,28 @@ static int worker_main(void *arg, size_t len)
                         sl->first_fail_status = rc;
                     }
                     nf++;
+                    sl->n_failed = nf;
                 }
                 if (nf)
                     sts[i] = rc;
+                if (CREW_UNLIKELY(timeout_ns)) {
+                    /* Each item has its own deadline: the next one starts
+                     * now (start before count: see check_timers). */
+                    uint64_t now = crew__now_ns();
+                    t.deadline_ns = now + timeout_ns;
+                    atomic_store_explicit(&me->start_ns, now, memory_order_relaxed);
+                }
+                atomic_store_explicit(&me->items, i + 1, memory_order_release);
+                if (CREW_UNLIKELY(statm >= 0) && i + 1 < n) {
+                    /* Recycling by memory between items: the finished items
+                     * stand, the rest run on another worker. */
+                    uint64_t now = crew__now_ns();
+                    if (now - last_mem >= 1000000u) {
+                        last_mem = now;
+                        if (read_rss(statm) > h->max_mem)
+                            worker_exit(me, EXIT_RECYCLE_MEM);
+                    }
+                }
             }
             sl->n_failed = nf;
             sl->status = 0;
@@ -813,6 +878,8 @@ static int worker_main(void *arg, size_t len)
         if (atomic_load_explicit(&h->spinner, memory_order_relaxed) == 0)
             spinner = spinner_take(h, w1);
         atomic_store_explicit(&sl->state, st_make(st_gen(s), PH_DONE, w1), memory_order_seq_cst);
+        if (was_chunk)
+            atomic_store_explicit(&me->items, 0, memory_order_relaxed); /* (before any claim) */
         uint32_t wk = atomic_load_explicit(&sl->watch, memory_order_seq_cst);
         if (wk == 2) {
             crew__futex_wake(&sl->state, INT32_MAX);
@@ -899,19 +966,43 @@ static void ring_push(pb *b, uint32_t x)
     atomic_store_explicit(&h->tail, b->tail, memory_order_seq_cst);
 }
 
-/* After queueing (the tail store before this was seq_cst): if any worker is
- * awake it will look at the queue before it parks (it clears its awake bit,
- * then re-reads tail), and a worker that claims a task with more queued
- * behind it wakes a sleeper itself. So the submitter makes a system call
- * only when every worker sleeps. */
+/* After queueing (the tail store before this was seq_cst). Two rules:
+ *  - Progress: if any worker is awake it will look at the queue before it
+ *    parks (it clears its awake bit, then re-reads tail); if none is, wake
+ *    one. This one alone never loses a task.
+ *  - Parallelism: an awake worker may be busy for a long time with a task
+ *    of its own, so "somebody is awake" does not mean "somebody will take
+ *    this now". The spinner will (it claims it within ~0.3 us and wakes a
+ *    sleeper itself if more is queued behind); with no spinner and a
+ *    sleeper, wake one -- an idle worker never sleeps while a task waits.
+ *    Dekker with a claiming worker: it drops the spinner role (seq_cst),
+ *    then reads tail; we stored tail, then read the role -- one of the two
+ *    sees the other and wakes. At most one such wake is in flight
+ *    (`waking`, shared with the workers' own wakes).
+ * On the hot paths this costs nothing: a worker becomes the spinner before
+ * it publishes a result, so the next submit finds one; a saturated pool
+ * has no sleepers. */
 static void wake_workers(pb *b)
 {
     shm_hdr *h = b->h;
-    for (int i = 0; i < (b->nw + 63) / 64; i++)
-        if (atomic_load_explicit(&h->awake[i], memory_order_seq_cst))
-            return;
-    if (atomic_load_explicit(&h->sleepers, memory_order_seq_cst) > 0)
-        crew__futex_wake(&h->tail, 1);
+    if (atomic_load_explicit(&h->spinner, memory_order_seq_cst) != 0)
+        return;
+    if (atomic_load_explicit(&h->sleepers, memory_order_seq_cst) == 0)
+        return;
+    bool awake = false;
+    for (int i = 0; i < (b->nw + 63) / 64 && !awake; i++)
+        awake = atomic_load_explicit(&h->awake[i], memory_order_seq_cst) != 0;
+    if (awake && (atomic_load_explicit(&h->waking, memory_order_relaxed) ||
+                  atomic_exchange_explicit(&h->waking, 1, memory_order_acq_rel)))
+        return;
+    crew__futex_wake(&h->tail, 1);
+}
+
+/* Is the process behind this pidfd gone (the fd is readable)? */
+static bool pidfd_dead(int pidfd)
+{
+    struct pollfd pf = {.fd = pidfd, .events = POLLIN};
+    return poll(&pf, 1, 0) > 0 && (pf.revents & (POLLIN | POLLHUP | POLLERR));
 }
 
 /* Room for one more ring entry (under lk). Reads the workers' head (a line
@@ -1193,6 +1284,9 @@ static void dispatch_chunk(pb *b, uint32_t x, pmap *pm, size_t first, size_t cou
     r->count = count;
     r->kind = KIND_CHUNK;
     r->fail_status = 0;
+    r->part = r->part_fail = false;
+    r->part_done = 0;
+    r->rest_status = 0;
     pm->in_flight++;
     atomic_store_explicit(&s->state, st_make(gen, PH_QUEUED, 0), memory_order_release);
     if_push(b, x);
@@ -1219,10 +1313,26 @@ static int dispatch_more(pb *b)
             continue;
         }
         pmap *pm = b->maps;
-        while (pm && pm->exhausted && pm->count == 0)
+        while (pm && pm->exhausted && pm->count == 0 && !pm->redo)
             pm = pm->next;
         if (!pm)
             break;
+        if (pm->redo) {
+            /* Items handed back by a death go first (the map's oldest). */
+            redo *rd = pm->redo;
+            size_t c = chunk_cap(b, pm);
+            if (c > rd->count)
+                c = rd->count;
+            dispatch_chunk(b, b->free_stack[--b->n_free], pm, rd->first, c);
+            rd->first += c;
+            rd->count -= c;
+            if (rd->count == 0) {
+                pm->redo = rd->next;
+                crew__free(rd);
+            }
+            n++;
+            continue;
+        }
         if (pm->count == 0) {
             size_t first, count;
             if (!crew__map_claim(pm->m, &first, &count)) {
@@ -1250,7 +1360,7 @@ static pmap *maps_collect_finished(pb *b)
     pmap *gone = NULL;
     for (pmap **pp = &b->maps; *pp;) {
         pmap *pm = *pp;
-        bool over = pm->in_flight == 0 && pm->count == 0 &&
+        bool over = pm->in_flight == 0 && pm->count == 0 && !pm->redo &&
                     (pm->exhausted || atomic_load(&pm->m->cancel) ||
                      atomic_load(&pm->m->next) >= pm->m->n);
         if (over) {
@@ -1295,16 +1405,19 @@ typedef struct harvest {
 
 static void rec_copy_task(rec *dst, const rec *src)
 {
-    dst->f = src->f;
-    dst->m = src->m;
-    dst->first = src->first;
-    dst->count = src->count;
-    dst->kind = src->kind;
-    dst->fail_status = src->fail_status;
-    dst->fail_pid = src->fail_pid;
-    dst->fail_signal = src->fail_signal;
-    dst->fail_code = src->fail_code;
+    *dst = *src;
     dst->prev = dst->next = -1;
+}
+
+/* Reports every range of a redo list as `status` and frees it (no lock). */
+static void redo_fail(crew__map *m, redo *rd, int status)
+{
+    while (rd) {
+        redo *n = rd->next;
+        crew__map_done_range(m, rd->first, rd->count, NULL, status, NULL);
+        crew__free(rd);
+        rd = n;
+    }
 }
 
 /* Tries to claim terminal slot x for harvesting (CAS terminal -> HARVEST). */
@@ -1332,6 +1445,43 @@ static void fill_failure(const rec *r, crew_failure *fl)
     fl->exit_code = r->fail_code;
 }
 
+/* Reports the first n items of chunk slot s (rec r) as the worker left
+ * them: outputs copied out of the slot (records in a region were written
+ * in place), statuses from the slot when any item failed. The worker wrote
+ * n_failed and the statuses as it went, so this holds for a chunk cut short
+ * by a death as for a finished one (n_failed then counts only items below
+ * n, which the worker had finished). */
+static void deliver_items(pb *b, slot_hdr *s, const rec *r, size_t n)
+{
+    crew__map *m = r->m;
+    if (n == 0)
+        return;
+    /* The layout is the chunk's whole one: outputs for r->count items. */
+    size_t out_area = s->out_reg ? 0 : r->count * m->out_size;
+    if (out_area)
+        memcpy(m->out + r->first * m->out_size, slot_res(b->h, s), n * m->out_size);
+    uint32_t nf = s->n_failed;
+    uint32_t ff = s->first_fail;
+    if (nf && ff < n) {
+        const int32_t *sts = (const int32_t *)(slot_res(b->h, s) + ALIGN64(out_area));
+        size_t real_nf = 0;
+        for (size_t i = 0; i < n; i++) {
+            int st = sts[i];
+            if (st > 0)
+                st = 0; /* (a worker never writes one; keep statuses <= 0) */
+            real_nf += st != 0;
+            if (m->statuses)
+                m->statuses[r->first + i] = st;
+        }
+        crew__map_done_summary(m, r->first, n, real_nf, r->first + ff, s->first_fail_status,
+                               NULL);
+    } else {
+        if (m->statuses)
+            memset(m->statuses + r->first, 0, n * sizeof(int));
+        crew__map_done_summary(m, r->first, n, 0, 0, 0, NULL);
+    }
+}
+
 /* Delivers a claimed slot's outcome (no lock held: callbacks may run). */
 static void deliver(pb *b, harvest *hv)
 {
@@ -1353,25 +1503,22 @@ static void deliver(pb *b, harvest *hv)
     }
     crew__map *m = r->m;
     if (hv->phase == PH_DONE) {
-        /* Outputs in a region were written in place by the worker. */
-        size_t out_area = s->out_reg ? 0 : r->count * m->out_size;
-        if (out_area)
-            memcpy(m->out + r->first * m->out_size, slot_res(b->h, s), out_area);
-        uint32_t nf = s->n_failed;
-        if (nf) {
-            const int32_t *sts = (const int32_t *)(slot_res(b->h, s) + ALIGN64(out_area));
-            if (m->statuses)
-                for (size_t i = 0; i < r->count; i++)
-                    m->statuses[r->first + i] = sts[i];
-            crew__map_done_summary(m, r->first, r->count, nf, r->first + s->first_fail,
-                                   s->first_fail_status, NULL);
-        } else {
-            if (m->statuses)
-                memset(m->statuses + r->first, 0, r->count * sizeof(int));
-            crew__map_done_summary(m, r->first, r->count, 0, 0, 0, NULL);
-        }
+        deliver_items(b, s, r, r->count);
     } else if (hv->phase == PH_CANCELED) {
         crew__map_done_range(m, r->first, r->count, NULL, CREW_ECANCELED, NULL);
+    } else if (r->part) {
+        /* A death inside the chunk: the finished items stand, the running
+         * one fails alone, the rest were handed back (or end rest_status). */
+        size_t done = r->part_done;
+        deliver_items(b, s, r, done);
+        if (r->part_fail) {
+            crew_failure fl;
+            fill_failure(r, &fl);
+            crew__map_done_range(m, r->first + done, 1, NULL, r->fail_status, &fl);
+            done++;
+        }
+        if (r->rest_status && done < r->count)
+            crew__map_done_range(m, r->first + done, r->count - done, NULL, r->rest_status, NULL);
     } else {
         crew_failure fl;
         fill_failure(r, &fl);
@@ -1619,14 +1766,16 @@ static int procs_submit_map(crew_pool *p, crew__map *m)
 /* ------------------------------------------------------------ ops: cancel */
 
 /* Asks the monitor to stop worker w because of the task whose state word is
- * tag (under lk). */
-static void request_kill_locked(pb *b, uint32_t w, uint32_t tag, int reason)
+ * tag -- for a chunk, because of its item `item` (UINT32_MAX: whichever
+ * runs) -- (under lk). */
+static void request_kill_locked(pb *b, uint32_t w, uint32_t tag, uint32_t item, int reason)
 {
     pworker *pw = &b->w[w];
     if (!pw->alive || pw->kill_reason)
         return;
     pw->kill_reason = (uint32_t)-reason;
     pw->kill_tag = tag;
+    pw->kill_item = item;
     pw->term_at = 0;
     pw->kill_at = 0;
 }
@@ -1650,7 +1799,7 @@ static bool cancel_slot_locked(pb *b, uint32_t x, uint32_t gen, int reason, bool
         }
         if (st_phase(v) == PH_RUNNING && b->rec[x].fail_status == 0) {
             atomic_store_explicit(&s->cancel, 1, memory_order_relaxed);
-            request_kill_locked(b, st_worker(v), v, reason);
+            request_kill_locked(b, st_worker(v), v, UINT32_MAX, reason);
             *kick = true;
         }
         return false;
@@ -1668,11 +1817,14 @@ static int procs_cancel(crew_pool *p, crew_future *f)
         pthread_mutex_lock(&b->lk);
         pmap *pm = pmap_of(b, m);
         size_t pf = 0, pc = 0;
+        redo *rd = NULL;
         if (pm) {
             pf = pm->first;
             pc = pm->count;
             pm->count = 0;
             pm->exhausted = true;
+            rd = pm->redo;
+            pm->redo = NULL;
         }
         for (int32_t x = b->if_head; x >= 0; x = b->rec[x].next) {
             rec *r = &b->rec[x];
@@ -1685,6 +1837,7 @@ static int procs_cancel(crew_pool *p, crew_future *f)
         pthread_mutex_unlock(&b->lk);
         if (pc)
             crew__map_done_range(m, pf, pc, NULL, CREW_ECANCELED, NULL);
+        redo_fail(m, rd, CREW_ECANCELED);
         for (size_t i = 0; i < nx; i++)
             after_parent_transition(b, xs[i]);
         pthread_mutex_lock(&b->lk);
@@ -1950,6 +2103,8 @@ static int start_worker(pb *b, int w)
     wrec *r = wrec_at(b->h, w);
     atomic_store(&r->exit_reason, EXIT_NONE);
     atomic_store(&r->tag, 0);
+    atomic_store(&r->tasks, 0);
+    atomic_store(&r->items, 0);
     crew_process *proc;
     int rc = crew_process_start(&proc, worker_main, &boot, sizeof boot, &po);
     crew__close(sv[1]);
@@ -1992,19 +2147,32 @@ static void fail_all_queued(pb *b, int status)
         crew_future *ov;
         uint32_t xs[64];
         size_t nx = 0;
-        pmap *maps_pending = NULL;
+        /* The undispatched work of up to 16 maps per turn, taken under lk
+         * and failed after it (no allocation: this runs when things go
+         * wrong). A map stays alive while it has unreported items. */
+        struct {
+            crew__map *m;
+            size_t first, count;
+            redo *rd;
+        } pend[16];
+        size_t np = 0;
+        bool more_maps = false;
         pthread_mutex_lock(&b->lk);
         ov = b->ov_head;
         b->ov_head = b->ov_tail = NULL;
         b->n_ov = 0;
         for (pmap *pm = b->maps; pm; pm = pm->next) {
-            if (pm->count || !pm->exhausted) {
-                pmap *c = crew__calloc(1, sizeof *c);
-                if (c) {
-                    *c = *pm;
-                    c->next = maps_pending;
-                    maps_pending = c;
+            if (pm->count || !pm->exhausted || pm->redo) {
+                if (np == 16) {
+                    more_maps = true;
+                    break;
                 }
+                pend[np].m = pm->m;
+                pend[np].first = pm->first;
+                pend[np].count = pm->count;
+                pend[np].rd = pm->redo;
+                np++;
+                pm->redo = NULL;
                 pm->count = 0;
                 pm->exhausted = true;
             }
@@ -2032,43 +2200,108 @@ static void fail_all_queued(pb *b, int status)
             crew__future_complete(ov, status, NULL, 0, NULL);
             ov = n;
         }
-        while (maps_pending) {
-            pmap *n = maps_pending->next;
-            if (maps_pending->count)
-                crew__map_done_range(maps_pending->m, maps_pending->first, maps_pending->count,
-                                     NULL, status, NULL);
+        for (size_t i = 0; i < np; i++) {
+            crew__map *m = pend[i].m;
+            if (pend[i].count)
+                crew__map_done_range(m, pend[i].first, pend[i].count, NULL, status, NULL);
+            redo_fail(m, pend[i].rd, status);
             if (status == CREW_ECANCELED)
-                crew__map_cancel_rest(maps_pending->m);
+                crew__map_cancel_rest(m);
             else {
                 /* Claim and fail whatever the map still has. */
                 size_t first, count;
-                while (crew__map_claim(maps_pending->m, &first, &count))
-                    crew__map_done_range(maps_pending->m, first, count, NULL, status, NULL);
+                while (crew__map_claim(m, &first, &count))
+                    crew__map_done_range(m, first, count, NULL, status, NULL);
             }
-            crew__free(maps_pending);
-            maps_pending = n;
         }
         for (size_t i = 0; i < nx; i++)
             after_parent_transition(b, xs[i]);
         bump_progress(b);
-        if (nx < 64)
+        if (nx < 64 && !more_maps)
             break;
     }
 }
 
-/* Breaker accounting for one unplanned death (monitor). Returns true when
- * the breaker trips now. */
-static bool breaker_count(pb *b, uint64_t now)
+/* The breaker (monitor, under lk). Its job is restart storms, not tasks
+ * that crash now and then: it trips when breaker_crashes workers in a row
+ * die (unplanned, not killed by the pool) before finishing anything -- not
+ * one task, not one map item. A broken start (a library that does not load,
+ * a task that crashes on every call, an initializer that fails) trips it
+ * after that many deaths; a pool whose tasks crash sometimes never does,
+ * since a worker that finished work before it died resets the count. One
+ * counter: O(1) memory whatever the setting. progressed: the dead worker
+ * had finished something. Returns true when the breaker trips now. */
+static bool breaker_note(pb *b, bool progressed)
 {
-    uint32_t cap = b->o.breaker_crashes;
-    b->deaths[b->death_pos] = now;
-    b->death_pos = (b->death_pos + 1) % cap;
-    if (b->n_deaths < cap)
-        b->n_deaths++;
-    if (b->n_deaths < cap)
+    if (progressed) {
+        b->fresh_deaths = 0;
         return false;
-    uint64_t oldest = b->deaths[b->death_pos]; /* the cap-th most recent */
-    return now - oldest <= (uint64_t)(b->o.breaker_window * 1e9);
+    }
+    if (b->fresh_deaths < UINT32_MAX)
+        b->fresh_deaths++;
+    return b->o.breaker_crashes != CREW_BREAKER_OFF && b->fresh_deaths >= b->o.breaker_crashes;
+}
+
+/* Hands items [first, first + count) of map m back to run again (under lk);
+ * false when they cannot be (no memory, map gone). */
+static bool redo_push(pb *b, crew__map *m, size_t first, size_t count)
+{
+    pmap *pm = pmap_of(b, m);
+    redo *rd = pm ? crew__malloc(sizeof *rd) : NULL;
+    if (!rd)
+        return false;
+    rd->first = first;
+    rd->count = count;
+    rd->next = NULL;
+    redo **pp = &pm->redo;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = rd;
+    return true;
+}
+
+/* What a worker's death means for the slot x it was running (under lk):
+ * the failure details in rec[x], and for a chunk the split into finished,
+ * failed and handed-back items. `cause` is the status of the running task
+ * or item (CREW_ECRASHED, or the reason of the pool's kill); `ours`: the
+ * pool's kill was for this task (and, for a chunk, this item). Returns the
+ * new phase: PH_FAILED, or PH_QUEUED for a task to run again. */
+static uint32_t settle_slot(pb *b, uint32_t x, const pworker *pw, const crew_exit *ex, int cause,
+                            bool killed, bool recycled, uint32_t items, bool *progressed)
+{
+    rec *r = &b->rec[x];
+    uint32_t v = atomic_load(&slot_at(b->h, x)->state);
+    r->fail_status = cause;
+    r->fail_pid = pw->pid;
+    r->fail_signal = ex->signal;
+    r->fail_code = ex->signal ? 0 : ex->code;
+    if (r->kind != KIND_CHUNK) {
+        /* Killed for another task that ended meanwhile: this one was not at
+         * fault; run it again. */
+        if (killed && v != pw->kill_tag) {
+            r->fail_status = 0;
+            return PH_QUEUED;
+        }
+        return PH_FAILED;
+    }
+    /* A chunk. The worker counted its finished items (untrusted: clamp). */
+    uint32_t cur = items < r->count ? items : (uint32_t)r->count;
+    bool fail = !recycled && cur < r->count;
+    if (killed && !(v == pw->kill_tag && (pw->kill_item == UINT32_MAX || pw->kill_item == cur)))
+        fail = false; /* killed for an item that had finished: this one is innocent */
+    *progressed = *progressed || cur > 0;
+    r->part = true;
+    r->part_done = cur;
+    r->part_fail = fail;
+    r->rest_status = 0;
+    size_t rest = cur + (fail ? 1u : 0u);
+    if (rest < r->count) {
+        if (cause == CREW_ECANCELED || atomic_load(&r->m->cancel) || atomic_load(&b->quit))
+            r->rest_status = CREW_ECANCELED;
+        else if (!redo_push(b, r->m, r->first + rest, r->count - rest))
+            r->rest_status = CREW_ENOMEM;
+    }
+    return PH_FAILED;
 }
 
 /* A worker process ended (monitor thread). */
@@ -2083,81 +2316,78 @@ static void on_death(pb *b, int w)
         crew__close(pw->sock);
         pw->sock = -1; /* (only the monitor uses it; start_worker sets it again) */
     }
-    pid_t pid = pw->pid;
     crew_process_destroy(pw->proc);
     atomic_fetch_sub(&b->alive, 1);
     wrec *wr = wrec_at(b->h, w);
     uint32_t reason = atomic_load(&wr->exit_reason);
-    bool planned = reason != EXIT_NONE && ex.signal == 0 && ex.code == 0;
-    bool had_task = false, requeued = false;
-    uint32_t xs[16], vs[16];
-    size_t nx = 0;
+    const bool planned = reason != EXIT_NONE && ex.signal == 0 && ex.code == 0;
+    const bool recycled =
+        planned && (reason == EXIT_RECYCLE_COUNT || reason == EXIT_RECYCLE_MEM);
+    const uint32_t items = atomic_load(&wr->items);
+    bool progressed = atomic_load(&wr->tasks) > 0;
 
     /* A worker that died holding the spinner role would leave the queue
      * with no spinner and nobody waking sleepers: take it back. */
     spinner_drop(b->h, (uint32_t)w + 1);
     atomic_fetch_and(&b->h->awake[w / 64], ~(UINT64_C(1) << (w % 64)));
     wake_workers(b);
+
     pthread_mutex_lock(&b->lk);
     pw->proc = NULL;
     pw->alive = false;
+    /* Did the pool's kill end it? Only if the pool sent its signal and that
+     * is what the worker died of (or it exited after it: a task's own
+     * SIGTERM handler). A worker that died of its own -- a SIGSEGV, an
+     * abort -- before the signal reached it crashed: a crash is a crash,
+     * even when the monitor sees it after the deadline. A cancel is kept
+     * whatever the worker died of: crew_future_cancel promised it. */
+    int kill = pw->kill_reason ? -(int)pw->kill_reason : 0;
+    bool killed = kill == CREW_ECANCELED ||
+                  (kill && pw->term_at &&
+                   (ex.signal == SIGTERM || ex.signal == SIGKILL || ex.signal == 0));
+    const int cause = killed ? kill : CREW_ECRASHED;
+    bool requeued = false, failed = false;
+    /* A worker runs one slot at a time; more than one RUNNING under its
+     * index would be a corrupted header: each is failed all the same. */
     for (uint32_t x = 0; x < b->h->nslots; x++) {
         slot_hdr *s = slot_at(b->h, x);
         uint32_t v = atomic_load(&s->state);
         if (st_phase(v) != PH_RUNNING || st_worker(v) != (uint32_t)w)
             continue;
-        had_task = true;
-        if (pw->kill_reason && v != pw->kill_tag) {
-            /* We killed it for another task that ended meanwhile: this one
-             * was not at fault; run it again. */
-            if (atomic_compare_exchange_strong(&s->state, &v, st_make(st_gen(v), PH_QUEUED, 0))) {
-                if_unlink(b, x); /* keep the in-flight list in queue order */
-                if_push(b, x);
-                ring_push(b, x);
-                requeued = true;
-            }
-            continue;
-        }
-        int status = pw->kill_reason ? -(int)pw->kill_reason : CREW_ECRASHED;
-        rec *r = &b->rec[x];
-        r->fail_status = status;
-        r->fail_pid = pid;
-        r->fail_signal = ex.signal;
-        r->fail_code = ex.signal ? 0 : ex.code;
-        /* It turns FAILED below (outside the scan); the set fail_status
-         * keeps cancel from aiming at a new worker meanwhile. */
-        if (nx < 16) {
-            xs[nx] = x;
-            vs[nx++] = v;
+        uint32_t ph = settle_slot(b, x, pw, &ex, cause, killed, recycled, items, &progressed);
+        if (!atomic_compare_exchange_strong(&s->state, &v, st_make(st_gen(v), ph, 0)))
+            continue; /* (only a worker moves a RUNNING slot on, and this one is dead) */
+        if (ph == PH_QUEUED) {
+            if_unlink(b, x); /* keep the in-flight list in queue order */
+            if_push(b, x);
+            ring_push(b, x);
+            requeued = true;
+        } else {
+            /* The sweep below harvests it unless a parent thread watches
+             * it: wake that one, it harvests. */
+            if (atomic_load_explicit(&s->watch, memory_order_seq_cst))
+                crew__futex_wake(&s->state, INT32_MAX);
+            failed = true;
         }
     }
-    bool unplanned = !planned && !pw->kill_reason && !atomic_load(&b->quit);
-    if (!had_task && !pw->kill_reason && planned &&
-        (reason == EXIT_RECYCLE_COUNT || reason == EXIT_RECYCLE_MEM))
+    if (recycled)
         atomic_fetch_add(&b->recycled, 1);
-    pw->kill_reason = 0;
-    pw->kill_at = pw->term_at = 0;
-    bool trip = unplanned && breaker_count(b, crew__now_ns());
+    bool unplanned = !planned && !killed && !atomic_load(&b->quit);
+    bool trip = unplanned && breaker_note(b, progressed);
     if (trip)
         atomic_store(&b->broken, 1);
+    pw->kill_reason = 0;
+    pw->kill_at = pw->term_at = 0;
     pw->respawn_pending = !atomic_load(&b->broken) && !atomic_load(&b->quit);
     pthread_mutex_unlock(&b->lk);
     /* Fail the task at once: its waiter learns of the crash a few hundred
      * microseconds sooner than if it waited for the replacement (a
      * forkserver start), which is started right after. So a caller that
      * sees the failure may still see workers_alive one short for that long;
-     * the queue keeps every other task meanwhile. */
-    size_t nf = 0;
-    pthread_mutex_lock(&b->lk);
-    for (size_t i = 0; i < nx; i++) {
-        slot_hdr *s = slot_at(b->h, xs[i]);
-        uint32_t v = vs[i];
-        if (atomic_compare_exchange_strong(&s->state, &v, st_make(st_gen(v), PH_FAILED, 0)))
-            xs[nf++] = xs[i];
-    }
-    pthread_mutex_unlock(&b->lk);
-    for (size_t i = 0; i < nf; i++)
-        after_parent_transition(b, xs[i]);
+     * the queue keeps every other task meanwhile. A chunk's handed-back
+     * items are dispatched when its slot is released. */
+    if (failed)
+        sweep(b);
     if (requeued)
         wake_workers(b);
     if (pw->respawn_pending) {
@@ -2166,13 +2396,13 @@ static void on_death(pb *b, int w)
         } else {
             /* Could not start one: that counts as a death, try again soon. */
             pthread_mutex_lock(&b->lk);
-            bool t2 = breaker_count(b, crew__now_ns());
+            bool t2 = breaker_note(b, false);
             if (t2)
                 atomic_store(&b->broken, 1);
             pthread_mutex_unlock(&b->lk);
             if (t2) {
                 pw->respawn_pending = false;
-                fail_all_queued(b, CREW_EBROKEN);
+                trip = true;
             } else {
                 b->respawn_at = crew__now_ns() + 10000000u;
             }
@@ -2202,15 +2432,23 @@ static uint64_t check_timers(pb *b, uint64_t now)
         if (!pw->alive)
             continue;
         if (tmo && !pw->kill_reason) {
+            /* The worker stores start_ns before the tag (tasks) or before
+             * the count of finished items (chunk items), so a start read
+             * between two equal reads of both belongs to that task and
+             * item -- or to a later one, which only postpones the check. */
             wrec *r = wrec_at(b->h, w);
             uint32_t t1 = atomic_load(&r->tag);
+            uint32_t i1 = atomic_load_explicit(&r->items, memory_order_acquire);
             uint64_t st = atomic_load(&r->start_ns);
+            uint32_t i2 = atomic_load(&r->items);
             uint32_t t2 = atomic_load(&r->tag);
-            if (t1 && t1 == t2) {
-                if (now >= st + tmo) {
-                    request_kill_locked(b, (uint32_t)w, t1, CREW_ETIMEDOUT);
-                } else {
+            if (t1 && t1 == t2 && i1 == i2) {
+                if (now < st + tmo) {
                     NEXT(st + tmo);
+                } else if (!pidfd_dead(pw->pidfd)) {
+                    /* Still alive past its deadline: timed out. (Already
+                     * dead: it crashed; on_death reports that.) */
+                    request_kill_locked(b, (uint32_t)w, t1, i1, CREW_ETIMEDOUT);
                 }
             }
         }
@@ -2331,7 +2569,6 @@ static void free_backend(pb *b)
     crew__free(b->free_stack);
     crew__free(b->rec);
     crew__free(b->w);
-    crew__free(b->deaths);
     crew__free(b);
 }
 
@@ -2406,8 +2643,7 @@ static int procs_create(crew_pool *p, const crew_pool_options *o)
     b->free_stack = crew__calloc(nslots, sizeof *b->free_stack);
     b->rec = crew__calloc(nslots, sizeof *b->rec);
     b->w = crew__calloc((size_t)b->nw, sizeof *b->w);
-    b->deaths = crew__calloc(o->breaker_crashes, sizeof *b->deaths);
-    if (!b->free_stack || !b->rec || !b->w || !b->deaths)
+    if (!b->free_stack || !b->rec || !b->w)
         goto fail;
     for (int w = 0; w < b->nw; w++)
         b->w[w].sock = -1;
@@ -2514,7 +2750,7 @@ static int procs_shutdown(crew_pool *p, int cancel_pending)
                 atomic_store(&s->cancel, 1);
                 pworker *pw = &b->w[st_worker(v)];
                 if (pw->alive && !pw->kill_reason) {
-                    request_kill_locked(b, st_worker(v), v, CREW_ECANCELED);
+                    request_kill_locked(b, st_worker(v), v, UINT32_MAX, CREW_ECANCELED);
                     /* SIGTERM only after the grace period: a cooperative
                      * task may stop by itself first. */
                     pw->term_at = 1;

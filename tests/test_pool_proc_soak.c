@@ -128,8 +128,7 @@ static void test_soak(void)
         .workers = 2,
         .task_timeout = 0.5, /* generous: no innocent task may reach it, even when loaded */
         .kill_grace = 0.02,
-        .breaker_crashes = 1000000, /* the soak crashes on purpose: never trip */
-        .breaker_window = 1.0,
+        .breaker_crashes = CREW_BREAKER_OFF, /* the soak crashes on purpose: never trip */
     };
     crew_pool *p;
     CHECK_OK(crew_pool_create(&p, &o));
