@@ -1088,6 +1088,153 @@ static void test_result_limits_and_poll(void)
     CHECK_OK(crew_pool_destroy(p));
 }
 
+
+/* ------------------------------------------------------------ per-item faults */
+
+/* A map item: int32 x -> 3x after a few microseconds of work (so chunks
+ * take long enough to be caught in the middle); -1 segfaults; -5 leaks
+ * 24 MiB (touched) and succeeds. */
+static int item_slow_triple(crew_task *t, const void *arg, size_t len, void *res, size_t cap,
+                            size_t *rl)
+{
+    int32_t x;
+    memcpy(&x, arg, sizeof x);
+    if (x == -5) {
+        int mib = 24;
+        int rc = task_leak(t, &mib, sizeof mib, NULL, 0, rl);
+        x = 0;
+        memcpy(res, &x, sizeof x);
+        *rl = sizeof x;
+        return rc;
+    }
+    volatile uint32_t h = 1;
+    for (int i = 0; i < 2000; i++)
+        h = h * 2654435761u + (uint32_t)i;
+    return item_triple(t, arg, len, res, cap, rl);
+}
+
+/* Every start method: one chunk of 1000 items whose item 400 segfaults.
+ * Items 0..399 keep their results, item 400 alone ends CREW_ECRASHED with
+ * its index, pid and signal in the failure, items 401..999 run again on
+ * another worker and succeed. The stats count items. */
+static void test_map_crash_fails_one_item(void)
+{
+    for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++) {
+        crew_pool *p = make_pool(2, methods[k], NULL);
+        enum { N = 1000 };
+        int32_t in[N], out[N];
+        int sts[N];
+        for (int i = 0; i < N; i++)
+            in[i] = i;
+        in[400] = -1;
+        memset(out, 0, sizeof out);
+        crew_map_options mo = {.chunk_size = N, .statuses = sts};
+        crew_future *f;
+        CHECK_OK(crew_pool_map_submit(p, item_slow_triple, in, 4, out, 4, N, &mo, &f));
+        CHECK_OK(crew_future_wait(f, 60));
+        CHECK_EQ(crew_future_status(f), CREW_ECRASHED);
+        crew_failure fl;
+        CHECK_OK(crew_future_failure(f, &fl));
+        CHECK_EQ(fl.first_item, 400);
+        CHECK_EQ(fl.n_items, 1);
+        CHECK_EQ(fl.signal, SIGSEGV);
+        CHECK(fl.pid > 0);
+        for (int i = 0; i < N; i++) {
+            if (i == 400) {
+                CHECK_EQ(sts[i], CREW_ECRASHED);
+            } else {
+                CHECK_EQ(sts[i], 0);
+                CHECK_EQ(out[i], 3 * i);
+            }
+        }
+        crew_future_destroy(f);
+        /* the same when the records stay in a crew_shm region (in place) */
+        crew_shm *rin, *rout;
+        CHECK_OK(crew_shm_create(&rin, N * 4, NULL));
+        CHECK_OK(crew_shm_create(&rout, N * 4, NULL));
+        memcpy(crew_shm_ptr(rin), in, sizeof in);
+        memset(crew_shm_ptr(rout), 0, N * 4);
+        CHECK_ERR(crew_pool_map(p, item_slow_triple, crew_shm_ptr(rin), 4, crew_shm_ptr(rout), 4,
+                                N, &mo),
+                  CREW_ECRASHED);
+        const int32_t *ro = crew_shm_ptr(rout);
+        for (int i = 0; i < N; i++) {
+            CHECK_EQ(sts[i], i == 400 ? CREW_ECRASHED : 0);
+            if (i != 400)
+                CHECK_EQ(ro[i], 3 * i);
+        }
+        CHECK_OK(crew_pool_destroy(p));
+        CHECK_OK(crew_shm_destroy(rin));
+        CHECK_OK(crew_shm_destroy(rout));
+    }
+}
+
+/* Recycling by memory inside a chunk: the worker leaves after the item
+ * that took it over the limit; the items it finished stand, the rest run
+ * on its replacement -- every item ends OK. */
+static void test_map_recycle_mid_chunk(void)
+{
+    crew_pool_options o = {.max_worker_memory = 16u << 20};
+    crew_pool *p = make_pool(1, 0, &o);
+    enum { N = 600 };
+    int32_t in[N], out[N];
+    int sts[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    in[100] = in[300] = -5;
+    crew_map_options mo = {.chunk_size = N, .statuses = sts};
+    CHECK_OK(crew_pool_map(p, item_slow_triple, in, 4, out, 4, N, &mo));
+    for (int i = 0; i < N; i++) {
+        CHECK_EQ(sts[i], 0);
+        CHECK_EQ(out[i], in[i] == -5 ? 0 : 3 * i);
+    }
+    crew_pool_stats st;
+    CHECK_OK(crew_pool_stats_get(p, &st));
+    CHECK(st.workers_recycled >= 2);
+    CHECK_EQ(st.crashed, 0);
+    CHECK_OK(crew_pool_destroy(p));
+}
+
+/* N tasks that can only finish together (a barrier of N in a crew_shm
+ * region) on N warm workers: each must get a worker of its own at once --
+ * an idle worker never sleeps while a task waits. Many rounds, every start
+ * method. A task run after another on the same worker would time out at
+ * the barrier and fail the round. */
+static int task_meet(crew_task *t, const void *arg, size_t len, void *res, size_t cap,
+                     size_t *rl)
+{
+    (void)t, (void)len, (void)res, (void)cap, (void)rl;
+    return crew_barrier_wait((crew_barrier *)arg, 10.0, NULL);
+}
+
+static void test_idle_workers_used(void)
+{
+    enum { W = 2 };
+    int rounds = (int)test_scale(200);
+    for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++) {
+        crew_shm *reg;
+        CHECK_OK(crew_shm_create(&reg, 4096, NULL));
+        crew_barrier *bar = crew_shm_ptr(reg);
+        CHECK_OK(crew_barrier_init(bar, W));
+        crew_pool *p = make_pool(W, methods[k], NULL);
+        crew_future *warm = submit_double(p, 1); /* warm: one worker spins, one sleeps */
+        check_double(warm, 1);
+        crew_future_destroy(warm);
+        for (int r = 0; r < rounds; r++) {
+            crew_future *fs[W];
+            for (int i = 0; i < W; i++)
+                CHECK_OK(crew_pool_submit_shm(p, task_meet, reg, 0, sizeof *bar, &fs[i]));
+            for (int i = 0; i < W; i++) {
+                CHECK_OK(crew_future_wait(fs[i], 60));
+                CHECK_EQ(crew_future_status(fs[i]), 0);
+                crew_future_destroy(fs[i]);
+            }
+        }
+        CHECK_OK(crew_pool_destroy(p));
+        CHECK_OK(crew_shm_destroy(reg));
+    }
+}
+
 static const test_helper helpers[] = {TEST_HELPER(helper_pool_owner)};
 
 static const test_case cases[] = {
@@ -1114,5 +1261,8 @@ static const test_case cases[] = {
     TEST_CASE(test_pool_outlives_creating_thread),
     TEST_CASE(test_map_cancel_and_deadline),
     TEST_CASE(test_result_limits_and_poll),
+    TEST_CASE(test_map_crash_fails_one_item),
+    TEST_CASE(test_map_recycle_mid_chunk),
+    TEST_CASE(test_idle_workers_used),
 };
 TEST_MAIN(cases, helpers)
