@@ -8,6 +8,11 @@
  * (with the worker's pid and the signal), the leaking worker is recycled
  * after its task, and every innocent task gets its result.
  *
+ * Then a map over 1,000,000 items on a pool made with the default options
+ * (only the kind set), where about one item in a thousand -- chosen by a
+ * hash of its index -- segfaults: exactly those items fail, each with its
+ * own CREW_ECRASHED; every other item has its result; the pool goes on.
+ *
  *   $ ./crash
  */
 #include <crew.h>
@@ -15,6 +20,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -55,6 +61,76 @@ static int run_job(crew_task *t, const void *arg, size_t len, void *res, size_t 
     memcpy(res, &sq, sizeof sq);
     *res_len = sizeof sq;
     return 0;
+}
+
+/* Map item: x -> x * x, except that the items whose index hashes below
+ * 1 in 1000 crash their worker. */
+static int crashes(uint32_t i) { return (i * 2654435761u) % 1000003u < 1000u; }
+
+static int square_or_crash(crew_task *t, const void *arg, size_t len, void *res, size_t cap,
+                           size_t *res_len)
+{
+    (void)t, (void)len, (void)cap;
+    uint32_t i;
+    memcpy(&i, arg, sizeof i);
+    if (crashes(i)) {
+        volatile int *p = NULL;
+        *p = 42;
+    }
+    uint64_t sq = (uint64_t)i * i;
+    memcpy(res, &sq, sizeof sq);
+    *res_len = sizeof sq;
+    return 0;
+}
+
+/* One map, default options: prints the failed items' indices and checks
+ * that they are exactly the crashing ones. Returns 0 when they are. */
+static int crash_map(void)
+{
+    enum { N = 1000000 };
+    crew_pool_options o = {0};
+    o.kind = CREW_PROCESSES; /* nothing else: the defaults */
+    crew_pool *pool;
+    int rc = crew_pool_create(&pool, &o);
+    if (rc) {
+        fprintf(stderr, "crew_pool_create: %s\n", crew_strerror(rc));
+        return 1;
+    }
+    uint32_t *in = malloc(N * sizeof *in);
+    uint64_t *out = malloc(N * sizeof *out);
+    int *sts = malloc(N * sizeof *sts);
+    if (!in || !out || !sts)
+        return 1;
+    for (uint32_t i = 0; i < N; i++)
+        in[i] = i;
+    crew_map_options mo = {.statuses = sts};
+    double t0 = crew_now();
+    rc = crew_pool_map(pool, square_or_crash, in, sizeof *in, out, sizeof *out, N, &mo);
+    double secs = crew_now() - t0;
+    printf("\nmap of %d items, default options: %s in %.2f s; failed items:\n", N,
+           crew_err_name(rc), secs);
+    int failed = 0, wrong = 0, expected = 0;
+    for (uint32_t i = 0; i < N; i++) {
+        expected += crashes(i);
+        if (sts[i] != 0) {
+            printf("%s%u", failed % 12 ? " " : (failed ? "\n  " : "  "), i);
+            failed++;
+            wrong += sts[i] != CREW_ECRASHED || !crashes(i);
+        } else {
+            wrong += crashes(i) || out[i] != (uint64_t)i * i;
+        }
+    }
+    printf("\n%d items ended CREW_ECRASHED (%d crash), %d others have their square; %s\n",
+           failed, expected, N - failed, wrong ? "MISMATCH" : "exactly the crashing items failed");
+    crew_future *f;
+    uint32_t one = 2;
+    crew_pool_submit(pool, square_or_crash, &one, sizeof one, &f);
+    crew_future_wait(f, CREW_FOREVER);
+    printf("the pool goes on: one more task -> %s\n", crew_err_name(crew_future_status(f)));
+    crew_future_destroy(f);
+    crew_pool_destroy(pool);
+    free(in), free(out), free(sts);
+    return wrong != 0 || failed != expected;
 }
 
 static const char *kind_name(int k)
@@ -135,5 +211,7 @@ int main(void)
            (unsigned long long)st.workers_started, (unsigned long long)st.workers_recycled,
            st.workers_alive, st.broken);
     crew_pool_destroy(pool);
-    return ok == N - 2 ? 0 : 1;
+    if (ok != N - 2)
+        return 1;
+    return crash_map();
 }

@@ -874,7 +874,8 @@ CREW_API int crew_pipe_attach(crew_pipe **out, int fd);
  *   CREW_ETIMEDOUT   ran past options.task_timeout (threads: cooperative,
  *                    see below; processes: the worker was stopped)
  *   CREW_ECRASHED    processes only: the worker died while running it
- *                    (crew_future_failure says how)
+ *                    (crew_future_failure says how; a map: only the item
+ *                    it was running)
  *   CREW_EBROKEN     processes only: the pool's crash breaker tripped
  *   CREW_ENOMEM      the result could not be stored
  *
@@ -1125,7 +1126,16 @@ CREW_API int crew_wait_any(crew_future *const *fs, size_t n, double timeout, siz
  * is 0). Items are grouped into chunks: chunk_size 0 = adaptive (guided:
  * each claim takes about remaining / (4 * workers) items, never fewer than
  * 1, so the tail balances). statuses: optional array of n ints that receives
- * each item's status (ECANCELED for items never run). For process pools in
+ * each item's status (ECANCELED for items never run).
+ * Every item ends with its own status. Process pools: a worker that dies
+ * inside a chunk fails only the item it was running (CREW_ECRASHED, or
+ * CREW_ETIMEDOUT / CREW_ECANCELED when the pool stopped it for its deadline
+ * or a cancel; the map's crew_failure gives the worker's pid, the signal or
+ * exit code and, as first_item, the lowest such item); the chunk's finished
+ * items keep their outputs and statuses; its items not yet started run
+ * again on another worker. task_timeout counts per item, and recycling by
+ * max_worker_memory happens between items. An item that sets *result_len
+ * above out_size ends CREW_E2BIG. For process pools in
  * and out are copied through the pool's shared memory in chunks, except
  * that when all n records of in (or of out) lie inside one live crew_shm
  * region, workers read (or write) them there in place, with no copy (see
