@@ -1441,9 +1441,24 @@ typedef struct harvest {
     rec r;
 } harvest;
 
+/* The task fields of a rec, without its list links (not ours to read
+ * without lk). */
 static void rec_copy_task(rec *dst, const rec *src)
 {
-    *dst = *src;
+    dst->f = src->f;
+    dst->m = src->m;
+    dst->first = src->first;
+    dst->count = src->count;
+    dst->kind = src->kind;
+    dst->reg = src->reg;
+    dst->fail_status = src->fail_status;
+    dst->fail_pid = src->fail_pid;
+    dst->fail_signal = src->fail_signal;
+    dst->fail_code = src->fail_code;
+    dst->part = src->part;
+    dst->part_fail = src->part_fail;
+    dst->part_done = src->part_done;
+    dst->rest_status = src->rest_status;
     dst->prev = dst->next = -1;
 }
 
