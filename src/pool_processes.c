@@ -477,10 +477,11 @@ static void drain_fd(int fd)
 typedef struct wboot {
     int memfd, evfd;
     int sock;       /* the worker's end of its region socket */
-    int psock;      /* the parent's end: a fork child closes its copy */
     uint64_t size;
     int index;
     int same_image; /* fork: function pointers are valid as they are */
+    uint32_t n_close; /* fork: this many fds follow the struct, to close */
+    uint32_t pad_;
 } wboot;
 
 /* A region request (worker -> parent) and its answer (parent -> worker,
@@ -647,10 +648,12 @@ static __attribute__((noinline)) uint32_t run_items_ok(crew_task_fn fn, crew_tas
 
 static int worker_main(void *arg, size_t len)
 {
-    if (len != sizeof(wboot))
+    if (len < sizeof(wboot))
         return 120;
     wboot b;
     memcpy(&b, arg, sizeof b);
+    if (len != sizeof b + (size_t)b.n_close * sizeof(int))
+        return 120;
     /* The parent may have a SIGTERM handler (fork start): a deadline kill
      * must still end us. */
     signal(SIGTERM, SIG_DFL);
@@ -662,8 +665,17 @@ static int worker_main(void *arg, size_t len)
     if (h == MAP_FAILED)
         return 121;
     crew__close(b.memfd);
-    if (b.same_image && b.psock >= 0)
-        crew__close(b.psock); /* fork: the parent's end came along */
+    /* A fork child holds every fd of the parent. The user's stay (a fork
+     * child inherits everything: crew.h); the pool's own that a worker has
+     * no business with go: the monitor's epoll fd, timerfd and control
+     * eventfd, the siblings' pidfds and the parent's ends of their region
+     * sockets and of ours. */
+    for (uint32_t i = 0; i < b.n_close; i++) {
+        int fd;
+        memcpy(&fd, (const char *)arg + sizeof b + i * sizeof fd, sizeof fd);
+        if (fd > 2 && fd != b.evfd && fd != b.sock)
+            close(fd);
+    }
     wreg wr[REG_MAX];
     memset(wr, 0, sizeof wr);
     uint32_t nmapped = 0, reg_seen = 0;
@@ -2142,11 +2154,39 @@ static int start_worker(pb *b, int w)
     wboot boot = {.memfd = b->memfd,
                   .evfd = b->evfd,
                   .sock = sv[1],
-                  .psock = sv[0],
                   .size = b->size,
                   .index = w,
                   .same_image = b->o.start_method == CREW_START_FORK};
     int fds[3] = {b->memfd, b->evfd, sv[1]};
+    /* fork: the pool's fds the child must drop, snapshot under lk (the
+     * monitor and the creator change them only under it) */
+    int *bootbuf = NULL;
+    size_t bootlen = sizeof boot;
+    if (boot.same_image) {
+        bootbuf = crew__malloc(sizeof boot + sizeof(int) * (4 + 2 * (size_t)b->nw));
+        if (!bootbuf) {
+            crew__close(sv[0]);
+            crew__close(sv[1]);
+            return CREW_ENOMEM;
+        }
+        int *cl = (int *)(void *)((char *)bootbuf + sizeof boot);
+        uint32_t n = 0;
+        cl[n++] = b->epfd;
+        cl[n++] = b->tfd;
+        cl[n++] = b->ctlfd;
+        cl[n++] = sv[0];
+        pthread_mutex_lock(&b->lk);
+        for (int i = 0; i < b->nw; i++) {
+            if (b->w[i].alive && b->w[i].pidfd >= 0)
+                cl[n++] = b->w[i].pidfd;
+            if (b->w[i].alive && b->w[i].sock >= 0)
+                cl[n++] = b->w[i].sock;
+        }
+        pthread_mutex_unlock(&b->lk);
+        boot.n_close = n;
+        memcpy(bootbuf, &boot, sizeof boot);
+        bootlen = sizeof boot + n * sizeof(int);
+    }
     char name[16];
     snprintf(name, sizeof name, "crew-w%d", w);
     crew_process_options po = {.method = (crew_start_method)b->o.start_method,
@@ -2159,7 +2199,9 @@ static int start_worker(pb *b, int w)
     atomic_store(&r->tasks, 0);
     atomic_store(&r->items, 0);
     crew_process *proc;
-    int rc = crew_process_start(&proc, worker_main, &boot, sizeof boot, &po);
+    int rc = crew_process_start(&proc, worker_main, bootbuf ? (void *)bootbuf : (void *)&boot,
+                                bootlen, &po);
+    crew__free(bootbuf);
     crew__close(sv[1]);
     if (rc) {
         crew__close(sv[0]);

@@ -512,6 +512,28 @@ static int start_spawn(crew_process *p, crew_process_fn fn, const void *arg, siz
 
 /* ------------------------------------------------------------ dispatch */
 
+/* Is fd the crew channel our own parent made for us? The environment is the
+ * invoker's to set -- in a setuid program an unprivileged user's -- so
+ * CREW_CHILD alone proves nothing: the fd it names must be a SOCK_SEQPACKET
+ * socket whose peer (the creator of the socketpair, as the kernel recorded
+ * it) is our parent process with our effective uid and gid. An invoker can
+ * pass a socketpair of its own, but its credentials are its own, not the
+ * ones a setuid program runs with; and the parent pid must be our real
+ * parent (checked by tie_to_parent before this). */
+static bool channel_from_parent(int fd, pid_t parent)
+{
+    int type = 0;
+    socklen_t tl = sizeof type;
+    struct ucred uc;
+    socklen_t ul = sizeof uc;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_SEQPACKET)
+        return false;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) != 0 || ul != sizeof uc)
+        return false;
+    return uc.pid == parent && getppid() == parent && uc.uid == geteuid() &&
+           uc.gid == getegid();
+}
+
 void crew__child_dispatch(void)
 {
     const char *v = getenv(CREW__CHILD_ENV);
@@ -526,6 +548,11 @@ void crew__child_dispatch(void)
     /* Our own children must not take themselves for crew children. */
     unsetenv(CREW__CHILD_ENV);
     crew__child_tie_to_parent((pid_t)parent);
+    /* A CREW_CHILD that does not come with our parent's channel is forged
+     * (or stale): run nothing -- neither a request read from that fd nor
+     * main(), which the invoker did not mean to start this way. */
+    if (!channel_from_parent(fd, (pid_t)parent))
+        _exit(127);
     if (kind == 'f')
         crew__forkserver_main(fd, (pid_t)parent);
 
@@ -554,7 +581,10 @@ void crew__child_dispatch(void)
  * libcrew's. */
 static bool defer_requested(void)
 {
-    const char *d = getenv("CREW_CHILD_DEFER");
+    /* secure_getenv: in a privileged (AT_SECURE) process the invoker's
+     * environment decides nothing; the dispatch then runs here, before any
+     * code of the program's. */
+    const char *d = secure_getenv("CREW_CHILD_DEFER");
     return d && *d && strcmp(d, "0") != 0;
 }
 

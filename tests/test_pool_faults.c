@@ -262,7 +262,11 @@ static void test_breaker_off(void)
 }
 
 /* A task that dies within microseconds under a 3 ms deadline crashed: it
- * was not running at the deadline, however late the monitor looks. */
+ * was not running at the deadline, however late the monitor looks. So it
+ * ends CREW_ECRASHED with SIGABRT -- or, when the machine is so loaded that
+ * the task had not yet run its abort at the deadline, CREW_ETIMEDOUT with
+ * the pool's own SIGTERM / SIGKILL; never CREW_ETIMEDOUT with the task's
+ * SIGABRT (the old bug, ~4% of tasks). */
 static void test_crash_is_not_timeout(void)
 {
     test_watchdog(300);
@@ -273,18 +277,30 @@ static void test_crash_is_not_timeout(void)
     size_t n = (size_t)test_scale(3000);
     enum { BATCH = 64 };
     crew_future *fs[BATCH];
+    size_t crashed = 0, timed_out = 0;
     for (size_t done = 0; done < n; done += BATCH) {
         for (int i = 0; i < BATCH; i++)
             CHECK_OK(crew_pool_submit(p, task_abort, NULL, 0, &fs[i]));
         for (int i = 0; i < BATCH; i++) {
             CHECK_OK(crew_future_wait(fs[i], 120));
-            CHECK_EQ(crew_future_status(fs[i]), CREW_ECRASHED);
+            int st = crew_future_status(fs[i]);
             crew_failure fl;
             CHECK_OK(crew_future_failure(fs[i], &fl));
-            CHECK_EQ(fl.signal, SIGABRT);
+            if (st == CREW_ECRASHED) {
+                CHECK_EQ(fl.signal, SIGABRT);
+                crashed++;
+            } else {
+                CHECK_EQ(st, CREW_ETIMEDOUT);
+                CHECK(fl.signal == SIGTERM || fl.signal == SIGKILL);
+                timed_out++;
+            }
             crew_future_destroy(fs[i]);
         }
     }
+    printf("# %zu aborting tasks under a 3 ms deadline: %zu CREW_ECRASHED, %zu CREW_ETIMEDOUT "
+           "(killed before they ran)\n",
+           crashed + timed_out, crashed, timed_out);
+    CHECK(crashed > 0);
     CHECK_OK(crew_pool_destroy(p));
 }
 

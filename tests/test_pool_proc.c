@@ -6,6 +6,8 @@
 // CREW_TEST_TIMEOUT 120
 #include "crew_test.h"
 
+#include <fcntl.h>
+
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -886,9 +888,10 @@ static void test_workers_die_with_parent(void)
     }
 }
 
-/* map item for cancel/deadline: value -3 tells the test (pipe fd in
- * g_hang_fd, inherited by fork workers) and hangs. */
-static int g_hang_fd = -1;
+/* map item for cancel/deadline: value -3 tells the test (an event in a
+ * shared page mapped before the pool, so fork workers have it; fork
+ * workers inherit memory, not the parent's fds) and hangs. */
+static crew_event *g_hang_ev;
 static int item_maybe_hang(crew_task *t, const void *arg, size_t len, void *res, size_t cap,
                            size_t *rl)
 {
@@ -896,9 +899,7 @@ static int item_maybe_hang(crew_task *t, const void *arg, size_t len, void *res,
     int32_t x;
     memcpy(&x, arg, sizeof x);
     if (x == -3) {
-        char c = 1;
-        ssize_t w = write(g_hang_fd, &c, 1);
-        (void)w;
+        crew_event_set(g_hang_ev);
         for (;;)
             pause();
     }
@@ -908,9 +909,10 @@ static int item_maybe_hang(crew_task *t, const void *arg, size_t len, void *res,
 
 static void test_map_cancel_and_deadline(void)
 {
-    int pfd[2];
-    CHECK(pipe(pfd) == 0);
-    g_hang_fd = pfd[1];
+    g_hang_ev = mmap(NULL, sizeof *g_hang_ev, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                     -1, 0);
+    CHECK(g_hang_ev != MAP_FAILED);
+    CHECK_OK(crew_event_init(g_hang_ev));
     enum { N = 2000 };
     int32_t in[N], out[N];
     int sts[N];
@@ -922,8 +924,7 @@ static void test_map_cancel_and_deadline(void)
     crew_pool *p = make_pool(2, CREW_START_FORK, NULL);
     crew_future *f;
     CHECK_OK(crew_pool_map_submit(p, item_maybe_hang, in, 4, out, 4, N, &mo, &f));
-    char c;
-    CHECK(read(pfd[0], &c, 1) == 1);
+    CHECK_OK(crew_event_wait(g_hang_ev, 30));
     CHECK_OK(crew_future_cancel(f));
     CHECK_OK(crew_future_wait(f, 30));
     CHECK_EQ(crew_future_status(f), CREW_ECANCELED);
@@ -943,10 +944,9 @@ static void test_map_cancel_and_deadline(void)
      * keep their results or run again on another worker */
     crew_pool_options o = {.task_timeout = 0.2};
     p = make_pool(2, CREW_START_FORK, &o);
+    CHECK_OK(crew_event_clear(g_hang_ev));
     CHECK_ERR(crew_pool_map(p, item_maybe_hang, in, 4, out, 4, N, &mo), CREW_ETIMEDOUT);
-    CHECK(read(pfd[0], &c, 1) == 1);
-    crew_pool_stats st;
-    CHECK_OK(crew_pool_stats_get(p, &st));
+    CHECK_EQ(crew_event_is_set(g_hang_ev), 1);
     for (int i = 0; i < N; i++) {
         if (i == 150) {
             CHECK_EQ(sts[i], CREW_ETIMEDOUT);
@@ -956,8 +956,7 @@ static void test_map_cancel_and_deadline(void)
         }
     }
     CHECK_OK(crew_pool_destroy(p));
-    close(pfd[0]);
-    close(pfd[1]);
+    munmap(g_hang_ev, sizeof *g_hang_ev);
 }
 
 /* A pool made in a thread that then exits keeps its workers (a fork/spawn
@@ -1235,6 +1234,61 @@ static void test_idle_workers_used(void)
     }
 }
 
+/* A task: how many fds its worker process has open. */
+static int task_count_fds(crew_task *t, const void *arg, size_t len, void *res, size_t cap,
+                          size_t *rl)
+{
+    (void)t, (void)arg, (void)len, (void)cap;
+    int n = test_count_fds();
+    memcpy(res, &n, sizeof n);
+    *rl = sizeof n;
+    return 0;
+}
+
+/* Forkserver and spawn workers hold fds 0-2 and their own two (the
+ * monitor's eventfd, their region socket). A fork worker inherits what the
+ * parent had before the pool (a fork child inherits everything: the user's
+ * files, other pools' fds) plus its own two -- not the monitor's epoll fd,
+ * timerfd and control eventfd, nor its siblings' pidfds and sockets. */
+static void test_worker_fds_every_method(void)
+{
+    int extra[8];
+    for (int i = 0; i < 8; i++)
+        CHECK((extra[i] = open("/dev/null", O_RDONLY)) >= 0); /* the user's files */
+    crew_pool *other = make_pool(2, CREW_START_FORK, NULL);
+    int std = 0; /* of fds 0..2, those open here (a test runner may close stdin) */
+    for (int fd = 0; fd < 3; fd++)
+        std += fcntl(fd, F_GETFD) >= 0;
+    for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++) {
+        int base = test_count_fds();
+        /* fork: at most base + 2 (the forkserver's socket may be dropped by
+         * an atfork handler); before, also the monitor's three fds and two
+         * per sibling */
+        int fork = methods[k] == CREW_START_FORK;
+        int hi = fork ? base + 2 : std + 2, lo = fork ? base : std + 2;
+        crew_pool *p = make_pool(3, methods[k], NULL);
+        for (int round = 0; round < 6; round++) { /* reach every worker */
+            crew_future *f;
+            CHECK_OK(crew_pool_submit(p, task_count_fds, NULL, 0, &f));
+            CHECK_OK(crew_future_wait(f, 30));
+            CHECK_OK(crew_future_status(f));
+            const void *d;
+            size_t n;
+            CHECK_OK(crew_future_result(f, &d, &n));
+            int count;
+            memcpy(&count, d, sizeof count);
+            crew_future_destroy(f);
+            if (count < lo || count > hi)
+                TEST_FAIL("method %d: a worker has %d fds, want %d..%d", methods[k], count, lo,
+                          hi);
+        }
+        CHECK_OK(crew_pool_destroy(p));
+    }
+    CHECK_OK(crew_pool_destroy(other));
+    for (int i = 0; i < 8; i++)
+        close(extra[i]);
+}
+
 static const test_helper helpers[] = {TEST_HELPER(helper_pool_owner)};
 
 static const test_case cases[] = {
@@ -1264,5 +1318,6 @@ static const test_case cases[] = {
     TEST_CASE(test_map_crash_fails_one_item),
     TEST_CASE(test_map_recycle_mid_chunk),
     TEST_CASE(test_idle_workers_used),
+    TEST_CASE(test_worker_fds_every_method),
 };
 TEST_MAIN(cases, helpers)
