@@ -28,6 +28,21 @@
  *  - Threads and processes: each declaration says whether it may be called
  *    from several threads at once ("thread-safe") and whether the object works
  *    between processes ("process-shared").
+ *  - Environment: libcrew reads two variables, and no others:
+ *      CREW_CHILD        set by crew in the children it execs (spawn, the
+ *                        forkserver): the channel fd and the parent's pid.
+ *                        A process honours it only if that fd is a socket
+ *                        made by its own parent with the same effective uid
+ *                        and gid; otherwise it exits 127 before main(),
+ *                        having run nothing (a forged value -- say, by the
+ *                        user who starts a setuid program -- can neither
+ *                        load a library nor run a function). Never set it.
+ *      CREW_CHILD_DEFER  non-empty and not "0": exec'd children wait for
+ *                        crew_child_main() in main() instead of starting
+ *                        from libcrew's constructor (see crew_child_main).
+ *                        Ignored in a privileged process (setuid, setgid or
+ *                        file capabilities: AT_SECURE, secure_getenv).
+ *    docs/security.md has the threat model.
  */
 #ifndef CREW_H
 #define CREW_H
