@@ -23,8 +23,10 @@
  *  - Time: every blocking call takes `double timeout` in seconds, relative to
  *    the call: a negative value (CREW_FOREVER) waits forever, 0 polls once
  *    without blocking, a positive value waits at most that long and then
- *    returns CREW_ETIMEDOUT. Time is measured on CLOCK_MONOTONIC, so changes
- *    of the wall clock do not move a deadline.
+ *    returns CREW_ETIMEDOUT. A NaN timeout is no time at all: every such call
+ *    rejects it with CREW_EINVAL before doing anything (it neither waits nor
+ *    polls). Time is measured on CLOCK_MONOTONIC, so changes of the wall
+ *    clock do not move a deadline.
  *  - Threads and processes: each declaration says whether it may be called
  *    from several threads at once ("thread-safe") and whether the object works
  *    between processes ("process-shared").
@@ -196,7 +198,7 @@ CREW_API int crew_thread_start(crew_thread **out, crew_thread_fn fn, void *arg,
 
 /* Waits for t to finish and stores its return value in *result (result may be
  * NULL). timeout follows the crew convention; on CREW_ETIMEDOUT the thread is
- * still joinable. Returns 0, CREW_EINVAL (t NULL), CREW_ESTATE (t was already
+ * still joinable. Returns 0, CREW_EINVAL (t NULL, NaN timeout), CREW_ESTATE (t was already
  * joined or is detached), CREW_EDEADLK (t is the calling thread),
  * CREW_EBUSY (another thread is joining t right now), CREW_ETIMEDOUT.
  * A join with a timeout relies on the thread returning from fn (or calling
@@ -268,7 +270,7 @@ CREW_API int crew_lock_init(crew_lock *l);
  * crew_lock_consistent() before releasing, else l becomes unusable;
  * CREW_ENOTRECOVERABLE (l was released while inconsistent; re-init it);
  * CREW_EDEADLK (the caller already holds l); CREW_ETIMEDOUT; CREW_EINVAL
- * (NULL or destroyed). */
+ * (NULL or destroyed, NaN timeout: also when l is free). */
 CREW_API int crew_lock_acquire(crew_lock *l, double timeout);
 /* Acquires l only if it is free: 0, CREW_EBUSY (held, also by the caller),
  * CREW_ENOTRECOVERABLE, CREW_EINVAL. Never blocks, never checks liveness. */
@@ -321,7 +323,8 @@ CREW_API int crew_cond_init(crew_cond *c);
 /* Atomically releases l (which the caller must hold) and waits for a notify
  * or the timeout, then re-acquires l -- always, even after a timeout, and
  * without a time limit. Returns 0 (notified or spurious), CREW_ETIMEDOUT,
- * CREW_EPERM (l not held by the caller; nothing released), CREW_EINVAL, or
+ * CREW_EPERM (l not held by the caller; nothing released), CREW_EINVAL
+ * (NULL, NaN timeout; nothing released), or
  * the status of re-acquiring l: CREW_EOWNERDEAD (l held, repair it) or
  * CREW_ENOTRECOVERABLE (l NOT held). Waiting releases l, so call
  * crew_lock_consistent() first on a lock taken with CREW_EOWNERDEAD. */
@@ -356,7 +359,8 @@ typedef struct crew_sem {
 /* 0, or CREW_EINVAL (NULL, value > INT32_MAX, max > INT32_MAX, or bounded
  * and value > max). */
 CREW_API int crew_sem_init(crew_sem *s, unsigned value, unsigned max);
-/* Takes one unit, waiting at most timeout: 0, CREW_ETIMEDOUT, CREW_EINVAL. */
+/* Takes one unit, waiting at most timeout: 0, CREW_ETIMEDOUT, CREW_EINVAL
+ * (NULL, NaN timeout). */
 CREW_API int crew_sem_acquire(crew_sem *s, double timeout);
 /* 0 or CREW_EBUSY (value is 0). */
 CREW_API int crew_sem_try(crew_sem *s);
@@ -384,7 +388,8 @@ CREW_API int crew_event_set(crew_event *e);
 CREW_API int crew_event_clear(crew_event *e);
 /* 1 if set, 0 if not, CREW_EINVAL. */
 CREW_API int crew_event_is_set(crew_event *e);
-/* Waits until the flag is set: 0 (set), CREW_ETIMEDOUT, CREW_EINVAL. */
+/* Waits until the flag is set: 0 (set), CREW_ETIMEDOUT, CREW_EINVAL (NULL,
+ * NaN timeout: also when the flag is set). */
 CREW_API int crew_event_wait(crew_event *e, double timeout);
 CREW_API int crew_event_destroy(crew_event *e);
 
@@ -417,7 +422,7 @@ CREW_API int crew_barrier_init(crew_barrier *b, unsigned parties);
  * arrival order in this round, 0 .. parties-1, different for each waiter
  * (Python returns the same). Returns 0, CREW_EBROKEN, CREW_ETIMEDOUT (this
  * waiter's timeout broke the barrier; the others get CREW_EBROKEN),
- * CREW_EINVAL. */
+ * CREW_EINVAL (NULL, NaN timeout: nothing happens to the barrier). */
 CREW_API int crew_barrier_wait(crew_barrier *b, double timeout, unsigned *index);
 /* Registers the caller as a tracked participant without waiting: 0,
  * CREW_EBUSY (all `parties` slots are taken by other threads), CREW_EINVAL. */
@@ -526,7 +531,7 @@ CREW_API int crew_process_start(crew_process **out, crew_process_fn fn, const vo
 
 /* Waits for the child to end and reaps it; fills *st (may be NULL). Joining
  * an already reaped child returns its status again. CREW_ETIMEDOUT leaves it
- * running. CREW_EINVAL for NULL p, CREW_ECHILD if someone else reaped it
+ * running. CREW_EINVAL for NULL p or a NaN timeout, CREW_ECHILD if someone else reaped it
  * (waitpid(-1) elsewhere, SIGCHLD ignored). Thread-safe: several threads may
  * join the same child. */
 CREW_API int crew_process_join(crew_process *p, double timeout, crew_exit *st);
@@ -747,7 +752,8 @@ CREW_API int crew_queue_attach(crew_queue **out, int fd);
 /* Puts a copy of msg[0..len). Waits for room up to `timeout` seconds.
  * Returns 0; CREW_E2BIG if len > max_message (never truncated); CREW_ECLOSED
  * after crew_queue_close(); CREW_EAGAIN when timeout is 0 and there is no
- * room; CREW_ETIMEDOUT; CREW_EINVAL (NULL q, or NULL msg with len > 0);
+ * room; CREW_ETIMEDOUT; CREW_EINVAL (NULL q, NULL msg with len > 0, NaN
+ * timeout);
  * CREW_EDEADLK if called from this queue's put_with callback. */
 CREW_API int crew_queue_put(crew_queue *q, const void *msg, size_t len, double timeout);
 /* crew_queue_put with timeout 0: CREW_EAGAIN when full. */
@@ -758,8 +764,8 @@ CREW_API int crew_queue_try_put(crew_queue *q, const void *msg, size_t len);
  * once the queue is closed and drained; CREW_E2BIG when the message is
  * longer than bufcap -- *len_out then holds the size needed and the message
  * stays at the head of the queue (retry with a bigger buffer); CREW_EAGAIN
- * (timeout 0, empty); CREW_ETIMEDOUT; CREW_EINVAL (NULL q, or NULL buf with
- * bufcap > 0); CREW_EDEADLK if called from this queue's get_with callback. */
+ * (timeout 0, empty); CREW_ETIMEDOUT; CREW_EINVAL (NULL q, NULL buf with
+ * bufcap > 0, NaN timeout); CREW_EDEADLK if called from this queue's get_with callback. */
 CREW_API int crew_queue_get(crew_queue *q, void *buf, size_t bufcap, size_t *len_out,
                             double timeout);
 /* crew_queue_get with timeout 0: CREW_EAGAIN when empty. */
@@ -773,7 +779,7 @@ CREW_API int crew_queue_try_get(crew_queue *q, void *buf, size_t bufcap, size_t 
  * (CREW_EDEADLK). A process killed inside fill queues nothing; one killed
  * inside fn leaves the message queued for the next consumer (it may thus be
  * seen twice: at least once for get_with). Return codes as put/get (no
- * E2BIG for get_with); CREW_EINVAL for NULL q or callback. */
+ * E2BIG for get_with); CREW_EINVAL for NULL q or callback, NaN timeout. */
 typedef void (*crew_queue_fill_fn)(void *dst, size_t len, void *arg);
 typedef void (*crew_queue_read_fn)(const void *msg, size_t len, void *arg);
 CREW_API int crew_queue_put_with(crew_queue *q, size_t len, crew_queue_fill_fn fill, void *arg,
@@ -830,13 +836,15 @@ CREW_API int crew_pipe_create(crew_pipe **a, crew_pipe **b, const crew_pipe_opti
 /* Sends a copy of msg[0..len) to the other end, waiting up to `timeout` for
  * room. Returns 0; CREW_EPIPE (the other end is closed or its holders died);
  * CREW_ECLOSED (this end was closed); CREW_E2BIG; CREW_EAGAIN (timeout 0,
- * full); CREW_ETIMEDOUT; CREW_EINVAL. */
+ * full); CREW_ETIMEDOUT; CREW_EINVAL (NULL p, NULL msg with len > 0, NaN
+ * timeout). */
 CREW_API int crew_pipe_send(crew_pipe *p, const void *msg, size_t len, double timeout);
 
 /* Receives the next whole message, as crew_queue_get (CREW_E2BIG leaves it
  * queued and reports its size). Returns 0; CREW_EOF when the other end is
  * closed or dead and everything it sent has been read; CREW_ECLOSED (this
- * end was closed); CREW_E2BIG; CREW_EAGAIN; CREW_ETIMEDOUT; CREW_EINVAL. */
+ * end was closed); CREW_E2BIG; CREW_EAGAIN; CREW_ETIMEDOUT; CREW_EINVAL
+ * (NULL p, NULL buf with bufcap > 0, NaN timeout). */
 CREW_API int crew_pipe_recv(crew_pipe *p, void *buf, size_t bufcap, size_t *len_out,
                             double timeout);
 
@@ -1128,11 +1136,12 @@ CREW_API int crew_future_on_done(crew_future *f, crew_future_cb cb, void *data);
 CREW_API int crew_future_destroy(crew_future *f);
 
 /* Waits until all n futures are done. Returns 0, CREW_ETIMEDOUT,
- * CREW_EINVAL (fs NULL with n > 0, an element NULL/destroyed). n == 0: 0. */
+ * CREW_EINVAL (NaN timeout, fs NULL with n > 0, an element NULL/destroyed).
+ * n == 0: 0. */
 CREW_API int crew_wait_all(crew_future *const *fs, size_t n, double timeout);
 /* Waits until at least one of n futures is done; *index (may be NULL) gets
  * the lowest done index. Returns 0, CREW_ETIMEDOUT, CREW_EINVAL (fs NULL,
- * n == 0, an element NULL/destroyed). */
+ * n == 0, an element NULL/destroyed, NaN timeout). */
 CREW_API int crew_wait_any(crew_future *const *fs, size_t n, double timeout, size_t *index);
 
 /* ---- map over fixed-size records

@@ -148,7 +148,7 @@ static void check_dead(barrier_impl *p, uint32_t g)
 
 int crew_barrier_wait(crew_barrier *b, double timeout, unsigned *index)
 {
-    if (!barrier_ok(b))
+    if (!barrier_ok(b) || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     barrier_impl *p = bi(b);
     crew__deadline d;

@@ -108,7 +108,7 @@ static int cond_wait_until(crew_cond *c, crew_lock *l, const crew__deadline *d, 
 
 int crew_cond_wait(crew_cond *c, crew_lock *l, double timeout)
 {
-    if (!cond_ok(c) || !l)
+    if (!cond_ok(c) || !l || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     if (!lock_held_by_me(l))
         return CREW_EPERM;
@@ -120,7 +120,7 @@ int crew_cond_wait(crew_cond *c, crew_lock *l, double timeout)
 int crew_cond_wait_for(crew_cond *c, crew_lock *l, crew_cond_pred pred, void *arg,
                        double timeout)
 {
-    if (!cond_ok(c) || !l || !pred)
+    if (!cond_ok(c) || !l || !pred || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     if (!lock_held_by_me(l))
         return CREW_EPERM;

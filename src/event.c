@@ -95,7 +95,7 @@ int crew_event_is_set(crew_event *e)
 
 int crew_event_wait(crew_event *e, double timeout)
 {
-    if (!event_ok(e))
+    if (!event_ok(e) || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     event_impl *p = ei(e);
     uint32_t w = atomic_load_explicit(&p->word, memory_order_acquire);

@@ -62,6 +62,12 @@ typedef struct crew__deadline {
 } crew__deadline;
 
 void crew__deadline_init(crew__deadline *d, double timeout);
+/* A timeout no deadline can be made of: NaN (every comparison with it is
+ * false, so it is neither "forever" nor a time that passes). Every public
+ * call taking a `double timeout` rejects it with CREW_EINVAL before doing
+ * anything; crew__deadline_init still treats it as forever, for internal
+ * callers only. */
+static inline bool crew__timeout_bad(double timeout) { return __builtin_isnan(timeout); }
 /* true when the deadline has passed (never true for forever). */
 bool crew__deadline_expired(const crew__deadline *d);
 /* Seconds left (>= 0), or a negative value for forever. */

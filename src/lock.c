@@ -259,7 +259,7 @@ int crew_lock_init(crew_lock *l)
 
 int crew_lock_acquire(crew_lock *l, double timeout)
 {
-    if (CREW_UNLIKELY(!l))
+    if (CREW_UNLIKELY(!l || crew__timeout_bad(timeout)))
         return CREW_EINVAL;
     uint64_t me = crew__lw_self(), v = 0;
     if (CREW_LIKELY(atomic_compare_exchange_strong_explicit(lock_word(l), &v, me,
@@ -340,7 +340,7 @@ static int rlock_again(rlock_impl *p)
 
 int crew_rlock_acquire(crew_rlock *r, double timeout)
 {
-    if (!r)
+    if (!r || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     rlock_impl *p = rl(r);
     uint64_t me = crew__lw_self(), v = 0;

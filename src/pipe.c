@@ -316,7 +316,7 @@ int crew_pipe_close(crew_pipe *p)
 
 int crew_pipe_send(crew_pipe *p, const void *msg, size_t len, double timeout)
 {
-    if (!p || (!msg && len))
+    if (!p || (!msg && len) || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     if (atomic_load_explicit(&p->s->closed[p->side], memory_order_acquire))
         return CREW_ECLOSED;
@@ -348,14 +348,14 @@ static int pipe_recv(crew_pipe *p, void *buf, size_t bufcap, size_t *len_out,
 
 int crew_pipe_recv(crew_pipe *p, void *buf, size_t bufcap, size_t *len_out, double timeout)
 {
-    if (!p || (!buf && bufcap))
+    if (!p || (!buf && bufcap) || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     return pipe_recv(p, buf, bufcap, len_out, NULL, NULL, timeout);
 }
 
 int crew_pipe_recv_with(crew_pipe *p, crew_queue_read_fn fn, void *arg, double timeout)
 {
-    if (!p || !fn)
+    if (!p || !fn || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     return pipe_recv(p, NULL, 0, NULL, fn, arg, timeout);
 }

@@ -667,7 +667,7 @@ static int wait_deadline(crew_future *f, const crew__deadline *d)
 
 int crew_future_wait(crew_future *f, double timeout)
 {
-    if (!valid(f))
+    if (!valid(f) || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     if (crew__future_done(f))
         return 0;
@@ -678,6 +678,8 @@ int crew_future_wait(crew_future *f, double timeout)
 
 int crew_wait_all(crew_future *const *fs, size_t n, double timeout)
 {
+    if (crew__timeout_bad(timeout))
+        return CREW_EINVAL;
     if (n == 0)
         return 0;
     if (!fs)
@@ -737,7 +739,7 @@ static bool any_done(crew_future *const *fs, size_t n, size_t *index)
 
 int crew_wait_any(crew_future *const *fs, size_t n, double timeout, size_t *index)
 {
-    if (!fs || n == 0)
+    if (!fs || n == 0 || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (!valid(fs[i]))

@@ -721,7 +721,7 @@ static int get_pidfd(crew_process *p)
 
 int crew_process_join(crew_process *p, double timeout, crew_exit *st)
 {
-    if (!p)
+    if (!p || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     crew__deadline d;
     crew__deadline_init(&d, timeout);

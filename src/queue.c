@@ -609,7 +609,7 @@ int crew_queue_destroy(crew_queue *q)
 
 int crew_queue_put(crew_queue *q, const void *msg, size_t len, double timeout)
 {
-    if (!q || (!msg && len))
+    if (!q || (!msg && len) || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     return crew__ring_put(q->r, msg, len, NULL, NULL, timeout, NULL);
 }
@@ -622,14 +622,14 @@ int crew_queue_try_put(crew_queue *q, const void *msg, size_t len)
 int crew_queue_put_with(crew_queue *q, size_t len, crew_queue_fill_fn fill, void *arg,
                         double timeout)
 {
-    if (!q || !fill)
+    if (!q || !fill || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     return crew__ring_put(q->r, NULL, len, fill, arg, timeout, NULL);
 }
 
 int crew_queue_get(crew_queue *q, void *buf, size_t cap, size_t *len_out, double timeout)
 {
-    if (!q || (!buf && cap))
+    if (!q || (!buf && cap) || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     return crew__ring_get(q->r, buf, cap, len_out, NULL, NULL, timeout, NULL);
 }
@@ -641,7 +641,7 @@ int crew_queue_try_get(crew_queue *q, void *buf, size_t cap, size_t *len_out)
 
 int crew_queue_get_with(crew_queue *q, crew_queue_read_fn fn, void *arg, double timeout)
 {
-    if (!q || !fn)
+    if (!q || !fn || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     return crew__ring_get(q->r, NULL, 0, NULL, fn, arg, timeout, NULL);
 }

@@ -83,7 +83,7 @@ int crew_sem_try(crew_sem *s)
 
 int crew_sem_acquire(crew_sem *s, double timeout)
 {
-    if (!sem_ok(s))
+    if (!sem_ok(s) || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     sem_impl *p = si(s);
     if (take(p, 0))

@@ -130,7 +130,7 @@ static int claim_join(crew_thread *t)
 
 int crew_thread_join(crew_thread *t, double timeout, void **result)
 {
-    if (!t)
+    if (!t || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     if (pthread_equal(t->pt, pthread_self()))
         return CREW_EDEADLK;
