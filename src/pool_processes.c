@@ -331,6 +331,7 @@ typedef struct rec {
     bool part, part_fail;
     uint32_t part_done;
     int rest_status;
+    bool out_in_place;    /* chunk: outputs written in a region, not the slot */
 } rec;
 
 /* Items of a map handed back after a death inside their chunk, to run
@@ -1337,6 +1338,7 @@ static void dispatch_chunk(pb *b, uint32_t x, pmap *pm, size_t first, size_t cou
     r->part = r->part_fail = false;
     r->part_done = 0;
     r->rest_status = 0;
+    r->out_in_place = pm->out_reg != 0;
     pm->in_flight++;
     atomic_store_explicit(&s->state, st_make(gen, PH_QUEUED, 0), memory_order_release);
     if_push(b, x);
@@ -1471,6 +1473,7 @@ static void rec_copy_task(rec *dst, const rec *src)
     dst->part_fail = src->part_fail;
     dst->part_done = src->part_done;
     dst->rest_status = src->rest_status;
+    dst->out_in_place = src->out_in_place;
     dst->prev = dst->next = -1;
 }
 
@@ -1521,8 +1524,10 @@ static void deliver_items(pb *b, slot_hdr *s, const rec *r, size_t n)
     crew__map *m = r->m;
     if (n == 0)
         return;
-    /* The layout is the chunk's whole one: outputs for r->count items. */
-    size_t out_area = s->out_reg ? 0 : r->count * m->out_size;
+    /* The layout is the chunk's whole one: outputs for r->count items. (The
+     * parent's own record of it: the slot header is the worker's to
+     * scribble on.) */
+    size_t out_area = r->out_in_place ? 0 : r->count * m->out_size;
     if (out_area)
         memcpy(m->out + r->first * m->out_size, slot_res(b->h, s), n * m->out_size);
     uint32_t nf = s->n_failed;
@@ -1556,7 +1561,15 @@ static void deliver(pb *b, harvest *hv)
         crew_future *f = r->f;
         fslot_set(f, 0);
         if (hv->phase == PH_DONE) {
-            crew__future_complete(f, s->status, slot_res(b->h, s), s->res_len, NULL);
+            /* The slot is writable by the task: a length beyond the slot's
+             * result area is a broken worker, never a read past it. */
+            uint32_t len = s->res_len;
+            int st = s->status;
+            if (CREW_UNLIKELY(len > b->o.max_result_size)) {
+                len = 0;
+                st = CREW_EPROTO;
+            }
+            crew__future_complete(f, st, slot_res(b->h, s), len, NULL);
         } else if (hv->phase == PH_CANCELED) {
             crew__future_complete(f, CREW_ECANCELED, NULL, 0, NULL);
         } else {
