@@ -47,6 +47,7 @@ static void check_model_measured(const jval *doc, const char *model)
 
 static void test_builtin_json_and_plot(void)
 {
+    test_watchdog(RUN_LIMIT + 60); /* per case: the default 50 s is for the whole file */
     char svg[] = "/tmp/crew-compare-test-XXXXXX.svg";
     int fd = mkstemps(svg, 4);
     CHECK(fd >= 0);
@@ -121,6 +122,7 @@ static jval *user_run(const char *steps)
 
 static void test_user_task_moves_figures(void)
 {
+    test_watchdog(RUN_LIMIT + 60); /* per case: the default 50 s is for the whole file */
     jval *light = user_run("1000000");
     jval *heavy = user_run("20000000"); /* 20x the work per item */
     double ls = jnum_at(light, "workload.serial_s"), hs = jnum_at(heavy, "workload.serial_s");
@@ -142,6 +144,7 @@ static void test_user_task_moves_figures(void)
 
 static void test_csv_and_table(void)
 {
+    test_watchdog(RUN_LIMIT + 60); /* per case: the default 50 s is for the whole file */
     cli_run r = run_cli(RUN_LIMIT, (const char *[]){"compare", "--quick", "--csv", "-q", "--no-fault", "--workload",
                                                     "io", "--workers", "1,4", NULL});
     if (r.exit != 0)
