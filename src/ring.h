@@ -76,6 +76,13 @@ size_t crew__ring_bytes(uint64_t cap);
 void crew__ring_init(crew__ring *r, uint64_t cap, uint64_t max_msg);
 /* Checks a ring found in `avail` bytes of memory someone else made. */
 bool crew__ring_valid(const crew__ring *r, size_t avail);
+/* A fresh memfd of `size` bytes, sealed against growing and shrinking (the
+ * seals crew_shm uses: a peer cannot truncate it under another process's
+ * mapping, which would turn every access into SIGBUS), mapped shared.
+ * 0 or -errno. */
+int crew__ring_memfd(const char *name, size_t size, int *fd_out, void **addr_out);
+/* Does fd carry those seals? Attach refuses any other fd. */
+bool crew__ring_fd_sealed(int fd);
 
 /* Put one message: copied from src, or written in place by fill(dst, len,
  * arg) when fill is non-NULL. Returns 0, CREW_E2BIG, CREW_ECLOSED,
