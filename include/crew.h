@@ -890,21 +890,26 @@ CREW_API int crew_pipe_attach(crew_pipe **out, int fd);
  *   0 or the task's own negative return   the task ran to the end
  *   CREW_ECANCELED   cancelled while queued (never ran), by
  *                    crew_future_cancel, crew_pool_shutdown(p, 1) or
- *                    crew_pool_destroy; or cancelled while running and the
- *                    task stopped (processes: worker killed; threads: the task
- *                    saw crew_task_cancelled() -- its return then does not
- *                    matter)
+ *                    crew_pool_destroy; or cancelled while running: by
+ *                    crew_future_cancel returning 0, or stopped by
+ *                    crew_pool_shutdown(p, 1) / crew_pool_destroy
+ *                    (processes: worker killed; threads: crew_task_cancelled()
+ *                    turns 1) -- the task's return then does not matter
  *   CREW_ETIMEDOUT   ran past options.task_timeout (threads: cooperative,
  *                    see below; processes: the worker was stopped)
  *   CREW_ECRASHED    processes only: the worker died while running it
  *                    (crew_future_failure says how; a map: only the item
  *                    it was running)
  *   CREW_EBROKEN     processes only: the pool's crash breaker tripped
+ *   CREW_E2BIG       the task set *result_len above result_cap (no result
+ *                    byte is kept: never a silently shortened result)
  *   CREW_ENOMEM      the result could not be stored
  *
  * Thread pools: per-worker deques with work stealing plus an injector. A task
  * may submit sub-tasks (crew_task_pool) and wait on them: a worker that waits
- * keeps running other queued work meanwhile, so nesting does not deadlock.
+ * forever keeps running other queued work meanwhile, so nesting does not
+ * deadlock (a wait with a finite timeout parks instead, and times out if no
+ * worker is free to run what it waits for).
  * Cancelling or timing out a running thread task is cooperative: the task
  * polls crew_task_cancelled(). A crash in a thread task (SIGSEGV, abort)
  * takes the whole process down: that is the trade-off of threads; use a
@@ -923,9 +928,11 @@ typedef struct crew_task crew_task;
 /* A task reads arg_len bytes at arg, may write up to result_cap bytes at
  * result and set *result_len (it starts at 0), and returns 0 or a negative
  * status that becomes the future's status (a positive return is treated as
- * 0). For process pools arg and result live in shared memory. For map tasks
- * arg is one input record and result its output record (result_cap =
- * out_size). */
+ * 0). *result_len above result_cap is an error whatever it returns: the
+ * future ends CREW_E2BIG and keeps no result bytes (a map item: its status
+ * is CREW_E2BIG; its output record holds what the task wrote there). For
+ * process pools arg and result live in shared memory. For map tasks arg is
+ * one input record and result its output record (result_cap = out_size). */
 typedef int (*crew_task_fn)(crew_task *t, const void *arg, size_t arg_len, void *result,
                             size_t result_cap, size_t *result_len);
 
@@ -1023,7 +1030,10 @@ CREW_API int crew_pool_submit(crew_pool *p, crew_task_fn fn, const void *arg, si
  * the next time the pool meets a new region. Until then the pool holds a
  * duplicate of its fd and workers keep it mapped, which keeps its memory
  * alive (crew_pool_destroy releases everything).
- * Returns 0, CREW_EINVAL (p, fn, region or out NULL; region destroyed),
+ * Returns 0, CREW_EINVAL (p, fn, region or out NULL; region destroyed in
+ * this process -- the handle is looked up among the live ones by its value,
+ * never read, so a destroyed handle is safe to pass; one whose address a new
+ * handle now has is that new region),
  * CREW_ERANGE (off + len beyond the region, or overflowing), CREW_E2BIG (len
  * > UINT32_MAX), CREW_ESHUTDOWN, CREW_EAGAIN (max_pending reached, or 64
  * other regions are in use by queued or running tasks of a process pool),
@@ -1034,18 +1044,26 @@ CREW_API int crew_pool_submit_shm(crew_pool *p, crew_task_fn fn, crew_shm *regio
 
 /* Stops accepting work: submit then returns CREW_ESHUTDOWN. cancel_pending 0:
  * queued work still runs; 1: queued tasks end CREW_ECANCELED and running ones
- * are asked to stop (crew_task_cancelled). Then waits until no task is queued
- * or running -- except when called from a task of this pool, which returns
- * at once (waiting there would wait for itself). Calling it again is fine (a
- * later cancel_pending = 1 still cancels). Returns 0 or CREW_EINVAL (p NULL).
+ * are asked to stop (crew_task_cancelled) and end CREW_ECANCELED whatever
+ * they return. Then waits until no task is queued or running -- except when
+ * called from a task of this pool or from a done callback of one of its
+ * futures (crew_future_on_done), which return 0 at once: waiting there would
+ * wait for the calling thread itself. From a callback the pool is shut at
+ * once (submits fail) and the cancel, if asked, is under way: on a thread
+ * pool queued tasks are cancelled before it returns, on a process pool a
+ * thread of the pool does it (and the waiting) just after; crew_pool_destroy
+ * joins that thread. Calling it again is fine (a later cancel_pending = 1
+ * still cancels). Returns 0, CREW_EINVAL (p NULL), or (from a callback of a
+ * process pool only) CREW_EAGAIN when no thread could be started for it.
  * Thread-safe. */
 CREW_API int crew_pool_shutdown(crew_pool *p, int cancel_pending);
 
 /* crew_pool_shutdown(p, 1), then joins every worker thread / reaps every
  * worker process and frees the pool. Every future of the pool is done by
  * then and stays valid (readable) until crew_future_destroy. Returns 0,
- * CREW_EINVAL (p NULL), CREW_EDEADLK (called from a task of this pool:
- * nothing is done). Not thread-safe against other calls on p. */
+ * CREW_EINVAL (p NULL), CREW_EDEADLK (called from a task of this pool or
+ * from a done callback of one of its futures: nothing is done). Not
+ * thread-safe against other calls on p. */
 CREW_API int crew_pool_destroy(crew_pool *p);
 
 /* Number of workers (>= 1), or CREW_EINVAL for NULL. Thread-safe. */
@@ -1053,10 +1071,17 @@ CREW_API int crew_pool_workers(const crew_pool *p);
 /* The kind the pool was created with, or CREW_EINVAL for NULL. */
 CREW_API int crew_pool_kind_of(const crew_pool *p);
 
+/* Tasks and map items: a map of n items counts n submitted and each item's
+ * outcome (the map's own future is not counted), so once everything is
+ * done submitted == completed + failed + crashed + timed_out + canceled.
+ * The outcome classes go by final status: CREW_ECRASHED, CREW_ETIMEDOUT,
+ * CREW_ECANCELED, any other negative one is `failed`. (A process map
+ * without a statuses array whose chunk failed in mixed ways counts that
+ * chunk's failures in the class of its first failure.) */
 typedef struct crew_pool_stats {
-    uint64_t submitted;        /* futures handed out (map: one per map) */
+    uint64_t submitted;        /* tasks accepted plus map items */
     uint64_t completed;        /* ended with status 0 */
-    uint64_t failed;           /* ended with the task's own negative status */
+    uint64_t failed;           /* ended with another negative status (the task's own...) */
     uint64_t crashed, timed_out, canceled;
     uint64_t workers_started, workers_recycled;
     int workers_alive;         /* processes: one short for the few hundred
@@ -1072,14 +1097,17 @@ typedef struct crew_pool_stats {
 CREW_API int crew_pool_stats_get(crew_pool *p, crew_pool_stats *st);
 
 /* Waits until f is done, whatever its final status. Returns 0 (done),
- * CREW_ETIMEDOUT, CREW_EINVAL (f NULL or destroyed). Thread pools: the
- * waiting thread runs queued tasks of the pool while f is not done -- a
- * worker (so nested waits never deadlock) and an outside thread alike (as
- * OpenMP's master thread and TBB's task_group::wait do; such tasks see
- * crew_task_worker() == -1). So a wait can return later than its timeout
- * by the length of one task it picked up; timeout 0 never runs a task.
- * Idle waiting costs no CPU (brief spin, then a futex). Thread-safe; many
- * threads may wait on one future. */
+ * CREW_ETIMEDOUT, CREW_EINVAL (f NULL or destroyed, NaN timeout). Thread
+ * pools: a thread that waits forever runs queued tasks of the pool while f
+ * is not done -- a worker (so nested waits never deadlock) and an outside
+ * thread alike (as OpenMP's master thread and TBB's task_group::wait do;
+ * such tasks see crew_task_worker() == -1). A wait with a finite timeout
+ * never runs a task (one could outlast any deadline): it returns by its
+ * timeout plus scheduling slack (a futex wake-up; well under a millisecond
+ * on an idle machine) on every backend, also crew_wait_all / crew_wait_any
+ * and a map's future; a worker's finite wait on a sub-task that no other
+ * worker is free to run times out. Idle waiting costs no CPU (brief spin,
+ * then a futex). Thread-safe; many threads may wait on one future. */
 CREW_API int crew_future_wait(crew_future *f, double timeout);
 /* 1 if f is done, 0 if not yet, CREW_EINVAL (NULL/destroyed). Thread-safe. */
 CREW_API int crew_future_done(const crew_future *f);
@@ -1109,8 +1137,12 @@ CREW_API int crew_future_failure(const crew_future *f, crew_failure *out);
  * threads -- crew_task_cancelled() turns 1 and the future ends
  * CREW_ECANCELED when the task returns; processes -- the worker is killed and
  * replaced and the future ends CREW_ECANCELED. A map: unstarted items end
- * CREW_ECANCELED, running chunks as above. Returns 0 (cancel requested or
- * done), CREW_ESTATE (already done: nothing changed), CREW_EINVAL.
+ * CREW_ECANCELED, running chunks as above (threads: the running item and the
+ * rest of its chunk end CREW_ECANCELED) and the map's future ends
+ * CREW_ECANCELED. Returns 0: accepted -- the future's final status will be
+ * CREW_ECANCELED, however its race with the task's own end goes;
+ * CREW_ESTATE: already done or being completed (the cancel lost that race:
+ * nothing changed, the status is the task's own); CREW_EINVAL.
  * Thread-safe. */
 CREW_API int crew_future_cancel(crew_future *f);
 
@@ -1118,11 +1150,17 @@ CREW_API int crew_future_cancel(crew_future *f);
 CREW_API uint64_t crew_future_id(const crew_future *f);
 
 /* cb(f, data) runs once when f is done: on the thread that completes it (a
- * worker, or the pool's monitor thread for processes), or right now on the
- * caller's thread if f is already done. It must not block for long nor
- * destroy f; it may read f (status, result, failure, user data) even when
- * the handle was already destroyed. One callback per future. Returns 0, CREW_EINVAL (NULL f/cb),
- * CREW_EBUSY (a callback is already set). Thread-safe. */
+ * worker, the pool's monitor thread for processes, a waiter or canceller),
+ * or right now on the caller's thread if f is already done. It must not
+ * block for long nor destroy f; it may read f (status, result, failure,
+ * user data) even when the handle was already destroyed. It may submit to
+ * pools, cancel futures, mark futures (crew_future_notify) and call
+ * crew_pool_shutdown on f's pool, which then returns at once without
+ * waiting (see there); crew_pool_destroy of f's pool returns CREW_EDEADLK
+ * there. It must not wait on futures of f's pool (it may run on the very
+ * thread that completes them). One callback per future. Returns 0,
+ * CREW_EINVAL (NULL f/cb), CREW_EBUSY (a callback is already set).
+ * Thread-safe. */
 typedef void (*crew_future_cb)(crew_future *f, void *data);
 CREW_API int crew_future_on_done(crew_future *f, crew_future_cb cb, void *data);
 
@@ -1130,7 +1168,10 @@ CREW_API int crew_future_on_done(crew_future *f, crew_future_cb cb, void *data);
  * (cancel it first to stop it) and its result is dropped; the memory goes
  * back to the pool. Using f afterwards is an error: crew detects it and
  * returns CREW_EINVAL as long as the slot was not reused by a later submit
- * (for a future with a callback: once the callback has run).
+ * (for a future with a callback: once the callback has run) and the pool's
+ * memory still exists. A future's memory belongs to its pool, which frees it
+ * once the pool is destroyed and its last future destroyed; from then on a
+ * stale handle is a dangling pointer like any other (not detected).
  * Returns 0, CREW_EINVAL (NULL, destroyed). Thread-safe with respect to the
  * completing worker; not against other calls on the same f. */
 CREW_API int crew_future_destroy(crew_future *f);

@@ -104,6 +104,7 @@ static void pool_memory_free(crew_pool *p)
     crew__free(p->slabs);
     pthread_mutex_destroy(&p->alloc_lock);
     pthread_mutex_destroy(&p->notify_lock);
+    pthread_mutex_destroy(&p->cb_shut_lock);
     crew__free(p);
 }
 
@@ -519,17 +520,33 @@ static void wake_anywaiters(crew_future *f)
     pthread_mutex_unlock(&x->lock);
 }
 
-int crew__future_complete_ex(crew_future *f, int status, const void *result, size_t len,
-                             const crew_failure *failure, unsigned flags)
+/* The pool whose done callback the calling thread is running (innermost),
+ * or NULL: crew_pool_shutdown / destroy must not wait from there. */
+static __thread crew_pool *tls_cb_pool CREW__TLS_IE;
+
+bool crew__pool_in_callback(const crew_pool *p) { return p && tls_cb_pool == p; }
+
+int crew__future_complete_final(crew_future *f, int status, const void *result, size_t len,
+                                const crew_failure *failure, unsigned flags, int *final)
 {
     uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
-    do {
-        if (phase(s) >= CREW__F_COMPLETING ||
-            ((flags & CREW__C_QUEUED) && phase(s) != CREW__F_QUEUED))
-            return CREW_ESTATE;
-    } while (!atomic_compare_exchange_weak_explicit(&f->state, &s,
-                                                    (s & ~CREW__F_PHASE) | CREW__F_COMPLETING,
-                                                    memory_order_acquire, memory_order_relaxed));
+    if (!(flags & CREW__C_CLAIMED)) {
+        do {
+            if (phase(s) >= CREW__F_COMPLETING ||
+                ((flags & CREW__C_QUEUED) && phase(s) != CREW__F_QUEUED))
+                return CREW_ESTATE;
+        } while (!atomic_compare_exchange_weak_explicit(&f->state, &s,
+                                                        (s & ~CREW__F_PHASE) |
+                                                            CREW__F_COMPLETING,
+                                                        memory_order_acquire,
+                                                        memory_order_relaxed));
+        /* crew_future_cancel sets CANCEL with an RMW on this word and
+         * returned 0 only if it found f below COMPLETING: then its bit is in
+         * the s our claim replaced, and the promise it made is kept here,
+         * whatever the backend reports. */
+        if (s & CREW__F_CANCEL)
+            status = CREW_ECANCELED;
+    }
     crew_pool *p = f->pool;
     if (len > 0) {
         if (len <= CREW__RES_INLINE) {
@@ -547,6 +564,8 @@ int crew__future_complete_ex(crew_future *f, int status, const void *result, siz
     }
     f->res_len = (uint32_t)len;
     f->status = status;
+    if (final)
+        *final = status;
     if (failure) {
         crew__future_ext *x = ext_get(f);
         if (x) {
@@ -578,8 +597,14 @@ int crew__future_complete_ex(crew_future *f, int status, const void *result, siz
     crew__future_ext *x = atomic_load_explicit(&f->ext, memory_order_acquire);
     if (old & CREW__F_ANYWAIT)
         wake_anywaiters(f);
-    if (old & CREW__F_HAS_CB)
+    if (old & CREW__F_HAS_CB) {
+        /* Marked, so that a callback that shuts p down does not wait for
+         * the thread it runs on (a process pool's monitor, a worker). */
+        crew_pool *outer = tls_cb_pool;
+        tls_cb_pool = p;
         x->cb(f, x->cb_data); /* readable even if dropped: see crew_future_destroy */
+        tls_cb_pool = outer;
+    }
     /* A future whose handle was already destroyed is nobody's to pop: keep
      * it out of the completion list (future_free unlinks one dropped later). */
     if ((old & CREW__F_NOTIFY) && !(old & CREW__F_DROPPED))
@@ -589,10 +614,16 @@ int crew__future_complete_ex(crew_future *f, int status, const void *result, siz
     return 0;
 }
 
+int crew__future_complete_ex(crew_future *f, int status, const void *result, size_t len,
+                             const crew_failure *failure, unsigned flags)
+{
+    return crew__future_complete_final(f, status, result, len, failure, flags, NULL);
+}
+
 int crew__future_complete(crew_future *f, int status, const void *result, size_t len,
                           const crew_failure *failure)
 {
-    return crew__future_complete_ex(f, status, result, len, failure, 0);
+    return crew__future_complete_final(f, status, result, len, failure, 0, NULL);
 }
 
 /* ------------------------------------------------------------ waiting */
@@ -647,8 +678,12 @@ static int wait_deadline(crew_future *f, const crew__deadline *d)
     if (crew__future_done(f))
         return 0;
     crew_pool *p = f->pool;
+    /* A worker helps (runs queued work) only when it waits forever: a task
+     * it picked up could run past any finite deadline. A worker waiting
+     * with a timeout parks like any thread -- its wait on a sub-task no
+     * other worker is free to run then times out instead of deadlocking. */
     if (p->ops == &crew__pool_threads_ops && crew__threads_worker_index(p) >= 0)
-        return crew__threads_help_wait(p, f, d);
+        return d->forever ? crew__threads_help_wait(p, f, d) : crew__future_park(f, d);
     if (p->ops->wait) {
         /* Enter, then check: crew_pool_destroy sets `destroyed` and then
          * waits for hook_users to drain, so one of us sees the other. */
@@ -865,6 +900,7 @@ int crew_pool_create(crew_pool **out, const crew_pool_options *opts)
     p->notify_fd = -1;
     pthread_mutex_init(&p->notify_lock, NULL);
     pthread_mutex_init(&p->alloc_lock, NULL);
+    pthread_mutex_init(&p->cb_shut_lock, NULL);
     registry_add(p);
     int rc = p->ops->create(p, &o);
     if (rc) {
@@ -935,7 +971,12 @@ int crew_pool_submit_shm(crew_pool *p, crew_task_fn fn, crew_shm *region, size_t
 {
     if (!p || !fn || !region || !out)
         return CREW_EINVAL;
-    size_t size = crew_shm_size(region);
+    /* The handle is looked up in the registry of live handles by its value,
+     * never read: a destroyed region's memory may be gone already. */
+    crew__shm_info info;
+    if (crew__shm_info_of(region, &info) != 0)
+        return CREW_EINVAL;
+    size_t size = info.size;
     if (off > size || len > size - off)
         return CREW_ERANGE;
     if (len > UINT32_MAX)
@@ -949,7 +990,7 @@ int crew_pool_submit_shm(crew_pool *p, crew_task_fn fn, crew_shm *region, size_t
     f->fn = fn;
     crew__shm_arg d = {.region = region, .off = off, .len = len};
     memcpy(f->arg_inline, &d, sizeof d);
-    f->arg = (const unsigned char *)crew_shm_ptr(region) + off;
+    f->arg = (const unsigned char *)info.base + off;
     f->arg_len = (uint32_t)len;
     f->flags |= FL_ARG_SHM;
     if (!p->ops->submit_shm)
@@ -988,21 +1029,86 @@ static bool called_from_worker(const crew_pool *p)
     return p->ops == &crew__pool_threads_ops && crew__threads_in_task(p);
 }
 
+/* cb_shut_state: no thread yet, one running, finished (to be joined),
+ * closed (destroy joined it: no more). */
+enum { CB_SHUT_NONE, CB_SHUT_RUNNING, CB_SHUT_FINISHED, CB_SHUT_CLOSED };
+
+/* Runs the backend's shutdown for a callback that asked for it, again if a
+ * later callback asked for a cancel meanwhile. */
+static void *cb_shutdown_main(void *arg)
+{
+    crew_pool *p = arg;
+    int done = -1;
+    for (;;) {
+        pthread_mutex_lock(&p->cb_shut_lock);
+        int c = p->cb_shut_cancel;
+        if (c == done) {
+            p->cb_shut_state = CB_SHUT_FINISHED;
+            pthread_mutex_unlock(&p->cb_shut_lock);
+            return NULL;
+        }
+        pthread_mutex_unlock(&p->cb_shut_lock);
+        p->ops->shutdown(p, c);
+        done = c;
+    }
+}
+
+/* crew_pool_shutdown from a done callback of p on a backend whose shutdown
+ * would wait there: this thread may be the one the wait needs (a process
+ * pool's monitor delivers completions, callbacks included), so the
+ * backend's shutdown runs on a thread of its own, which destroy joins. */
+static int shutdown_from_callback(crew_pool *p, int cancel_pending)
+{
+    int rc = 0;
+    pthread_mutex_lock(&p->cb_shut_lock);
+    if (cancel_pending)
+        p->cb_shut_cancel = 1;
+    if (p->cb_shut_state == CB_SHUT_CLOSED) {
+        pthread_mutex_unlock(&p->cb_shut_lock);
+        return 0; /* destroy already shut the pool down, cancelling */
+    }
+    if (p->cb_shut_state == CB_SHUT_FINISHED) {
+        pthread_join(p->cb_shut_thread, NULL); /* it is returning: prompt */
+        p->cb_shut_state = CB_SHUT_NONE;
+    }
+    if (p->cb_shut_state == CB_SHUT_NONE) {
+        int e = pthread_create(&p->cb_shut_thread, NULL, cb_shutdown_main, p);
+        if (e == 0)
+            p->cb_shut_state = CB_SHUT_RUNNING;
+        else
+            rc = e == EAGAIN ? CREW_EAGAIN : -e;
+    }
+    pthread_mutex_unlock(&p->cb_shut_lock);
+    return rc;
+}
+
 int crew_pool_shutdown(crew_pool *p, int cancel_pending)
 {
     if (!p)
         return CREW_EINVAL;
     atomic_store(&p->shut, 1);
-    return p->ops->shutdown ? p->ops->shutdown(p, cancel_pending ? 1 : 0) : 0;
+    if (!p->ops->shutdown)
+        return 0;
+    if (crew__pool_in_callback(p) && !p->ops->shutdown_in_callback)
+        return shutdown_from_callback(p, cancel_pending ? 1 : 0);
+    return p->ops->shutdown(p, cancel_pending ? 1 : 0);
 }
 
 int crew_pool_destroy(crew_pool *p)
 {
     if (!p)
         return CREW_EINVAL;
-    if (called_from_worker(p))
+    /* From a task, or a done callback, of p: destroy would wait for (or
+     * free under) the very thread that calls it. */
+    if (called_from_worker(p) || crew__pool_in_callback(p))
         return CREW_EDEADLK;
     crew_pool_shutdown(p, 1);
+    pthread_mutex_lock(&p->cb_shut_lock);
+    int cb_state = p->cb_shut_state;
+    p->cb_shut_state = CB_SHUT_CLOSED; /* a later callback's shutdown: nothing left to do */
+    pthread_mutex_unlock(&p->cb_shut_lock);
+    if (cb_state == CB_SHUT_RUNNING || cb_state == CB_SHUT_FINISHED)
+        pthread_join(p->cb_shut_thread, NULL);
     atomic_store(&p->destroyed, 1);
     for (;;) {
         uint32_t v = atomic_load(&p->hook_users);
@@ -1118,21 +1224,25 @@ int crew_future_cancel(crew_future *f)
 {
     if (!valid(f))
         return CREW_EINVAL;
-    uint32_t s = wait_not_completing(f);
-    if (phase(s) == CREW__F_DONE)
+    /* The CANCEL bit is the promise: set while f is not yet claimed for
+     * completion, it makes whoever completes f end it CREW_ECANCELED
+     * (crew__future_complete_final), however the race with the task's own
+     * end goes. Found claimed already, the cancel lost: CREW_ESTATE. The
+     * backend's cancel then only hurries the end (queued: now; running:
+     * crew_task_cancelled, or the worker process is stopped). */
+    uint32_t old = crew__future_request_cancel(f);
+    if (phase(old) >= CREW__F_COMPLETING) {
+        wait_not_completing(f);
         return CREW_ESTATE;
-    crew_pool *p = f->pool;
-    if (f->map) {
-        crew__map *m = f->map;
-        atomic_store(&m->cancel, 1);
-        crew__future_request_cancel(f);
-        if (p->ops->cancel && atomic_load(&p->destroyed) == 0)
-            p->ops->cancel(p, f);
-        crew__map_cancel_rest(m);
-        return 0;
     }
-    int rc = p->ops->cancel ? p->ops->cancel(p, f) : CREW_ENOTSUP;
-    return rc == CREW_ESTATE ? CREW_ESTATE : rc;
+    crew_pool *p = f->pool;
+    if (f->map)
+        atomic_store(&f->map->cancel, 1);
+    if (p->ops->cancel && atomic_load(&p->destroyed) == 0)
+        p->ops->cancel(p, f);
+    if (f->map)
+        crew__map_cancel_rest(f->map);
+    return 0;
 }
 
 /* Sets flag (CREW__F_HAS_CB or CREW__F_NOTIFY) on f, storing its data in
@@ -1361,12 +1471,14 @@ bool crew__map_claim(crew__map *m, size_t *first, size_t *count)
     }
 }
 
+/* The map future itself is not counted in the stats: its items were
+ * (crew__map_done_tally), so it completes with CREW__C_NOCOUNT. */
 static void map_finish(crew__map *m)
 {
     crew_future *f = m->future;
     size_t nf = atomic_load(&m->n_failed);
     if (nf == 0) {
-        crew__future_complete(f, 0, NULL, 0, NULL);
+        crew__future_complete_ex(f, 0, NULL, 0, NULL, CREW__C_NOCOUNT);
         return;
     }
     pthread_mutex_lock(&m->fail_lock);
@@ -1376,14 +1488,28 @@ static void map_finish(crew__map *m)
     fl.first_item = atomic_load(&m->first_fail);
     fl.n_items = nf;
     pthread_mutex_unlock(&m->fail_lock);
-    crew__future_complete(f, status, NULL, 0, &fl);
+    crew__future_complete_ex(f, status, NULL, 0, &fl, CREW__C_NOCOUNT);
 }
 
-void crew__map_done_summary(crew__map *m, size_t first, size_t count, size_t n_failed,
-                            size_t first_fail, int first_fail_status,
-                            const crew_failure *failure)
+void crew__map_done_tally(crew__map *m, size_t first, size_t count, const crew__map_tally *t,
+                          size_t first_fail, int first_fail_status, const crew_failure *failure)
 {
+    size_t n_failed = t ? t->failed + t->crashed + t->timed_out + t->canceled : 0;
+    CREW_ASSERT(n_failed <= count);
+    /* Items are what crew_pool_stats counts for a map: each one's outcome
+     * here, once per item, as count_outcome does for a task. */
+    crew_pool *p = m->future->pool;
+    if (count > n_failed)
+        atomic_fetch_add_explicit(&p->n_completed, count - n_failed, memory_order_relaxed);
     if (n_failed) {
+        if (t->failed)
+            atomic_fetch_add_explicit(&p->n_failed, t->failed, memory_order_relaxed);
+        if (t->crashed)
+            atomic_fetch_add_explicit(&p->n_crashed, t->crashed, memory_order_relaxed);
+        if (t->timed_out)
+            atomic_fetch_add_explicit(&p->n_timed_out, t->timed_out, memory_order_relaxed);
+        if (t->canceled)
+            atomic_fetch_add_explicit(&p->n_canceled, t->canceled, memory_order_relaxed);
         atomic_fetch_add(&m->n_failed, n_failed);
         pthread_mutex_lock(&m->fail_lock);
         if (first_fail < atomic_load(&m->first_fail)) {
@@ -1403,10 +1529,30 @@ void crew__map_done_summary(crew__map *m, size_t first, size_t count, size_t n_f
         map_finish(m);
 }
 
+void crew__map_done_summary(crew__map *m, size_t first, size_t count, size_t n_failed,
+                            size_t first_fail, int first_fail_status,
+                            const crew_failure *failure)
+{
+    crew__map_tally t = {0};
+    if (n_failed && m->statuses) {
+        /* The contract says the statuses are in place: classify them. */
+        for (size_t i = first; i < first + count; i++)
+            if (m->statuses[i] < 0)
+                crew__map_tally_add(&t, m->statuses[i]);
+    } else if (n_failed) {
+        /* No per-item statuses to look at: all in the first one's class
+         * (exact when the range failed one way; backends that know better
+         * call crew__map_done_tally). */
+        crew__map_tally_add_n(&t, first_fail_status, n_failed);
+    }
+    crew__map_done_tally(m, first, count, &t, first_fail, first_fail_status, failure);
+}
+
 void crew__map_done_range(crew__map *m, size_t first, size_t count, const int *statuses,
                           int status, const crew_failure *failure)
 {
-    size_t nf = 0, ff = SIZE_MAX;
+    crew__map_tally t = {0};
+    size_t ff = SIZE_MAX;
     int fs = 0;
     if (statuses) {
         for (size_t i = 0; i < count; i++) {
@@ -1414,23 +1560,26 @@ void crew__map_done_range(crew__map *m, size_t first, size_t count, const int *s
             if (m->statuses && m->statuses + first != statuses)
                 m->statuses[first + i] = st;
             if (st < 0) {
-                if (nf++ == 0) {
+                if (ff == SIZE_MAX) {
                     ff = first + i;
                     fs = st;
                 }
+                crew__map_tally_add(&t, st);
             }
         }
     } else {
+        if (status > 0)
+            status = 0;
         if (m->statuses)
             for (size_t i = 0; i < count; i++)
                 m->statuses[first + i] = status;
         if (status < 0 && count) {
-            nf = count;
             ff = first;
             fs = status;
+            crew__map_tally_add_n(&t, status, count);
         }
     }
-    crew__map_done_summary(m, first, count, nf, ff, fs, failure);
+    crew__map_done_tally(m, first, count, &t, ff, fs, failure);
 }
 
 void crew__map_cancel_rest(crew__map *m)
@@ -1492,7 +1641,8 @@ static int map_start(crew_pool *p, crew_task_fn fn, const void *in, size_t in_si
         future_free(f); /* drops the map too */
         return rc;
     }
-    atomic_fetch_add_explicit(&p->n_submitted, 1, memory_order_relaxed); /* maps: always here */
+    /* Maps: always counted here, one per item (see crew__map_done_tally). */
+    atomic_fetch_add_explicit(&p->n_submitted, n, memory_order_relaxed);
     *fo = f;
     return 0;
 }

@@ -218,9 +218,39 @@ bool crew__map_claim(crew__map *m, size_t *first, size_t *count);
  * be called exactly once per claimed item. Thread-safe. */
 void crew__map_done_range(crew__map *m, size_t first, size_t count, const int *statuses,
                           int status, const crew_failure *failure);
-/* The same when the backend kept its own tally of the range: n_failed items
- * failed, the lowest of them is first_fail with first_fail_status (ignored
- * when n_failed is 0). Per-item statuses must already be in m->statuses. */
+/* The failed items of a reported range by class, as crew_pool_stats counts
+ * them (the core counts map items, not the map future: a map of n items
+ * adds n to `submitted` and each item's outcome to one of the other
+ * counters). crew__map_tally_add classifies one status < 0. */
+typedef struct crew__map_tally {
+    size_t failed;              /* any other negative status (the task's own) */
+    size_t crashed;             /* CREW_ECRASHED */
+    size_t timed_out;           /* CREW_ETIMEDOUT */
+    size_t canceled;            /* CREW_ECANCELED */
+} crew__map_tally;
+static inline void crew__map_tally_add_n(crew__map_tally *t, int status, size_t n)
+{
+    switch (status) {
+    case CREW_ECRASHED: t->crashed += n; break;
+    case CREW_ETIMEDOUT: t->timed_out += n; break;
+    case CREW_ECANCELED: t->canceled += n; break;
+    default: t->failed += n; break;
+    }
+}
+static inline void crew__map_tally_add(crew__map_tally *t, int status)
+{
+    crew__map_tally_add_n(t, status, 1);
+}
+/* The same when the backend kept its own tally of the range: t counts its
+ * failed items by class (NULL: none failed; the others succeeded), the
+ * lowest of them is first_fail with first_fail_status (ignored when none
+ * failed). Per-item statuses must already be in m->statuses. */
+void crew__map_done_tally(crew__map *m, size_t first, size_t count, const crew__map_tally *t,
+                          size_t first_fail, int first_fail_status, const crew_failure *failure);
+/* The older form: n_failed items failed. The core classifies them from
+ * m->statuses[first..first+count) when the map has a statuses array
+ * (exact), else counts all n_failed in first_fail_status's class (exact
+ * only when the range failed one way: pass a tally for mixed failures). */
 void crew__map_done_summary(crew__map *m, size_t first, size_t count, size_t n_failed,
                             size_t first_fail, int first_fail_status,
                             const crew_failure *failure);
@@ -239,15 +269,22 @@ typedef struct crew__pool_ops {
     int (*submit)(crew_pool *p, crew_future *f);
     /* Start the map m (its future is m->future, already QUEUED). */
     int (*submit_map)(crew_pool *p, crew__map *m);
-    /* Cancel f (or a map future). Queued: complete it CREW_ECANCELED now.
-     * Running: request a stop. Return 0 or CREW_ESTATE (already done). */
+    /* Cancel f (or a map future). The core has already set the CANCEL bit
+     * on f->state while f was not yet claimed for completion, so whatever
+     * status f is completed with, it ends CREW_ECANCELED (see
+     * crew__future_complete_final): this hook only hurries the end.
+     * Queued: complete it CREW_ECANCELED now. Running: request a stop. The
+     * return value is ignored (crew_future_cancel already knows it won). */
     int (*cancel)(crew_pool *p, crew_future *f);
     /* Optional fast wait (see the comment at the top); NULL: the core parks
      * on f->state. */
     int (*wait)(crew_pool *p, crew_future *f, const crew__deadline *d);
     /* Stop accepting (the core already returns CREW_ESHUTDOWN from submit
      * after this), cancel queued work if asked, and wait until nothing is
-     * queued or running (unless called from a task of this pool). */
+     * queued or running -- unless called from a task of this pool, or from
+     * a done callback of one of its futures (crew__pool_in_callback(p)):
+     * then return after the non-waiting part (a backend that does so sets
+     * shutdown_in_callback; see crew_pool_shutdown in pool.c for the others). */
     int (*shutdown)(crew_pool *p, int cancel_pending);
     /* After shutdown(p, 1): join/reap everything and free backend state.
      * Every future must be complete when this returns. */
@@ -262,6 +299,8 @@ typedef struct crew__pool_ops {
      * itself and adds them to st->submitted in its stats hook, so the
      * core's submit path bumps no shared counter; the core counts maps. */
     bool counts_submits;
+    /* ops->shutdown honours crew__pool_in_callback(p) (does not wait). */
+    bool shutdown_in_callback;
 } crew__pool_ops;
 
 extern const crew__pool_ops crew__pool_threads_ops;
@@ -277,6 +316,12 @@ struct crew_pool {
     _Atomic uint32_t shut;      /* 1 after shutdown started */
     _Atomic uint32_t destroyed; /* 1 once crew_pool_destroy ran */
     _Atomic uint32_t hook_users;/* threads inside ops->wait */
+    /* crew_pool_shutdown from a done callback on a backend without
+     * shutdown_in_callback: the thread that runs ops->shutdown instead
+     * (joined by crew_pool_destroy); cb_shut_state 0 none, 1 started. */
+    pthread_mutex_t cb_shut_lock;
+    int cb_shut_state, cb_shut_cancel;
+    pthread_t cb_shut_thread;
 
     /* counters kept by the core at completion (relaxed) */
     _Atomic uint64_t n_completed, n_failed, n_timed_out, n_canceled, n_crashed;
@@ -319,8 +364,23 @@ int crew__future_complete(crew_future *f, int status, const void *result, size_t
 #define CREW__C_KEEP 1u
 #define CREW__C_NOCOUNT 2u
 #define CREW__C_QUEUED 4u /* claim f only if it is still QUEUED (cancel before run) */
+/* The caller already moved f to COMPLETING itself (a thread worker, the
+ * only completer of its running task) and settled the status, CANCEL bit
+ * included: skip the claim. */
+#define CREW__C_CLAIMED 8u
 int crew__future_complete_ex(crew_future *f, int status, const void *result, size_t len,
                              const crew_failure *failure, unsigned flags);
+/* The same, and *final (if not NULL; set only when this call completed f)
+ * receives the status f ended with: `status`, or CREW_ECANCELED when a
+ * cancel was accepted first (the CANCEL bit: crew_future_cancel returned 0),
+ * or CREW_ENOMEM when the result could not be stored. For a backend that
+ * counts outcomes itself (CREW__C_NOCOUNT). */
+int crew__future_complete_final(crew_future *f, int status, const void *result, size_t len,
+                                const crew_failure *failure, unsigned flags, int *final);
+/* Is the calling thread running a done callback of a future of p (set by
+ * the core around the callback call)? crew_pool_shutdown must not wait
+ * there, crew_pool_destroy refuses (CREW_EDEADLK). */
+bool crew__pool_in_callback(const crew_pool *p);
 /* Releases the backend's hold of a DONE future (after CREW__C_KEEP, or for
  * an INTERNAL future the backend is finished with); may free it. */
 void crew__future_release(crew_future *f);

@@ -442,12 +442,6 @@ static void pending_done(tpool *b)
         atomic_fetch_sub_explicit(&b->pending, 1, memory_order_relaxed);
 }
 
-static inline void bump(_Atomic uint64_t *c)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-}
-
 static void *scratch_for_depth(worker *w, unsigned depth)
 {
     size_t cap = w->b->result_cap;
@@ -480,31 +474,92 @@ static void *scratch_for_depth(worker *w, unsigned depth)
     return w->scratch[depth];
 }
 
-/* Completes a RUNNING future from the worker that runs it. Nobody else can
- * complete a running thread task (cancel only sets a bit), so there is no
- * COMPLETING claim: store the outcome, then one CAS publishes DONE and
- * RELEASED together -- unless a flag asks for the full path (a waiter to
- * wake, a callback, notification) or the handle is already dropped. */
-static void complete_running(crew_future *f, int rc, const void *buf, size_t len)
+/* Counts a task's status on the worker that ran it (its own counters, no
+ * shared line: single writer, so a plain load and store), or on the pool's
+ * line for outside waiters. delta -1 takes back a count that turned out
+ * wrong (the status changed at completion). */
+static void count_status(worker *w, int rc, int delta)
+{
+    if (CREW_LIKELY(w->index >= 0)) {
+        _Atomic uint64_t *c = rc == 0                ? &w->n_ok
+                              : rc == CREW_ECANCELED ? &w->n_canceled
+                              : rc == CREW_ETIMEDOUT ? &w->n_timed_out
+                                                     : &w->n_failed;
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)delta,
+                              memory_order_relaxed);
+    } else {
+        tpool *b = w->b;
+        _Atomic uint64_t *c = rc == 0                ? &b->ext_ok
+                              : rc == CREW_ECANCELED ? &b->ext_canceled
+                              : rc == CREW_ETIMEDOUT ? &b->ext_timed_out
+                                                     : &b->ext_failed;
+        atomic_fetch_add_explicit(c, (uint64_t)delta, memory_order_relaxed);
+    }
+}
+
+static void count_move(worker *w, int from, int to)
+{
+    if (from != to) {
+        count_status(w, from, -1);
+        count_status(w, to, 1);
+    }
+}
+
+/* Completes a RUNNING future from the worker w that runs it, counting its
+ * final status before anyone can see it done (a stats snapshot taken after
+ * a wait includes it). Nobody else completes a running thread task (cancel
+ * only sets a bit), so the fast path makes no COMPLETING claim: store the
+ * outcome, then one CAS publishes DONE and RELEASED together -- unless a
+ * flag asks for the full path (a waiter to wake, a callback, notification)
+ * or the handle is already dropped; then w claims f itself and hands it to
+ * the core already COMPLETING. A CANCEL bit seen by either CAS turns the
+ * status into CREW_ECANCELED: crew_future_cancel returned 0 for it, a
+ * promise that f ends so. */
+static void complete_running(worker *w, crew_future *f, int rc, const void *buf, size_t len)
 {
     const uint32_t slow = CREW__F_WAITERS | CREW__F_WORKER_WAIT | CREW__F_HAS_CB |
                           CREW__F_NOTIFY | CREW__F_ANYWAIT | CREW__F_DROPPED;
-    if (CREW_LIKELY(len <= CREW__RES_INLINE)) {
-        uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
-        if (CREW_LIKELY(!(s & slow))) {
-            if (len)
-                memcpy(f->res_inline, buf, len);
-            f->res_len = (uint32_t)len;
-            f->status = rc;
-            do {
-                if (atomic_compare_exchange_weak_explicit(
-                        &f->state, &s, s | CREW__F_DONE | CREW__F_RELEASED,
-                        memory_order_release, memory_order_relaxed))
-                    return;
-            } while (!(s & slow));
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    bool counted = false;
+    if (CREW_LIKELY(len <= CREW__RES_INLINE) && CREW_LIKELY(!(s & slow))) {
+        if (len)
+            memcpy(f->res_inline, buf, len);
+        f->res_len = (uint32_t)len;
+        if (CREW_UNLIKELY(s & CREW__F_CANCEL))
+            rc = CREW_ECANCELED;
+        count_status(w, rc, 1);
+        counted = true;
+        for (;;) {
+            f->status = rc; /* published by the CAS (release) */
+            if (CREW_LIKELY(atomic_compare_exchange_weak_explicit(
+                    &f->state, &s, s | CREW__F_DONE | CREW__F_RELEASED, memory_order_release,
+                    memory_order_relaxed)))
+                return;
+            if (s & slow)
+                break;
+            if ((s & CREW__F_CANCEL) && rc != CREW_ECANCELED) {
+                count_move(w, rc, CREW_ECANCELED);
+                rc = CREW_ECANCELED;
+            }
         }
     }
-    crew__future_complete_ex(f, rc, buf, len, NULL, CREW__C_NOCOUNT);
+    int claimed = rc;
+    while (!atomic_compare_exchange_weak_explicit(&f->state, &s,
+                                                  (s & ~CREW__F_PHASE) | CREW__F_COMPLETING,
+                                                  memory_order_acquire, memory_order_relaxed))
+        ;
+    if (s & CREW__F_CANCEL)
+        claimed = CREW_ECANCELED;
+    if (counted)
+        count_move(w, rc, claimed);
+    else
+        count_status(w, claimed, 1);
+    int final = claimed;
+    crew__future_complete_final(f, claimed, buf, len, NULL, CREW__C_NOCOUNT | CREW__C_CLAIMED,
+                                &final);
+    /* Only CREW_ENOMEM (the result could not be stored) differs here, and
+     * is counted a moment after f is done. */
+    count_move(w, claimed, final);
 }
 
 static void run_map_helper(worker *w, crew_future *hf)
@@ -530,18 +585,28 @@ static void run_map_helper(worker *w, crew_future *hf)
         const size_t in_size = m->in_size, out_size = m->out_size;
         const unsigned char *in = m->in ? m->in + first * in_size : NULL;
         unsigned char *out = m->out ? m->out + first * out_size : NULL;
-        size_t nf = 0, ff = 0;
+        crew__map_tally tl = {0};
+        size_t ff = SIZE_MAX;
         int fs = 0;
-        for (size_t i = first, end = first + count; i < end; i++) {
+        const size_t end = first + count;
+        size_t i = first;
+        for (; i < end; i++) {
             size_t len = 0;
             int rc = fn(&t, in, in_size, out, out_size, &len);
-            if (CREW_UNLIKELY(rc != 0)) {
-                if (rc > 0) {
-                    rc = 0;
-                } else if (nf++ == 0) {
+            if (CREW_UNLIKELY(rc != 0 || len > out_size))
+                rc = len > out_size ? CREW_E2BIG : rc > 0 ? 0 : rc; /* never a silent cut */
+            /* Stopped while it ran (the map cancelled, shutdown(p, 1),
+             * destroy): this item and the rest of the chunk end
+             * CREW_ECANCELED, whatever it returned -- as a task would. */
+            if (CREW_UNLIKELY(atomic_load_explicit(&m->cancel, memory_order_relaxed) |
+                              atomic_load_explicit(&b->stop_all, memory_order_relaxed)))
+                break;
+            if (CREW_UNLIKELY(rc < 0)) {
+                if (ff == SIZE_MAX) {
                     ff = i;
                     fs = rc;
                 }
+                crew__map_tally_add(&tl, rc);
             }
             if (st)
                 st[i] = rc;
@@ -550,7 +615,17 @@ static void run_map_helper(worker *w, crew_future *hf)
             if (out)
                 out += out_size;
         }
-        crew__map_done_summary(m, first, count, nf, ff, fs, NULL);
+        if (CREW_UNLIKELY(i < end)) {
+            if (ff == SIZE_MAX) {
+                ff = i;
+                fs = CREW_ECANCELED;
+            }
+            crew__map_tally_add_n(&tl, CREW_ECANCELED, end - i);
+            if (st)
+                for (size_t k = i; k < end; k++)
+                    st[k] = CREW_ECANCELED;
+        }
+        crew__map_done_tally(m, first, count, &tl, ff, fs, NULL);
     }
     w->depth--;
     if (atomic_load_explicit(&b->cancel_queued, memory_order_relaxed))
@@ -608,38 +683,24 @@ static void run_job(worker *w, crew_future *f)
         rc = f->fn(&t, f->arg, f->arg_len, buf, b->result_cap, &len);
         if (rc > 0)
             rc = 0;
-        if (len > b->result_cap)
-            len = b->result_cap;
+        if (CREW_UNLIKELY(len > b->result_cap)) {
+            /* More than it had room for: never cut a result short
+             * silently. No byte of it is kept. */
+            rc = CREW_E2BIG;
+            len = 0;
+        }
     } else {
         rc = CREW_ENOMEM;
     }
     w->depth--;
-    if (CREW_UNLIKELY(atomic_load_explicit(&f->state, memory_order_relaxed) & CREW__F_CANCEL))
+    /* Stopped by shutdown(p, 1) or destroy while it ran: its return does
+     * not matter (a cancel of f itself is settled in complete_running). */
+    if (CREW_UNLIKELY(atomic_load_explicit(&b->stop_all, memory_order_relaxed)))
         rc = CREW_ECANCELED;
     else if (CREW_UNLIKELY(t.deadline_ns != 0) && (t.timed_out || crew__now_ns() >= t.deadline_ns))
         rc = CREW_ETIMEDOUT;
     pending_done(b); /* before DONE: a waiter that saw DONE may submit again */
-    if (CREW_UNLIKELY(len > CREW__RES_INLINE)) {
-        /* The copy into the future allocates and may turn the status into
-         * CREW_ENOMEM: let the core count the final outcome. */
-        crew__future_complete_ex(f, rc, buf, len, NULL, 0);
-        return;
-    }
-    if (CREW_LIKELY(w->index >= 0)) {
-        switch (rc) {
-        case 0: bump(&w->n_ok); break;
-        case CREW_ECANCELED: bump(&w->n_canceled); break;
-        case CREW_ETIMEDOUT: bump(&w->n_timed_out); break;
-        default: bump(&w->n_failed); break;
-        }
-    } else {
-        _Atomic uint64_t *c = rc == 0                ? &b->ext_ok
-                              : rc == CREW_ECANCELED ? &b->ext_canceled
-                              : rc == CREW_ETIMEDOUT ? &b->ext_timed_out
-                                                     : &b->ext_failed;
-        atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
-    }
-    complete_running(f, rc, buf, len);
+    complete_running(w, f, rc, buf, len);
 }
 
 /* ------------------------------------------------------------ workers */
@@ -869,6 +930,10 @@ static helper_run *run_claim(tpool *b)
  * the lanes; shutdown counts us in ext_busy. */
 static int threads_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
 {
+    /* Only a wait forever helps: a task picked up here could run past any
+     * finite deadline (a 0.05 s wait came back after the 2 s task it ran). */
+    if (!d->forever)
+        return crew__future_park(f, d);
     tpool *b = p->backend;
     worker *h = &tls_helper;
     tpool *saved = h->b;
@@ -1099,18 +1164,17 @@ static int threads_submit_map(crew_pool *p, crew__map *m)
     return pushed ? 0 : CREW_ENOMEM;
 }
 
+/* The core set the CANCEL bit already (a running task polls it with
+ * crew_task_cancelled, and its completion turns into CREW_ECANCELED): what
+ * is left is ending a queued task now. The lane still holds it (KEEP): the
+ * worker that pops it finds it no longer QUEUED and drops its hold. */
 static int threads_cancel(crew_pool *p, crew_future *f)
 {
     (void)p;
     if (f->map)
         return 0; /* the core stops the map; running items see m->cancel */
-    if (crew__future_complete_ex(f, CREW_ECANCELED, NULL, 0, NULL,
-                                 CREW__C_KEEP | CREW__C_QUEUED) == 0)
-        return 0;
-    uint32_t s = crew__future_request_cancel(f);
-    while ((s & CREW__F_PHASE) == CREW__F_COMPLETING)
-        s = atomic_load_explicit(&f->state, memory_order_acquire);
-    return (s & CREW__F_PHASE) == CREW__F_DONE ? CREW_ESTATE : 0;
+    crew__future_complete_ex(f, CREW_ECANCELED, NULL, 0, NULL, CREW__C_KEEP | CREW__C_QUEUED);
+    return 0;
 }
 
 static bool quiescent(tpool *b)
@@ -1131,8 +1195,11 @@ static int threads_shutdown(crew_pool *p, int cancel_pending)
         atomic_store(&b->stop_all, 1);
     }
     wake_all(b);
-    if (crew__threads_in_task(p))
-        return 0; /* waiting here would wait for ourselves */
+    /* Waiting here would wait for ourselves: a task of the pool, or a done
+     * callback (it runs on the worker or waiter that completed the task,
+     * counted busy until the callback returns). */
+    if (crew__threads_in_task(p) || crew__pool_in_callback(p))
+        return 0;
     for (;;) {
         uint32_t e = atomic_load_explicit(&b->idle_epoch, memory_order_seq_cst);
         if (quiescent(b))
@@ -1197,4 +1264,5 @@ const crew__pool_ops crew__pool_threads_ops = {
     .destroy = threads_destroy,
     .stats = threads_stats,
     .counts_submits = true,
+    .shutdown_in_callback = true,
 };

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 /* fib(n) by submitting fib(n-1) and fib(n-2) as sub-tasks and waiting. */
 static int fib(crew_task *t, const void *a, size_t al, void *r, size_t rc, size_t *rl)
@@ -62,10 +63,9 @@ static void run_fib(int workers, int n)
 static void test_nested_one_worker(void) { run_fib(1, 16); }
 static void test_nested_many_workers(void) { run_fib(4, 18); }
 
-/* A worker's timed wait on a task that runs on another worker (nothing to
- * help with): it parks and times out. (A worker that waits may run the
- * awaited sub-task itself if it is still queued, so a timed wait inside a
- * task returns only once any task it picked up has returned.) */
+/* A worker's timed wait on a task that runs on another worker: it parks and
+ * times out. (Only a wait forever runs queued work meanwhile; see
+ * test_finite_wait_never_helps.) */
 static int g_gate[2], g_started[2];
 static int blocker(crew_task *t, const void *a, size_t al, void *r, size_t rc, size_t *rl)
 {
@@ -109,6 +109,113 @@ static void test_nested_timeout(void)
     close(g_gate[1]);
     close(g_started[0]);
     close(g_started[1]);
+}
+
+/* ---- a finite wait returns by its deadline */
+
+static int sleep_2s(crew_task *t, const void *a, size_t al, void *r, size_t rc, size_t *rl)
+{
+    struct timespec ts = {2, 0};
+    nanosleep(&ts, NULL); /* the task's work: long, not synchronisation */
+    return 0;
+}
+
+/* Generous: the bound is "by the timeout plus scheduling slack", not a
+ * speed; a waiter that ran the 2 s task it found queued misses it by far. */
+#define WAIT_SLACK 0.45
+
+static void check_times_out(crew_future *f, int how)
+{
+    double t0 = crew_now();
+    if (how == 0)
+        CHECK_ERR(crew_future_wait(f, 0.05), CREW_ETIMEDOUT);
+    else if (how == 1)
+        CHECK_ERR(crew_wait_all(&f, 1, 0.05), CREW_ETIMEDOUT);
+    else
+        CHECK_ERR(crew_wait_any(&f, 1, 0.05, NULL), CREW_ETIMEDOUT);
+    double took = crew_now() - t0;
+    CHECK(took >= 0.049 && took < 0.05 + WAIT_SLACK);
+}
+
+/* An outside thread's wait with a finite timeout never picks up a queued
+ * task (it could run past any deadline: a 0.05 s wait used to come back
+ * after the 2 s task it ran); only a wait forever helps. */
+static void test_finite_wait_never_helps(void)
+{
+    crew_pool_options o = {0};
+    o.workers = 1;
+    crew_pool *p;
+    CHECK_OK(crew_pool_create(&p, &o));
+    CHECK(pipe(g_gate) == 0 && pipe(g_started) == 0);
+    crew_future *x, *slow, *mf;
+    CHECK_OK(crew_pool_submit(p, blocker, NULL, 0, &x));
+    char c;
+    CHECK(read(g_started[0], &c, 1) == 1); /* the only worker is busy */
+    CHECK_OK(crew_pool_submit(p, sleep_2s, NULL, 0, &slow)); /* queued */
+    for (int how = 0; how < 3; how++) {
+        check_times_out(slow, how);
+        check_times_out(x, how); /* waiting on the running one: same */
+    }
+    int in[2] = {0, 0};
+    CHECK_OK(crew_pool_map_submit(p, sleep_2s, in, sizeof in[0], NULL, 0, 2, NULL, &mf));
+    check_times_out(mf, 0);
+    CHECK_EQ(crew_future_done(slow), 0); /* nobody ran it */
+    CHECK_OK(crew_future_cancel(slow));  /* queued: ends now, never runs */
+    CHECK_OK(crew_future_cancel(mf));
+    CHECK(write(g_gate[1], "x", 1) == 1);
+    CHECK_OK(crew_future_wait(x, CREW_FOREVER));
+    CHECK_OK(crew_future_wait(mf, CREW_FOREVER));
+    CHECK_EQ(crew_future_status(slow), CREW_ECANCELED);
+    CHECK_EQ(crew_future_status(mf), CREW_ECANCELED);
+    crew_future_destroy(x);
+    crew_future_destroy(slow);
+    crew_future_destroy(mf);
+    CHECK_OK(crew_pool_destroy(p));
+    close(g_gate[0]);
+    close(g_gate[1]);
+    close(g_started[0]);
+    close(g_started[1]);
+}
+
+/* Nested: the only worker waits 0.05 s on a sub-task queued in its own
+ * lane. It does not run it (that would take 2 s) and nobody else can: the
+ * wait times out -- the pool is not deadlocked, the parent goes on. */
+static int parent_finite_wait(crew_task *t, const void *a, size_t al, void *r, size_t rc,
+                              size_t *rl)
+{
+    crew_future *child;
+    CHECK_OK(crew_pool_submit(crew_task_pool(t), sleep_2s, NULL, 0, &child));
+    double t0 = crew_now();
+    int w = crew_future_wait(child, 0.05);
+    double took = crew_now() - t0;
+    CHECK_OK(crew_future_cancel(child)); /* still queued: it never runs */
+    CHECK_EQ(crew_future_status(child), CREW_ECANCELED);
+    crew_future_destroy(child);
+    memcpy(r, &took, sizeof took);
+    *rl = sizeof took;
+    return w;
+}
+
+static void test_nested_finite_wait(void)
+{
+    crew_pool_options o = {0};
+    o.workers = 1;
+    crew_pool *p;
+    CHECK_OK(crew_pool_create(&p, &o));
+    crew_future *f;
+    CHECK_OK(crew_pool_submit(p, parent_finite_wait, NULL, 0, &f));
+    /* A finite wait: this thread does not help either, so the child stays
+     * queued (a wait forever here would run it, as it should). */
+    CHECK_OK(crew_future_wait(f, 30.0));
+    CHECK_EQ(crew_future_status(f), CREW_ETIMEDOUT);
+    const void *d;
+    size_t len;
+    CHECK_OK(crew_future_result(f, &d, &len));
+    double took;
+    memcpy(&took, d, sizeof took);
+    CHECK(took >= 0.049 && took < 0.05 + WAIT_SLACK);
+    crew_future_destroy(f);
+    CHECK_OK(crew_pool_destroy(p));
 }
 
 static atomic_long g_sum;
@@ -264,11 +371,12 @@ static void test_lane_overflow(void)
     CHECK_EQ(st.completed, N + 1);
     /* Most of the N went through the overflow, not a lane: each counted once. */
     CHECK_EQ(st.submitted, N + 1);
-    /* A map counts as one submit, whatever helper tasks it pushes. */
+    /* A map counts its 10 items, whatever helper tasks it pushes. */
     long in[10] = {0};
     CHECK_OK(crew_pool_map(p, add_arg, in, sizeof in[0], NULL, 0, 10, NULL));
     CHECK_OK(crew_pool_stats_get(p, &st));
-    CHECK_EQ(st.submitted, N + 2);
+    CHECK_EQ(st.submitted, N + 1 + 10);
+    CHECK_EQ(st.completed, N + 1 + 10);
     CHECK_OK(crew_pool_destroy(p));
     close(g_gate[0]);
     close(g_gate[1]);
@@ -460,6 +568,7 @@ static const test_case cases[] = {
     TEST_CASE(test_nested_timeout),    TEST_CASE(test_many_submitters),
     TEST_CASE(test_sleep_wake),        TEST_CASE(test_pools_in_turn),
     TEST_CASE(test_create_destroy_idle), TEST_CASE(test_all_workers_wake), TEST_CASE(test_blocked_task_in_run), TEST_CASE(test_lane_overflow),
-    TEST_CASE(test_future_cache_batches),
+    TEST_CASE(test_future_cache_batches), TEST_CASE(test_finite_wait_never_helps),
+    TEST_CASE(test_nested_finite_wait),
 };
 TEST_MAIN_NOHELPERS(cases)
