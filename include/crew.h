@@ -713,6 +713,16 @@ CREW_API int crew_array_destroy(crew_array *a);
  * may lose the one message it was taking (at most once for the message in
  * flight); a producer killed inside a put may or may not have queued its
  * message, never half of it. See docs/queue.md.
+ * Hostile peers: a process that holds the fd may write anything into the
+ * queue's memory; it cannot resize it (the memfd is sealed against growing
+ * and shrinking: ftruncate fails with EPERM) and it cannot crash, hang or
+ * corrupt the memory of another process. Every value read from the shared
+ * memory is checked first; a violation makes the queue broken for every
+ * process: that call and every later one on it (destroy excepted) return
+ * CREW_EPROTO, also if the peer repairs the header afterwards. A call that
+ * returns CREW_EPROTO may or may not have done its work. Short of breaking
+ * it, such a peer can lose or forge messages and hold the queue's locks
+ * (calls then time out as behind any held lock). See docs/queue.md.
  * Waiting: blocked calls spin ~20 us, then sleep on a futex (no CPU).
  */
 typedef struct crew_queue crew_queue;
@@ -740,13 +750,16 @@ CREW_API int crew_queue_destroy(crew_queue *q);
 /* A new file descriptor for the queue, owned by the caller and without
  * FD_CLOEXEC so that it survives exec: pass its number to another process,
  * which calls crew_queue_attach(), then close it. Returns 0, CREW_EINVAL,
- * or a system error (CREW_EMFILE). */
+ * CREW_EPROTO (broken), or a system error (CREW_EMFILE). */
 CREW_API int crew_queue_fd(crew_queue *q, int *fd_out);
 
 /* Maps the queue behind `fd` (from crew_queue_fd) into this process. The
  * handle keeps its own duplicate: the caller still owns and closes fd.
- * Returns 0, CREW_EBADF, CREW_EINVAL (fd is not a crew queue), CREW_ENOMEM,
- * or a system error. */
+ * Returns 0, CREW_EBADF, CREW_EINVAL (fd is not a crew queue: not a memfd
+ * sealed with F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL -- one a peer could
+ * truncate under us -- or not a queue of this crew version), CREW_EPROTO (a
+ * crew queue whose header is corrupted -- it is then marked broken for its
+ * other users -- or one already broken), CREW_ENOMEM, or a system error. */
 CREW_API int crew_queue_attach(crew_queue **out, int fd);
 
 /* Puts a copy of msg[0..len). Waits for room up to `timeout` seconds.
@@ -754,7 +767,8 @@ CREW_API int crew_queue_attach(crew_queue **out, int fd);
  * after crew_queue_close(); CREW_EAGAIN when timeout is 0 and there is no
  * room; CREW_ETIMEDOUT; CREW_EINVAL (NULL q, NULL msg with len > 0, NaN
  * timeout);
- * CREW_EDEADLK if called from this queue's put_with callback. */
+ * CREW_EDEADLK if called from this queue's put_with callback; CREW_EPROTO
+ * (broken). */
 CREW_API int crew_queue_put(crew_queue *q, const void *msg, size_t len, double timeout);
 /* crew_queue_put with timeout 0: CREW_EAGAIN when full. */
 CREW_API int crew_queue_try_put(crew_queue *q, const void *msg, size_t len);
@@ -765,7 +779,8 @@ CREW_API int crew_queue_try_put(crew_queue *q, const void *msg, size_t len);
  * longer than bufcap -- *len_out then holds the size needed and the message
  * stays at the head of the queue (retry with a bigger buffer); CREW_EAGAIN
  * (timeout 0, empty); CREW_ETIMEDOUT; CREW_EINVAL (NULL q, NULL buf with
- * bufcap > 0, NaN timeout); CREW_EDEADLK if called from this queue's get_with callback. */
+ * bufcap > 0, NaN timeout); CREW_EDEADLK if called from this queue's get_with callback;
+ * CREW_EPROTO (broken). */
 CREW_API int crew_queue_get(crew_queue *q, void *buf, size_t bufcap, size_t *len_out,
                             double timeout);
 /* crew_queue_get with timeout 0: CREW_EAGAIN when empty. */
@@ -779,7 +794,9 @@ CREW_API int crew_queue_try_get(crew_queue *q, void *buf, size_t bufcap, size_t 
  * (CREW_EDEADLK). A process killed inside fill queues nothing; one killed
  * inside fn leaves the message queued for the next consumer (it may thus be
  * seen twice: at least once for get_with). Return codes as put/get (no
- * E2BIG for get_with); CREW_EINVAL for NULL q or callback, NaN timeout. */
+ * E2BIG for get_with); CREW_EINVAL for NULL q or callback, NaN timeout.
+ * The bytes fn sees lie in shared memory: a hostile peer can change them
+ * while fn reads (never their length, nor where they lie). */
 typedef void (*crew_queue_fill_fn)(void *dst, size_t len, void *arg);
 typedef void (*crew_queue_read_fn)(const void *msg, size_t len, void *arg);
 CREW_API int crew_queue_put_with(crew_queue *q, size_t len, crew_queue_fill_fn fill, void *arg,
@@ -789,7 +806,11 @@ CREW_API int crew_queue_get_with(crew_queue *q, crew_queue_read_fn fn, void *arg
 
 /* Closes the queue for every process: later puts return CREW_ECLOSED, gets
  * drain what is left and then return CREW_EOF; every waiter wakes.
- * Idempotent. Returns 0 or CREW_EINVAL. */
+ * Idempotent. A put in progress either lands before the close or sees it;
+ * close waits at most ~1 s for it (a longer put_with callback, or a peer
+ * holding the lock, does not stop the close: that one put may then land
+ * after consumers have seen CREW_EOF). Returns 0, CREW_EINVAL or
+ * CREW_EPROTO (broken). */
 CREW_API int crew_queue_close(crew_queue *q);
 
 typedef struct crew_queue_status {
@@ -799,7 +820,8 @@ typedef struct crew_queue_status {
     int closed;          /* 1 after crew_queue_close */
     unsigned recoveries; /* locks taken over from dead processes, ever */
 } crew_queue_status;
-/* A snapshot of the queue. Returns 0 or CREW_EINVAL. */
+/* A snapshot of the queue. Returns 0, CREW_EINVAL or CREW_EPROTO
+ * (broken). */
 CREW_API int crew_queue_info(crew_queue *q, crew_queue_status *out);
 
 /* ================================================================== pipes
@@ -821,6 +843,9 @@ CREW_API int crew_queue_info(crew_queue *q, crew_queue_status *out);
  * keeps it open and will not see EOF when the peer dies. A peer's death is
  * noticed while waiting, within ~32 ms; a send that finds room succeeds
  * even if the peer has just died (the message is then lost with it).
+ * Hostile peers: as for queues (sealed memfd, every shared value checked);
+ * a violation found on either direction breaks the whole pipe: every later
+ * call on either end (destroy excepted) returns CREW_EPROTO.
  */
 typedef struct crew_pipe crew_pipe;
 
@@ -837,14 +862,16 @@ CREW_API int crew_pipe_create(crew_pipe **a, crew_pipe **b, const crew_pipe_opti
  * room. Returns 0; CREW_EPIPE (the other end is closed or its holders died);
  * CREW_ECLOSED (this end was closed); CREW_E2BIG; CREW_EAGAIN (timeout 0,
  * full); CREW_ETIMEDOUT; CREW_EINVAL (NULL p, NULL msg with len > 0, NaN
- * timeout). */
+ * timeout); CREW_EDEADLK (lock word names this thread: a hostile peer);
+ * CREW_EPROTO (broken). */
 CREW_API int crew_pipe_send(crew_pipe *p, const void *msg, size_t len, double timeout);
 
 /* Receives the next whole message, as crew_queue_get (CREW_E2BIG leaves it
  * queued and reports its size). Returns 0; CREW_EOF when the other end is
  * closed or dead and everything it sent has been read; CREW_ECLOSED (this
  * end was closed); CREW_E2BIG; CREW_EAGAIN; CREW_ETIMEDOUT; CREW_EINVAL
- * (NULL p, NULL buf with bufcap > 0, NaN timeout). */
+ * (NULL p, NULL buf with bufcap > 0, NaN timeout); CREW_EDEADLK (as for
+ * send; or from this end's own recv_with callback); CREW_EPROTO (broken). */
 CREW_API int crew_pipe_recv(crew_pipe *p, void *buf, size_t bufcap, size_t *len_out,
                             double timeout);
 
@@ -853,23 +880,29 @@ CREW_API int crew_pipe_recv(crew_pipe *p, void *buf, size_t bufcap, size_t *len_
 CREW_API int crew_pipe_recv_with(crew_pipe *p, crew_queue_read_fn fn, void *arg, double timeout);
 
 /* Closes this end for every holder now (the peer sees EOF after draining).
- * Idempotent. Returns 0 or CREW_EINVAL. */
+ * Idempotent. Waits for a send in progress as crew_queue_close does (at
+ * most ~1 s per direction). Returns 0, CREW_EINVAL or CREW_EPROTO
+ * (broken). */
 CREW_API int crew_pipe_close(crew_pipe *p);
 
 /* Drops this process's hold on the end and frees the handle; the end closes
- * when no live process holds it any more. Returns 0 or CREW_EINVAL. */
+ * when no live process holds it any more (a broken pipe is not closed: its
+ * holders get CREW_EPROTO). Returns 0 or CREW_EINVAL. */
 CREW_API int crew_pipe_destroy(crew_pipe *p);
 
 /* A new descriptor (caller-owned, no FD_CLOEXEC) naming this end, for
  * crew_pipe_attach() in another process. It holds the end until closed in
  * every process that has it: close it once the receiver has attached.
- * Needs /proc. Returns 0, CREW_EINVAL, or a system error. */
+ * Needs /proc. Returns 0, CREW_EINVAL, CREW_EPROTO (broken), or a system
+ * error. */
 CREW_API int crew_pipe_fd(crew_pipe *p, int *fd_out);
 
 /* Takes a hold on the end named by fd (from crew_pipe_fd); the caller still
- * owns fd. Returns 0, CREW_EBADF, CREW_EINVAL (not a crew pipe end),
- * CREW_ECLOSED (that end is already closed), CREW_ENOMEM, or a system
- * error. */
+ * owns fd. Returns 0, CREW_EBADF, CREW_EINVAL (not a crew pipe end: as for
+ * crew_queue_attach, an unsealed memfd is refused), CREW_EPROTO (a crew
+ * pipe whose header or rings are corrupted -- then marked broken for every
+ * holder -- or one already broken), CREW_ECLOSED (that end is already
+ * closed), CREW_ENOMEM, or a system error. */
 CREW_API int crew_pipe_attach(crew_pipe **out, int fd);
 
 /* @@SECTION pool@@ */

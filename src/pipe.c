@@ -36,6 +36,18 @@
  * sent just before dying), then returns EOF / EPIPE and marks the peer end
  * closed so later calls see it at once. A process dying never corrupts a
  * ring (queue.c's argument).
+ *
+ * Hostile peers (queue.c's HOSTILE PEERS argument, for the rings). The pipe
+ * header is read at attach only: magic, the total size and the two ring
+ * offsets must describe exactly the layout create makes (header page, ring
+ * 0, ring 1 of the same geometry), so ring pointers are page-aligned and
+ * the rings cannot overlap; each handle keeps its ring views and never
+ * reads the offsets again (destroy included). After that only the `closed`
+ * flags (any non-zero value is "closed") and `broken` are read. A pipe is
+ * broken as a whole: a violation found on either ring, or by an attach,
+ * sets `broken` in the pipe header and in both rings and in the handle;
+ * every later call on any end returns CREW_EPROTO, and waiters notice
+ * within a peer-probe slice.
  */
 #include "ring.h"
 
@@ -56,6 +68,7 @@ typedef struct pipe_shared {
     uint64_t total;
     uint64_t ring_off[2];
     alignas(CREW_CACHELINE) _Atomic uint32_t closed[2];
+    _Atomic uint32_t broken; /* non-zero: someone found the pipe corrupted */
 } pipe_shared;
 
 _Static_assert(sizeof(pipe_shared) <= PIPE_HDR_BYTES, "pipe header fits its page");
@@ -65,8 +78,32 @@ struct crew_pipe {
     size_t map_len;
     int fd; /* this end's open file description, holding the OFD lock */
     int side;
-    crew__ring *tx, *rx;
+    crew__ring_view tx, rx;
+    _Atomic bool broken; /* this handle has seen the pipe broken */
 };
+
+static inline uint64_t rd64(const void *p) { return *(const volatile uint64_t *)p; }
+
+/* Breaks the pipe for every holder (both rings: waiters on either wake). */
+static int pipe_break(crew_pipe *p)
+{
+    atomic_store_explicit(&p->broken, true, memory_order_relaxed);
+    atomic_store_explicit(&p->s->broken, 1, memory_order_seq_cst);
+    (void)crew__ring_break(&p->tx);
+    (void)crew__ring_break(&p->rx);
+    return CREW_EPROTO;
+}
+
+/* First step of every call: broken here stays broken, whatever a peer
+ * writes into the header later; broken elsewhere is broken here. */
+static int pipe_enter(crew_pipe *p)
+{
+    if (atomic_load_explicit(&p->broken, memory_order_relaxed))
+        return CREW_EPROTO;
+    if (atomic_load_explicit(&p->s->broken, memory_order_acquire))
+        return pipe_break(p);
+    return 0;
+}
 
 /* ------------------------------------------------------------ holders */
 
@@ -85,25 +122,39 @@ static bool held_elsewhere(int fd, int side)
     return fl.l_type != F_UNLCK;
 }
 
-static void end_close(pipe_shared *s, crew__ring *r0, crew__ring *r1, int side)
+/* lock_wait: see crew__ring_close. */
+static int end_close(pipe_shared *s, crew__ring_view *r0, crew__ring_view *r1, int side,
+                     double lock_wait)
 {
     atomic_store_explicit(&s->closed[side], 1, memory_order_seq_cst);
-    crew__ring_close(r0);
-    crew__ring_close(r1);
+    int a = crew__ring_close(r0, lock_wait), b = crew__ring_close(r1, lock_wait);
+    return a ? a : b;
 }
 
 /* The peer probe for ring waits: is the other end closed or unheld? */
 static bool peer_gone(void *ctx)
 {
     crew_pipe *p = ctx;
-    if (atomic_load_explicit(&p->s->closed[1 - p->side], memory_order_acquire))
+    /* A pipe broken at its header (by an attach that found it corrupted)
+     * ends the wait too; the caller then reports CREW_EPROTO. */
+    if (atomic_load_explicit(&p->s->closed[1 - p->side], memory_order_acquire) ||
+        atomic_load_explicit(&p->s->broken, memory_order_acquire))
         return true;
     return !held_elsewhere(p->fd, 1 - p->side);
 }
 
-static void mark_peer_closed(crew_pipe *p)
+/* After a wait reported the peer gone: the peer end is closed -- unless it
+ * was the pipe breaking that ended the wait. Returns the caller's code. */
+static int peer_gone_result(crew_pipe *p, int rc)
 {
-    end_close(p->s, p->tx, p->rx, 1 - p->side);
+    if (atomic_load_explicit(&p->s->broken, memory_order_acquire))
+        return pipe_break(p);
+    /* Without waiting for the locks: this runs inside a call with its own
+     * timeout, and a gone peer commits nothing more that the lock would
+     * order against the close. */
+    if (end_close(p->s, &p->tx, &p->rx, 1 - p->side, 0) == CREW_EPROTO)
+        return pipe_break(p);
+    return rc;
 }
 
 /* A new open file description of the same memfd (not a dup). */
@@ -141,11 +192,16 @@ static int handle_open(crew_pipe **out, int fd, int side, size_t len)
     return 0;
 }
 
-static void handle_bind(crew_pipe *p)
+/* Gives p its ring views, from checked values (create's own, or what
+ * attach checked): never from the header, which a peer may rewrite. */
+static void handle_bind(crew_pipe *p, const uint64_t off[2], uint64_t cap, uint64_t max)
 {
-    uint8_t *base = (uint8_t *)p->s;
-    crew__ring *r[2] = {(crew__ring *)(base + p->s->ring_off[0]),
-                        (crew__ring *)(base + p->s->ring_off[1])};
+    crew__ring_view r[2];
+    for (int i = 0; i < 2; i++)
+        r[i] = (crew__ring_view){.hdr = (crew__ring *)((uint8_t *)p->s + off[i]),
+                                 .cap = cap,
+                                 .max_msg = max,
+                                 .broken = &p->broken};
     p->tx = r[p->side];
     p->rx = r[1 - p->side];
 }
@@ -178,10 +234,13 @@ int crew_pipe_create(crew_pipe **a, crew_pipe **b, const crew_pipe_options *opts
         return rc;
     pipe_shared *s = addr;
     s->total = total;
-    s->ring_off[0] = PIPE_HDR_BYTES;
-    s->ring_off[1] = PIPE_HDR_BYTES + rb;
-    crew__ring_init((crew__ring *)((uint8_t *)s + s->ring_off[0]), cap, max);
-    crew__ring_init((crew__ring *)((uint8_t *)s + s->ring_off[1]), cap, max);
+    const uint64_t off[2] = {PIPE_HDR_BYTES, PIPE_HDR_BYTES + rb};
+    s->ring_off[0] = off[0];
+    s->ring_off[1] = off[1];
+    crew__ring_view unused_view;
+    _Atomic bool unused = false;
+    for (int i = 0; i < 2; i++)
+        crew__ring_init(&unused_view, (crew__ring *)((uint8_t *)s + off[i]), cap, max, &unused);
     s->magic = PIPE_MAGIC;
     munmap(addr, total); /* each handle maps through its own description */
 
@@ -205,8 +264,8 @@ int crew_pipe_create(crew_pipe **a, crew_pipe **b, const crew_pipe_options *opts
             handle_free(pb);
         return rc;
     }
-    handle_bind(pa);
-    handle_bind(pb);
+    handle_bind(pa, off, cap, max);
+    handle_bind(pb, off, cap, max);
     *a = pa;
     *b = pb;
     return 0;
@@ -216,6 +275,9 @@ int crew_pipe_fd(crew_pipe *p, int *fd_out)
 {
     if (!p || !fd_out)
         return CREW_EINVAL;
+    int rc = pipe_enter(p);
+    if (rc != 0)
+        return rc;
     /* A fresh description whose file offset names the end (0 or 1). No
      * FD_CLOEXEC: it is meant to cross exec. */
     int fd = reopen(p->fd, 0);
@@ -228,12 +290,35 @@ int crew_pipe_fd(crew_pipe *p, int *fd_out)
     }
     /* Hold the end from now on: the fd in flight keeps it open even if
      * this process destroys its handle before the receiver attaches. */
-    int rc = hold(fd, p->side);
+    rc = hold(fd, p->side);
     if (rc != 0) {
         crew__close(fd);
         return rc;
     }
     *fd_out = fd;
+    return 0;
+}
+
+/* Checks that p's header describes exactly the layout create makes (header
+ * page, ring 0, ring 1, same geometry, nothing else), reading each value
+ * once, and binds p's views to it. 0 or CREW_EPROTO. */
+static int attach_rings(crew_pipe *p)
+{
+    uint8_t *base = (uint8_t *)p->s;
+    uint64_t total = rd64(&p->s->total);
+    uint64_t off[2] = {rd64(&p->s->ring_off[0]), rd64(&p->s->ring_off[1])};
+    /* off[1] is checked against ring 0's size before ring 1 is looked at:
+     * only then is it page-aligned (a ring header is 64-byte aligned). */
+    if (total != p->map_len || off[0] != PIPE_HDR_BYTES || off[1] <= off[0] || off[1] > total)
+        return CREW_EPROTO;
+    crew__ring_view r[2];
+    if (crew__ring_attach(&r[0], (crew__ring *)(base + off[0]), off[1] - off[0], &p->broken) ||
+        off[1] != off[0] + crew__ring_bytes(r[0].cap) ||
+        crew__ring_attach(&r[1], (crew__ring *)(base + off[1]), total - off[1], &p->broken) ||
+        total != off[1] + crew__ring_bytes(r[1].cap) || r[0].cap != r[1].cap ||
+        r[0].max_msg != r[1].max_msg)
+        return CREW_EPROTO;
+    handle_bind(p, off, r[0].cap, r[0].max_msg);
     return 0;
 }
 
@@ -260,16 +345,17 @@ int crew_pipe_attach(crew_pipe **out, int fd)
     if (rc != 0)
         return rc;
     pipe_shared *s = p->s;
-    bool ok = s->magic == PIPE_MAGIC && s->total == p->map_len;
-    for (int i = 0; ok && i < 2; i++)
-        ok = s->ring_off[i] >= PIPE_HDR_BYTES && s->ring_off[i] < p->map_len &&
-             crew__ring_valid((crew__ring *)((uint8_t *)s + s->ring_off[i]),
-                              p->map_len - s->ring_off[i]);
-    if (!ok) {
+    if (rd64(&s->magic) != PIPE_MAGIC) {
         handle_free(p);
         return CREW_EINVAL;
     }
-    handle_bind(p);
+    /* A crew pipe from here on: what is wrong with it is a protocol error,
+     * which every holder must hear of. */
+    if ((rc = attach_rings(p)) != 0 || atomic_load(&s->broken)) {
+        atomic_store_explicit(&s->broken, 1, memory_order_seq_cst);
+        handle_free(p);
+        return CREW_EPROTO;
+    }
     if (atomic_load(&s->closed[p->side])) {
         handle_free(p);
         return CREW_ECLOSED;
@@ -292,15 +378,28 @@ int crew_pipe_destroy(crew_pipe *p)
     int probe = reopen(p->fd, O_CLOEXEC);
     int side = p->side;
     size_t len = p->map_len;
+    /* The rings where this handle checked them, as offsets: the header's
+     * own offsets are not read again. */
+    crew__ring_view rings[2] = {p->tx, p->rx};
+    size_t off[2];
+    for (int i = 0; i < 2; i++)
+        off[i] = (size_t)((uint8_t *)rings[i].hdr - (uint8_t *)p->s);
+    _Atomic bool broken = atomic_load_explicit(&p->broken, memory_order_relaxed);
     handle_free(p);
     if (probe < 0)
         return 0; /* no /proc: the peer finds out by its own probe */
-    if (!held_elsewhere(probe, side)) {
+    if (!broken && !held_elsewhere(probe, side)) {
         void *addr = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, probe, 0);
         if (addr != MAP_FAILED) {
-            pipe_shared *s = addr;
-            end_close(s, (crew__ring *)((uint8_t *)s + s->ring_off[0]),
-                      (crew__ring *)((uint8_t *)s + s->ring_off[1]), side);
+            for (int i = 0; i < 2; i++) {
+                rings[i].hdr = (crew__ring *)((uint8_t *)addr + off[i]);
+                rings[i].broken = &broken;
+            }
+            /* A broken pipe is not closed: its holders get CREW_EPROTO.
+             * No wait for the locks: this end has no holder left, so no
+             * put of its own is in flight, and what the peer still puts
+             * has no reader left to order against the close. */
+            (void)end_close(addr, &rings[0], &rings[1], side, 0);
             munmap(addr, len);
         }
     }
@@ -312,7 +411,11 @@ int crew_pipe_close(crew_pipe *p)
 {
     if (!p)
         return CREW_EINVAL;
-    end_close(p->s, p->tx, p->rx, p->side);
+    int rc = pipe_enter(p);
+    if (rc != 0)
+        return rc;
+    if (end_close(p->s, &p->tx, &p->rx, p->side, CREW__RING_CLOSE_WAIT) == CREW_EPROTO)
+        return pipe_break(p);
     return 0;
 }
 
@@ -320,12 +423,17 @@ int crew_pipe_send(crew_pipe *p, const void *msg, size_t len, double timeout)
 {
     if (!p || (!msg && len) || crew__timeout_bad(timeout))
         return CREW_EINVAL;
+    int rc = pipe_enter(p);
+    if (rc != 0)
+        return rc;
     if (atomic_load_explicit(&p->s->closed[p->side], memory_order_acquire))
         return CREW_ECLOSED;
     crew__ring_peer peer = {peer_gone, p};
-    int rc = crew__ring_put(p->tx, msg, len, NULL, NULL, timeout, &peer);
+    rc = crew__ring_put(&p->tx, msg, len, NULL, NULL, timeout, &peer);
+    if (rc == CREW_EPROTO)
+        return pipe_break(p);
     if (rc == CREW_EPIPE)
-        mark_peer_closed(p);
+        rc = peer_gone_result(p, rc);
     if (rc == CREW_ECLOSED &&
         !atomic_load_explicit(&p->s->closed[p->side], memory_order_acquire))
         rc = CREW_EPIPE;
@@ -335,14 +443,17 @@ int crew_pipe_send(crew_pipe *p, const void *msg, size_t len, double timeout)
 static int pipe_recv(crew_pipe *p, void *buf, size_t bufcap, size_t *len_out,
                      crew_queue_read_fn fn, void *arg, double timeout)
 {
+    int rc = pipe_enter(p);
+    if (rc != 0)
+        return rc;
     if (atomic_load_explicit(&p->s->closed[p->side], memory_order_acquire))
         return CREW_ECLOSED;
     crew__ring_peer peer = {peer_gone, p};
-    int rc = crew__ring_get(p->rx, buf, bufcap, len_out, fn, arg, timeout, &peer);
-    if (rc == CREW_EPIPE) {
-        mark_peer_closed(p);
-        rc = CREW_EOF;
-    }
+    rc = crew__ring_get(&p->rx, buf, bufcap, len_out, fn, arg, timeout, &peer);
+    if (rc == CREW_EPROTO)
+        return pipe_break(p);
+    if (rc == CREW_EPIPE)
+        rc = peer_gone_result(p, CREW_EOF);
     if (rc == CREW_EOF && atomic_load_explicit(&p->s->closed[p->side], memory_order_acquire))
         rc = CREW_ECLOSED;
     return rc;

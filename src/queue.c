@@ -68,9 +68,41 @@
  * reused before anyone looks would look alive. That window is the time to
  * cycle through every pid on the machine, and is accepted.
  *
- * Size. The memfd is sealed (F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) at
- * creation and attach refuses an fd without those seals: no process that
- * holds the fd can truncate it under another's mapping (SIGBUS).
+ * HOSTILE PEERS (a process that writes anything, anywhere, any time). The
+ * crash argument assumes every process runs this code; a buggy or hostile
+ * one can instead write garbage over the header and the data. The promise
+ * then is smaller but still firm: no other process crashes, hangs past its
+ * timeout or has memory outside the ring written; at worst the ring stops
+ * working (denial of service on that one object). How:
+ *  - The memfd is sealed (F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) at
+ *    creation and attach refuses an fd without those seals: its size is
+ *    fixed, so no access to the mapping can SIGBUS.
+ *  - Geometry (cap, max_msg, size) is checked once at create/attach and
+ *    kept in the process's crew__ring_view; calls never divide by or bound
+ *    anything with a value read from the header. A call finding the
+ *    header's constants changed breaks the ring.
+ *  - Values used are read once and checked first: tail and head multiples
+ *    of 8, head <= tail <= head + cap; a record's length <= max_msg, and
+ *    the record inside what was committed and before the end of the area;
+ *    a SKIP never at offset 0 and inside what was committed. Offsets are
+ *    counter % (local cap), so every access lies in the data area and is
+ *    8-aligned. A violation breaks the ring: `broken` set in the header
+ *    (every call checks it first) and in the handle (so a peer clearing
+ *    the shared flag does not make it usable again for us), every waiter
+ *    woken; that call and every later one return CREW_EPROTO.
+ *  - Every loop is bounded by something local: the record loop by its two
+ *    turns (a SKIP, then a record at offset 0), an empty-ring wrap by one
+ *    per put, lock and event waits by the caller's deadline, checked on
+ *    every turn -- however a peer flips a lock word or a counter. A lock
+ *    word naming no live thread is taken over (counted as a recovery); one
+ *    naming a live thread that is not using the ring blocks like a held
+ *    lock, up to the caller's timeout (close waits at most
+ *    CREW__RING_CLOSE_WAIT, then closes without the lock). An unlock that
+ *    finds someone else's id in the word breaks the ring (it was an
+ *    assertion: one write could kill every process).
+ *  - What a hostile peer can still do: make the ring broken, lose or forge
+ *    messages, change the bytes of a message while a get_with callback reads
+ *    them in place, and hold a lock (or never put) so that waiters time out.
  *
  * Timeouts: deadlines are absolute (crew__deadline); a timeout of 0 never
  * sleeps and reports CREW_EAGAIN; a lock is "busy" for a poll only after a
@@ -134,50 +166,106 @@ static const crew__deadline *dl(lazy_deadline *l)
     return &l->d;
 }
 
+/* ------------------------------------------------------------ shared values
+ * Everything in the ring can be rewritten at any moment by any process that
+ * maps it (see HOSTILE PEERS above). A value this process acts on is read
+ * once (rd32/rd64: a volatile read, so the compiler cannot read it twice and
+ * check one copy but use the other), checked, and only then used. */
+
+static inline uint32_t rd32(const void *p) { return *(const volatile uint32_t *)p; }
+static inline uint64_t rd64(const void *p) { return *(const volatile uint64_t *)p; }
+
+/* The shared half of breaking: the flag every process checks, and a wake-up
+ * of every waiter so that it sees the flag now rather than at its deadline. */
+static void ring_mark_broken(crew__ring *r)
+{
+    atomic_store_explicit(&r->broken, 1, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&r->data_seq, 1, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&r->space_seq, 1, memory_order_seq_cst);
+    crew__futex_wake(&r->data_seq, INT32_MAX);
+    crew__futex_wake(&r->space_seq, INT32_MAX);
+}
+
+int crew__ring_break(crew__ring_view *v)
+{
+    atomic_store_explicit(v->broken, true, memory_order_relaxed);
+    ring_mark_broken(v->hdr);
+    return CREW_EPROTO;
+}
+
+/* Someone else broke the ring: remember it here, so that a peer clearing
+ * the shared flag again does not make the ring usable for us. */
+static int ring_seen_broken(crew__ring_view *v)
+{
+    atomic_store_explicit(v->broken, true, memory_order_relaxed);
+    return CREW_EPROTO;
+}
+
+/* The first step of every call. The constants are not used (the view's
+ * copies are), but a header whose constants changed has been written over:
+ * nothing else in it can be trusted either. */
+static inline int ring_enter(crew__ring_view *v)
+{
+    if (CREW_UNLIKELY(atomic_load_explicit(v->broken, memory_order_relaxed)))
+        return CREW_EPROTO;
+    crew__ring *r = v->hdr;
+    if (CREW_UNLIKELY(atomic_load_explicit(&r->broken, memory_order_acquire) != 0))
+        return ring_seen_broken(v);
+    if (CREW_UNLIKELY(rd64(&r->magic) != CREW__RING_MAGIC || rd64(&r->cap) != v->cap ||
+                      rd64(&r->max_msg) != v->max_msg))
+        return crew__ring_break(v);
+    return 0;
+}
+
+int crew__ring_check(crew__ring_view *v) { return ring_enter(v); }
+
 /* ------------------------------------------------------------ locks */
 
-static int lock_slow(crew__ring *r, _Atomic uint32_t *w, uint32_t me, lazy_deadline *ld)
+static int lock_slow(crew__ring_view *v, _Atomic uint32_t *w, uint32_t me, lazy_deadline *ld)
 {
     uint32_t cur = atomic_load_explicit(w, memory_order_relaxed);
     if ((cur & ~LOCK_WAITERS) == me)
         return CREW_EDEADLK; /* re-entered from a fill/read callback */
 
-    /* Locks are held for one copy: spinning usually wins. */
+    /* Locks are held for one copy: spinning usually wins. A failed CAS
+     * counts as a turn too, so a word flipping between 0 and something else
+     * cannot keep us spinning past the budget. */
     uint64_t start = crew__now_ns();
     for (unsigned i = 1;; i++) {
         cur = atomic_load_explicit(w, memory_order_relaxed);
-        if (cur == 0) {
-            if (atomic_compare_exchange_weak_explicit(w, &cur, me, memory_order_acquire,
-                                                      memory_order_relaxed))
-                return 0;
-            continue;
-        }
+        if (cur == 0 && atomic_compare_exchange_weak_explicit(w, &cur, me, memory_order_acquire,
+                                                              memory_order_relaxed))
+            return 0;
         crew__cpu_relax();
         if ((i & 63) == 0 && crew__now_ns() - start >= CREW__SPIN_NS)
             break;
     }
 
+    /* Every turn of this loop either returns or looks at the deadline: a
+     * word that keeps changing (a peer writing garbage into it) must not
+     * keep us here past it. */
     for (;;) {
         cur = atomic_load_explicit(w, memory_order_relaxed);
-        if (cur == 0) {
-            /* Others may be asleep behind us: keep the waiters bit so our
-             * unlock wakes one of them. */
-            if (atomic_compare_exchange_weak_explicit(w, &cur, me | LOCK_WAITERS,
-                                                      memory_order_acquire, memory_order_relaxed))
-                return 0;
-            continue;
-        }
-        if (!crew__thread_alive(0, cur & ~LOCK_WAITERS)) {
-            /* The owner died holding it. The CAS from the exact word we saw
-             * makes one taker win even if several noticed at once. */
+        if (cur == 0 || !crew__thread_alive(0, cur & ~LOCK_WAITERS)) {
+            /* Free; or the owner died holding it (or the word names no
+             * live thread at all). Others may be asleep behind us: keep
+             * the waiters bit so our unlock wakes one of them. The CAS from
+             * the exact word we saw makes one taker win even if several
+             * noticed a dead owner at once. */
+            bool dead = cur != 0;
             if (atomic_compare_exchange_strong_explicit(w, &cur, me | LOCK_WAITERS,
                                                         memory_order_acquire,
                                                         memory_order_relaxed)) {
-                atomic_fetch_add_explicit(&r->recoveries, 1, memory_order_relaxed);
+                if (dead)
+                    atomic_fetch_add_explicit(&v->hdr->recoveries, 1, memory_order_relaxed);
                 return 0;
             }
+            if (crew__deadline_expired(dl(ld)))
+                return CREW_ETIMEDOUT;
             continue;
         }
+        if (atomic_load_explicit(&v->hdr->broken, memory_order_acquire))
+            return ring_seen_broken(v);
         const crew__deadline *d = dl(ld);
         if (crew__deadline_expired(d))
             return CREW_ETIMEDOUT; /* before the waiters bit: we will not sleep */
@@ -194,24 +282,27 @@ static int lock_slow(crew__ring *r, _Atomic uint32_t *w, uint32_t me, lazy_deadl
     }
 }
 
-static inline int lock_take(crew__ring *r, _Atomic uint32_t *w, lazy_deadline *d)
+static inline int lock_take(crew__ring_view *v, _Atomic uint32_t *w, lazy_deadline *d)
 {
     uint32_t me = crew__tid();
     uint32_t expect = 0;
     if (CREW_LIKELY(atomic_compare_exchange_strong_explicit(w, &expect, me, memory_order_acquire,
                                                             memory_order_relaxed)))
         return 0;
-    return lock_slow(r, w, me, d);
+    return lock_slow(v, w, me, d);
 }
 
-static inline void lock_drop(_Atomic uint32_t *w)
+/* Releases a lock this thread holds. false when the word no longer held our
+ * id: someone else wrote it while we held it -- a false "owner is dead"
+ * verdict, or a peer writing garbage. Either way two threads may have
+ * shared the ring, so the caller breaks it (it used to be an assertion,
+ * which let a peer kill us by writing one word). */
+static inline bool lock_drop(_Atomic uint32_t *w)
 {
     uint32_t old = atomic_exchange_explicit(w, 0, memory_order_release);
-    /* Only a false "owner is dead" verdict could put someone else's id
-     * here; continuing would let two threads share the ring. */
-    CREW_ASSERT((old & ~LOCK_WAITERS) == crew__tid());
     if (CREW_UNLIKELY(old & LOCK_WAITERS))
         crew__futex_wake(w, 1);
+    return CREW_LIKELY((old & ~LOCK_WAITERS) == crew__tid());
 }
 
 /* ------------------------------------------------------------ events */
@@ -228,17 +319,21 @@ static inline void event_signal(_Atomic uint32_t *seq, _Atomic uint32_t *waiters
 }
 
 /* Waits until *pos != seen or the ring is closed. Returns 0 (the condition
- * may hold: callers re-check under their lock), CREW_ETIMEDOUT, or
- * CREW_EPIPE when the peer probe says the other side is gone. */
-static int event_wait(crew__ring *r, _Atomic uint64_t *pos, uint64_t seen, _Atomic uint32_t *seq,
-                      _Atomic uint32_t *waiters, const crew__deadline *d,
+ * may hold: callers re-check under their lock), CREW_ETIMEDOUT, CREW_EPIPE
+ * when the peer probe says the other side is gone, or CREW_EPROTO when the
+ * ring was broken meanwhile. */
+static int event_wait(crew__ring_view *v, _Atomic uint64_t *pos, uint64_t seen,
+                      _Atomic uint32_t *seq, _Atomic uint32_t *waiters, const crew__deadline *d,
                       const crew__ring_peer *peer)
 {
+    crew__ring *r = v->hdr;
     uint64_t start = 0;
     for (unsigned i = 1;; i++) {
         if (atomic_load_explicit(pos, memory_order_acquire) != seen ||
             atomic_load_explicit(&r->closed, memory_order_acquire))
             return 0;
+        if (atomic_load_explicit(&r->broken, memory_order_acquire))
+            return ring_seen_broken(v);
         crew__cpu_relax();
         if ((i & 63) == 0) {
             uint64_t now = crew__now_ns();
@@ -257,9 +352,11 @@ static int event_wait(crew__ring *r, _Atomic uint64_t *pos, uint64_t seen, _Atom
         atomic_fetch_add_explicit(waiters, 1, memory_order_seq_cst);
         uint32_t s = atomic_load_explicit(seq, memory_order_seq_cst);
         if (atomic_load_explicit(pos, memory_order_seq_cst) != seen ||
-            atomic_load_explicit(&r->closed, memory_order_seq_cst)) {
+            atomic_load_explicit(&r->closed, memory_order_seq_cst) ||
+            atomic_load_explicit(&r->broken, memory_order_seq_cst)) {
             atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
-            return 0;
+            return atomic_load_explicit(&r->broken, memory_order_relaxed) ? ring_seen_broken(v)
+                                                                          : 0;
         }
         int rc;
         if (peer) {
@@ -332,7 +429,8 @@ bool crew__ring_fd_sealed(int fd)
     return seals >= 0 && (seals & RING_SEALS) == RING_SEALS;
 }
 
-void crew__ring_init(crew__ring *r, uint64_t cap, uint64_t max_msg)
+void crew__ring_init(crew__ring_view *v, crew__ring *r, uint64_t cap, uint64_t max_msg,
+                     _Atomic bool *broken)
 {
     /* Fresh memfd pages are zero: only the constants need writing. */
     uint64_t bytes = crew__ring_bytes(cap);
@@ -346,25 +444,47 @@ void crew__ring_init(crew__ring *r, uint64_t cap, uint64_t max_msg)
     r->head_seen = 0;
     atomic_store_explicit(&r->closed, 0, memory_order_relaxed);
     r->magic = CREW__RING_MAGIC; /* last: a ring is valid once this reads right */
+    *v = (crew__ring_view){.hdr = r, .cap = cap, .max_msg = max_msg, .broken = broken};
 }
 
-bool crew__ring_valid(const crew__ring *r, size_t avail)
+int crew__ring_attach(crew__ring_view *v, crew__ring *r, size_t avail, _Atomic bool *broken)
 {
-    if (avail < CREW__RING_DATA_OFF || r->magic != CREW__RING_MAGIC ||
-        r->version != CREW__RING_VERSION)
-        return false;
-    uint64_t bytes = (uint64_t)r->ring_size_lo | (uint64_t)r->ring_size_hi << 32;
-    return r->cap >= 64 && r->cap % 8 == 0 && r->cap <= MAX_CAPACITY &&
-           bytes == crew__ring_bytes(r->cap) && bytes <= avail &&
-           r->max_msg <= r->cap - CREW__RING_HDR;
+    if (avail < CREW__RING_DATA_OFF || rd64(&r->magic) != CREW__RING_MAGIC ||
+        rd32(&r->version) != CREW__RING_VERSION)
+        return CREW_EINVAL;
+    /* A crew ring from here on: what is wrong with it is a protocol error,
+     * and every process that uses it must hear of it. */
+    uint64_t cap = rd64(&r->cap), max = rd64(&r->max_msg);
+    uint64_t bytes = (uint64_t)rd32(&r->ring_size_lo) | (uint64_t)rd32(&r->ring_size_hi) << 32;
+    if (cap < 64 || cap % 8 != 0 || cap > MAX_CAPACITY || bytes != crew__ring_bytes(cap) ||
+        bytes > avail || max > cap - CREW__RING_HDR || max > SKIP_LEN - 1) {
+        ring_mark_broken(r);
+        return CREW_EPROTO;
+    }
+    if (atomic_load_explicit(&r->broken, memory_order_acquire))
+        return CREW_EPROTO;
+    *v = (crew__ring_view){.hdr = r, .cap = cap, .max_msg = max, .broken = broken};
+    return 0;
 }
 
-uint64_t crew__ring_used(const crew__ring *r)
+int crew__ring_status(crew__ring_view *v, uint64_t *used, bool *closed, unsigned *recoveries)
 {
-    crew__ring *m = (crew__ring *)r;
-    uint64_t h = atomic_load_explicit(&m->head, memory_order_acquire);
-    uint64_t t = atomic_load_explicit(&m->tail, memory_order_acquire);
-    return t >= h ? t - h : 0;
+    int rc = ring_enter(v);
+    if (rc != 0)
+        return rc;
+    crew__ring *r = v->hdr;
+    /* head first: it only grows and never passes tail, so a tail read after
+     * it is never below it -- unless someone wrote garbage. Without the
+     * locks, tail - head may legitimately exceed cap (both moved between
+     * the two reads): clamp. */
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    if (t < h)
+        return crew__ring_break(v);
+    *used = t - h < v->cap ? t - h : v->cap;
+    *closed = atomic_load_explicit(&r->closed, memory_order_acquire) != 0;
+    *recoveries = atomic_load_explicit(&r->recoveries, memory_order_relaxed);
+    return 0;
 }
 
 /* ------------------------------------------------------------ put */
@@ -378,51 +498,66 @@ static inline void write_header(uint8_t *at, uint32_t len)
 /* The ring is empty (tail == head) at an offset where `need` does not fit
  * before the end: commit a SKIP record over the rest, then consume it
  * ourselves. Called and returns with prod_lock held. */
-static int wrap_empty(crew__ring *r, uint64_t t, uint64_t room, lazy_deadline *d)
+static int wrap_empty(crew__ring_view *v, uint64_t t, uint64_t room, lazy_deadline *d)
 {
-    write_header(ring_data(r) + t % r->cap, SKIP_LEN);
+    crew__ring *r = v->hdr;
+    write_header(ring_data(r) + t % v->cap, SKIP_LEN);
     atomic_store_explicit(&r->tail, t + room, memory_order_release);
-    int rc = lock_take(r, &r->cons_lock, d);
+    int rc = lock_take(v, &r->cons_lock, d);
     if (rc != 0)
         return rc; /* the SKIP record stays queued; any consumer eats it */
     uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
     if (h == t)
         atomic_store_explicit(&r->head, t + room, memory_order_release);
-    lock_drop(&r->cons_lock);
+    if (!lock_drop(&r->cons_lock))
+        return crew__ring_break(v);
     event_signal(&r->space_seq, &r->space_waiters);
     return 0;
 }
 
-int crew__ring_put(crew__ring *r, const void *src, size_t len, crew__fill_fn fill, void *arg,
-                   double timeout, const crew__ring_peer *peer)
+int crew__ring_put(crew__ring_view *v, const void *src, size_t len, crew__fill_fn fill,
+                   void *arg, double timeout, const crew__ring_peer *peer)
 {
-    if (len > r->max_msg)
+    int rc = ring_enter(v);
+    if (rc != 0)
+        return rc;
+    if (len > v->max_msg)
         return CREW_E2BIG;
-    const uint64_t cap = r->cap;
+    crew__ring *r = v->hdr;
+    const uint64_t cap = v->cap;
     const uint64_t need = CREW__RING_HDR + round8(len);
     const bool poll = timeout == 0;
     lazy_deadline d = {.timeout = timeout};
 
     for (;;) {
-        int rc = lock_take(r, &r->prod_lock, &d);
+        rc = lock_take(v, &r->prod_lock, &d);
         if (rc != 0)
             return rc == CREW_ETIMEDOUT && poll ? CREW_EAGAIN : rc;
         uint64_t t, h;
+        bool wrapped = false;
         for (;;) {
             if (atomic_load_explicit(&r->closed, memory_order_relaxed)) {
-                lock_drop(&r->prod_lock);
+                if (!lock_drop(&r->prod_lock))
+                    return crew__ring_break(v);
                 return CREW_ECLOSED;
             }
             t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-            h = r->head_seen;
+            if (t % 8 != 0)
+                goto corrupt; /* every record is a multiple of 8 long */
+            h = rd64(&r->head_seen);
             uint64_t off = t % cap, room = cap - off;
             uint64_t want = need <= room ? need : room + need;
-            if (t - h + want > cap) {
+            /* head_seen is only a hint (a stale head: it under-states the
+             * free space); one out of range is treated as "no room". */
+            if (h > t || t - h > cap || t - h + want > cap) {
                 /* Not enough room by the old reading: read `head` again
                  * (acquire: consumers are done with what it frees). A
                  * producer that died holding the lock leaves head_seen
-                 * stale, never ahead, which is harmless. */
+                 * stale, never ahead, which is harmless. Consumers never
+                 * pass tail, and tail never gets more than cap ahead. */
                 h = atomic_load_explicit(&r->head, memory_order_acquire);
+                if (h > t || t - h > cap)
+                    goto corrupt;
                 r->head_seen = h;
             }
             uint64_t used = t - h;
@@ -435,9 +570,18 @@ int crew__ring_put(crew__ring *r, const void *src, size_t len, crew__fill_fn fil
                 at = 0;
                 next = t + room + need;
             } else if (need > room && used == 0) {
-                rc = wrap_empty(r, t, room, &d);
+                /* Once wrapped, tail sits at offset 0 where any record fits;
+                 * we hold prod_lock, so only a peer writing tail could make
+                 * us wrap again. */
+                if (wrapped)
+                    goto corrupt;
+                wrapped = true;
+                rc = wrap_empty(v, t, room, &d);
+                if (rc == CREW_EPROTO)
+                    goto corrupt;
                 if (rc != 0) {
-                    lock_drop(&r->prod_lock);
+                    if (!lock_drop(&r->prod_lock))
+                        return crew__ring_break(v);
                     return rc == CREW_ETIMEDOUT && poll ? CREW_EAGAIN : rc;
                 }
                 continue;
@@ -451,31 +595,44 @@ int crew__ring_put(crew__ring *r, const void *src, size_t len, crew__fill_fn fil
             else if (len)
                 memcpy(rec + CREW__RING_HDR, src, len);
             atomic_store_explicit(&r->tail, next, memory_order_release);
-            lock_drop(&r->prod_lock);
+            if (!lock_drop(&r->prod_lock))
+                return crew__ring_break(v);
             event_signal(&r->data_seq, &r->data_waiters);
             return 0;
         }
-        lock_drop(&r->prod_lock);
+        if (!lock_drop(&r->prod_lock))
+            return crew__ring_break(v);
         if (poll)
             return CREW_EAGAIN;
-        rc = event_wait(r, &r->head, h, &r->space_seq, &r->space_waiters, dl(&d), peer);
+        /* Every turn waits first, and a peer moving head back and forth
+         * could end every wait at once: the deadline bounds the turns. */
+        if (crew__deadline_expired(dl(&d)))
+            return CREW_ETIMEDOUT;
+        rc = event_wait(v, &r->head, h, &r->space_seq, &r->space_waiters, dl(&d), peer);
         if (rc != 0)
             return rc;
     }
+corrupt:
+    (void)lock_drop(&r->prod_lock);
+    return crew__ring_break(v);
 }
 
 /* ------------------------------------------------------------ get */
 
-int crew__ring_get(crew__ring *r, void *buf, size_t bufcap, size_t *len_out, crew__read_fn fn,
-                   void *arg, double timeout, const crew__ring_peer *peer)
+int crew__ring_get(crew__ring_view *v, void *buf, size_t bufcap, size_t *len_out,
+                   crew__read_fn fn, void *arg, double timeout, const crew__ring_peer *peer)
 {
-    const uint64_t cap = r->cap;
+    int rc = ring_enter(v);
+    if (rc != 0)
+        return rc;
+    crew__ring *r = v->hdr;
+    const uint64_t cap = v->cap;
     const bool poll = timeout == 0;
     bool peer_gone = false;
     lazy_deadline d = {.timeout = timeout};
 
     for (;;) {
-        int rc = lock_take(r, &r->cons_lock, &d);
+        rc = lock_take(v, &r->cons_lock, &d);
         if (rc != 0)
             return rc == CREW_ETIMEDOUT && poll ? CREW_EAGAIN : rc;
         uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
@@ -484,22 +641,35 @@ int crew__ring_get(crew__ring *r, void *buf, size_t bufcap, size_t *len_out, cre
          * will ever commit has committed before closed reads 1. */
         bool closed = atomic_load_explicit(&r->closed, memory_order_acquire);
         uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+        /* Records are multiples of 8; consumers never pass tail; producers
+         * never get more than cap ahead of head. */
+        if ((h | t) % 8 != 0 || t < h || t - h > cap)
+            goto corrupt;
+        /* At most two turns: a SKIP, then a record at offset 0. */
         while (t != h) {
             uint64_t off = h % cap;
             const uint8_t *rec = ring_data(r) + off;
-            uint32_t mlen;
-            memcpy(&mlen, rec, sizeof mlen);
+            uint32_t mlen = rd32(rec);
             if (mlen == SKIP_LEN) {
+                /* Only a record that does not fit before the end is
+                 * skipped: a SKIP never lies at offset 0 (so two never
+                 * follow each other), and it was committed whole. */
+                if (off == 0 || cap - off > t - h)
+                    goto corrupt;
                 h += cap - off;
                 atomic_store_explicit(&r->head, h, memory_order_release);
                 freed = true;
                 continue;
             }
-            CREW_ASSERT(mlen <= r->max_msg && CREW__RING_HDR + round8(mlen) <= t - h);
+            uint64_t size = CREW__RING_HDR + round8(mlen);
+            /* Committed whole, and never wrapping past the end. */
+            if (mlen > v->max_msg || size > t - h || size > cap - off)
+                goto corrupt;
             if (len_out)
                 *len_out = mlen;
             if (!fn && mlen > bufcap) {
-                lock_drop(&r->cons_lock);
+                if (!lock_drop(&r->cons_lock))
+                    return crew__ring_break(v);
                 if (freed)
                     event_signal(&r->space_seq, &r->space_waiters);
                 return CREW_E2BIG;
@@ -508,13 +678,14 @@ int crew__ring_get(crew__ring *r, void *buf, size_t bufcap, size_t *len_out, cre
                 fn(rec + CREW__RING_HDR, mlen, arg);
             else if (mlen)
                 memcpy(buf, rec + CREW__RING_HDR, mlen);
-            atomic_store_explicit(&r->head, h + CREW__RING_HDR + round8(mlen),
-                                  memory_order_release);
-            lock_drop(&r->cons_lock);
+            atomic_store_explicit(&r->head, h + size, memory_order_release);
+            if (!lock_drop(&r->cons_lock))
+                return crew__ring_break(v);
             event_signal(&r->space_seq, &r->space_waiters);
             return 0;
         }
-        lock_drop(&r->cons_lock);
+        if (!lock_drop(&r->cons_lock))
+            return crew__ring_break(v);
         if (freed)
             event_signal(&r->space_seq, &r->space_waiters);
         if (closed)
@@ -523,35 +694,52 @@ int crew__ring_get(crew__ring *r, void *buf, size_t bufcap, size_t *len_out, cre
             return CREW_EPIPE;
         if (poll)
             return CREW_EAGAIN;
-        rc = event_wait(r, &r->tail, t, &r->data_seq, &r->data_waiters, dl(&d), peer);
+        /* As in put: the deadline bounds the turns, however tail moves. */
+        if (crew__deadline_expired(dl(&d)))
+            return CREW_ETIMEDOUT;
+        rc = event_wait(v, &r->tail, t, &r->data_seq, &r->data_waiters, dl(&d), peer);
         if (rc == CREW_EPIPE)
             peer_gone = true; /* look once more: it may have sent before dying */
         else if (rc != 0)
             return rc;
     }
+corrupt:
+    (void)lock_drop(&r->cons_lock);
+    return crew__ring_break(v);
 }
 
-void crew__ring_close(crew__ring *r)
+int crew__ring_close(crew__ring_view *v, double lock_wait)
 {
-    lazy_deadline forever = {.timeout = CREW_FOREVER};
+    int rc = ring_enter(v);
+    if (rc != 0)
+        return rc;
+    crew__ring *r = v->hdr;
     /* Under prod_lock so that a put either committed before the close or
-     * sees it: consumers that read `closed` then `tail` see the final tail. */
-    bool locked = lock_take(r, &r->prod_lock, &forever) == 0;
+     * sees it: consumers that read `closed` then `tail` see the final tail.
+     * But not at any price: a lock held past lock_wait (a stalled put_with
+     * callback, or a peer that wrote a live thread's id into the word) does
+     * not stop the close, and that one put may then commit after consumers
+     * have seen EOF. */
+    lazy_deadline bounded = {.timeout = lock_wait};
+    rc = lock_take(v, &r->prod_lock, &bounded);
+    if (rc == CREW_EPROTO)
+        return rc;
     atomic_store_explicit(&r->closed, 1, memory_order_seq_cst);
-    if (locked)
-        lock_drop(&r->prod_lock);
+    bool lock_ok = rc != 0 || lock_drop(&r->prod_lock);
     atomic_fetch_add_explicit(&r->data_seq, 1, memory_order_seq_cst);
     atomic_fetch_add_explicit(&r->space_seq, 1, memory_order_seq_cst);
     crew__futex_wake(&r->data_seq, INT32_MAX);
     crew__futex_wake(&r->space_seq, INT32_MAX);
+    return lock_ok ? 0 : crew__ring_break(v);
 }
 
 /* ------------------------------------------------------------ crew_queue */
 
 struct crew_queue {
-    crew__ring *r;
+    crew__ring_view v;
     size_t map_len;
     int fd;
+    _Atomic bool broken; /* this handle has seen the queue broken (v.broken) */
 };
 
 int crew_queue_create(crew_queue **out, const crew_queue_options *opts)
@@ -576,8 +764,7 @@ int crew_queue_create(crew_queue **out, const crew_queue_options *opts)
         crew__free(q);
         return rc;
     }
-    q->r = addr;
-    crew__ring_init(q->r, cap, max);
+    crew__ring_init(&q->v, addr, cap, max, &q->broken);
     *out = q;
     return 0;
 }
@@ -605,11 +792,11 @@ int crew_queue_attach(crew_queue **out, int fd)
         crew__free(q);
         return e;
     }
-    q->r = addr;
-    if (!crew__ring_valid(q->r, q->map_len)) {
+    rc = crew__ring_attach(&q->v, addr, q->map_len, &q->broken);
+    if (rc != 0) {
         munmap(addr, q->map_len);
         crew__free(q);
-        return CREW_EINVAL;
+        return rc;
     }
     q->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (q->fd < 0) {
@@ -626,6 +813,9 @@ int crew_queue_fd(crew_queue *q, int *fd_out)
 {
     if (!q || !fd_out)
         return CREW_EINVAL;
+    int rc = crew__ring_check(&q->v);
+    if (rc != 0)
+        return rc;
     int fd = fcntl(q->fd, F_DUPFD, 0); /* no FD_CLOEXEC: meant to cross exec */
     if (fd < 0)
         return -errno;
@@ -637,7 +827,7 @@ int crew_queue_destroy(crew_queue *q)
 {
     if (!q)
         return CREW_EINVAL;
-    munmap(q->r, q->map_len);
+    munmap(q->v.hdr, q->map_len);
     crew__close(q->fd);
     crew__free(q);
     return 0;
@@ -647,7 +837,7 @@ int crew_queue_put(crew_queue *q, const void *msg, size_t len, double timeout)
 {
     if (!q || (!msg && len) || crew__timeout_bad(timeout))
         return CREW_EINVAL;
-    return crew__ring_put(q->r, msg, len, NULL, NULL, timeout, NULL);
+    return crew__ring_put(&q->v, msg, len, NULL, NULL, timeout, NULL);
 }
 
 int crew_queue_try_put(crew_queue *q, const void *msg, size_t len)
@@ -660,14 +850,14 @@ int crew_queue_put_with(crew_queue *q, size_t len, crew_queue_fill_fn fill, void
 {
     if (!q || !fill || crew__timeout_bad(timeout))
         return CREW_EINVAL;
-    return crew__ring_put(q->r, NULL, len, fill, arg, timeout, NULL);
+    return crew__ring_put(&q->v, NULL, len, fill, arg, timeout, NULL);
 }
 
 int crew_queue_get(crew_queue *q, void *buf, size_t cap, size_t *len_out, double timeout)
 {
     if (!q || (!buf && cap) || crew__timeout_bad(timeout))
         return CREW_EINVAL;
-    return crew__ring_get(q->r, buf, cap, len_out, NULL, NULL, timeout, NULL);
+    return crew__ring_get(&q->v, buf, cap, len_out, NULL, NULL, timeout, NULL);
 }
 
 int crew_queue_try_get(crew_queue *q, void *buf, size_t cap, size_t *len_out)
@@ -679,15 +869,14 @@ int crew_queue_get_with(crew_queue *q, crew_queue_read_fn fn, void *arg, double 
 {
     if (!q || !fn || crew__timeout_bad(timeout))
         return CREW_EINVAL;
-    return crew__ring_get(q->r, NULL, 0, NULL, fn, arg, timeout, NULL);
+    return crew__ring_get(&q->v, NULL, 0, NULL, fn, arg, timeout, NULL);
 }
 
 int crew_queue_close(crew_queue *q)
 {
     if (!q)
         return CREW_EINVAL;
-    crew__ring_close(q->r);
-    return 0;
+    return crew__ring_close(&q->v, CREW__RING_CLOSE_WAIT);
 }
 
 int crew_queue_info(crew_queue *q, crew_queue_status *out)
@@ -695,10 +884,14 @@ int crew_queue_info(crew_queue *q, crew_queue_status *out)
     if (!q || !out)
         return CREW_EINVAL;
     memset(out, 0, sizeof *out);
-    out->capacity = (size_t)q->r->cap;
-    out->max_message = (size_t)q->r->max_msg;
-    out->used = (size_t)crew__ring_used(q->r);
-    out->closed = atomic_load_explicit(&q->r->closed, memory_order_acquire) != 0;
-    out->recoveries = atomic_load_explicit(&q->r->recoveries, memory_order_relaxed);
+    uint64_t used;
+    bool closed;
+    int rc = crew__ring_status(&q->v, &used, &closed, &out->recoveries);
+    if (rc != 0)
+        return rc;
+    out->capacity = (size_t)q->v.cap;
+    out->max_message = (size_t)q->v.max_msg;
+    out->used = (size_t)used;
+    out->closed = closed;
     return 0;
 }

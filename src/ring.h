@@ -11,7 +11,9 @@
 #include <stdalign.h>
 
 #define CREW__RING_MAGIC 0x3167726e77657263ull /* "crewrng1" */
-#define CREW__RING_VERSION 1u
+/* 2: the memfd is sealed (F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) and the
+ * header has a `broken` flag; a version-1 ring is not attached. */
+#define CREW__RING_VERSION 2u
 /* Every record starts with an 8-byte header; payloads are padded to 8. */
 #define CREW__RING_HDR 8u
 /* Where the data area starts, from the ring header (one page). */
@@ -55,7 +57,21 @@ typedef struct crew__ring {
     /* Rarely written. */
     alignas(CREW_CACHELINE) _Atomic uint32_t closed;
     _Atomic uint32_t recoveries; /* locks taken over from dead owners */
+    _Atomic uint32_t broken;     /* non-zero: someone found the ring corrupted */
 } crew__ring;
+
+/* One process's view of a ring. Everything in shared memory may be rewritten
+ * at any moment by any process that maps it, a buggy or hostile one
+ * included, so the geometry is checked once (at create or attach) and kept
+ * here, and every call uses these copies, never the header's. `broken`
+ * points at the handle's own flag: once this process has seen the ring
+ * broken it stays broken for it, whatever a peer writes into the header. */
+typedef struct crew__ring_view {
+    crew__ring *hdr;
+    uint64_t cap;     /* data bytes, a multiple of 8, >= 64 */
+    uint64_t max_msg; /* <= cap - CREW__RING_HDR */
+    _Atomic bool *broken;
+} crew__ring_view;
 
 /* A peer-liveness probe for crew_pipe: gone(ctx) returns true once the other
  * side can never act again. Waits that have a peer sleep in short slices and
@@ -73,9 +89,6 @@ int crew__ring_geometry(size_t capacity, size_t max_message, uint64_t *cap_out,
                         uint64_t *max_out);
 /* Bytes of shared memory a ring of `cap` data bytes needs (page multiple). */
 size_t crew__ring_bytes(uint64_t cap);
-void crew__ring_init(crew__ring *r, uint64_t cap, uint64_t max_msg);
-/* Checks a ring found in `avail` bytes of memory someone else made. */
-bool crew__ring_valid(const crew__ring *r, size_t avail);
 /* A fresh memfd of `size` bytes, sealed against growing and shrinking (the
  * seals crew_shm uses: a peer cannot truncate it under another process's
  * mapping, which would turn every access into SIGBUS), mapped shared.
@@ -83,27 +96,54 @@ bool crew__ring_valid(const crew__ring *r, size_t avail);
 int crew__ring_memfd(const char *name, size_t size, int *fd_out, void **addr_out);
 /* Does fd carry those seals? Attach refuses any other fd. */
 bool crew__ring_fd_sealed(int fd);
+/* Writes a new ring into fresh (zeroed) memory and binds v to it. */
+void crew__ring_init(crew__ring_view *v, crew__ring *r, uint64_t cap, uint64_t max_msg,
+                     _Atomic bool *broken);
+/* Checks a ring found in `avail` mapped bytes someone else made, reading
+ * each field once, and binds v to the checked values. 0; CREW_EINVAL when
+ * it is not a crew ring (magic, version); CREW_EPROTO when it is one but
+ * its geometry is impossible (the ring is then marked broken) or it is
+ * marked broken. */
+int crew__ring_attach(crew__ring_view *v, crew__ring *r, size_t avail, _Atomic bool *broken);
+
+/* Every call below starts with the broken check and returns CREW_EPROTO on
+ * a ring that is broken, or that it finds corrupted (it then marks it
+ * broken for every process, and wakes every waiter). A call that returns
+ * CREW_EPROTO may or may not have done its work. */
 
 /* Put one message: copied from src, or written in place by fill(dst, len,
  * arg) when fill is non-NULL. Returns 0, CREW_E2BIG, CREW_ECLOSED,
  * CREW_EAGAIN (timeout 0 and no room), CREW_ETIMEDOUT, CREW_EPIPE (peer
- * gone), CREW_EDEADLK (called from inside a fill callback). */
-int crew__ring_put(crew__ring *r, const void *src, size_t len, crew__fill_fn fill, void *arg,
-                   double timeout, const crew__ring_peer *peer);
+ * gone), CREW_EDEADLK (called from inside a fill callback), CREW_EPROTO. */
+int crew__ring_put(crew__ring_view *v, const void *src, size_t len, crew__fill_fn fill,
+                   void *arg, double timeout, const crew__ring_peer *peer);
 
 /* Get one message: copied into buf (cap bytes), or handed in place to
  * fn(msg, len, arg) when fn is non-NULL. *len_out (may be NULL) gets the
  * message's size, also on CREW_E2BIG. Returns 0, CREW_EOF (closed and
  * drained), CREW_E2BIG (buf too small; the message stays queued),
  * CREW_EAGAIN, CREW_ETIMEDOUT, CREW_EPIPE (peer gone and drained),
- * CREW_EDEADLK. */
-int crew__ring_get(crew__ring *r, void *buf, size_t cap, size_t *len_out, crew__read_fn fn,
-                   void *arg, double timeout, const crew__ring_peer *peer);
+ * CREW_EDEADLK, CREW_EPROTO. */
+int crew__ring_get(crew__ring_view *v, void *buf, size_t cap, size_t *len_out,
+                   crew__read_fn fn, void *arg, double timeout, const crew__ring_peer *peer);
 
-/* Marks the ring closed and wakes every waiter. Idempotent. */
-void crew__ring_close(crew__ring *r);
+/* Marks the ring closed and wakes every waiter. Idempotent. It waits up to
+ * lock_wait seconds for producers to leave prod_lock (so that every put
+ * commits before the close or sees it), then closes regardless: a lock
+ * held longer (a stalled put_with callback, a peer that wrote a live
+ * thread's id into the word) cannot hold it up for ever. 0 or CREW_EPROTO. */
+#define CREW__RING_CLOSE_WAIT 1.0 /* seconds: crew_queue_close, crew_pipe_close */
+int crew__ring_close(crew__ring_view *v, double lock_wait);
 
-/* Payload bytes plus headers currently queued. */
-uint64_t crew__ring_used(const crew__ring *r);
+/* 0, or CREW_EPROTO when the ring is (or is now found) broken. */
+int crew__ring_check(crew__ring_view *v);
+
+/* Marks the ring broken for every process (and for v's handle), wakes every
+ * waiter; returns CREW_EPROTO. */
+int crew__ring_break(crew__ring_view *v);
+
+/* A snapshot: bytes queued (payload, headers, padding), closed, lock
+ * recoveries. 0 or CREW_EPROTO. */
+int crew__ring_status(crew__ring_view *v, uint64_t *used, bool *closed, unsigned *recoveries);
 
 #endif /* CREW_RING_H */
