@@ -23,7 +23,8 @@
  *  - Time: every blocking call takes `double timeout` in seconds, relative to
  *    the call: a negative value (CREW_FOREVER) waits forever, 0 polls once
  *    without blocking, a positive value waits at most that long and then
- *    returns CREW_ETIMEDOUT. A NaN timeout is no time at all: every such call
+ *    returns CREW_ETIMEDOUT; +INFINITY, or any value above 1e9 s (~31
+ *    years), waits forever too. A NaN timeout is no time at all: every such call
  *    rejects it with CREW_EINVAL before doing anything (it neither waits nor
  *    polls). Time is measured on CLOCK_MONOTONIC, so changes of the wall
  *    clock do not move a deadline.
@@ -610,7 +611,9 @@ typedef struct crew_shm_options {
 
 /* Creates a zero-filled region of `size` bytes (rounded up to the page size)
  * and maps it. opts may be NULL. CREW_EINVAL (NULL out, size 0, heap region
- * under 4 KiB), CREW_ENOMEM, -errno of memfd_create/ftruncate/mmap. The handle
+ * under 4 KiB), CREW_EOVERFLOW (size too large to round up or to map: near
+ * SIZE_MAX, a negative int cast), CREW_ENOMEM, -errno of
+ * memfd_create/ftruncate/mmap. The handle
  * is not shared; the memory is. */
 CREW_API int crew_shm_create(crew_shm **out, size_t size, const crew_shm_options *opts);
 /* Maps a region received as an fd (from crew_shm_fd of another process);
@@ -635,7 +638,8 @@ CREW_API int crew_shm_destroy(crew_shm *s);
  * 16-byte aligned), shared by every process that maps the region and
  * protected by a crew_lock inside it. *off receives the block's offset (use
  * crew_shm_at in each process). crew_shm_alloc: 0, CREW_ENOMEM (no block
- * large enough), CREW_EINVAL (size 0 or not a heap region). crew_shm_free:
+ * large enough), CREW_EINVAL (size 0, larger than the region -- a size near
+ * SIZE_MAX among them --, or not a heap region). crew_shm_free:
  * 0, CREW_EINVAL (not a live block). A process killed inside alloc or free
  * leaks at most the block it was handling; the heap stays usable. */
 CREW_API int crew_shm_alloc(crew_shm *s, size_t size, size_t *off);
@@ -1030,7 +1034,9 @@ typedef struct crew_pool_options {
 
 /* Creates a pool; *out receives it. opts may be NULL (all defaults). Thread
  * workers are started before it returns. Returns 0, CREW_EINVAL (out NULL,
- * unknown kind, workers < 0 or > 1024, negative timeout), CREW_ENOMEM,
+ * unknown kind, workers < 0 or > 1024, task_timeout or kill_grace negative,
+ * NaN, infinite or above 1e9 s, max_arg_size or max_result_size above
+ * UINT32_MAX), CREW_ENOMEM,
  * CREW_EAGAIN (no more threads/processes), CREW_ENOTSUP (backend not
  * available here). On failure nothing leaks. Thread-safe. */
 CREW_API int crew_pool_create(crew_pool **out, const crew_pool_options *opts);
@@ -1247,8 +1253,10 @@ typedef struct crew_map_options {
  * worker helps). Returns 0 if every item succeeded, else the status of the
  * lowest-indexed failed item; CREW_EINVAL (p/fn NULL, n == 0, in NULL with
  * in_size > 0, out NULL with out_size > 0), CREW_E2BIG (in_size above
- * max_arg_size or out_size above max_result_size), CREW_ESHUTDOWN,
- * CREW_ENOMEM. o may be NULL. Thread-safe. */
+ * max_arg_size or out_size above max_result_size), CREW_EOVERFLOW (n times
+ * in_size or out_size overflows: records that cannot exist, e.g. an n cast
+ * from a negative int), CREW_ESHUTDOWN, CREW_ENOMEM. o may be NULL.
+ * Thread-safe. */
 CREW_API int crew_pool_map(crew_pool *p, crew_task_fn fn, const void *in, size_t in_size,
                            void *out, size_t out_size, size_t n, const crew_map_options *o);
 /* The same, asynchronous: *out gets a future that is done when every item

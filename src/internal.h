@@ -68,6 +68,10 @@ void crew__deadline_init(crew__deadline *d, double timeout);
  * anything; crew__deadline_init still treats it as forever, for internal
  * callers only. */
 static inline bool crew__timeout_bad(double timeout) { return __builtin_isnan(timeout); }
+/* The longest duration an option may name (~31 years): what crew turns
+ * into clock values must fit them; above it a timeout means forever
+ * (crew__deadline_init), an option is CREW_EINVAL. */
+#define CREW__TIME_MAX 1e9
 /* true when the deadline has passed (never true for forever). */
 bool crew__deadline_expired(const crew__deadline *d);
 /* Seconds left (>= 0), or a negative value for forever. */

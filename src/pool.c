@@ -874,7 +874,8 @@ int crew_pool_create(crew_pool **out, const crew_pool_options *opts)
     else
         memset(&o, 0, sizeof o);
     if ((o.kind != CREW_THREADS && o.kind != CREW_PROCESSES) || o.workers < 0 ||
-        o.workers > 1024 || !(o.task_timeout >= 0) || !(o.kill_grace >= 0))
+        o.workers > 1024 || !(o.task_timeout >= 0 && o.task_timeout <= CREW__TIME_MAX) ||
+        !(o.kill_grace >= 0 && o.kill_grace <= CREW__TIME_MAX))
         return CREW_EINVAL;
     if (o.workers == 0)
         o.workers = crew_cpu_count();
@@ -1529,25 +1530,6 @@ void crew__map_done_tally(crew__map *m, size_t first, size_t count, const crew__
         map_finish(m);
 }
 
-void crew__map_done_summary(crew__map *m, size_t first, size_t count, size_t n_failed,
-                            size_t first_fail, int first_fail_status,
-                            const crew_failure *failure)
-{
-    crew__map_tally t = {0};
-    if (n_failed && m->statuses) {
-        /* The contract says the statuses are in place: classify them. */
-        for (size_t i = first; i < first + count; i++)
-            if (m->statuses[i] < 0)
-                crew__map_tally_add(&t, m->statuses[i]);
-    } else if (n_failed) {
-        /* No per-item statuses to look at: all in the first one's class
-         * (exact when the range failed one way; backends that know better
-         * call crew__map_done_tally). */
-        crew__map_tally_add_n(&t, first_fail_status, n_failed);
-    }
-    crew__map_done_tally(m, first, count, &t, first_fail, first_fail_status, failure);
-}
-
 void crew__map_done_range(crew__map *m, size_t first, size_t count, const int *statuses,
                           int status, const crew_failure *failure)
 {
@@ -1601,6 +1583,9 @@ static int map_start(crew_pool *p, crew_task_fn fn, const void *in, size_t in_si
         return CREW_EINVAL;
     if (in_size > p->opts.max_arg_size || out_size > p->opts.max_result_size)
         return CREW_E2BIG;
+    size_t bytes_;
+    if (__builtin_mul_overflow(n, in_size, &bytes_) || __builtin_mul_overflow(n, out_size, &bytes_))
+        return CREW_EOVERFLOW; /* records that cannot all exist (an n cast from -1...) */
     if (atomic_load_explicit(&p->shut, memory_order_relaxed))
         return CREW_ESHUTDOWN;
     crew__map *m = crew__calloc(1, sizeof *m);

@@ -247,13 +247,6 @@ static inline void crew__map_tally_add(crew__map_tally *t, int status)
  * failed). Per-item statuses must already be in m->statuses. */
 void crew__map_done_tally(crew__map *m, size_t first, size_t count, const crew__map_tally *t,
                           size_t first_fail, int first_fail_status, const crew_failure *failure);
-/* The older form: n_failed items failed. The core classifies them from
- * m->statuses[first..first+count) when the map has a statuses array
- * (exact), else counts all n_failed in first_fail_status's class (exact
- * only when the range failed one way: pass a tally for mixed failures). */
-void crew__map_done_summary(crew__map *m, size_t first, size_t count, size_t n_failed,
-                            size_t first_fail, int first_fail_status,
-                            const crew_failure *failure);
 /* Claims every unclaimed item and reports it CREW_ECANCELED. */
 void crew__map_cancel_rest(crew__map *m);
 

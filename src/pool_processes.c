@@ -1533,22 +1533,24 @@ static void deliver_items(pb *b, slot_hdr *s, const rec *r, size_t n)
     uint32_t nf = s->n_failed;
     uint32_t ff = s->first_fail;
     if (nf && ff < n) {
+        /* Each item's own status, classified for the stats (the worker's
+         * n_failed is not needed: the statuses are counted here). */
         const int32_t *sts = (const int32_t *)(slot_res(b->h, s) + ALIGN64(out_area));
-        size_t real_nf = 0;
+        crew__map_tally tl = {0};
         for (size_t i = 0; i < n; i++) {
             int st = sts[i];
             if (st > 0)
                 st = 0; /* (a worker never writes one; keep statuses <= 0) */
-            real_nf += st != 0;
+            if (st < 0)
+                crew__map_tally_add(&tl, st);
             if (m->statuses)
                 m->statuses[r->first + i] = st;
         }
-        crew__map_done_summary(m, r->first, n, real_nf, r->first + ff, s->first_fail_status,
-                               NULL);
+        crew__map_done_tally(m, r->first, n, &tl, r->first + ff, s->first_fail_status, NULL);
     } else {
         if (m->statuses)
             memset(m->statuses + r->first, 0, n * sizeof(int));
-        crew__map_done_summary(m, r->first, n, 0, 0, 0, NULL);
+        crew__map_done_tally(m, r->first, n, NULL, 0, 0, NULL);
     }
 }
 
@@ -2871,6 +2873,10 @@ static int procs_shutdown(crew_pool *p, int cancel_pending)
         if (kick)
             kick_fd(b->ctlfd);
     }
+    /* From a done callback (the monitor thread, or a waiter completing a
+     * future): the monitor is what the wait below needs, so do not wait. */
+    if (crew__pool_in_callback(p))
+        return 0;
     /* Wait until nothing is queued or in flight. */
     for (;;) {
         uint32_t seq = atomic_load_explicit(&b->progress, memory_order_seq_cst);
@@ -2926,4 +2932,5 @@ const crew__pool_ops crew__pool_processes_ops = {
     .destroy = procs_destroy,
     .stats = procs_stats,
     .submit_shm = procs_submit_shm,
+    .shutdown_in_callback = true,
 };
