@@ -129,6 +129,10 @@ static void soak_map(int method, size_t n)
     crew_pool_stats st;
     CHECK_OK(crew_pool_stats_get(p, &st));
     CHECK_EQ(st.broken, 0);
+    /* the stats count items, as the user does (plus check_usable's task) */
+    CHECK_EQ(st.submitted, n + 1);
+    CHECK_EQ(st.crashed, n / 1000);
+    CHECK_EQ(st.completed, n - n / 1000 + 1);
     printf("# map, method %d: %zu items in %.2f s, %zu crashed, breaker not tripped\n", method,
            n, secs, crashed);
     CHECK_OK(crew_pool_destroy(p));
