@@ -1002,7 +1002,11 @@ typedef struct crew_pool_options {
     crew_pool_kind kind;       /* CREW_THREADS (0) or CREW_PROCESSES */
     int workers;               /* 0: crew_cpu_count(); max 1024 */
     int start_method;          /* processes: a crew_start_method value; 0: the
-                                  fork-safe default (a fork server) */
+                                  fork-safe default (a fork server). Workers
+                                  hold fds 0-2 and two of their own; fork
+                                  workers also keep the parent's fds that
+                                  have no close-on-exec (as an exec'd
+                                  program would) */
     size_t max_arg_size;       /* 0: 64 KiB; larger args -> CREW_E2BIG at submit */
     size_t max_result_size;    /* 0: 64 KiB: result_cap given to each task */
     double task_timeout;       /* per-task deadline in seconds, from the start

@@ -165,6 +165,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -481,9 +482,52 @@ typedef struct wboot {
     uint64_t size;
     int index;
     int same_image; /* fork: function pointers are valid as they are */
-    uint32_t n_close; /* fork: this many fds follow the struct, to close */
-    uint32_t pad_;
 } wboot;
+
+/* A fork worker holds every fd of the parent: the pool's monitor fds, its
+ * siblings' pidfds and sockets, other pools', the forkserver's, the user's.
+ * It keeps what an exec'd program would -- the fds without close-on-exec
+ * (crew opens all of its own with it; a user's inheritable fds stay, as
+ * fork promises) -- plus keep[] (its own two). Raw getdents64 on
+ * /proc/self/fd: no allocation in a fork child, and no scan up to a huge
+ * RLIMIT_NOFILE. */
+struct crew_dirent64 {
+    uint64_t ino;
+    int64_t off;
+    unsigned short reclen;
+    unsigned char type;
+    char name[];
+};
+
+static void close_cloexec_fds(const int *keep, int nkeep)
+{
+    int d = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d < 0)
+        return;
+    char buf[4096] __attribute__((aligned(8)));
+    for (;;) {
+        long nr = syscall(SYS_getdents64, d, buf, sizeof buf);
+        if (nr <= 0)
+            break;
+        for (long pos = 0; pos < nr;) {
+            const struct crew_dirent64 *e = (const void *)(buf + pos);
+            pos += e->reclen;
+            int fd = 0;
+            const char *c = e->name;
+            if (*c < '0' || *c > '9')
+                continue; /* "." and ".." */
+            for (; *c >= '0' && *c <= '9'; c++)
+                fd = fd * 10 + (*c - '0');
+            bool kept = fd <= 2 || fd == d;
+            for (int i = 0; i < nkeep && !kept; i++)
+                kept = fd == keep[i];
+            int fl = kept ? 0 : fcntl(fd, F_GETFD);
+            if (fl > 0 && (fl & FD_CLOEXEC))
+                close(fd);
+        }
+    }
+    close(d);
+}
 
 /* A region request (worker -> parent) and its answer (parent -> worker,
  * with the region's fd as SCM_RIGHTS when status is 0). */
@@ -649,12 +693,10 @@ static __attribute__((noinline)) uint32_t run_items_ok(crew_task_fn fn, crew_tas
 
 static int worker_main(void *arg, size_t len)
 {
-    if (len < sizeof(wboot))
+    if (len != sizeof(wboot))
         return 120;
     wboot b;
     memcpy(&b, arg, sizeof b);
-    if (len != sizeof b + (size_t)b.n_close * sizeof(int))
-        return 120;
     /* The parent may have a SIGTERM handler (fork start): a deadline kill
      * must still end us. */
     signal(SIGTERM, SIG_DFL);
@@ -666,16 +708,9 @@ static int worker_main(void *arg, size_t len)
     if (h == MAP_FAILED)
         return 121;
     crew__close(b.memfd);
-    /* A fork child holds every fd of the parent. The user's stay (a fork
-     * child inherits everything: crew.h); the pool's own that a worker has
-     * no business with go: the monitor's epoll fd, timerfd and control
-     * eventfd, the siblings' pidfds and the parent's ends of their region
-     * sockets and of ours. */
-    for (uint32_t i = 0; i < b.n_close; i++) {
-        int fd;
-        memcpy(&fd, (const char *)arg + sizeof b + i * sizeof fd, sizeof fd);
-        if (fd > 2 && fd != b.evfd && fd != b.sock)
-            close(fd);
+    if (b.same_image) {
+        int keep[] = {b.evfd, b.sock};
+        close_cloexec_fds(keep, 2);
     }
     wreg wr[REG_MAX];
     memset(wr, 0, sizeof wr);
@@ -2173,35 +2208,6 @@ static int start_worker(pb *b, int w)
                   .index = w,
                   .same_image = b->o.start_method == CREW_START_FORK};
     int fds[3] = {b->memfd, b->evfd, sv[1]};
-    /* fork: the pool's fds the child must drop, snapshot under lk (the
-     * monitor and the creator change them only under it) */
-    int *bootbuf = NULL;
-    size_t bootlen = sizeof boot;
-    if (boot.same_image) {
-        bootbuf = crew__malloc(sizeof boot + sizeof(int) * (4 + 2 * (size_t)b->nw));
-        if (!bootbuf) {
-            crew__close(sv[0]);
-            crew__close(sv[1]);
-            return CREW_ENOMEM;
-        }
-        int *cl = (int *)(void *)((char *)bootbuf + sizeof boot);
-        uint32_t n = 0;
-        cl[n++] = b->epfd;
-        cl[n++] = b->tfd;
-        cl[n++] = b->ctlfd;
-        cl[n++] = sv[0];
-        pthread_mutex_lock(&b->lk);
-        for (int i = 0; i < b->nw; i++) {
-            if (b->w[i].alive && b->w[i].pidfd >= 0)
-                cl[n++] = b->w[i].pidfd;
-            if (b->w[i].alive && b->w[i].sock >= 0)
-                cl[n++] = b->w[i].sock;
-        }
-        pthread_mutex_unlock(&b->lk);
-        boot.n_close = n;
-        memcpy(bootbuf, &boot, sizeof boot);
-        bootlen = sizeof boot + n * sizeof(int);
-    }
     char name[16];
     snprintf(name, sizeof name, "crew-w%d", w);
     crew_process_options po = {.method = (crew_start_method)b->o.start_method,
@@ -2214,9 +2220,7 @@ static int start_worker(pb *b, int w)
     atomic_store(&r->tasks, 0);
     atomic_store(&r->items, 0);
     crew_process *proc;
-    int rc = crew_process_start(&proc, worker_main, bootbuf ? (void *)bootbuf : (void *)&boot,
-                                bootlen, &po);
-    crew__free(bootbuf);
+    int rc = crew_process_start(&proc, worker_main, &boot, sizeof boot, &po);
     crew__close(sv[1]);
     if (rc) {
         crew__close(sv[0]);

@@ -1245,27 +1245,35 @@ static int task_count_fds(crew_task *t, const void *arg, size_t len, void *res, 
     return 0;
 }
 
+/* The fds of this process without close-on-exec: what an exec'd program
+ * would keep. */
+static int count_inheritable_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++) {
+        int fl = fcntl(fd, F_GETFD);
+        n += fl >= 0 && !(fl & FD_CLOEXEC);
+    }
+    return n;
+}
+
 /* Forkserver and spawn workers hold fds 0-2 and their own two (the
- * monitor's eventfd, their region socket). A fork worker inherits what the
- * parent had before the pool (a fork child inherits everything: the user's
- * files, other pools' fds) plus its own two -- not the monitor's epoll fd,
- * timerfd and control eventfd, nor its siblings' pidfds and sockets. */
+ * monitor's eventfd, their region socket). A fork worker keeps, besides its
+ * own two, what an exec'd program would: the parent's fds without
+ * close-on-exec (a user's inheritable files) -- not the monitor's epoll
+ * fd, timerfd and control eventfd, its siblings' pidfds and sockets,
+ * another pool's fds or the user's close-on-exec files. */
 static void test_worker_fds_every_method(void)
 {
     int extra[8];
-    for (int i = 0; i < 8; i++)
-        CHECK((extra[i] = open("/dev/null", O_RDONLY)) >= 0); /* the user's files */
+    for (int i = 0; i < 8; i++) /* the user's files: half inheritable */
+        CHECK((extra[i] = open("/dev/null", O_RDONLY | (i % 2 ? O_CLOEXEC : 0))) >= 0);
     crew_pool *other = make_pool(2, CREW_START_FORK, NULL);
     int std = 0; /* of fds 0..2, those open here (a test runner may close stdin) */
     for (int fd = 0; fd < 3; fd++)
         std += fcntl(fd, F_GETFD) >= 0;
     for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++) {
-        int base = test_count_fds();
-        /* fork: at most base + 2 (the forkserver's socket may be dropped by
-         * an atfork handler); before, also the monitor's three fds and two
-         * per sibling */
-        int fork = methods[k] == CREW_START_FORK;
-        int hi = fork ? base + 2 : std + 2, lo = fork ? base : std + 2;
+        int want = methods[k] == CREW_START_FORK ? count_inheritable_fds() + 2 : std + 2;
         crew_pool *p = make_pool(3, methods[k], NULL);
         for (int round = 0; round < 6; round++) { /* reach every worker */
             crew_future *f;
@@ -1278,9 +1286,8 @@ static void test_worker_fds_every_method(void)
             int count;
             memcpy(&count, d, sizeof count);
             crew_future_destroy(f);
-            if (count < lo || count > hi)
-                TEST_FAIL("method %d: a worker has %d fds, want %d..%d", methods[k], count, lo,
-                          hi);
+            if (count != want)
+                TEST_FAIL("method %d: a worker has %d fds, want %d", methods[k], count, want);
         }
         CHECK_OK(crew_pool_destroy(p));
     }
