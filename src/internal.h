@@ -11,6 +11,7 @@
 #include "crew.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -140,10 +141,18 @@ static inline uint32_t crew__pid(void)
 bool crew__thread_alive(uint32_t pid, uint32_t tid);
 
 /* ------------------------------------------------------------ shared memory
- * A MAP_SHARED mapping backed by memfd_create: nothing appears in /dev/shm,
- * the memory is freed when the last mapping and fd go, even after SIGKILL.
- * *fd_out receives the memfd (O_CLOEXEC) or is left alone if fd_out is NULL,
- * in which case the fd is closed after mapping. */
+ * Every memfd crew shares is sealed once sized (CREW__SEALS): a peer that
+ * holds the fd cannot grow or shrink it under the processes that map it
+ * (which would turn their accesses into SIGBUS), nor change the seals.
+ * crew__memfd_sealed makes one (size bytes, O_CLOEXEC): the fd or -errno.
+ * crew__fd_sealed: does fd carry those seals (what attach checks)?
+ * crew__memfd_map: a sealed memfd mapped MAP_SHARED -- nothing appears in
+ * /dev/shm, the memory is freed when the last mapping and fd go, even after
+ * SIGKILL. *fd_out receives the memfd or, if fd_out is NULL, it is closed
+ * after mapping. */
+#define CREW__SEALS (F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)
+int crew__memfd_sealed(const char *name, size_t size);
+bool crew__fd_sealed(int fd);
 int crew__memfd_map(const char *name, size_t size, int *fd_out, void **addr_out);
 /* What every *_attach(out, fd) checks first: fd >= 0 (else CREW_EBADF)
  * naming a regular file -- a memfd (else CREW_EINVAL); its size goes to

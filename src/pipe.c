@@ -229,7 +229,7 @@ int crew_pipe_create(crew_pipe **a, crew_pipe **b, const crew_pipe_options *opts
     size_t total = PIPE_HDR_BYTES + 2 * rb;
     int fd;
     void *addr;
-    rc = crew__ring_memfd("crew-pipe", total, &fd, &addr);
+    rc = crew__memfd_map("crew-pipe", total, &fd, &addr);
     if (rc != 0)
         return rc;
     pipe_shared *s = addr;
@@ -334,7 +334,7 @@ int crew_pipe_attach(crew_pipe **out, int fd)
     off_t side = lseek(fd, 0, SEEK_CUR);
     /* Unsealed: not made by crew, and whoever handed it over could truncate
      * it under our mapping. */
-    if (size < PIPE_HDR_BYTES || (side != 0 && side != 1) || !crew__ring_fd_sealed(fd))
+    if (size < PIPE_HDR_BYTES || (side != 0 && side != 1) || !crew__fd_sealed(fd))
         return CREW_EINVAL;
     /* Share the sender's description (and so its hold): a dup. */
     int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);

@@ -127,8 +127,6 @@
 #define PEER_SLICE_MAX_NS 32000000u
 #define DEFAULT_CAPACITY (1u << 20)
 #define MAX_CAPACITY (1ull << 40)
-/* What every ring memfd is sealed with (as crew_shm regions are). */
-#define RING_SEALS (F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)
 
 static inline uint64_t round8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
 static inline uint8_t *ring_data(const crew__ring *r)
@@ -401,33 +399,6 @@ size_t crew__ring_bytes(uint64_t cap)
     return (size_t)((CREW__RING_DATA_OFF + cap + page - 1) & ~(page - 1));
 }
 
-int crew__ring_memfd(const char *name, size_t size, int *fd_out, void **addr_out)
-{
-    /* Not crew__memfd_map: sealing must be allowed when the memfd is made. */
-    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0)
-        return -errno;
-    if (ftruncate(fd, (off_t)size) != 0 || fcntl(fd, F_ADD_SEALS, RING_SEALS) != 0) {
-        int e = -errno;
-        crew__close(fd);
-        return e;
-    }
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) {
-        int e = -errno;
-        crew__close(fd);
-        return e;
-    }
-    *fd_out = fd;
-    *addr_out = p;
-    return 0;
-}
-
-bool crew__ring_fd_sealed(int fd)
-{
-    int seals = fcntl(fd, F_GET_SEALS);
-    return seals >= 0 && (seals & RING_SEALS) == RING_SEALS;
-}
 
 void crew__ring_init(crew__ring_view *v, crew__ring *r, uint64_t cap, uint64_t max_msg,
                      _Atomic bool *broken)
@@ -759,7 +730,7 @@ int crew_queue_create(crew_queue **out, const crew_queue_options *opts)
         return CREW_ENOMEM;
     q->map_len = crew__ring_bytes(cap);
     void *addr;
-    rc = crew__ring_memfd("crew-queue", q->map_len, &q->fd, &addr);
+    rc = crew__memfd_map("crew-queue", q->map_len, &q->fd, &addr);
     if (rc != 0) {
         crew__free(q);
         return rc;
@@ -780,7 +751,7 @@ int crew_queue_attach(crew_queue **out, int fd)
         return rc;
     /* An unsealed fd is not one crew made, and whoever handed it over could
      * truncate it under our mapping. */
-    if (size < CREW__RING_DATA_OFF || !crew__ring_fd_sealed(fd))
+    if (size < CREW__RING_DATA_OFF || !crew__fd_sealed(fd))
         return CREW_EINVAL;
     crew_queue *q = crew__calloc(1, sizeof *q);
     if (!q)

@@ -89,13 +89,9 @@ int crew__ring_geometry(size_t capacity, size_t max_message, uint64_t *cap_out,
                         uint64_t *max_out);
 /* Bytes of shared memory a ring of `cap` data bytes needs (page multiple). */
 size_t crew__ring_bytes(uint64_t cap);
-/* A fresh memfd of `size` bytes, sealed against growing and shrinking (the
- * seals crew_shm uses: a peer cannot truncate it under another process's
- * mapping, which would turn every access into SIGBUS), mapped shared.
- * 0 or -errno. */
-int crew__ring_memfd(const char *name, size_t size, int *fd_out, void **addr_out);
-/* Does fd carry those seals? Attach refuses any other fd. */
-bool crew__ring_fd_sealed(int fd);
+/* A ring's memfd is made by crew__memfd_map (sealed against growing and
+ * shrinking: internal.h) and attach refuses an fd without those seals
+ * (crew__fd_sealed). */
 /* Writes a new ring into fresh (zeroed) memory and binds v to it. */
 void crew__ring_init(crew__ring_view *v, crew__ring *r, uint64_t cap, uint64_t max_msg,
                      _Atomic bool *broken);

@@ -40,7 +40,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SEALS (F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)
 #define HEAP_MAGIC 0x43524548u /* "CREH" */
 #define ARRAY_MAGIC 0x43524541u /* "CREA" */
 #define ALIGN 16u
@@ -235,15 +234,10 @@ int crew_shm_create(crew_shm **out, size_t size, const crew_shm_options *opts)
         return CREW_EOVERFLOW;
     if (opts && opts->heap && rounded < 4096)
         return CREW_EINVAL;
-    int fd = memfd_create(opts && opts->name ? opts->name : "crew-shm",
-                          MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    int fd = crew__memfd_sealed(opts && opts->name ? opts->name : "crew-shm", rounded);
     if (fd < 0)
-        return -errno;
-    int rc = 0;
-    if (ftruncate(fd, (off_t)rounded) != 0 || fcntl(fd, F_ADD_SEALS, SEALS) != 0)
-        rc = -errno;
-    if (!rc)
-        rc = map_fd(out, fd, rounded);
+        return fd;
+    int rc = map_fd(out, fd, rounded);
     if (rc) {
         crew__close(fd);
         return rc;
@@ -262,8 +256,7 @@ int crew_shm_attach(crew_shm **out, int fd)
     int rc = crew__attach_fd_size(fd, &size);
     if (rc)
         return rc;
-    int seals = fcntl(fd, F_GET_SEALS);
-    if (seals < 0 || (seals & SEALS) != SEALS || size == 0)
+    if (!crew__fd_sealed(fd) || size == 0)
         return CREW_EINVAL;
     int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
     if (dupfd < 0)

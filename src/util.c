@@ -261,18 +261,32 @@ bool crew__thread_alive(uint32_t pid, uint32_t tid)
 }
 
 /* ------------------------------------------------------------ memfd */
-int crew__memfd_map(const char *name, size_t size, int *fd_out, void **addr_out)
+int crew__memfd_sealed(const char *name, size_t size)
 {
-    if (size == 0)
+    if (size == 0 || size > (size_t)INT64_MAX)
         return CREW_EINVAL;
-    int fd = memfd_create(name ? name : "crew", MFD_CLOEXEC);
+    int fd = memfd_create(name ? name : "crew", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return -errno;
-    if (ftruncate(fd, (off_t)size) != 0) {
+    if (ftruncate(fd, (off_t)size) != 0 || fcntl(fd, F_ADD_SEALS, CREW__SEALS) != 0) {
         int e = -errno;
         crew__close(fd);
         return e;
     }
+    return fd;
+}
+
+bool crew__fd_sealed(int fd)
+{
+    int seals = fcntl(fd, F_GET_SEALS);
+    return seals >= 0 && (seals & CREW__SEALS) == CREW__SEALS;
+}
+
+int crew__memfd_map(const char *name, size_t size, int *fd_out, void **addr_out)
+{
+    int fd = crew__memfd_sealed(name, size);
+    if (fd < 0)
+        return fd;
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
         int e = -errno;
