@@ -14,13 +14,16 @@ static int count_tasks(void) { return test_count_dir("/proc/self/task"); }
 
 /* pthread_join returns once the thread has stopped running user code, a
  * moment before the kernel removes it from /proc/self/task: wait (without
- * sleeping, bounded) until the count is back to `n`. */
+ * sleeping, bounded) until the count is back to `n` -- or below it: a
+ * baseline taken just after an earlier case's join may still count that
+ * case's last thread, which then vanishes (it failed CI once so). "No
+ * thread left behind" is count <= baseline. */
 static void check_tasks_back_to(int n)
 {
     double end = crew_now() + 10;
     while (count_tasks() > n && crew_now() < end)
         sched_yield();
-    CHECK_EQ(count_tasks(), n);
+    CHECK(count_tasks() <= n);
 }
 
 static void *add_one(void *arg) { return (void *)((intptr_t)arg + 1); }
