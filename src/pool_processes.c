@@ -1380,6 +1380,19 @@ static void dispatch_chunk(pb *b, uint32_t x, pmap *pm, size_t first, size_t cou
     ring_push(b, x);
 }
 
+/* Dispatches the head of the range [*first, *first + *count) of pm's map
+ * -- as much as one slot holds -- to a free slot, and moves the range on
+ * (under lk; a slot is free). */
+static void dispatch_piece(pb *b, pmap *pm, size_t *first, size_t *count)
+{
+    size_t c = chunk_cap(b, pm);
+    if (c > *count)
+        c = *count;
+    dispatch_chunk(b, b->free_stack[--b->n_free], pm, *first, c);
+    *first += c;
+    *count -= c;
+}
+
 /* Fills free slots from the overflow FIFO, then from running maps (under
  * lk). Returns the number of tasks queued. */
 static int dispatch_more(pb *b)
@@ -1407,12 +1420,7 @@ static int dispatch_more(pb *b)
         if (pm->redo) {
             /* Items handed back by a death go first (the map's oldest). */
             redo *rd = pm->redo;
-            size_t c = chunk_cap(b, pm);
-            if (c > rd->count)
-                c = rd->count;
-            dispatch_chunk(b, b->free_stack[--b->n_free], pm, rd->first, c);
-            rd->first += c;
-            rd->count -= c;
+            dispatch_piece(b, pm, &rd->first, &rd->count);
             if (rd->count == 0) {
                 pm->redo = rd->next;
                 crew__free(rd);
@@ -1429,12 +1437,7 @@ static int dispatch_more(pb *b)
             pm->first = first;
             pm->count = count;
         }
-        size_t c = chunk_cap(b, pm);
-        if (c > pm->count)
-            c = pm->count;
-        dispatch_chunk(b, b->free_stack[--b->n_free], pm, pm->first, c);
-        pm->first += c;
-        pm->count -= c;
+        dispatch_piece(b, pm, &pm->first, &pm->count);
         n++;
     }
     return n;
