@@ -604,11 +604,12 @@ static void aunlock(crew_array *a)
         crew_lock_release(&a->hdr->lock);
 }
 
-/* Element i copied out to `out` (get) or in from `in` (set), under the
- * array's lock. */
-static int elem_copy(crew_array *a, size_t i, void *out, const void *in)
+/* Element i copied out to buf (get) or in from buf (set), under the
+ * array's lock. (One buffer and a direction, not two pointers of which one
+ * is NULL: the compiler then sees no memcpy that could take a NULL.) */
+static int elem_copy(crew_array *a, size_t i, void *buf, bool get)
 {
-    if (!a || (!out && !in))
+    if (!a || !buf)
         return CREW_EINVAL;
     if (i >= a->hdr->count)
         return CREW_ERANGE;
@@ -616,17 +617,20 @@ static int elem_copy(crew_array *a, size_t i, void *out, const void *in)
     if (rc)
         return rc;
     char *e = a->data + i * a->hdr->elem_size;
-    if (out)
-        memcpy(out, e, (size_t)a->hdr->elem_size);
+    if (get)
+        memcpy(buf, e, (size_t)a->hdr->elem_size);
     else
-        memcpy(e, in, (size_t)a->hdr->elem_size);
+        memcpy(e, buf, (size_t)a->hdr->elem_size);
     aunlock(a);
     return 0;
 }
 
-int crew_array_get(crew_array *a, size_t i, void *out) { return elem_copy(a, i, out, NULL); }
+int crew_array_get(crew_array *a, size_t i, void *out) { return elem_copy(a, i, out, true); }
 
-int crew_array_set(crew_array *a, size_t i, const void *in) { return elem_copy(a, i, NULL, in); }
+int crew_array_set(crew_array *a, size_t i, const void *in)
+{
+    return elem_copy(a, i, (void *)(uintptr_t)in, false); /* only read from */
+}
 
 int crew_array_add(crew_array *a, size_t i, double delta, double *result)
 {
