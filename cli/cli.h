@@ -4,7 +4,7 @@
  * DESIGN
  *  The CLI is a thin user of the public crew.h: every figure it prints comes
  *  from crew's own pools (crew_pool_*) driven by the code in compare.c and
- *  probes.c; memory figures come from crew_proc_mem (src/measure.c). The CLI
+ *  probes.c; memory figures come from crew_proc_mem (src/proc/measure.c). The CLI
  *  adds only what a command needs on top: option parsing (compare.c), the
  *  task functions it measures (workloads.c), the report in its four shapes
  *  (report.c: table, JSON, CSV; plot.c: SVG) and the recommendation

@@ -16,7 +16,7 @@
  */
 #include "fuzz_common.h"
 
-#include "../src/ring.h"
+#include "../src/ipc/ring.h"
 
 enum { MAX_HANDLES = 5, MAX_STEPS = 64, PIPE_HDR = 4096 };
 

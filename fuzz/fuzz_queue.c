@@ -17,7 +17,7 @@
  */
 #include "fuzz_common.h"
 
-#include "../src/ring.h"
+#include "../src/ipc/ring.h"
 
 #include <stddef.h>
 

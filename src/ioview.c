@@ -32,7 +32,7 @@
  * midway (EAGAIN under a thread limit) releases the gate, joins the threads
  * made so far and returns the error.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <pthread.h>
 #include <string.h>

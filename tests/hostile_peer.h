@@ -24,7 +24,7 @@
 #define HOSTILE_PEER_H
 
 #include "crew_test.h"
-#include "../src/ring.h"
+#include "../src/ipc/ring.h"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -8,7 +8,7 @@
  * Needs root (to make the setuid copy); skipped otherwise, with a message. */
 #include "crew_test.h"
 
-#include "../src/process_internal.h"
+#include "../src/proc/process_internal.h"
 
 #include <dlfcn.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
  * util.c -- the shared helpers declared in internal.h: allocation hooks,
  * assertions, deadlines, futexes, spinning, thread identity, memfd mappings.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <fcntl.h>
 #include <linux/futex.h>

@@ -26,7 +26,7 @@
  * A waiter killed while asleep leaves WAITERS set: the next set() makes one
  * needless system call and clears it.
  */
-#include "sync.h"
+#include "sync/sync.h"
 
 #include <string.h>
 

@@ -40,7 +40,7 @@
  * flush: glibc's fork resets every stream lock in the child
  * (test_process: test_fork_stdio_lock_held).
  */
-#include "process_internal.h"
+#include "proc/process_internal.h"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -3,7 +3,7 @@
  * CREW_ERRLIB_MAP) turned into crew_strerror() and crew_err_name().
  * Both return static strings and never allocate, even for unknown codes.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <string.h>
 

@@ -6,7 +6,7 @@
 #ifndef CREW_RING_H
 #define CREW_RING_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 #include <stdalign.h>
 

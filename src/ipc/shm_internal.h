@@ -9,7 +9,7 @@
 #ifndef CREW_SHM_INTERNAL_H
 #define CREW_SHM_INTERNAL_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 /* What the pool needs to know about a region, read under the registry
  * lock (so a handle destroyed concurrently is never dereferenced). */

@@ -49,7 +49,7 @@
  * every later call on any end returns CREW_EPROTO, and waiters notice
  * within a peer-probe slice.
  */
-#include "ring.h"
+#include "ipc/ring.h"
 
 #include <fcntl.h>
 #include <pthread.h>

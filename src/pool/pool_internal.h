@@ -88,7 +88,7 @@
 #ifndef CREW_POOL_INTERNAL_H
 #define CREW_POOL_INTERNAL_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 #include <pthread.h>
 

@@ -108,7 +108,7 @@
  * sleeps and reports CREW_EAGAIN; a lock is "busy" for a poll only after a
  * spin, since a lock is held for one copy at most.
  */
-#include "ring.h"
+#include "ipc/ring.h"
 
 #include <fcntl.h>
 #include <stdio.h>

@@ -29,7 +29,7 @@
  * releases make a needless system call). One killed holding a unit does not
  * return it: a semaphore has no owner to check, as in Python and POSIX.
  */
-#include "sync.h"
+#include "sync/sync.h"
 
 #include <string.h>
 

@@ -22,7 +22,7 @@
  *  is pid (or, recursively, a descendant of pid). A process that exits while
  *  we scan is simply not listed; the result is a snapshot.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <dirent.h>
 #include <fcntl.h>

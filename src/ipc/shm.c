@@ -30,7 +30,7 @@
  * child never inherits it locked. A handle destroyed while the pool looks at
  * it is safe: lookups copy what they need under the lock.
  */
-#include "shm_internal.h"
+#include "ipc/shm_internal.h"
 
 #include <fcntl.h>
 #include <math.h>

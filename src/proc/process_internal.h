@@ -11,7 +11,7 @@
 #ifndef CREW_PROCESS_INTERNAL_H
 #define CREW_PROCESS_INTERNAL_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 #include <limits.h>
 #include <signal.h>

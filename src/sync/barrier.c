@@ -33,7 +33,7 @@
  * arrived and is counted, as in Python; its death is noticed in a later
  * round if it is a tracked participant.
  */
-#include "sync.h"
+#include "sync/sync.h"
 
 #include <string.h>
 

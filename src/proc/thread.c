@@ -25,7 +25,7 @@
  * or cancellation still sets `done` (a cleanup handler does it), so timed
  * joins see it too.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <limits.h>
 #include <pthread.h>

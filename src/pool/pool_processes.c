@@ -149,9 +149,9 @@
  * started by the monitor thread, which lives as long as the pool, so a
  * worker's parent-death signal is tied to a thread that outlives it.
  */
-#include "pool_internal.h"
-#include "process_internal.h"
-#include "shm_internal.h"
+#include "pool/pool_internal.h"
+#include "proc/process_internal.h"
+#include "ipc/shm_internal.h"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -19,7 +19,7 @@
  * Thread-safety: both functions may run in several threads (dl_iterate_phdr
  * takes the loader's lock). No state.
  */
-#include "process_internal.h"
+#include "proc/process_internal.h"
 
 #include <dlfcn.h>
 #include <elf.h>

@@ -26,7 +26,7 @@
  *    and then checks getppid() against the pid in CREW_CHILD, so a parent
  *    that died during the exec is noticed too.
  */
-#include "process_internal.h"
+#include "proc/process_internal.h"
 
 #include <signal.h>
 #include <spawn.h>

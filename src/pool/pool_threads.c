@@ -68,7 +68,7 @@
  * whatever is still queued (submits that raced with shutdown) with
  * CREW_ECANCELED.
  */
-#include "pool_internal.h"
+#include "pool/pool_internal.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -49,7 +49,7 @@
  * Nothing here allocates, so a process can die at any instruction: the word
  * is always either free, owned by a live or dead thread, or special.
  */
-#include "sync.h"
+#include "sync/sync.h"
 
 #include <fcntl.h>
 #include <stdio.h>

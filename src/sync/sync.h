@@ -6,7 +6,7 @@
 #ifndef CREW_SYNC_H
 #define CREW_SYNC_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 /* The lock and rlock wait on the low 32 bits of a 64-bit word: on a
  * little-endian machine they are at the word's own address. */

@@ -43,8 +43,8 @@
  * Lock order: registry_lock -> p->alloc_lock; p->notify_lock and
  * ext->lock are leaves.
  */
-#include "pool_internal.h"
-#include "shm_internal.h"
+#include "pool/pool_internal.h"
+#include "ipc/shm_internal.h"
 
 #include <sched.h>
 #include <string.h>

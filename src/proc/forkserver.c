@@ -43,7 +43,7 @@
  * while the parent survives it); workers restore SIGINT's default and the
  * requesting thread's signal mask.
  */
-#include "process_internal.h"
+#include "proc/process_internal.h"
 
 #include <fcntl.h>
 #include <linux/sched.h>

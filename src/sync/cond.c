@@ -36,7 +36,7 @@
  * read the old sequence and had not yet slept); callers loop on their
  * predicate (crew_cond_wait_for does).
  */
-#include "sync.h"
+#include "sync/sync.h"
 
 #include <string.h>
 
