@@ -16,7 +16,7 @@
  * dlopen) is what the channel check before the parser guards (see
  * docs/security.md), not a parser's job.
  */
-#include "process_internal.h"
+#include "proc/process_internal.h"
 
 #include <fcntl.h>
 #include <limits.h>

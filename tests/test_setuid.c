@@ -19,6 +19,14 @@
 
 #define NOBODY 65534
 
+/* The program under attack must hold crew's child dispatch (the constructor
+ * in src/proc/process.c), as every program that starts crew children does
+ * through crew_process_start or a pool. With a static libcrew only the
+ * objects a program references are linked, and this test calls only the
+ * request builder (src/proc/request.c), which needs nothing of process.c:
+ * keep the dispatch in by naming it. */
+__attribute__((used)) static int (*const keep_dispatch)(int, char **) = crew_child_main;
+
 static void copy_file(const char *from, const char *to, mode_t mode)
 {
     int in = open(from, O_RDONLY);

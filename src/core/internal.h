@@ -159,6 +159,15 @@ int crew__memfd_map(const char *name, size_t size, int *fd_out, void **addr_out)
  * *size. 0, those errors, or -errno of fstat. */
 int crew__attach_fd_size(int fd, size_t *size);
 
+/* waitid's idtype for a pidfd (Linux 5.4), for C libraries whose headers
+ * predate it. glibc 2.36+ declares it in an enum (no macro to test), so
+ * <sys/wait.h> comes first: included after this macro, its enum would
+ * read "3 = 3" and fail to compile. */
+#include <sys/wait.h>
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
 /* Retry-on-EINTR close that ignores the result (fds are ours; EBADF would be
  * a crew bug, caught by the fd-leak tests). */
 void crew__close(int fd);

@@ -58,10 +58,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
-
 /* ------------------------------------------------------------ client */
 
 static pthread_mutex_t fs_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -361,13 +357,8 @@ void crew__forkserver_main(int sock, pid_t parent)
         if (rc)
             _exit(0);
         crew__req *r = m.req;
-        crew__fnref ref;
-        ref.offset = r->fn_offset;
-        ref.build_id_len = r->build_id_len;
-        memcpy(ref.build_id, r->build_id, sizeof ref.build_id);
-        memcpy(ref.module, crew__req_module(r), r->module_len);
         uintptr_t fn = 0;
-        rc = crew__fnref_resolve(&ref, &fn);
+        rc = crew__req_resolve(r, &fn);
         if (rc == 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
             /* The worker parks every fd above all sources and targets before
              * moving them: all of that must fit under the limit. */

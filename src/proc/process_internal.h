@@ -1,6 +1,7 @@
 /*
- * process_internal.h -- what the process files share (process.c, fnref.c,
- * spawn.c, forkserver.c). Never installed.
+ * process_internal.h -- what the process files share (process.c,
+ * forkserver.c, child.c, request.c, spawn.c, fnref.c; from the top down:
+ * none calls a file above it). Never installed.
  *
  * A child that is not a plain fork (spawn, forkserver worker) receives one
  * "start request": the task function as (module, offset), the argument bytes,
@@ -8,8 +9,8 @@
  * as one SOCK_SEQPACKET message (fds ride along as SCM_RIGHTS); an argument
  * larger than CREW__INLINE_ARG travels in a sealed-off memfd instead.
  */
-#ifndef CREW_PROCESS_INTERNAL_H
-#define CREW_PROCESS_INTERNAL_H
+#ifndef CREW__PROCESS_INTERNAL_H
+#define CREW__PROCESS_INTERNAL_H
 
 #include "core/internal.h"
 
@@ -96,14 +97,30 @@ typedef struct crew__msg {
     bool owns_fds; /* receiver: fds[] are ours to close */
 } crew__msg;
 
-/* Parent side: build the request for fn/arg/opts. It always carries the
- * caller's fds 0..2 (when open) plus opts->pass_fds when with_pass_fds. */
+/* request.c. Parent side: build the request for fn/arg/opts. It always
+ * carries the caller's fds 0..2 (when open); with_fds: they and
+ * opts->pass_fds ride along as SCM_RIGHTS (forkserver), else the child has
+ * them in place already (spawn). */
 int crew__msg_build(crew__msg *m, crew_process_fn fn, const void *arg, size_t len,
                     const crew_process_options *opts, bool with_fds);
 void crew__msg_free(crew__msg *m); /* frees the buffer, closes owned fds */
 int crew__msg_send(int sock, const crew__msg *m);
 /* Receive one request; CREW_EOF on orderly end of the channel. */
 int crew__msg_recv(int sock, crew__msg *m);
+/* The address of a received request's function in this image
+ * (crew__fnref_resolve: may dlopen the module it names). */
+int crew__req_resolve(crew__req *r, uintptr_t *fn);
+
+/* child.c. The CREW_CHILD hand-shake, run before main() (docs/security.md):
+ * 0 when this process is no crew child (no CREW_CHILD, or not of the crew
+ * form); 's' (a spawn child) or 'f' (the forkserver) once the channel the
+ * variable names is checked to come from our parent (SOCK_SEQPACKET,
+ * SO_PEERCRED: our parent with our euid and egid), with the channel in
+ * *fd and the parent in *parent. Exits 127 when the check fails. */
+char crew__child_accept(int *fd, pid_t *parent);
+/* A spawn child after the hand-shake: receive the request, resolve its
+ * function, answer, run it (crew__child_run). Never returns. */
+__attribute__((noreturn)) void crew__child_serve(int channel);
 
 /* In a fresh child (spawn after exec, or forkserver worker after clone):
  * place the fds, set name/mask, map the argument, run fn and _exit with its
@@ -112,7 +129,7 @@ __attribute__((noreturn)) void crew__child_run(crew__msg *m, crew_process_fn fn,
 
 /* Checks, in a fresh child, that the crew parent is still there, with
  * PR_SET_PDEATHSIG(SIGKILL) set first so there is no window. Exits at once
- * if the parent is gone. */
+ * if the parent is gone. (child.h has the inline form, for the fork path.) */
 void crew__child_tie_to_parent(pid_t parent);
 
 /* Closes every fd but those in keep[0..n) (negative entries ignored). */
@@ -139,10 +156,8 @@ pid_t crew__keeper_spawn_exec(char kind, int channel, const int *keep_fds, size_
  * needed). Returns the pid of a child of *this* process (CLONE_PARENT). */
 pid_t crew__forkserver_fork(crew_process_fn fn, const void *arg, size_t len,
                             const crew_process_options *opts, int *err);
-/* The forkserver main loop, entered from the child dispatch. Never returns. */
+/* The forkserver main loop, entered from the child dispatch (process.c).
+ * Never returns. */
 __attribute__((noreturn)) void crew__forkserver_main(int sock, pid_t parent);
 
-/* process.c: the dispatch run by the constructor and crew_child_main. */
-void crew__child_dispatch(void);
-
-#endif /* CREW_PROCESS_INTERNAL_H */
+#endif /* CREW__PROCESS_INTERNAL_H */
