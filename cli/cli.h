@@ -2,13 +2,19 @@
  * cli.h -- what the parts of the `crew` command share. Never installed.
  *
  * DESIGN
+ *  The interface of crew_cli_core, the static library of everything in cli/
+ *  but main.c: the `crew` executable (main.c) and the tests of the CLI's
+ *  logic link it and call only what is declared here.
+ *
  *  The CLI is a thin user of the public crew.h: every figure it prints comes
  *  from crew's own pools (crew_pool_*) driven by the code in compare.c and
- *  probes.c; memory figures come from crew_proc_mem (src/proc/measure.c). The CLI
- *  adds only what a command needs on top: option parsing (compare.c), the
- *  task functions it measures (workloads.c), the report in its four shapes
- *  (report.c: table, JSON, CSV; plot.c: SVG) and the recommendation
- *  (recommend.c), which is derived from the measured figures only.
+ *  probes.c; memory figures come from crew_mem_usage_get and
+ *  crew_mem_usage_tree (crew.h, section measure). The CLI adds only what a
+ *  command needs on top: option parsing (compare.c), the task functions it
+ *  measures (workloads.c), the report in its four shapes (report.c: table,
+ *  JSON, CSV; plot.c: SVG), the recommendation (recommend.c), which is
+ *  derived from the measured figures only, and the progress and error lines
+ *  on stderr (progress.c).
  *
  *  Output discipline: results go to stdout and nothing else does; progress
  *  and errors go to stderr. Errors are one line, "crew compare: ...", and the

@@ -5,13 +5,13 @@
  *   crew help [COMMAND]      usage of crew or of one command
  *   crew version             the library version actually linked
  *
- * Exit statuses are shared by all commands (cli.h, crew(1)).
+ * Exit statuses are shared by all commands (cli.h, crew(1)). Everything but
+ * this dispatch lives in crew_cli_core (the rest of cli/), which main()
+ * calls and which never calls back here.
  */
 #include "cli.h"
 
-#include <stdarg.h>
 #include <string.h>
-#include <unistd.h>
 
 static void usage(FILE *f)
 {
@@ -27,57 +27,6 @@ static void usage(FILE *f)
             "exit status: 0 ok, 1 internal error, 2 usage, 3 task not loadable,\n"
             "             4 task failed, 5 measurement failed, 6 output not writable\n"
             "see crew(1) and crew-compare(1).\n");
-}
-
-/* -------------------------------------------------------------- progress
- * On a terminal the progress line is rewritten in place; otherwise (a log, a
- * pipe in a test) each step is one line. Never on stdout. */
-static bool progress_quiet, progress_tty, progress_open;
-static double progress_t0;
-
-void cli_progress_init(bool quiet)
-{
-    progress_quiet = quiet;
-    progress_tty = isatty(STDERR_FILENO) == 1;
-    progress_t0 = crew_now();
-}
-
-void cli_progress(const char *fmt, ...)
-{
-    if (progress_quiet)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    if (progress_tty)
-        fputs("\r\033[K", stderr);
-    fprintf(stderr, "crew compare: [%5.1f s] ", crew_now() - progress_t0);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    if (!progress_tty)
-        fputc('\n', stderr);
-    progress_open = progress_tty;
-    fflush(stderr);
-}
-
-void cli_progress_done(void)
-{
-    if (progress_open) {
-        fputs("\r\033[K", stderr);
-        fflush(stderr);
-    }
-    progress_open = false;
-}
-
-void cli_error(const char *fmt, ...)
-{
-    cli_progress_done();
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("crew compare: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    fflush(stderr);
 }
 
 int main(int argc, char **argv)

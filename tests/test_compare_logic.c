@@ -2,25 +2,12 @@
  * recommendation follows the numbers (whichever model is faster wins, a tie
  * goes to the cheaper round trip, a flat curve says concurrency gains little,
  * a busy machine is said first), and the JSON of any result set validates
- * against docs/compare.schema.json. The CLI's own sources are compiled in;
- * the two CLI helpers they call are stubbed below. */
+ * against docs/compare.schema.json. The CLI's logic is called through its
+ * internal library (crew_cli_core, cli/cli.h), as the `crew` command calls
+ * it. */
 #include "test_compare.h"
 
-#include "../cli/recommend.c"
-#include "../cli/report.c"
-#include "../cli/plot.c"
-
-#include <stdarg.h>
-
-void cli_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-void cli_progress(const char *fmt, ...) { (void)fmt; }
+#include "cli.h"
 
 static void model(cmp_model *m, const char *name, double rt_us, double s1, double s2)
 {
