@@ -48,6 +48,55 @@ enum {
     CLI_EXIT_OUTPUT = 6,   /* results could not be written (--plot FILE, stdout) */
 };
 
+/* ---------------------------------------------------------------- I/O view
+ * Threads vs an event loop for I/O-bound work (ioview.c): `concurrency`
+ * waits of `wait_s` seconds each (the stand-in for a network wait), run as
+ *   IOV_THREAD_PER_WAIT  one thread each (thread per connection); the
+ *                        creation of the threads counts in the time
+ *   IOV_THREAD_POOL      a crew thread pool of opts->pool_threads workers
+ *                        (0: 100), one task per wait
+ *   IOV_EVENT_LOOP       one thread: epoll, a timerfd and a heap of timers
+ *                        (what libuv and asyncio do)
+ * The answer to "threads vs asyncio" with numbers: how close each comes to
+ * the ideal time (wait_s: all waits at once) and what memory it needs. */
+typedef enum iov_model {
+    IOV_THREAD_PER_WAIT = 0,
+    IOV_THREAD_POOL = 1,
+    IOV_EVENT_LOOP = 2
+} iov_model;
+
+typedef struct iov_options {
+    int pool_threads;       /* IOV_THREAD_POOL workers; 0: 100; max 1024 */
+    size_t thread_stack;    /* IOV_THREAD_PER_WAIT stack size; 0: the system
+                               default (what a plain server gets) */
+} iov_options;
+
+typedef struct iov_result {
+    int model;              /* the iov_model measured */
+    int concurrency;        /* waits */
+    int threads;            /* threads that ran them (1 for the event loop) */
+    double wait_s;          /* each wait */
+    double elapsed_s;       /* from the first wait begun to the last ended */
+    double ideal_s;         /* wait_s: every wait at once, no overhead */
+    double ratio;           /* elapsed_s / ideal_s (0 when wait_s is 0) */
+    double waits_per_s;     /* concurrency / elapsed_s */
+    double cpu_s;           /* CPU time (user + system) the process spent */
+    size_t rss_growth;      /* RSS bytes added while all waits were pending */
+    size_t rss_per_wait;    /* rss_growth / concurrency */
+} iov_result;
+
+/* Runs the measurement described above and fills *out. Everything it starts
+ * is joined before it returns. Returns 0, CREW_EINVAL (out NULL, unknown
+ * model, concurrency outside 1..1000000, wait_s outside 0..60, pool_threads
+ * outside 0..1024), CREW_EAGAIN (no more threads: thread per wait at a high
+ * concurrency), CREW_ENOMEM, or a system error. opts may be NULL. It
+ * measures the whole process's RSS and CPU time: run nothing else
+ * meanwhile. */
+int iov_measure(int model, int concurrency, double wait_s, const iov_options *opts,
+                iov_result *out);
+/* "thread per wait", "thread pool", "event loop" ("unknown" otherwise). */
+const char *iov_model_name(int model);
+
 #define CMP_SCHEMA_ID "crew-compare"
 #define CMP_SCHEMA_VERSION 1
 #define CMP_MAX_POINTS 24
@@ -167,11 +216,11 @@ typedef struct cmp_results {
     int io_tasks_full;          /* the I/O row: how many tasks of io_wait_ms */
     double io_wait_ms;
     cmp_model m[CMP_NMODELS];
-    /* I/O view (crew_measure_io_waits): thread per wait, thread pool, event
-     * loop, each running N waits of io_wait_ms at once, for N = 100, 1000
-     * and 10000 (--quick: 1000); io_view[i].concurrency is its N */
+    /* I/O view (iov_measure): thread per wait, thread pool, event loop,
+     * each running N waits of io_wait_ms at once, for N = 100, 1000 and
+     * 10000 (--quick: 1000); io_view[i].concurrency is its N */
 #define CMP_IO_VIEW_MAX 9
-    crew_io_result io_view[CMP_IO_VIEW_MAX];
+    iov_result io_view[CMP_IO_VIEW_MAX];
     int io_view_status[CMP_IO_VIEW_MAX];
     int io_view_n;
     cmp_recommendation rec;
@@ -264,7 +313,7 @@ typedef struct cmp_plan {
  * Returns 0, or CLI_EXIT_TASK / CLI_EXIT_MEASURE after printing a one-line
  * error (the model's status then says what stopped it). */
 int probe_model(cmp_results *r, int model, const cmp_plan *plan);
-/* The I/O view: crew_measure_io_waits for each of its models. */
+/* The I/O view: iov_measure for each of its models. */
 int probe_io_view(cmp_results *r, const cmp_plan *plan);
 double median(double *v, int n);
 

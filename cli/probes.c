@@ -1106,18 +1106,18 @@ int probe_io_view(cmp_results *r, const cmp_plan *pl)
     static const int quick_levels[] = {1000};
     const int *levels = r->quick ? quick_levels : full_levels;
     int nlevels = r->quick ? 1 : 3;
-    static const int models[] = {CREW_IO_THREAD_PER_WAIT, CREW_IO_THREAD_POOL, CREW_IO_EVENT_LOOP};
+    static const int models[] = {IOV_THREAD_PER_WAIT, IOV_THREAD_POOL, IOV_EVENT_LOOP};
     r->io_view_n = 0;
     for (int l = 0; l < nlevels; l++)
         for (int i = 0; i < 3 && r->io_view_n < CMP_IO_VIEW_MAX; i++) {
             cli_progress("I/O view: %d waits of %.0f ms at once, %s", levels[l], r->io_wait_ms,
-                         crew_io_model_name(models[i]));
-            crew_io_result *res = &r->io_view[r->io_view_n];
+                         iov_model_name(models[i]));
+            iov_result *res = &r->io_view[r->io_view_n];
             memset(res, 0, sizeof *res);
             res->model = models[i];
             res->concurrency = levels[l];
             r->io_view_status[r->io_view_n] =
-                crew_measure_io_waits(models[i], levels[l], r->io_wait_ms / 1e3, NULL, res);
+                iov_measure(models[i], levels[l], r->io_wait_ms / 1e3, NULL, res);
             res->concurrency = levels[l];
             r->io_view_n++;
         }

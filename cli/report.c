@@ -292,12 +292,12 @@ int report_table(FILE *f, const cmp_results *r)
         fprintf(f, "  %6s %-22s %10s %9s %8s %13s %10s\n", "waits", "", "time", "vs ideal", "threads",
                 "memory/wait", "CPU time");
         for (int i = 0; i < r->io_view_n; i++) {
-            const crew_io_result *io = &r->io_view[i];
+            const iov_result *io = &r->io_view[i];
             char name[64];
-            if (io->model == CREW_IO_THREAD_POOL)
+            if (io->model == IOV_THREAD_POOL)
                 snprintf(name, sizeof name, "thread pool (%d)", io->threads);
             else
-                snprintf(name, sizeof name, "%s", crew_io_model_name(io->model));
+                snprintf(name, sizeof name, "%s", iov_model_name(io->model));
             if (r->io_view_status[i]) {
                 fprintf(f, "  %6d %-22s %s (%s)\n", io->concurrency, name, "not measured",
                         crew_err_name(r->io_view_status[i]));
@@ -473,9 +473,9 @@ int report_json(FILE *f, const cmp_results *r)
     jmodel(f, &r->m[CMP_PROCESSES]);
     fputs("\n  },\n  \"io_view\": [", f);
     for (int i = 0; i < r->io_view_n; i++) {
-        const crew_io_result *io = &r->io_view[i];
+        const iov_result *io = &r->io_view[i];
         fputs(i ? ",\n    {\"model\": " : "\n    {\"model\": ", f);
-        jstr(f, crew_io_model_name(io->model));
+        jstr(f, iov_model_name(io->model));
         fputs(", \"status\": ", f);
         jstr(f, status_str(r->io_view_status[i]));
         bool ok = r->io_view_status[i] == 0;
@@ -569,10 +569,10 @@ int report_csv(FILE *f, const cmp_results *r)
         }
     }
     for (int i = 0; i < r->io_view_n; i++) {
-        const crew_io_result *io = &r->io_view[i];
+        const iov_result *io = &r->io_view[i];
         bool ok = r->io_view_status[i] == 0;
         char model[64];
-        snprintf(model, sizeof model, "%s (%d waits)", crew_io_model_name(io->model), io->concurrency);
+        snprintf(model, sizeof model, "%s (%d waits)", iov_model_name(io->model), io->concurrency);
         csv(f, "io_view", "elapsed", model, ok ? io->threads : 0, ok ? io->elapsed_s : NAN, "s");
         csv(f, "io_view", "ratio_to_ideal", model, ok ? io->threads : 0, ok ? io->ratio : NAN, "x");
         csv(f, "io_view", "rss_per_wait", model, ok ? io->threads : 0, ok ? (double)io->rss_per_wait : NAN,

@@ -1337,58 +1337,6 @@ CREW_API int crew_proc_children(pid_t pid, int recursive, pid_t *out, size_t cap
  * crew_mem_usage_get for pid itself. Thread-safe. */
 CREW_API int crew_mem_usage_tree(pid_t pid, crew_mem_usage *out);
 
-/* @@SECTION ioview@@ */
-/* ================================================================ I/O view
- *
- * Threads vs an event loop for I/O-bound work: `concurrency` waits of
- * `wait_s` seconds each (the stand-in for a network wait), run as
- *   CREW_IO_THREAD_PER_WAIT  one thread each (thread per connection); the
- *                            creation of the threads counts in the time
- *   CREW_IO_THREAD_POOL      a crew thread pool of opts->pool_threads
- *                            workers (0: 100), one task per wait
- *   CREW_IO_EVENT_LOOP       one thread: epoll, a timerfd and a heap of
- *                            timers (what libuv and asyncio do)
- * The answer to "threads vs asyncio" with numbers: how close each comes to
- * the ideal time (wait_s: all waits at once) and what memory it needs.
- */
-typedef enum crew_io_model {
-    CREW_IO_THREAD_PER_WAIT = 0,
-    CREW_IO_THREAD_POOL = 1,
-    CREW_IO_EVENT_LOOP = 2
-} crew_io_model;
-
-typedef struct crew_io_options {
-    int pool_threads;       /* CREW_IO_THREAD_POOL workers; 0: 100; max 1024 */
-    size_t thread_stack;    /* CREW_IO_THREAD_PER_WAIT stack size; 0: the
-                               system default (what a plain server gets) */
-} crew_io_options;
-
-typedef struct crew_io_result {
-    int model;              /* the crew_io_model measured */
-    int concurrency;        /* waits */
-    int threads;            /* threads that ran them (1 for the event loop) */
-    double wait_s;          /* each wait */
-    double elapsed_s;       /* from the first wait begun to the last ended */
-    double ideal_s;         /* wait_s: every wait at once, no overhead */
-    double ratio;           /* elapsed_s / ideal_s (0 when wait_s is 0) */
-    double waits_per_s;     /* concurrency / elapsed_s */
-    double cpu_s;           /* CPU time (user + system) the process spent */
-    size_t rss_growth;      /* RSS bytes added while all waits were pending */
-    size_t rss_per_wait;    /* rss_growth / concurrency */
-} crew_io_result;
-
-/* Runs the measurement described above and fills *out. Everything it starts
- * is joined before it returns. Returns 0, CREW_EINVAL (out NULL, unknown
- * model, concurrency outside 1..1000000, wait_s outside 0..60,
- * pool_threads outside 0..1024), CREW_EAGAIN (no more threads: thread per
- * wait at a high concurrency), CREW_ENOMEM, or a system error. opts may be
- * NULL. Thread-safe, but it measures the whole process's RSS and CPU time:
- * run nothing else meanwhile. */
-CREW_API int crew_measure_io_waits(int model, int concurrency, double wait_s,
-                                   const crew_io_options *opts, crew_io_result *out);
-/* "thread per wait", "thread pool", "event loop" ("unknown" otherwise). */
-CREW_API const char *crew_io_model_name(int model);
-
 #ifdef __cplusplus
 }
 #endif

@@ -4,26 +4,33 @@
  *
  * DESIGN
  *
- * One call, crew_measure_io_waits(), runs `concurrency` waits of `wait_s`
+ * A measurement the CLI makes, not a facility of the library: it lives in
+ * cli/ and uses only crew.h (a crew thread pool, crew_event for its waits,
+ * crew_mem_usage_get for RSS) plus POSIX and Linux calls.
+ *
+ * One call, iov_measure(), runs `concurrency` waits of `wait_s`
  * seconds each in one of three ways and reports how long it took for all of
  * them to finish (against the ideal: wait_s, as if all ran at once), the
  * process's RSS growth while they were all pending, and the CPU time spent.
  * It creates and joins everything it uses; nothing survives the call.
  *
- *  CREW_IO_THREAD_PER_WAIT  one thread per wait, as a thread-per-connection
+ *  IOV_THREAD_PER_WAIT  one thread per wait, as a thread-per-connection
  *      server has. The threads are created one by one (that cost is part of
  *      the elapsed time), then wait on a start gate so that all `concurrency`
  *      of them exist at once when RSS is read; the gate opens, each sleeps
- *      wait_s, the last to finish stamps the end time. The gate is one
- *      atomic word and a futex: opening it is one store and one wake-all.
- *  CREW_IO_THREAD_POOL  a crew thread pool of `pool_threads` workers (100 by
+ *      wait_s, the last to finish stamps the end time. The gate is a
+ *      crew_event: opening it is one store and one wake-all (a waiter
+ *      spins a little before it parks, and crew_event stops spinning once
+ *      spins keep failing, as they do here).
+ *  IOV_THREAD_POOL  a crew thread pool of `pool_threads` workers (100 by
  *      default, like the Python anchor), one task per wait: at most
  *      pool_threads waits run at once, so the elapsed time grows as
  *      ceil(concurrency / pool_threads) * wait_s. The pool is created before
  *      the clock starts (a server keeps its pool) but counts in RSS. The
- *      caller parks on its own counter rather than crew_wait_all, which
- *      would run queued tasks on the calling thread (one worker more).
- *  CREW_IO_EVENT_LOOP  the calling thread runs an epoll loop: each wait is a
+ *      caller parks on its own event, set by the last completion, rather
+ *      than crew_wait_all, which would run queued tasks on the calling
+ *      thread (one worker more).
+ *  IOV_EVENT_LOOP  the calling thread runs an epoll loop: each wait is a
  *      timer in a binary min-heap (what libuv and asyncio keep), one timerfd
  *      armed at the earliest deadline wakes epoll_wait, and every expired
  *      timer runs its completion. Memory per wait is one heap entry.
@@ -32,17 +39,30 @@
  * midway (EAGAIN under a thread limit) releases the gate, joins the threads
  * made so far and returns the error.
  */
-#include "core/internal.h"
+#include "cli.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #define IO_MAX_CONCURRENCY 1000000
 #define IO_DEFAULT_POOL 100
+
+/* CLOCK_MONOTONIC in ns: the clock of crew_now() and of the event loop's
+ * timerfd, whose absolute deadlines are these values. */
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static size_t rss_now(void)
 {
@@ -68,7 +88,7 @@ static void sleep_ns(uint64_t ns)
 /* ------------------------------------------------------------ thread per wait */
 
 struct tpw {
-    _Atomic uint32_t gate;    /* 0 closed, 1 open */
+    crew_event gate;          /* set: the waits begin */
     _Atomic uint32_t left;    /* waits not finished */
     _Atomic uint64_t end_ns;  /* stamped by the last one */
     uint64_t wait_ns;
@@ -77,22 +97,21 @@ struct tpw {
 static void *tpw_main(void *arg)
 {
     struct tpw *s = arg;
-    while (atomic_load_explicit(&s->gate, memory_order_acquire) == 0)
-        crew__futex_wait(&s->gate, 0, NULL);
+    crew_event_wait(&s->gate, CREW_FOREVER);
     sleep_ns(s->wait_ns);
     if (atomic_fetch_sub_explicit(&s->left, 1, memory_order_acq_rel) == 1)
-        atomic_store_explicit(&s->end_ns, crew__now_ns(), memory_order_release);
+        atomic_store_explicit(&s->end_ns, now_ns(), memory_order_release);
     return NULL;
 }
 
-static int run_thread_per_wait(int n, uint64_t wait_ns, size_t stack, crew_io_result *r,
+static int run_thread_per_wait(int n, uint64_t wait_ns, size_t stack, iov_result *r,
                                size_t rss0)
 {
-    pthread_t *th = crew__malloc((size_t)n * sizeof *th);
+    pthread_t *th = malloc((size_t)n * sizeof *th);
     if (!th)
         return CREW_ENOMEM;
     struct tpw s;
-    atomic_init(&s.gate, 0);
+    crew_event_init(&s.gate);
     atomic_init(&s.left, (uint32_t)n);
     atomic_init(&s.end_ns, 0);
     s.wait_ns = wait_ns;
@@ -101,7 +120,7 @@ static int run_thread_per_wait(int n, uint64_t wait_ns, size_t stack, crew_io_re
     if (stack)
         pthread_attr_setstacksize(&attr, stack);
     int made = 0, rc = 0;
-    uint64_t t0 = crew__now_ns();
+    uint64_t t0 = now_ns();
     for (; made < n; made++) {
         int e = pthread_create(&th[made], &attr, tpw_main, &s);
         if (e != 0) {
@@ -113,11 +132,11 @@ static int run_thread_per_wait(int n, uint64_t wait_ns, size_t stack, crew_io_re
     if (rc != 0) /* the threads not made will never finish their share */
         atomic_fetch_sub(&s.left, (uint32_t)(n - made));
     size_t rss1 = rss_now();
-    atomic_store_explicit(&s.gate, 1, memory_order_release);
-    crew__futex_wake(&s.gate, INT32_MAX);
+    crew_event_set(&s.gate);
     for (int i = 0; i < made; i++)
         pthread_join(th[i], NULL);
-    crew__free(th);
+    crew_event_destroy(&s.gate);
+    free(th);
     if (rc != 0)
         return rc;
     uint64_t t1 = atomic_load_explicit(&s.end_ns, memory_order_acquire);
@@ -143,11 +162,14 @@ static int pool_wait_task(crew_task *t, const void *arg, size_t arg_len, void *r
 
 /* Completion count for the pool model. The caller does not crew_wait_all:
  * a thread outside a crew thread pool that waits runs queued tasks itself,
- * which would make the "pool of N" a pool of N + 1. It parks on `left`
- * instead, and the last completion callback stamps the end and wakes it. */
+ * which would make the "pool of N" a pool of N + 1. It parks on `done`
+ * instead, which whoever takes `left` to 0 sets: the last completion
+ * callback (after stamping the end), or the caller itself when it
+ * subtracts the waits it never submitted. */
 struct pool_done {
     _Atomic uint32_t left;
     _Atomic uint64_t end_ns;
+    crew_event done;
 };
 
 static void pool_on_done(crew_future *f, void *data)
@@ -155,27 +177,28 @@ static void pool_on_done(crew_future *f, void *data)
     (void)f;
     struct pool_done *d = data;
     if (atomic_fetch_sub_explicit(&d->left, 1, memory_order_acq_rel) == 1) {
-        atomic_store_explicit(&d->end_ns, crew__now_ns(), memory_order_release);
-        crew__futex_wake(&d->left, INT32_MAX);
+        atomic_store_explicit(&d->end_ns, now_ns(), memory_order_release);
+        crew_event_set(&d->done);
     }
 }
 
-static int run_thread_pool(int n, uint64_t wait_ns, int threads, crew_io_result *r, size_t rss0)
+static int run_thread_pool(int n, uint64_t wait_ns, int threads, iov_result *r, size_t rss0)
 {
-    crew_future **fs = crew__calloc((size_t)n, sizeof *fs);
+    crew_future **fs = calloc((size_t)n, sizeof *fs);
     if (!fs)
         return CREW_ENOMEM;
     crew_pool_options po = {.kind = CREW_THREADS, .workers = threads};
     crew_pool *p;
     int rc = crew_pool_create(&p, &po);
     if (rc != 0) {
-        crew__free(fs);
+        free(fs);
         return rc;
     }
     struct pool_done d;
     atomic_init(&d.left, (uint32_t)n);
     atomic_init(&d.end_ns, 0);
-    uint64_t t0 = crew__now_ns();
+    crew_event_init(&d.done);
+    uint64_t t0 = now_ns();
     int made = 0;
     for (; made < n; made++) {
         rc = crew_pool_submit(p, pool_wait_task, &wait_ns, sizeof wait_ns, &fs[made]);
@@ -189,12 +212,13 @@ static int run_thread_pool(int n, uint64_t wait_ns, int threads, crew_io_result 
             break;
         }
     }
-    if (made < n) /* the ones never submitted will not count down */
-        atomic_fetch_sub(&d.left, (uint32_t)(n - made));
+    /* the ones never submitted will not count down */
+    uint32_t unsent = (uint32_t)(n - made);
+    if (unsent && atomic_fetch_sub_explicit(&d.left, unsent, memory_order_acq_rel) == unsent)
+        crew_event_set(&d.done);
     size_t rss1 = rss_now();
-    uint32_t v;
-    while ((v = atomic_load_explicit(&d.left, memory_order_acquire)) != 0)
-        crew__futex_wait(&d.left, v, NULL);
+    crew_event_wait(&d.done, CREW_FOREVER);
+    crew_event_destroy(&d.done);
     uint64_t t1 = atomic_load_explicit(&d.end_ns, memory_order_acquire);
     for (int i = 0; i < made; i++) {
         if (rc == 0 && crew_future_status(fs[i]) != 0)
@@ -202,7 +226,7 @@ static int run_thread_pool(int n, uint64_t wait_ns, int threads, crew_io_result 
         crew_future_destroy(fs[i]);
     }
     crew_pool_destroy(p);
-    crew__free(fs);
+    free(fs);
     if (rc != 0)
         return rc;
     r->elapsed_s = (double)(t1 - t0) * 1e-9;
@@ -251,7 +275,7 @@ static struct timer heap_pop(struct timer *h, size_t *len)
     return top;
 }
 
-static int run_event_loop(int n, uint64_t wait_ns, crew_io_result *r, size_t rss0)
+static int run_event_loop(int n, uint64_t wait_ns, iov_result *r, size_t rss0)
 {
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0)
@@ -259,28 +283,28 @@ static int run_event_loop(int n, uint64_t wait_ns, crew_io_result *r, size_t rss
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (tfd < 0) {
         int e = -errno;
-        crew__close(ep);
+        close(ep);
         return e;
     }
     struct epoll_event ev = {.events = EPOLLIN};
     int rc = epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &ev) == 0 ? 0 : -errno;
-    struct timer *heap = rc == 0 ? crew__malloc((size_t)n * sizeof *heap) : NULL;
+    struct timer *heap = rc == 0 ? malloc((size_t)n * sizeof *heap) : NULL;
     if (rc == 0 && !heap)
         rc = CREW_ENOMEM;
     if (rc != 0) {
-        crew__close(tfd);
-        crew__close(ep);
+        close(tfd);
+        close(ep);
         return rc;
     }
     size_t len = 0;
-    uint64_t t0 = crew__now_ns();
+    uint64_t t0 = now_ns();
     /* Each wait "arrives" and arms its timer, as a loop would on a request. */
     for (int i = 0; i < n; i++)
-        heap_push(heap, &len, (struct timer){crew__now_ns() + wait_ns, (uint32_t)i});
+        heap_push(heap, &len, (struct timer){now_ns() + wait_ns, (uint32_t)i});
     size_t rss1 = rss_now();
     uint64_t done = 0, idsum = 0;
     while (len > 0) {
-        uint64_t now = crew__now_ns();
+        uint64_t now = now_ns();
         while (len > 0 && heap[0].deadline_ns <= now) {
             struct timer t = heap_pop(heap, &len);
             idsum += t.id; /* the completion: trivial work, as after a sleep */
@@ -307,38 +331,38 @@ static int run_event_loop(int n, uint64_t wait_ns, crew_io_result *r, size_t rss
             break;
         }
     }
-    uint64_t t1 = crew__now_ns();
-    crew__free(heap);
-    crew__close(tfd);
-    crew__close(ep);
+    uint64_t t1 = now_ns();
+    free(heap);
+    close(tfd);
+    close(ep);
     if (rc != 0)
         return rc;
-    CREW_ASSERT(done == (uint64_t)n && idsum == (uint64_t)n * (uint64_t)(n - 1) / 2);
+    if (done != (uint64_t)n || idsum != (uint64_t)n * (uint64_t)(n - 1) / 2)
+        return CREW_EPROTO; /* a timer lost or run twice: a bug in the heap */
     r->elapsed_s = (double)(t1 - t0) * 1e-9;
     r->rss_growth = rss1 > rss0 ? rss1 - rss0 : 0;
     r->threads = 1;
     return 0;
 }
 
-/* ------------------------------------------------------------ public */
+/* ------------------------------------------------------------ the call */
 
-int crew_measure_io_waits(int model, int concurrency, double wait_s,
-                          const crew_io_options *opts, crew_io_result *out)
+int iov_measure(int model, int concurrency, double wait_s, const iov_options *opts,
+                iov_result *out)
 {
     if (!out || concurrency < 1 || concurrency > IO_MAX_CONCURRENCY || !(wait_s >= 0) ||
         wait_s > 60)
         return CREW_EINVAL;
-    if (model != CREW_IO_THREAD_PER_WAIT && model != CREW_IO_THREAD_POOL &&
-        model != CREW_IO_EVENT_LOOP)
+    if (model != IOV_THREAD_PER_WAIT && model != IOV_THREAD_POOL && model != IOV_EVENT_LOOP)
         return CREW_EINVAL;
-    crew_io_options o = {0};
+    iov_options o = {0};
     if (opts)
         o = *opts;
     if (o.pool_threads < 0 || o.pool_threads > 1024)
         return CREW_EINVAL;
     if (o.pool_threads == 0)
         o.pool_threads = IO_DEFAULT_POOL;
-    crew_io_result r;
+    iov_result r;
     memset(&r, 0, sizeof r);
     r.model = model;
     r.concurrency = concurrency;
@@ -347,9 +371,9 @@ int crew_measure_io_waits(int model, int concurrency, double wait_s,
     size_t rss0 = rss_now();
     double cpu0 = cpu_now();
     int rc;
-    if (model == CREW_IO_THREAD_PER_WAIT)
+    if (model == IOV_THREAD_PER_WAIT)
         rc = run_thread_per_wait(concurrency, wait_ns, o.thread_stack, &r, rss0);
-    else if (model == CREW_IO_THREAD_POOL)
+    else if (model == IOV_THREAD_POOL)
         rc = run_thread_pool(concurrency, wait_ns, o.pool_threads, &r, rss0);
     else
         rc = run_event_loop(concurrency, wait_ns, &r, rss0);
@@ -364,12 +388,12 @@ int crew_measure_io_waits(int model, int concurrency, double wait_s,
     return 0;
 }
 
-const char *crew_io_model_name(int model)
+const char *iov_model_name(int model)
 {
     switch (model) {
-    case CREW_IO_THREAD_PER_WAIT: return "thread per wait";
-    case CREW_IO_THREAD_POOL: return "thread pool";
-    case CREW_IO_EVENT_LOOP: return "event loop";
+    case IOV_THREAD_PER_WAIT: return "thread per wait";
+    case IOV_THREAD_POOL: return "thread pool";
+    case IOV_EVENT_LOOP: return "event loop";
     default: return "unknown";
     }
 }
