@@ -5,7 +5,7 @@
  *
  * Layout. One memfd: a page of pipe header (magic, sizes, and per end a
  * `closed` flag), then ring 0, then ring 1 (the
- * rings of queue.c; see its DESIGN comment for their protocol, wake-ups and
+ * rings of ring.c; see its DESIGN comment for their protocol, wake-ups and
  * crash argument). End i sends on ring i and receives on ring 1-i. A handle
  * is one end as seen by one process: its own mapping and its own fd.
  *
@@ -35,9 +35,9 @@
  * that finds the peer gone looks at the ring once more (the peer may have
  * sent just before dying), then returns EOF / EPIPE and marks the peer end
  * closed so later calls see it at once. A process dying never corrupts a
- * ring (queue.c's argument).
+ * ring (ring.c's argument).
  *
- * Hostile peers (queue.c's HOSTILE PEERS argument, for the rings). The pipe
+ * Hostile peers (ring.c's HOSTILE PEERS argument, for the rings). The pipe
  * header is read at attach only: magic, the total size and the two ring
  * offsets must describe exactly the layout create makes (header page, ring
  * 0, ring 1 of the same geometry), so ring pointers are page-aligned and

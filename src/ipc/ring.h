@@ -1,6 +1,6 @@
 /*
  * ring.h -- the shared-memory message ring under crew_queue and crew_pipe
- * (implemented in queue.c; see the DESIGN comment there and docs/queue.md).
+ * (implemented in ring.c; see the DESIGN comment there and docs/queue.md).
  * Private to the library, never installed.
  */
 #ifndef CREW_RING_H
