@@ -298,6 +298,7 @@ typedef struct crew_rlock {
     _Alignas(8) unsigned char opaque_[16];
 } crew_rlock;
 
+/* Makes r an unlocked rlock, as crew_lock_init. Returns 0 or CREW_EINVAL. */
 CREW_API int crew_rlock_init(crew_rlock *r);
 /* As crew_lock_acquire, except that the owner re-acquires at once (0; or
  * CREW_EOVERFLOW past 2^31 levels). */
@@ -306,6 +307,7 @@ CREW_API int crew_rlock_acquire(crew_rlock *r, double timeout);
 CREW_API int crew_rlock_try(crew_rlock *r);
 /* Drops one level: 0, CREW_EPERM (not the owner), CREW_EINVAL. */
 CREW_API int crew_rlock_release(crew_rlock *r);
+/* As crew_lock_consistent, after CREW_EOWNERDEAD. */
 CREW_API int crew_rlock_consistent(crew_rlock *r);
 /* 0, CREW_EBUSY (held), CREW_EINVAL. */
 CREW_API int crew_rlock_destroy(crew_rlock *r);
@@ -320,6 +322,7 @@ typedef struct crew_cond {
     _Alignas(8) unsigned char opaque_[16];
 } crew_cond;
 
+/* Makes c a condition with no waiters. Returns 0 or CREW_EINVAL. */
 CREW_API int crew_cond_init(crew_cond *c);
 /* Atomically releases l (which the caller must hold) and waits for a notify
  * or the timeout, then re-acquires l -- always, even after a timeout, and
@@ -371,6 +374,8 @@ CREW_API int crew_sem_try(crew_sem *s);
 CREW_API int crew_sem_release(crew_sem *s, unsigned n);
 /* The current value (a snapshot). 0 or CREW_EINVAL. */
 CREW_API int crew_sem_value(crew_sem *s, unsigned *value);
+/* Marks s destroyed (later calls return CREW_EINVAL until crew_sem_init).
+ * Returns 0 or CREW_EINVAL. */
 CREW_API int crew_sem_destroy(crew_sem *s);
 
 /* ---------------------------------------------------------------- Event
@@ -392,6 +397,8 @@ CREW_API int crew_event_is_set(crew_event *e);
 /* Waits until the flag is set: 0 (set), CREW_ETIMEDOUT, CREW_EINVAL (NULL,
  * NaN timeout: also when the flag is set). */
 CREW_API int crew_event_wait(crew_event *e, double timeout);
+/* Marks e destroyed (later calls return CREW_EINVAL until crew_event_init).
+ * Returns 0 or CREW_EINVAL. */
 CREW_API int crew_event_destroy(crew_event *e);
 
 /* ---------------------------------------------------------------- Barrier
@@ -678,10 +685,13 @@ CREW_API int crew_value_create(crew_value **out, crew_type type, size_t elem_siz
 CREW_API int crew_array_attach(crew_array **out, int fd);
 /* The first element (NULL for NULL a); elements are contiguous. */
 CREW_API void *crew_array_data(const crew_array *a);
+/* The number of elements, and the size of one in bytes (0 for NULL a). */
 CREW_API size_t crew_array_count(const crew_array *a);
 CREW_API size_t crew_array_elem_size(const crew_array *a);
 /* The embedded lock, or NULL when created without CREW_ARRAY_LOCK. */
 CREW_API crew_lock *crew_array_lock(const crew_array *a);
+/* The region's memfd (owned by a, as crew_shm_fd), for crew_array_attach in
+ * another process; CREW_EINVAL for NULL a. */
 CREW_API int crew_array_fd(const crew_array *a);
 /* Copy element i out / in (elem_size bytes), under the lock if any.
  * CREW_ERANGE for i >= count, CREW_EINVAL for NULL; lock errors (e.g.
@@ -695,6 +705,8 @@ CREW_API int crew_array_set(crew_array *a, size_t i, const void *in);
  * CREW_EINVAL for BYTES, CREW_ERANGE for i >= count or an integer delta
  * beyond +-9.2e18 (or NaN). */
 CREW_API int crew_array_add(crew_array *a, size_t i, double delta, double *result);
+/* Unmaps the array in this process and frees the handle; the memory lives on
+ * while other processes map it. Returns 0 or CREW_EINVAL (NULL). */
 CREW_API int crew_array_destroy(crew_array *a);
 
 /* @@SECTION queue@@ */
