@@ -4,8 +4,11 @@
  * failures stop, the same pool keeps working. */
 #include "crew_test.h"
 
+#include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/mman.h>
 
 static atomic_long fail_after = -1; /* -1: never fail; n: fail after n more */
 static atomic_long n_failed;
@@ -133,10 +136,71 @@ static void test_result_nomem(void)
     CHECK_OK(crew_pool_destroy(p));
 }
 
+/* Shared with the fork worker (mapped MAP_SHARED before the pool). */
+static _Atomic int *g_go;
+
+/* Map item (int32 i): item 1 crashes once the test says go; the others
+ * succeed. */
+static int item_crash_on_go(crew_task *t, const void *a, size_t al, void *r, size_t rc,
+                            size_t *rl)
+{
+    int32_t i;
+    memcpy(&i, a, sizeof i);
+    if (i == 1) {
+        while (!atomic_load(g_go))
+            sched_yield();
+        signal(SIGSEGV, SIG_DFL);
+        raise(SIGSEGV);
+    }
+    return 0;
+}
+
+static void test_proc_chunk_death_nomem(void)
+{
+    /* A process worker dies inside a chunk while allocation fails: the
+     * monitor cannot get the record that hands the unstarted items back to
+     * the map, so they end CREW_ENOMEM -- reported, never dropped -- and
+     * the map completes. Once allocation works again the pool replaces the
+     * worker and runs tasks. */
+    g_go = mmap(NULL, sizeof *g_go, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(g_go != MAP_FAILED);
+    crew_pool_options o = {0};
+    o.kind = CREW_PROCESSES;
+    o.workers = 1;
+    o.start_method = CREW_START_FORK;
+    crew_pool *p;
+    CHECK_OK(crew_pool_create(&p, &o));
+    int32_t in[4] = {0, 1, 2, 3};
+    int sts[4];
+    crew_map_options mo = {.chunk_size = 4, .statuses = sts};
+    crew_future *f;
+    CHECK_OK(crew_pool_map_submit(p, item_crash_on_go, in, 4, NULL, 0, 4, &mo, &f));
+    atomic_store(&n_failed, 0);
+    atomic_store(&fail_after, 0);
+    atomic_store(g_go, 1);
+    CHECK_OK(crew_future_wait(f, 30));
+    atomic_store(&fail_after, -1);
+    CHECK(atomic_load(&n_failed) >= 1);
+    CHECK_EQ(crew_future_status(f), CREW_ECRASHED);
+    CHECK_EQ(sts[0], 0);
+    CHECK_EQ(sts[1], CREW_ECRASHED);
+    CHECK_EQ(sts[2], CREW_ENOMEM);
+    CHECK_EQ(sts[3], CREW_ENOMEM);
+    CHECK_OK(crew_future_destroy(f));
+    crew_future *g;
+    CHECK_OK(crew_pool_submit(p, noop, NULL, 0, &g));
+    CHECK_OK(crew_future_wait(g, 30));
+    CHECK_EQ(crew_future_status(g), 0);
+    CHECK_OK(crew_future_destroy(g));
+    CHECK_OK(crew_pool_destroy(p));
+    munmap((void *)g_go, sizeof *g_go);
+}
+
 static const test_case cases[] = {
     TEST_CASE(test_create_nomem),
     TEST_CASE(test_submit_nomem),
     TEST_CASE(test_result_nomem),
+    TEST_CASE(test_proc_chunk_death_nomem),
 };
 
 int main(int argc, char **argv)

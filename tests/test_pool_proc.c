@@ -613,6 +613,78 @@ static void test_breaker_pending(void)
     CHECK_OK(crew_pool_destroy(p));
 }
 
+/* Shared with fork workers (mapped MAP_SHARED before the pool starts). */
+typedef struct trip_sync {
+    _Atomic int second_running; /* item 4 has started on the other worker */
+    _Atomic int go;             /* the test saw the breaker trip */
+} trip_sync;
+static trip_sync *g_trip;
+
+/* Map item (int32 i): item 0 crashes once item 4 runs on the other worker;
+ * item 4 crashes once the test has seen the breaker trip; the rest
+ * succeed. */
+static int item_trip_late(crew_task *t, const void *arg, size_t len, void *res, size_t cap,
+                          size_t *rl)
+{
+    (void)len;
+    int32_t i;
+    memcpy(&i, arg, sizeof i);
+    int sig = SIGSEGV;
+    if (i == 0) {
+        while (!atomic_load(&g_trip->second_running))
+            sched_yield();
+        return task_signal(t, &sig, sizeof sig, res, cap, rl);
+    }
+    if (i == 4) {
+        atomic_store(&g_trip->second_running, 1);
+        while (!atomic_load(&g_trip->go))
+            sched_yield();
+        return task_signal(t, &sig, sizeof sig, res, cap, rl);
+    }
+    return 0;
+}
+
+/* A chunk whose worker dies after the breaker tripped: its unstarted items
+ * cannot run again (nothing is dispatched any more), so they end
+ * CREW_EBROKEN and the map completes. (They used to be handed back to the
+ * map and never reported, so the map future never completed, whenever the
+ * dead worker had finished something: that death does not trip the breaker
+ * again, whose fail-all would have taken them.) Two chunks of three on two
+ * workers (breaker_crashes = 1): the first crashes at its item 0 and trips
+ * the breaker while the second runs; then the second crashes at its item
+ * 1 (item 4), after finishing item 3. */
+static void test_breaker_then_chunk_death(void)
+{
+    g_trip = mmap(NULL, sizeof *g_trip, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(g_trip != MAP_FAILED);
+    crew_pool_options o = {.breaker_crashes = 1};
+    crew_pool *p = make_pool(2, CREW_START_FORK, &o);
+    enum { N = 6 };
+    int32_t in[N] = {0, 1, 2, 3, 4, 5};
+    int sts[N];
+    crew_map_options mo = {.chunk_size = 3, .statuses = sts};
+    crew_future *f;
+    CHECK_OK(crew_pool_map_submit(p, item_trip_late, in, 4, NULL, 0, N, &mo, &f));
+    crew_pool_stats st;
+    CHECK_OK(crew_pool_stats_get(p, &st));
+    double until = crew_now() + 30;
+    while (!st.broken && crew_now() < until) {
+        sched_yield();
+        CHECK_OK(crew_pool_stats_get(p, &st));
+    }
+    CHECK_EQ(st.broken, 1);
+    atomic_store(&g_trip->go, 1);
+    CHECK_OK(crew_future_wait(f, 30));
+    CHECK_EQ(crew_future_status(f), CREW_ECRASHED); /* item 0, the first failed one */
+    const int want[N] = {CREW_ECRASHED, CREW_EBROKEN, CREW_EBROKEN,
+                         0,             CREW_ECRASHED, CREW_EBROKEN};
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(sts[i], want[i]);
+    crew_future_destroy(f);
+    CHECK_OK(crew_pool_destroy(p));
+    munmap(g_trip, sizeof *g_trip);
+}
+
 static void test_shutdown_pending(void)
 {
     crew_pool *p = make_pool(2, 0, NULL);
@@ -1310,6 +1382,7 @@ static const test_case cases[] = {
     TEST_CASE(test_recycle_by_memory),
     TEST_CASE(test_breaker),
     TEST_CASE(test_breaker_pending),
+    TEST_CASE(test_breaker_then_chunk_death),
     TEST_CASE(test_shutdown_pending),
     TEST_CASE(test_destroy_in_flight),
     TEST_CASE(test_map),
