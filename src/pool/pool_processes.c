@@ -126,7 +126,6 @@ static int procs_submit_map(crew_pool *p, crew__map *m)
     return 0;
 }
 
-
 /* ------------------------------------------------------------ ops: cancel */
 
 /* pick for crew__procs_transition_all: the chunks of map ctx->m, cancelled

@@ -212,7 +212,6 @@ int crew__procs_wait(crew_pool *p, crew_future *f, const crew__deadline *d);
 
 /* ------------------------------------------------------------ proc_monitor.c */
 
-int crew__procs_start_worker(pb *b, int w);
 int crew__procs_monitor_start(pb *b);
 void crew__procs_stop_workers(pb *b);
 void crew__procs_fail_all_queued(pb *b, int status);

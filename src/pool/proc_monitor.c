@@ -392,32 +392,6 @@ static bool worker_ended(pb *b, int w, bool *respawn)
     return trip;
 }
 
-/* A worker process ended (monitor thread, its pidfd readable). */
-static void on_death(pb *b, int w)
-{
-    pworker *pw = &b->w[w];
-    bool trip = worker_ended(b, w, &pw->respawn_pending);
-    if (pw->respawn_pending) {
-        if (crew__procs_start_worker(b, w) == 0) {
-            pw->respawn_pending = false;
-        } else {
-            /* Could not start one: that counts as a death, try again soon. */
-            pthread_mutex_lock(&b->lk);
-            bool t2 = breaker_note_locked(b, false);
-            pthread_mutex_unlock(&b->lk);
-            if (t2) {
-                pw->respawn_pending = false;
-                trip = true;
-            } else {
-                b->respawn_at = crew__now_ns() + RESPAWN_RETRY_NS;
-            }
-        }
-    }
-    if (trip)
-        crew__procs_fail_all_queued(b, CREW_EBROKEN);
-    crew__procs_bump_progress(b);
-}
-
 /* ------------------------------------------------------------ start */
 
 /* The region socket of worker w: the worker asks for the fds of crew_shm
@@ -444,7 +418,7 @@ static int region_socket(pb *b, int w, int sv[2])
 /* Starts worker w (the monitor thread, or the creating thread before the
  * monitor exists). 0, or the error of the start; nothing is left running
  * on an error. */
-int crew__procs_start_worker(pb *b, int w)
+static int start_worker(pb *b, int w)
 {
     int sv[2];
     int rc = region_socket(b, w, sv);
@@ -514,6 +488,7 @@ int crew__procs_start_worker(pb *b, int w)
     return 0;
 }
 
+/* ------------------------------------------------------------ deadlines */
 
 /* Deadlines and kill escalation (monitor). Returns the next time (ns) it
  * needs to look again, or 0 for none. */
@@ -591,6 +566,34 @@ static void arm_timer(pb *b, uint64_t at)
     timerfd_settime(b->tfd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
+/* ------------------------------------------------------------ replacements */
+
+/* A worker process ended (monitor thread, its pidfd readable). */
+static void on_death(pb *b, int w)
+{
+    pworker *pw = &b->w[w];
+    bool trip = worker_ended(b, w, &pw->respawn_pending);
+    if (pw->respawn_pending) {
+        if (start_worker(b, w) == 0) {
+            pw->respawn_pending = false;
+        } else {
+            /* Could not start one: that counts as a death, try again soon. */
+            pthread_mutex_lock(&b->lk);
+            bool t2 = breaker_note_locked(b, false);
+            pthread_mutex_unlock(&b->lk);
+            if (t2) {
+                pw->respawn_pending = false;
+                trip = true;
+            } else {
+                b->respawn_at = crew__now_ns() + RESPAWN_RETRY_NS;
+            }
+        }
+    }
+    if (trip)
+        crew__procs_fail_all_queued(b, CREW_EBROKEN);
+    crew__procs_bump_progress(b);
+}
+
 /* Retries the replacements that could not be started (monitor, when
  * respawn_at has come). */
 static void respawn_due(pb *b, uint64_t now)
@@ -599,7 +602,7 @@ static void respawn_due(pb *b, uint64_t now)
     for (int w = 0; w < n_workers(b); w++) {
         if (!b->w[w].respawn_pending || atomic_load(&b->broken) || atomic_load(&b->quit))
             continue;
-        if (crew__procs_start_worker(b, w) == 0)
+        if (start_worker(b, w) == 0)
             b->w[w].respawn_pending = false;
         else
             b->respawn_at = now + RESPAWN_RETRY_NS;
@@ -613,7 +616,7 @@ static bool start_first_workers(pb *b)
 {
     int rc = 0;
     for (int w = 0; w < n_workers(b) && rc == 0; w++)
-        rc = crew__procs_start_worker(b, w);
+        rc = start_worker(b, w);
     b->start_rc = rc;
     atomic_store_explicit(&b->start_state, 1, memory_order_release);
     crew__futex_wake(&b->start_state, INT32_MAX);
@@ -701,7 +704,7 @@ int crew__procs_monitor_start(pb *b)
      * forkserver's own crew thread, so the caller starts them directly. */
     b->start_in_monitor = b->start_method != CREW_START_FORKSERVER;
     for (int w = 0; w < n_workers(b) && !b->start_in_monitor; w++) {
-        rc = crew__procs_start_worker(b, w);
+        rc = start_worker(b, w);
         if (rc)
             return rc;
     }

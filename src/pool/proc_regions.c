@@ -127,7 +127,6 @@ void crew__procs_reg_unref(pb *b, uint32_t idx)
     CREW_ASSERT(prev > 0);
 }
 
-
 /* A future leaves the backend without a slot (cancelled or failed in the
  * overflow FIFO): drop its region reference first. */
 void crew__procs_future_unref_region(pb *b, const crew_future *f)

@@ -671,7 +671,6 @@ void crew__procs_after_parent_transition(pb *b, uint32_t x)
         crew__futex_wake(&s->state, INT32_MAX);
 }
 
-
 /* Under lk: may one more task be queued? 0, CREW_EBROKEN or CREW_EAGAIN
  * (max_pending). */
 int crew__procs_admit_locked(pb *b)
