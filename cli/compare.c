@@ -165,115 +165,144 @@ static int read_arg(cmp_options *o, const char *s)
 enum { OPT_QUICK = 256, OPT_JSON, OPT_CSV, OPT_PLOT, OPT_WORKERS, OPT_WORKLOAD, OPT_TASK, OPT_ARG, OPT_ITEMS,
        OPT_METHOD, OPT_NOFAULT, OPT_TIMEOUT };
 
-static int parse(cmp_options *o, int argc, char **argv, bool *help)
+static const struct option long_options[] = {
+    {"quick", no_argument, NULL, OPT_QUICK},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"csv", no_argument, NULL, OPT_CSV},
+    {"plot", required_argument, NULL, OPT_PLOT},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"workload", required_argument, NULL, OPT_WORKLOAD},
+    {"task", required_argument, NULL, OPT_TASK},
+    {"arg", required_argument, NULL, OPT_ARG},
+    {"items", required_argument, NULL, OPT_ITEMS},
+    {"start-method", required_argument, NULL, OPT_METHOD},
+    {"no-fault", no_argument, NULL, OPT_NOFAULT},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int parse_workload(cmp_options *o, const char *s)
 {
-    static const struct option longs[] = {
-        {"quick", no_argument, NULL, OPT_QUICK},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"csv", no_argument, NULL, OPT_CSV},
-        {"plot", required_argument, NULL, OPT_PLOT},
-        {"workers", required_argument, NULL, OPT_WORKERS},
-        {"workload", required_argument, NULL, OPT_WORKLOAD},
-        {"task", required_argument, NULL, OPT_TASK},
-        {"arg", required_argument, NULL, OPT_ARG},
-        {"items", required_argument, NULL, OPT_ITEMS},
-        {"start-method", required_argument, NULL, OPT_METHOD},
-        {"no-fault", no_argument, NULL, OPT_NOFAULT},
-        {"timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    bool has_arg = false, has_items = false;
-    opterr = 0;
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "+qh", longs, NULL)) != -1) {
-        long v;
-        int rc;
-        switch (c) {
-        case OPT_QUICK: o->quick = true; break;
-        case OPT_JSON: o->json = true; break;
-        case OPT_CSV: o->csv = true; break;
-        case OPT_PLOT: o->plot_path = optarg; break;
-        case OPT_NOFAULT: o->no_fault = true; break;
-        case 'q': o->quiet = true; break;
-        case 'h': *help = true; return CLI_EXIT_OK;
-        case OPT_WORKERS:
-            if ((rc = parse_workers(o, optarg)) != 0)
-                return rc;
-            break;
-        case OPT_WORKLOAD:
-            o->workload_name = optarg;
-            if (strcmp(optarg, "cpu") == 0)
-                o->workload = CMP_WL_CPU;
-            else if (strcmp(optarg, "io") == 0)
-                o->workload = CMP_WL_IO;
-            else if (strcmp(optarg, "mixed") == 0)
-                o->workload = CMP_WL_MIXED;
-            else if (strcmp(optarg, "membw") == 0 || strcmp(optarg, "memory-bandwidth") == 0)
-                o->workload = CMP_WL_MEMBW, o->workload_name = "membw";
-            else
-                return usage_error("--workload: unknown workload '%s' (cpu, io, mixed, membw)", optarg);
-            break;
-        case OPT_TASK: {
-            o->task_spec = optarg;
-            const char *colon = strrchr(optarg, ':');
-            if (!colon || colon == optarg || colon[1] == 0)
-                return usage_error("--task: expected LIB.so:SYMBOL, got '%s'", optarg);
-            free(o->task_path);
-            free(o->task_symbol);
-            o->task_path = strndup(optarg, (size_t)(colon - optarg));
-            o->task_symbol = strdup(colon + 1);
-            if (!o->task_path || !o->task_symbol)
-                return CLI_EXIT_FAILURE;
-            break;
-        }
-        case OPT_ARG:
-            has_arg = true;
-            if ((rc = read_arg(o, optarg)) != 0)
-                return rc;
-            break;
-        case OPT_ITEMS:
-            has_items = true;
-            if (!parse_long(optarg, 1, 10000000, &v))
-                return usage_error("--items: '%s' is not a count (1..10000000)", optarg);
-            o->items = v;
-            break;
-        case OPT_TIMEOUT:
-            if (!parse_long(optarg, 1, 86400, &v))
-                return usage_error("--timeout: '%s' is not a number of seconds (1..86400)", optarg);
-            o->timeout = (double)v;
-            break;
-        case OPT_METHOD:
-            o->start_method_name = optarg;
-            if (strcmp(optarg, "fork") == 0)
-                o->start_method = CREW_START_FORK;
-            else if (strcmp(optarg, "spawn") == 0)
-                o->start_method = CREW_START_SPAWN;
-            else if (strcmp(optarg, "forkserver") == 0)
-                o->start_method = CREW_START_FORKSERVER;
-            else
-                return usage_error("--start-method: unknown method '%s' (forkserver, fork, spawn)", optarg);
-            break;
-        case '?':
-        default:
-            if (optopt && optopt < 256)
-                return usage_error("unknown option '-%c'", (char[]){(char)optopt, 0});
-            return usage_error("bad option '%s'", argv[optind - 1]);
-        }
+    o->workload_name = s;
+    if (strcmp(s, "cpu") == 0)
+        o->workload = CMP_WL_CPU;
+    else if (strcmp(s, "io") == 0)
+        o->workload = CMP_WL_IO;
+    else if (strcmp(s, "mixed") == 0)
+        o->workload = CMP_WL_MIXED;
+    else if (strcmp(s, "membw") == 0 || strcmp(s, "memory-bandwidth") == 0)
+        o->workload = CMP_WL_MEMBW, o->workload_name = "membw";
+    else
+        return usage_error("--workload: unknown workload '%s' (cpu, io, mixed, membw)", s);
+    return CLI_EXIT_OK;
+}
+
+/* LIB.so:SYMBOL, split at the last colon. */
+static int parse_task(cmp_options *o, const char *s)
+{
+    o->task_spec = s;
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || colon[1] == 0)
+        return usage_error("--task: expected LIB.so:SYMBOL, got '%s'", s);
+    free(o->task_path);
+    free(o->task_symbol);
+    o->task_path = strndup(s, (size_t)(colon - s));
+    o->task_symbol = strdup(colon + 1);
+    if (!o->task_path || !o->task_symbol)
+        return CLI_EXIT_FAILURE;
+    return CLI_EXIT_OK;
+}
+
+static int parse_method(cmp_options *o, const char *s)
+{
+    o->start_method_name = s;
+    if (strcmp(s, "fork") == 0)
+        o->start_method = CREW_START_FORK;
+    else if (strcmp(s, "spawn") == 0)
+        o->start_method = CREW_START_SPAWN;
+    else if (strcmp(s, "forkserver") == 0)
+        o->start_method = CREW_START_FORKSERVER;
+    else
+        return usage_error("--start-method: unknown method '%s' (forkserver, fork, spawn)", s);
+    return CLI_EXIT_OK;
+}
+
+/* What parse() learns besides the options themselves. */
+typedef struct parse_state {
+    bool help, has_arg, has_items;
+} parse_state;
+
+/* One option c (getopt_long's return) with its optarg. */
+static int parse_option(cmp_options *o, int c, char **argv, parse_state *ps)
+{
+    long v;
+    switch (c) {
+    case OPT_QUICK: o->quick = true; return CLI_EXIT_OK;
+    case OPT_JSON: o->json = true; return CLI_EXIT_OK;
+    case OPT_CSV: o->csv = true; return CLI_EXIT_OK;
+    case OPT_PLOT: o->plot_path = optarg; return CLI_EXIT_OK;
+    case OPT_NOFAULT: o->no_fault = true; return CLI_EXIT_OK;
+    case 'q': o->quiet = true; return CLI_EXIT_OK;
+    case 'h': ps->help = true; return CLI_EXIT_OK;
+    case OPT_WORKERS: return parse_workers(o, optarg);
+    case OPT_WORKLOAD: return parse_workload(o, optarg);
+    case OPT_TASK: return parse_task(o, optarg);
+    case OPT_METHOD: return parse_method(o, optarg);
+    case OPT_ARG:
+        ps->has_arg = true;
+        return read_arg(o, optarg);
+    case OPT_ITEMS:
+        ps->has_items = true;
+        if (!parse_long(optarg, 1, 10000000, &v))
+            return usage_error("--items: '%s' is not a count (1..10000000)", optarg);
+        o->items = v;
+        return CLI_EXIT_OK;
+    case OPT_TIMEOUT:
+        if (!parse_long(optarg, 1, 86400, &v))
+            return usage_error("--timeout: '%s' is not a number of seconds (1..86400)", optarg);
+        o->timeout = (double)v;
+        return CLI_EXIT_OK;
+    case '?':
+    default:
+        if (optopt && optopt < 256)
+            return usage_error("unknown option '-%c'", (char[]){(char)optopt, 0});
+        return usage_error("bad option '%s'", argv[optind - 1]);
     }
-    if (optind < argc)
-        return usage_error("unexpected argument '%s'", argv[optind]);
+}
+
+/* The rules between options, once all are read. */
+static int check_options(cmp_options *o, const parse_state *ps)
+{
     if (o->json && o->csv)
         return usage_error("%s", "--json and --csv exclude each other");
-    if ((has_arg || has_items) && !o->task_spec)
-        return usage_error("%s needs --task", has_arg ? "--arg" : "--items");
+    if ((ps->has_arg || ps->has_items) && !o->task_spec)
+        return usage_error("%s needs --task", ps->has_arg ? "--arg" : "--items");
     if (o->task_spec && o->workload_name)
         return usage_error("%s", "--task and --workload exclude each other");
     if (o->task_spec)
         o->workload = CMP_WL_USER;
     return CLI_EXIT_OK;
+}
+
+static int parse(cmp_options *o, int argc, char **argv, bool *help)
+{
+    parse_state ps = {false, false, false};
+    opterr = 0;
+    optind = 1;
+    int c, rc;
+    while ((c = getopt_long(argc, argv, "+qh", long_options, NULL)) != -1) {
+        if ((rc = parse_option(o, c, argv, &ps)) != 0)
+            return rc;
+        if (ps.help) {
+            *help = true;
+            return CLI_EXIT_OK;
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    return check_options(o, &ps);
 }
 
 /* ---------------------------------------------------------------- watchdog */
@@ -337,8 +366,11 @@ static void model_init(cmp_model *m, const char *name)
     m->fault.detect_ms = NAN;
 }
 
-/* ---------------------------------------------------------------- plan */
-static int build_plan(cmp_plan *pl, cmp_results *r, const cmp_options *o, crew_task_fn user)
+/* ---------------------------------------------------------------- plan
+ * How much of each probe, from the options: the counts (--quick shrinks
+ * them), the start methods, the curve's worker counts, the I/O rows, and
+ * the workload's items (built-in or the user's). */
+static void plan_counts(cmp_plan *pl, const cmp_results *r, const cmp_options *o)
 {
     int cpus = r->cpus;
     bool q = o->quick;
@@ -359,8 +391,12 @@ static int build_plan(cmp_plan *pl, cmp_results *r, const cmp_options *o, crew_t
     pl->nmethods = 3;
     pl->pool_method = o->start_method_name ? o->start_method : CREW_START_FORKSERVER;
     pl->pool_method_name = o->start_method_name ? o->start_method_name : "forkserver";
+}
 
-    /* the curve's worker counts */
+/* --workers as given; else waiting work up to 16 workers per CPU, CPU work
+ * 1..CPUs (powers of two beyond 8 CPUs). */
+static void plan_curve_workers(cmp_plan *pl, const cmp_options *o, int cpus)
+{
     if (o->nworkers) {
         memcpy(pl->curve_workers, o->workers, sizeof o->workers);
         pl->ncurve = o->nworkers;
@@ -377,88 +413,117 @@ static int build_plan(cmp_plan *pl, cmp_results *r, const cmp_options *o, crew_t
             pl->curve_workers[pl->ncurve++] = w;
         pl->curve_workers[pl->ncurve++] = cpus;
     }
-    int maxw = pl->curve_workers[pl->ncurve - 1];
+}
 
-    /* the I/O rows: 10 ms waits at the CPU count and at 100 workers */
+/* The I/O rows: 10 ms waits at the CPU count and at 100 workers. */
+static void plan_io_rows(cmp_plan *pl, cmp_results *r, bool quick)
+{
+    int cpus = r->cpus;
     r->io_wait_ms = 10;
     pl->io_wait_s = 0.010;
-    pl->io_per_worker = q ? 5 : 10;
+    pl->io_per_worker = quick ? 5 : 10;
     pl->io_workers[pl->nio++] = cpus;
     if (cpus < 100)
         pl->io_workers[pl->nio++] = 100;
     r->io_tasks_full = 1000;
+}
 
-    /* the workload's items */
-    wl_arg a = {0};
-    a.kind = (uint32_t)o->workload;
-    long items = 0;
+/* The built-in workload's item (*a) and how many (*items, before the floor
+ * of 8 per worker); describes it in r->workload_desc. */
+static void builtin_item(wl_arg *a, long *items, cmp_results *r, const cmp_options *o, int maxw)
+{
+    bool q = o->quick;
     double steps_per_us = 0;
+    a->kind = (uint32_t)o->workload;
     switch (o->workload) {
     case CMP_WL_CPU:
         steps_per_us = wl_calibrate_cpu();
-        a.iters = (uint64_t)(steps_per_us * (q ? 500 : 1000));
-        items = q ? 120 : 400;
+        a->iters = (uint64_t)(steps_per_us * (q ? 500 : 1000));
+        *items = q ? 120 : 400;
         snprintf(r->workload_desc, sizeof r->workload_desc, "cpu (built-in): %ld items of ~%d µs of pure computation",
-                 items > 8L * maxw ? items : 8L * maxw, q ? 500 : 1000);
+                 *items > 8L * maxw ? *items : 8L * maxw, q ? 500 : 1000);
         break;
     case CMP_WL_IO:
-        a.wait_ns = q ? 2000000 : 5000000;
-        items = q ? 32 : 64;
+        a->wait_ns = q ? 2000000 : 5000000;
+        *items = q ? 32 : 64;
         snprintf(r->workload_desc, sizeof r->workload_desc, "io (built-in): %ld items each waiting %d ms",
-                 items > 8L * maxw ? items : 8L * maxw, q ? 2 : 5);
+                 *items > 8L * maxw ? *items : 8L * maxw, q ? 2 : 5);
         break;
     case CMP_WL_MIXED:
         steps_per_us = wl_calibrate_cpu();
-        a.iters = (uint64_t)(steps_per_us * 500);
-        a.wait_ns = 500000;
-        items = q ? 60 : 200;
+        a->iters = (uint64_t)(steps_per_us * 500);
+        a->wait_ns = 500000;
+        *items = q ? 60 : 200;
         snprintf(r->workload_desc, sizeof r->workload_desc,
                  "mixed (built-in): %ld items of ~500 µs computation + 500 µs wait",
-                 items > 8L * maxw ? items : 8L * maxw);
+                 *items > 8L * maxw ? *items : 8L * maxw);
         break;
     case CMP_WL_MEMBW:
-        a.bytes = WL_MEMBW_BUFFER;
-        items = q ? 40 : 200;
+        a->bytes = WL_MEMBW_BUFFER;
+        *items = q ? 40 : 200;
         snprintf(r->workload_desc, sizeof r->workload_desc,
                  "membw (built-in): %ld items each streaming over a private 8 MiB buffer",
-                 items > 8L * maxw ? items : 8L * maxw);
+                 *items > 8L * maxw ? *items : 8L * maxw);
         break;
     case CMP_WL_USER:
         break;
     }
-    if (o->workload == CMP_WL_USER) {
-        pl->user = true;
-        pl->task = user;
-        pl->items = o->items ? o->items : (q ? 16 : 64);
-        pl->in_size = o->arg_len;
-        pl->out_size = 4096;
-        pl->in = pl->in_size ? malloc(pl->in_size * (size_t)pl->items) : NULL;
-        if (pl->in_size && !pl->in)
-            return CLI_EXIT_FAILURE;
-        for (long i = 0; i < pl->items && pl->in_size; i++)
-            memcpy(pl->in + (size_t)i * pl->in_size, o->arg, pl->in_size);
-        snprintf(r->workload_desc, sizeof r->workload_desc, "your task %s: %ld runs, %zu argument bytes each",
-                 o->task_spec, pl->items, o->arg_len);
-        r->task_spec = o->task_spec;
-        r->arg_len = o->arg_len;
-        r->workload = "user";
-    } else {
-        if (items < 8L * maxw)
-            items = 8L * maxw;
-        pl->task = wl_task_work;
-        pl->items = items;
-        pl->in_size = sizeof(wl_arg);
-        pl->out_size = 2 * sizeof(uint64_t);
-        pl->in = malloc(sizeof(wl_arg) * (size_t)items);
-        if (!pl->in)
-            return CLI_EXIT_FAILURE;
-        for (long i = 0; i < items; i++) {
-            a.seq = (uint64_t)i;
-            memcpy(pl->in + (size_t)i * sizeof a, &a, sizeof a);
-        }
-        static const char *names[] = {"cpu", "io", "mixed", "membw"};
-        r->workload = names[o->workload];
+}
+
+/* At least 8 items per worker of the biggest pool, each its own wl_arg. */
+static int plan_builtin(cmp_plan *pl, cmp_results *r, const cmp_options *o)
+{
+    int maxw = pl->curve_workers[pl->ncurve - 1];
+    wl_arg a = {0};
+    long items = 0;
+    builtin_item(&a, &items, r, o, maxw);
+    if (items < 8L * maxw)
+        items = 8L * maxw;
+    pl->task = wl_task_work;
+    pl->items = items;
+    pl->in_size = sizeof(wl_arg);
+    pl->out_size = 2 * sizeof(uint64_t);
+    pl->in = malloc(sizeof(wl_arg) * (size_t)items);
+    if (!pl->in)
+        return CLI_EXIT_FAILURE;
+    for (long i = 0; i < items; i++) {
+        a.seq = (uint64_t)i;
+        memcpy(pl->in + (size_t)i * sizeof a, &a, sizeof a);
     }
+    static const char *names[] = {"cpu", "io", "mixed", "membw"};
+    r->workload = names[o->workload];
+    return CLI_EXIT_OK;
+}
+
+/* The user's task: --items runs, each given the --arg bytes. */
+static int plan_user(cmp_plan *pl, cmp_results *r, const cmp_options *o, crew_task_fn user)
+{
+    pl->user = true;
+    pl->task = user;
+    pl->items = o->items ? o->items : (o->quick ? 16 : 64);
+    pl->in_size = o->arg_len;
+    pl->out_size = 4096;
+    pl->in = pl->in_size ? malloc(pl->in_size * (size_t)pl->items) : NULL;
+    if (pl->in_size && !pl->in)
+        return CLI_EXIT_FAILURE;
+    for (long i = 0; i < pl->items && pl->in_size; i++)
+        memcpy(pl->in + (size_t)i * pl->in_size, o->arg, pl->in_size);
+    snprintf(r->workload_desc, sizeof r->workload_desc, "your task %s: %ld runs, %zu argument bytes each",
+             o->task_spec, pl->items, o->arg_len);
+    r->task_spec = o->task_spec;
+    r->arg_len = o->arg_len;
+    r->workload = "user";
+    return CLI_EXIT_OK;
+}
+
+static int build_plan(cmp_plan *pl, cmp_results *r, const cmp_options *o, crew_task_fn user)
+{
+    plan_counts(pl, r, o);
+    plan_curve_workers(pl, o, r->cpus);
+    plan_io_rows(pl, r, o->quick);
+    int ex = o->workload == CMP_WL_USER ? plan_user(pl, r, o, user) : plan_builtin(pl, r, o);
+    if (ex)
+        return ex;
     r->items = pl->items;
     return CLI_EXIT_OK;
 }
@@ -470,6 +535,108 @@ static void options_free(cmp_options *o)
     free(o->arg);
 }
 
+/* ---------------------------------------------------------------- the run */
+/* Learn now, not after the measurements, that the plot cannot be written:
+ * its directory must exist and be writable. */
+static int check_plot_dir(const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        dir[1] = 0;
+    else if (slash)
+        *slash = 0;
+    else
+        snprintf(dir, sizeof dir, ".");
+    if (access(dir, W_OK) != 0) {
+        cli_error("cannot write plot %s: %s", path, strerror(errno));
+        return CLI_EXIT_OUTPUT;
+    }
+    return CLI_EXIT_OK;
+}
+
+/* No core file from compare or anything it starts (the crash demo, a
+ * crashing user task); no death by SIGPIPE when stdout goes away; the
+ * watchdog armed until the plan says how long the run may take. */
+static void guard_process(void)
+{
+    struct rlimit nocore = {0, 0};
+    setrlimit(RLIMIT_CORE, &nocore);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGALRM, watchdog);
+    alarm(600);
+}
+
+static int load_task(const cmp_options *o, crew_task_fn *user)
+{
+    /* An absolute path, so worker processes load the same file. */
+    char *path = o->task_path;
+    char resolved[PATH_MAX];
+    if (strchr(path, '/') && realpath(path, resolved))
+        path = resolved;
+    return wl_load_user(path, o->task_symbol, user);
+}
+
+static void results_init(cmp_results *r, const cmp_options *o)
+{
+    memset(r, 0, sizeof *r);
+    r->crew_version = crew_version_string();
+    r->cpus = crew_cpu_count();
+    r->quick = o->quick;
+    machine(r);
+    r->load_start = load_average();
+    model_init(&r->m[CMP_THREADS], "threads");
+    model_init(&r->m[CMP_PROCESSES], "processes");
+    r->serial_seconds = r->item_us = NAN;
+}
+
+/* The whole run's limit: generous for the built-in work; for a user's task
+ * every measurement (a serial run, a batch on a pool) may take up to
+ * --timeout. */
+static void arm_watchdog(const cmp_options *o, const cmp_plan *pl)
+{
+    double limit = (o->quick ? 120 : 300) + 60.0 * pl->ncurve;
+    if (pl->user)
+        limit += pl->timeout * 2 * (pl->reps + 1) * (pl->ncurve + 1);
+    if (limit > 7 * 86400.0)
+        limit = 7 * 86400.0;
+    alarm((unsigned)limit);
+}
+
+/* Both models, then the I/O view. Returns CLI_EXIT_OK, the exit status of
+ * a failed model's measurement (the run goes on: the report shows what was
+ * measured) in *failed, or a status that ends the run (the user's task
+ * failed; out of memory). */
+static int measure(cmp_results *r, const cmp_plan *pl, int *failed)
+{
+    *failed = 0;
+    for (int model = 0; model < CMP_NMODELS; model++) {
+        int ex = probe_model(r, model, pl);
+        if (ex == CLI_EXIT_TASK || ex == CLI_EXIT_FAILURE)
+            return ex;
+        if (ex)
+            *failed = ex;
+    }
+    if (pl->io_view)
+        probe_io_view(r, pl);
+    return CLI_EXIT_OK;
+}
+
+/* The report on stdout in the shape asked for, then --plot's SVG. */
+static int report(const cmp_options *o, const cmp_results *r)
+{
+    int w = o->json ? report_json(stdout, r) : o->csv ? report_csv(stdout, r) : report_table(stdout, r);
+    if (fflush(stdout) != 0 || w != 0) {
+        cli_error("cannot write the results: %s", strerror(errno));
+        return CLI_EXIT_OUTPUT;
+    }
+    if (o->plot_path)
+        return report_svg(o->plot_path, r);
+    return CLI_EXIT_OK;
+}
+
+/* parse -> plan -> measure -> recommend -> report. */
 int cmd_compare(int argc, char **argv)
 {
     double t_start = crew_now();
@@ -485,100 +652,36 @@ int cmd_compare(int argc, char **argv)
         return ex;
     }
     cli_progress_init(o.quiet);
-    if (o.plot_path) {
-        /* Learn now, not after the measurements, that the plot cannot be
-         * written: its directory must exist and be writable. */
-        char dir[PATH_MAX];
-        snprintf(dir, sizeof dir, "%s", o.plot_path);
-        char *slash = strrchr(dir, '/');
-        if (slash == dir)
-            dir[1] = 0;
-        else if (slash)
-            *slash = 0;
-        else
-            snprintf(dir, sizeof dir, ".");
-        if (access(dir, W_OK) != 0) {
-            cli_error("cannot write plot %s: %s", o.plot_path, strerror(errno));
-            options_free(&o);
-            return CLI_EXIT_OUTPUT;
-        }
+    if (o.plot_path && (ex = check_plot_dir(o.plot_path)) != 0) {
+        options_free(&o);
+        return ex;
     }
-
-    /* No core file from compare or anything it starts (the crash demo, a
-     * crashing user task); no death by SIGPIPE when stdout goes away. */
-    struct rlimit nocore = {0, 0};
-    setrlimit(RLIMIT_CORE, &nocore);
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGALRM, watchdog);
-    alarm(600); /* until the plan says how long the run may take */
-
+    guard_process();
     crew_task_fn user = NULL;
-    if (o.task_spec) {
-        /* An absolute path, so worker processes load the same file. */
-        char *path = o.task_path;
-        char resolved[PATH_MAX];
-        if (strchr(path, '/') && realpath(path, resolved))
-            path = resolved;
-        ex = wl_load_user(path, o.task_symbol, &user);
-        if (ex) {
-            options_free(&o);
-            return ex;
-        }
+    if (o.task_spec && (ex = load_task(&o, &user)) != 0) {
+        options_free(&o);
+        return ex;
     }
 
     static cmp_results r;
     static cmp_plan pl;
-    memset(&r, 0, sizeof r);
     memset(&pl, 0, sizeof pl);
-    r.crew_version = crew_version_string();
-    r.cpus = crew_cpu_count();
-    r.quick = o.quick;
-    machine(&r);
-    r.load_start = load_average();
-    model_init(&r.m[CMP_THREADS], "threads");
-    model_init(&r.m[CMP_PROCESSES], "processes");
-    r.serial_seconds = r.item_us = NAN;
+    results_init(&r, &o);
+    int failed = 0;
     if ((ex = build_plan(&pl, &r, &o, user)) != 0)
         goto out;
     r.reps = pl.reps;
-    {
-        /* The whole run's limit: generous for the built-in work; for a
-         * user's task every measurement (a serial run, a batch on a pool)
-         * may take up to --timeout. */
-        double limit = (o.quick ? 120 : 300) + 60.0 * pl.ncurve;
-        if (pl.user)
-            limit += pl.timeout * 2 * (pl.reps + 1) * (pl.ncurve + 1);
-        if (limit > 7 * 86400.0)
-            limit = 7 * 86400.0;
-        alarm((unsigned)limit);
-    }
+    arm_watchdog(&o, &pl);
     r.m[CMP_PROCESSES].method = pl.pool_method_name;
-
-    int failed = 0;
-    for (int model = 0; model < CMP_NMODELS; model++) {
-        ex = probe_model(&r, model, &pl);
-        if (ex == CLI_EXIT_TASK || ex == CLI_EXIT_FAILURE)
-            goto out;
-        if (ex)
-            failed = ex;
-    }
-    if (pl.io_view)
-        probe_io_view(&r, &pl);
+    if ((ex = measure(&r, &pl, &failed)) != 0)
+        goto out;
     alarm(0);
     r.load_end = load_average();
     cli_progress_done();
     recommend(&r);
     r.elapsed_s = crew_now() - t_start;
-
-    int w = o.json ? report_json(stdout, &r) : o.csv ? report_csv(stdout, &r) : report_table(stdout, &r);
-    if (fflush(stdout) != 0 || w != 0) {
-        cli_error("cannot write the results: %s", strerror(errno));
-        ex = CLI_EXIT_OUTPUT;
-        goto out;
-    }
-    if (o.plot_path && (ex = report_svg(o.plot_path, &r)) != 0)
-        goto out;
-    ex = failed;
+    if ((ex = report(&o, &r)) == 0)
+        ex = failed;
 out:
     cli_progress_done();
     free(pl.in);
