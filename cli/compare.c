@@ -267,7 +267,7 @@ static int parse_option(cmp_options *o, int c, char **argv, parse_state *ps)
     case '?':
     default:
         if (optopt && optopt < 256)
-            return usage_error("unknown option '-%c'", (char[]){(char)optopt, 0});
+            return usage_error("unknown option '-%s'", (char[]){(char)optopt, 0});
         return usage_error("bad option '%s'", argv[optind - 1]);
     }
 }

@@ -53,6 +53,7 @@ static void test_bad_options(void)
         const char *needle;
     } cases[] = {
         {{"compare", "--bogus", NULL}, "--bogus"},
+        {{"compare", "-x", NULL}, "unknown option '-x'"},
         {{"compare", "--workers", "0", NULL}, "--workers"},
         {{"compare", "--workers", "2,x", NULL}, "'x'"},
         {{"compare", "--workers", "", NULL}, "--workers"},
