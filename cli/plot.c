@@ -35,13 +35,21 @@ static double nice_step(double range, int ticks)
     return step * mag;
 }
 
-int report_svg(const char *path, const cmp_results *r)
+/* The plotting area: the axes' ranges and ticks, and where a point lands. */
+typedef struct frame {
+    double x0, x1, xstep;   /* workers */
+    double ymax, ystep;     /* speedup */
+    int pw, ph;             /* the plot's width and height in pixels */
+} frame;
+
+static double px(const frame *fr, double w) { return ML + (w - fr->x0) / (fr->x1 - fr->x0) * fr->pw; }
+static double py(const frame *fr, double s) { return MT + fr->ph - s / fr->ymax * fr->ph; }
+
+/* x from 1 to the most workers measured; y from 0 to a tenth above the best
+ * speedup (or the CPU count, when the ideal line reaches it), in round
+ * steps. */
+static frame frame_of(const cmp_results *r)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        cli_error("cannot write plot %s: %s", path, strerror(errno));
-        return CLI_EXIT_OUTPUT;
-    }
     int xmax = 1;
     double ymax = 1.0;
     for (int i = 0; i < CMP_NMODELS; i++)
@@ -55,16 +63,21 @@ int report_svg(const char *path, const cmp_results *r)
     if (r->cpus > ymax && r->cpus <= xmax)
         ymax = r->cpus;
     ymax *= 1.1;
-    double xstep = nice_step(xmax > 1 ? xmax - 1 : 1, 8);
-    if (xstep < 1)
-        xstep = 1;
-    double ystep = nice_step(ymax, 6);
-    ymax = ceil(ymax / ystep) * ystep;
-    const int pw = W - ML - MR, ph = H - MT - MB;
-    double x0 = 1, x1 = xmax > 1 ? xmax : 2;
-#define PX(w) (ML + ((double)(w) - x0) / (x1 - x0) * pw)
-#define PY(s) (MT + ph - (s) / ymax * ph)
+    frame fr;
+    fr.xstep = nice_step(xmax > 1 ? xmax - 1 : 1, 8);
+    if (fr.xstep < 1)
+        fr.xstep = 1;
+    fr.ystep = nice_step(ymax, 6);
+    fr.ymax = ceil(ymax / fr.ystep) * fr.ystep;
+    fr.pw = W - ML - MR;
+    fr.ph = H - MT - MB;
+    fr.x0 = 1;
+    fr.x1 = xmax > 1 ? xmax : 2;
+    return fr;
+}
 
+static void svg_head(FILE *f, const cmp_results *r)
+{
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%d\" height=\"%d\" "
                "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"13\">\n",
@@ -76,61 +89,71 @@ int report_svg(const char *path, const cmp_results *r)
              r->crew_version);
     xml_text(f, title);
     fputs("</text>\n", f);
+}
 
-    /* grid and ticks */
+/* Grid, ticks, axes and their labels. */
+static void svg_axes(FILE *f, const frame *fr)
+{
     fputs("<g id=\"axes\" stroke=\"#ccc\" stroke-width=\"1\">\n", f);
-    for (double y = 0; y <= ymax + 1e-9; y += ystep)
-        fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\"/>\n", ML, PY(y), ML + pw, PY(y));
-    for (double x = x0; x <= x1 + 1e-9; x += xstep)
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\"/>\n", PX(x), MT, PX(x), MT + ph);
+    for (double y = 0; y <= fr->ymax + 1e-9; y += fr->ystep)
+        fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\"/>\n", ML, py(fr, y), ML + fr->pw, py(fr, y));
+    for (double x = fr->x0; x <= fr->x1 + 1e-9; x += fr->xstep)
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\"/>\n", px(fr, x), MT, px(fr, x), MT + fr->ph);
     fputs("</g>\n<g fill=\"#333\">\n", f);
-    for (double y = 0; y <= ymax + 1e-9; y += ystep)
-        fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", ML - 8, PY(y) + 4, y);
-    for (double x = x0; x <= x1 + 1e-9; x += xstep)
-        fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%g</text>\n", PX(x), MT + ph + 20, x);
+    for (double y = 0; y <= fr->ymax + 1e-9; y += fr->ystep)
+        fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", ML - 8, py(fr, y) + 4, y);
+    for (double x = fr->x0; x <= fr->x1 + 1e-9; x += fr->xstep)
+        fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%g</text>\n", px(fr, x), MT + fr->ph + 20, x);
     fputs("</g>\n", f);
-    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n", ML, MT + ph, ML + pw, MT + ph);
-    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n", ML, MT, ML, MT + ph);
-    fprintf(f, "<text id=\"x-label\" x=\"%d\" y=\"%d\" text-anchor=\"middle\">workers</text>\n", ML + pw / 2,
+    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n", ML, MT + fr->ph, ML + fr->pw,
+            MT + fr->ph);
+    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n", ML, MT, ML, MT + fr->ph);
+    fprintf(f, "<text id=\"x-label\" x=\"%d\" y=\"%d\" text-anchor=\"middle\">workers</text>\n", ML + fr->pw / 2,
             H - 15);
     fprintf(f,
             "<text id=\"y-label\" x=\"20\" y=\"%d\" text-anchor=\"middle\" transform=\"rotate(-90 20 %d)\">"
             "speedup over one thread, no pool (x)</text>\n",
-            MT + ph / 2, MT + ph / 2);
+            MT + fr->ph / 2, MT + fr->ph / 2);
+}
 
-    /* ideal: min(workers, cpus) */
+static const char *const colour[CMP_NMODELS] = {"#1f77b4", "#d62728"};
+
+/* The ideal, min(workers, CPUs), dashed; then each model's polyline and
+ * one marker per measured point, with its figure as a tooltip. */
+static void svg_series(FILE *f, const frame *fr, const cmp_results *r)
+{
     fputs("<g id=\"series-ideal\"><polyline fill=\"none\" stroke=\"#999\" stroke-dasharray=\"6 4\" points=\"", f);
-    for (int w = 1; w <= (int)x1; w++)
-        fprintf(f, "%.1f,%.1f ", PX(w), PY(w < r->cpus ? w : r->cpus));
+    for (int w = 1; w <= (int)fr->x1; w++)
+        fprintf(f, "%.1f,%.1f ", px(fr, w), py(fr, w < r->cpus ? w : r->cpus));
     fputs("\"/></g>\n", f);
-
-    static const char *colour[CMP_NMODELS] = {"#1f77b4", "#d62728"};
     for (int i = 0; i < CMP_NMODELS; i++) {
         const cmp_model *m = &r->m[i];
         fprintf(f, "<g id=\"series-%s\" stroke=\"%s\" fill=\"%s\">\n", m->name, colour[i], colour[i]);
         fputs("<polyline fill=\"none\" stroke-width=\"2.5\" points=\"", f);
         for (int k = 0; k < m->ncurve; k++)
             if (isfinite(m->curve[k].speedup))
-                fprintf(f, "%.1f,%.1f ", PX(m->curve[k].workers), PY(m->curve[k].speedup));
+                fprintf(f, "%.1f,%.1f ", px(fr, m->curve[k].workers), py(fr, m->curve[k].speedup));
         fputs("\"/>\n", f);
         for (int k = 0; k < m->ncurve; k++) {
             const cmp_point *p = &m->curve[k];
             if (!isfinite(p->speedup))
                 continue;
             if (i == CMP_THREADS)
-                fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\">", PX(p->workers), PY(p->speedup));
+                fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\">", px(fr, p->workers), py(fr, p->speedup));
             else
-                fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"9\" height=\"9\">", PX(p->workers) - 4.5,
-                        PY(p->speedup) - 4.5);
+                fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"9\" height=\"9\">", px(fr, p->workers) - 4.5,
+                        py(fr, p->speedup) - 4.5);
             fprintf(f, "<title>%s, %d workers: %.2fx (%.4g s)</title>", m->name, p->workers, p->speedup,
                     p->seconds);
             fputs(i == CMP_THREADS ? "</circle>\n" : "</rect>\n", f);
         }
         fputs("</g>\n", f);
     }
+}
 
-    /* legend */
-    int lx = ML + pw + 20, ly = MT + 10;
+static void svg_legend(FILE *f, const frame *fr, const cmp_results *r)
+{
+    int lx = ML + fr->pw + 20, ly = MT + 10;
     fputs("<g id=\"legend\">\n", f);
     for (int i = 0; i < CMP_NMODELS; i++) {
         int y = ly + i * 24;
@@ -151,8 +174,20 @@ int report_svg(const char *path, const cmp_results *r)
             "<text x=\"%d\" y=\"%d\">ideal</text>\n",
             lx, ly + 48, lx + 28, ly + 48, lx + 36, ly + 52);
     fputs("</g>\n</svg>\n", f);
-#undef PX
-#undef PY
+}
+
+int report_svg(const char *path, const cmp_results *r)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        cli_error("cannot write plot %s: %s", path, strerror(errno));
+        return CLI_EXIT_OUTPUT;
+    }
+    frame fr = frame_of(r);
+    svg_head(f, r);
+    svg_axes(f, &fr);
+    svg_series(f, &fr, r);
+    svg_legend(f, &fr, r);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) {
         cli_error("cannot write plot %s", path);

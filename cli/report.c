@@ -153,39 +153,29 @@ static void io_cell(char *buf, size_t n, const cmp_point *p, int full)
                  fmt_time_s(y, sizeof y, full / p->items_per_s));
 }
 
-int report_table(FILE *f, const cmp_results *r)
+/* The model's best speedup on the curve, as the table's first row says it. */
+static void concurrency_cell(char *dst, const cmp_model *m)
 {
-    static table t;
-    memset(&t, 0, sizeof t);
-    char a[CELL], b[CELL], l[CELL], x[64], y[64];
-    const cmp_model *th = &r->m[CMP_THREADS], *pr = &r->m[CMP_PROCESSES];
+    double top = NAN;
+    int bw = 0;
+    for (int k = 0; k < m->ncurve; k++)
+        if (isfinite(m->curve[k].speedup) && !(m->curve[k].speedup <= top))
+            top = m->curve[k].speedup, bw = m->curve[k].workers;
+    if (isfinite(top))
+        snprintf(dst, CELL, "%s: %.2fx @ %d worker%s", top >= 1.15 && bw > 1 ? "parallel" : "no gain", top, bw,
+                 bw == 1 ? "" : "s");
+    else
+        snprintf(dst, CELL, "-");
+}
 
-    snprintf(b, sizeof b, "processes (%s)", pr->method ? pr->method : "default");
-    row(&t, "", "threads", b);
-
-    /* concurrency type: the best measured speedup of each model */
-    for (int i = 0; i < CMP_NMODELS; i++) {
-        const cmp_model *m = &r->m[i];
-        double top = NAN;
-        int bw = 0;
-        for (int k = 0; k < m->ncurve; k++)
-            if (isfinite(m->curve[k].speedup) && !(m->curve[k].speedup <= top))
-                top = m->curve[k].speedup, bw = m->curve[k].workers;
-        char *dst = i == 0 ? a : b;
-        if (isfinite(top))
-            snprintf(dst, CELL, "%s: %.2fx @ %d worker%s", top >= 1.15 && bw > 1 ? "parallel" : "no gain", top,
-                     bw, bw == 1 ? "" : "s");
-        else
-            snprintf(dst, CELL, "-");
-    }
-    row(&t, "concurrency (best speedup)", a, b);
-    row(&t, "memory sharing", "one address space",
-        "separate; args/results in shared memory");
-
+/* Starting workers and pools. */
+static void rows_start(table *t, const cmp_model *th, const cmp_model *pr)
+{
+    char a[CELL], b[CELL], l[CELL], x[64], y[64], z[64], w[64];
     snprintf(a, sizeof a, "%s (crew_thread)", fmt_time_s(x, sizeof x, th->worker_us / 1e6));
     snprintf(b, sizeof b, "%s (crew_process)", fmt_time_s(y, sizeof y, pr->worker_us / 1e6));
-    row(&t, "start + join one worker", a, b);
-    row(&t, "start + stop, pool of 1", fmt_time_s(x, sizeof x, th->start_ms / 1e3),
+    row(t, "start + join one worker", a, b);
+    row(t, "start + stop, pool of 1", fmt_time_s(x, sizeof x, th->start_ms / 1e3),
         fmt_time_s(y, sizeof y, pr->start_ms / 1e3));
     for (int k = 0; k < pr->nmethods; k++) {
         snprintf(l, sizeof l, "  ... start method %s", pr->methods[k].name);
@@ -194,36 +184,46 @@ int report_table(FILE *f, const cmp_results *r)
         else
             snprintf(b, sizeof b, "%s worker, %s pool of 1", fmt_time_s(x, sizeof x, pr->methods[k].worker_us / 1e6),
                      fmt_time_s(y, sizeof y, pr->methods[k].start_ms / 1e3));
-        row(&t, l, "", b);
+        row(t, l, "", b);
     }
     snprintf(l, sizeof l, "pool of %d: ready / destroy", th->ready_workers);
     snprintf(a, sizeof a, "%s / %s", fmt_time_s(x, sizeof x, th->ready_ms / 1e3),
              fmt_time_s(y, sizeof y, th->destroy_ms / 1e3));
-    char z[64], w[64];
     snprintf(b, sizeof b, "%s / %s", fmt_time_s(z, sizeof z, pr->ready_ms / 1e3),
              fmt_time_s(w, sizeof w, pr->destroy_ms / 1e3));
-    row(&t, l, a, b);
+    row(t, l, a, b);
+}
+
+/* Memory, tasks and data. */
+static void rows_costs(table *t, const cmp_model *th, const cmp_model *pr)
+{
+    char a[CELL], b[CELL], x[64], y[64], z[64];
     snprintf(a, sizeof a, "%s %s", fmt_bytes(x, sizeof x, th->idle_bytes), th->idle_metric ? th->idle_metric : "");
     snprintf(b, sizeof b, "%s %s (%s private)", fmt_bytes(y, sizeof y, pr->idle_bytes),
              pr->idle_metric ? pr->idle_metric : "", fmt_bytes(z, sizeof z, pr->idle_private_bytes));
-    row(&t, "memory per idle worker", a, b);
-    row(&t, "round trip, one tiny task", fmt_time_s(x, sizeof x, th->roundtrip_us / 1e6),
+    row(t, "memory per idle worker", a, b);
+    row(t, "round trip, one tiny task", fmt_time_s(x, sizeof x, th->roundtrip_us / 1e6),
         fmt_time_s(y, sizeof y, pr->roundtrip_us / 1e6));
-    row(&t, "  ... always handed to a worker", fmt_time_s(x, sizeof x, th->handoff_us / 1e6),
+    row(t, "  ... always handed to a worker", fmt_time_s(x, sizeof x, th->handoff_us / 1e6),
         fmt_time_s(y, sizeof y, pr->handoff_us / 1e6));
-    row(&t, "empty tasks, submit + wait", fmt_rate(x, sizeof x, th->empty_per_s),
+    row(t, "empty tasks, submit + wait", fmt_rate(x, sizeof x, th->empty_per_s),
         fmt_rate(y, sizeof y, pr->empty_per_s));
-    row(&t, "empty items, crew_pool_map", fmt_rate(x, sizeof x, th->map_per_s),
+    row(t, "empty items, crew_pool_map", fmt_rate(x, sizeof x, th->map_per_s),
         fmt_rate(y, sizeof y, pr->map_per_s));
-    row(&t, "1 MiB there and back (copy)", fmt_time_s(x, sizeof x, th->xfer_copy_us / 1e6),
+    row(t, "1 MiB there and back (copy)", fmt_time_s(x, sizeof x, th->xfer_copy_us / 1e6),
         fmt_time_s(y, sizeof y, pr->xfer_copy_us / 1e6));
     snprintf(a, sizeof a, "%s (%s)", fmt_time_s(x, sizeof x, th->xfer_ref_us / 1e6),
              th->xfer_ref_how ? th->xfer_ref_how : "-");
     snprintf(b, sizeof b, "%s (%s)", fmt_time_s(y, sizeof y, pr->xfer_ref_us / 1e6),
              pr->xfer_ref_how ? pr->xfer_ref_how : "-");
-    row(&t, "1 MiB by reference", a, b);
+    row(t, "1 MiB by reference", a, b);
+}
 
-    /* the workload's curve, one row per worker count */
+/* The workload's curve, one row per worker count. */
+static void rows_curve(table *t, const cmp_results *r)
+{
+    const cmp_model *th = &r->m[CMP_THREADS], *pr = &r->m[CMP_PROCESSES];
+    char a[CELL], b[CELL], l[CELL], x[64], y[64];
     int maxc = th->ncurve > pr->ncurve ? th->ncurve : pr->ncurve;
     for (int k = 0; k < maxc; k++) {
         const cmp_point *p = k < th->ncurve ? &th->curve[k] : &pr->curve[k];
@@ -238,29 +238,41 @@ int report_table(FILE *f, const cmp_results *r)
                      fmt_time_s(y, sizeof y, pr->curve[k].seconds));
         else
             snprintf(b, sizeof b, "-");
-        row(&t, l, a, b);
+        row(t, l, a, b);
     }
+}
+
+/* The I/O rows and the crash demonstration. */
+static void rows_io_fault(table *t, const cmp_results *r)
+{
+    const cmp_model *th = &r->m[CMP_THREADS], *pr = &r->m[CMP_PROCESSES];
+    char a[CELL], b[CELL], l[CELL], y[64];
     int maxi = th->nio > pr->nio ? th->nio : pr->nio;
     for (int k = 0; k < maxi; k++) {
         const cmp_point *p = k < th->nio ? &th->io[k] : &pr->io[k];
         snprintf(l, sizeof l, "I/O %.0f ms waits, %d workers", r->io_wait_ms, p->workers);
         io_cell(a, sizeof a, k < th->nio ? &th->io[k] : NULL, r->io_tasks_full);
         io_cell(b, sizeof b, k < pr->nio ? &pr->io[k] : NULL, r->io_tasks_full);
-        row(&t, l, a, b);
+        row(t, l, a, b);
     }
     fault_cell(a, sizeof a, &th->fault, true);
     fault_cell(b, sizeof b, &pr->fault, false);
-    row(&t, "fault isolation: a task segfaults", a, b);
+    row(t, "fault isolation: a task segfaults", a, b);
     if (pr->fault.measured && isfinite(pr->fault.detect_ms)) {
         snprintf(b, sizeof b, "%s", fmt_time_s(y, sizeof y, pr->fault.detect_ms / 1e3));
-        row(&t, "  ... crash seen after the death", "-", b);
+        row(t, "  ... crash seen after the death", "-", b);
     }
+}
 
+/* The two header lines, the load note, and the rows in aligned columns
+ * (the first row -- the column names -- underlined). */
+static void print_table(FILE *f, const table *t, const cmp_results *r)
+{
     int wcol[3] = {0, 0, 0};
-    for (int i = 0; i < t.nrows; i++)
+    for (int i = 0; i < t->nrows; i++)
         for (int c = 0; c < 3; c++)
-            if (width(t.cell[i][c]) > wcol[c])
-                wcol[c] = width(t.cell[i][c]);
+            if (width(t->cell[i][c]) > wcol[c])
+                wcol[c] = width(t->cell[i][c]);
 
     fprintf(f, "crew compare: threads vs processes on this machine (%d CPU%s, Linux %s, crew %s)\n", r->cpus,
             r->cpus == 1 ? "" : "s", r->kernel, r->crew_version);
@@ -274,10 +286,10 @@ int report_table(FILE *f, const cmp_results *r)
                    "CPUs, so the times are noisy\n",
                 load, r->cpus);
     fputc('\n', f);
-    for (int i = 0; i < t.nrows; i++) {
-        pad(f, t.cell[i][0], wcol[0] + 2);
-        pad(f, t.cell[i][1], wcol[1] + 2);
-        fputs(t.cell[i][2], f);
+    for (int i = 0; i < t->nrows; i++) {
+        pad(f, t->cell[i][0], wcol[0] + 2);
+        pad(f, t->cell[i][1], wcol[1] + 2);
+        fputs(t->cell[i][2], f);
         fputc('\n', f);
         if (i == 0) {
             int total = wcol[0] + wcol[1] + wcol[2] + 4;
@@ -286,47 +298,85 @@ int report_table(FILE *f, const cmp_results *r)
             fputc('\n', f);
         }
     }
-    if (r->io_view_n > 0) {
-        fprintf(f, "\nI/O-bound, waits of %.0f ms all pending at once (ideal: %s)\n", r->io_wait_ms,
-                fmt_time_s(x, sizeof x, r->io_wait_ms / 1e3));
-        fprintf(f, "  %6s %-22s %10s %9s %8s %13s %10s\n", "waits", "", "time", "vs ideal", "threads",
-                "memory/wait", "CPU time");
-        for (int i = 0; i < r->io_view_n; i++) {
-            const iov_result *io = &r->io_view[i];
-            char name[64];
-            if (io->model == IOV_THREAD_POOL)
-                snprintf(name, sizeof name, "thread pool (%d)", io->threads);
-            else
-                snprintf(name, sizeof name, "%s", iov_model_name(io->model));
-            if (r->io_view_status[i]) {
-                fprintf(f, "  %6d %-22s %s (%s)\n", io->concurrency, name, "not measured",
-                        crew_err_name(r->io_view_status[i]));
-                continue;
-            }
-            char ratio[32];
-            snprintf(ratio, sizeof ratio, "%.2fx", io->ratio);
-            fprintf(f, "  %6d %-22s ", io->concurrency, name);
-            fmt_time_s(a, sizeof a, io->elapsed_s);
-            fmt_bytes(b, sizeof b, (double)io->rss_per_wait);
-            fmt_time_s(y, sizeof y, io->cpu_s);
-            /* pad by display width: the units may hold 'µ' */
-            for (int k = width(a); k < 10; k++)
-                fputc(' ', f);
-            fprintf(f, "%s %9s %8d ", a, ratio, io->threads);
-            for (int k = width(b); k < 13; k++)
-                fputc(' ', f);
-            fputs(b, f);
-            fputc(' ', f);
-            for (int k = width(y); k < 10; k++)
-                fputc(' ', f);
-            fprintf(f, "%s\n", y);
-        }
+}
+
+/* Pads s on the left to a display width of w (the units may hold 'µ'). */
+static void rpad(FILE *f, const char *s, int w)
+{
+    for (int k = width(s); k < w; k++)
+        fputc(' ', f);
+    fputs(s, f);
+}
+
+/* One line of the I/O view. */
+static void print_io_view_line(FILE *f, const iov_result *io, int status)
+{
+    char name[64], a[CELL], b[CELL], y[64];
+    if (io->model == IOV_THREAD_POOL)
+        snprintf(name, sizeof name, "thread pool (%d)", io->threads);
+    else
+        snprintf(name, sizeof name, "%s", iov_model_name(io->model));
+    if (status) {
+        fprintf(f, "  %6d %-22s %s (%s)\n", io->concurrency, name, "not measured", crew_err_name(status));
+        return;
     }
+    char ratio[32];
+    snprintf(ratio, sizeof ratio, "%.2fx", io->ratio);
+    fprintf(f, "  %6d %-22s ", io->concurrency, name);
+    fmt_time_s(a, sizeof a, io->elapsed_s);
+    fmt_bytes(b, sizeof b, (double)io->rss_per_wait);
+    fmt_time_s(y, sizeof y, io->cpu_s);
+    rpad(f, a, 10);
+    fprintf(f, " %9s %8d ", ratio, io->threads);
+    rpad(f, b, 13);
+    fputc(' ', f);
+    rpad(f, y, 10);
+    fputc('\n', f);
+}
+
+static void print_io_view(FILE *f, const cmp_results *r)
+{
+    char x[64];
+    if (r->io_view_n == 0)
+        return;
+    fprintf(f, "\nI/O-bound, waits of %.0f ms all pending at once (ideal: %s)\n", r->io_wait_ms,
+            fmt_time_s(x, sizeof x, r->io_wait_ms / 1e3));
+    fprintf(f, "  %6s %-22s %10s %9s %8s %13s %10s\n", "waits", "", "time", "vs ideal", "threads", "memory/wait",
+            "CPU time");
+    for (int i = 0; i < r->io_view_n; i++)
+        print_io_view_line(f, &r->io_view[i], r->io_view_status[i]);
+}
+
+static void print_recommendation(FILE *f, const cmp_results *r)
+{
     fputc('\n', f);
     fprintf(f, "recommendation: %s\n", r->rec.headline);
     for (int i = 0; i < r->rec.nreasons; i++)
         fprintf(f, "  - %s\n", r->rec.reasons[i]);
     fprintf(f, "\n(measured in %.1f s; `crew compare --json` for every figure)\n", r->elapsed_s);
+}
+
+/* The rows (characteristics) by the columns (the two models), then the I/O
+ * view and the recommendation. */
+int report_table(FILE *f, const cmp_results *r)
+{
+    static table t;
+    memset(&t, 0, sizeof t);
+    char a[CELL], b[CELL];
+    const cmp_model *th = &r->m[CMP_THREADS], *pr = &r->m[CMP_PROCESSES];
+    snprintf(b, sizeof b, "processes (%s)", pr->method ? pr->method : "default");
+    row(&t, "", "threads", b);
+    concurrency_cell(a, th);
+    concurrency_cell(b, pr);
+    row(&t, "concurrency (best speedup)", a, b);
+    row(&t, "memory sharing", "one address space", "separate; args/results in shared memory");
+    rows_start(&t, th, pr);
+    rows_costs(&t, th, pr);
+    rows_curve(&t, r);
+    rows_io_fault(&t, r);
+    print_table(f, &t, r);
+    print_io_view(f, r);
+    print_recommendation(f, r);
     return ferror(f) ? -1 : 0;
 }
 
