@@ -8,13 +8,21 @@
  *
  *  The CLI is a thin user of the public crew.h: every figure it prints comes
  *  from crew's own pools (crew_pool_*) driven by the code in compare.c and
- *  probes.c; memory figures come from crew_mem_usage_get and
- *  crew_mem_usage_tree (crew.h, section measure). The CLI adds only what a
- *  command needs on top: option parsing (compare.c), the task functions it
- *  measures (workloads.c), the report in its four shapes (report.c: table,
- *  JSON, CSV; plot.c: SVG), the recommendation (recommend.c), which is
- *  derived from the measured figures only, and the progress and error lines
- *  on stderr (progress.c).
+ *  the probes (probes.c over the files named in probe.h); memory figures
+ *  come from crew_mem_usage_get and crew_mem_usage_tree (crew.h, section
+ *  measure). The CLI adds only what a command needs on top: option parsing
+ *  and the measuring plan (compare.c), the task functions it measures
+ *  (workloads.c), the I/O view's threads-vs-event-loop measurement
+ *  (ioview.c), the report in its four shapes (report.c: table, JSON, CSV;
+ *  plot.c: SVG), the recommendation (recommend.c), which is derived from the
+ *  measured figures only, and the progress and error lines on stderr
+ *  (progress.c).
+ *
+ *  `crew compare` runs as separate steps, each with its own data: options
+ *  (cmp_options) -> plan (cmp_plan: what to measure, how much) -> measure
+ *  (probe_model, probe_io_view: figures into cmp_results) -> recommend
+ *  (cmp_results.rec, from the figures alone) -> report (table, JSON, CSV,
+ *  SVG: print cmp_results, decide nothing).
  *
  *  Output discipline: results go to stdout and nothing else does; progress
  *  and errors go to stderr. Errors are one line, "crew compare: ...", and the
