@@ -81,8 +81,8 @@ static const struct {
     {offsetof(crew__ring, ring_size_lo), 4},  {offsetof(crew__ring, cap), 8},
     {offsetof(crew__ring, max_msg), 8},       {offsetof(crew__ring, ring_size_hi), 4},
     {offsetof(crew__ring, tail), 8},          {offsetof(crew__ring, head), 8},
-    {offsetof(crew__ring, prod_lock), 4},     {offsetof(crew__ring, head_seen), 8},
-    {offsetof(crew__ring, cons_lock), 4},     {offsetof(crew__ring, data_seq), 4},
+    {offsetof(crew__ring, prod_lock), 8},     {offsetof(crew__ring, head_seen), 8},
+    {offsetof(crew__ring, cons_lock), 8},     {offsetof(crew__ring, data_seq), 4},
     {offsetof(crew__ring, data_waiters), 4},  {offsetof(crew__ring, space_seq), 4},
     {offsetof(crew__ring, space_waiters), 4}, {offsetof(crew__ring, closed), 4},
     {offsetof(crew__ring, recoveries), 4},    {offsetof(crew__ring, broken), 4},
@@ -163,7 +163,9 @@ static inline uint64_t hp_value(hp_rng *r, uint64_t cur, uint64_t cap)
     case 5: return cur + cap;
     case 6: return cap + 8 * hp_below(r, 3);
     case 7: return hp_below(r, 256);
-    case 8: return (uint64_t)getpid(); /* a live thread that never unlocks */
+    case 8: /* a live thread that never unlocks, as a lock word names it
+             * (pid << 32 | tid; a 4-byte field gets the tid) */
+        return (uint64_t)getpid() << 32 | (uint64_t)getpid();
     case 9: return 0xffffffffull;     /* SKIP_LEN */
     case 10: return cur ^ (1ull << hp_below(r, 64));
     default: return hp_next(r);

@@ -460,6 +460,10 @@ static pid_t live_stranger(int *release_fd)
     return pid;
 }
 
+/* The lock word naming the main thread of process pid (a ring's locks are
+ * crew_lock words: pid << 32 | tid). */
+static uint64_t lock_word(pid_t pid) { return (uint64_t)pid << 32 | (uint32_t)pid; }
+
 static void test_lock_word_dead_or_foreign(void)
 {
     raw_queue x = raw_queue_new(1024);
@@ -469,14 +473,15 @@ static void test_lock_word_dead_or_foreign(void)
     if (pid == 0)
         _exit(0);
     CHECK_EQ(test_wait(pid), 0);
-    atomic_store(&x.r->prod_lock, (uint32_t)pid);
+    atomic_store(&x.r->prod_lock, lock_word(pid));
     CHECK_OK(crew_queue_put(x.q, "a", 1, 0));
-    /* No thread at all (only the waiters bit; an id above any pid). */
-    atomic_store(&x.r->cons_lock, 0x80000000u);
+    /* No thread at all: pid 0 with only the waiters bit (a special state
+     * of a crew_lock, which no ring lock ever holds); an id above any pid. */
+    atomic_store(&x.r->cons_lock, 1ull << 30);
     char buf[8];
     size_t len;
     CHECK_OK(crew_queue_get(x.q, buf, sizeof buf, &len, 0));
-    atomic_store(&x.r->prod_lock, 0x7fffffffu);
+    atomic_store(&x.r->prod_lock, (uint64_t)0x7fffffff << 32 | 0x3fffffffu);
     CHECK_OK(crew_queue_put(x.q, "b", 1, 0));
     crew_queue_status st;
     CHECK_OK(crew_queue_info(x.q, &st));
@@ -490,8 +495,8 @@ static void test_lock_word_live_stranger(void)
     CHECK_OK(crew_queue_put(x.q, "a", 1, 0));
     int release;
     pid_t pid = live_stranger(&release);
-    atomic_store(&x.r->prod_lock, (uint32_t)pid);
-    atomic_store(&x.r->cons_lock, (uint32_t)pid);
+    atomic_store(&x.r->prod_lock, lock_word(pid));
+    atomic_store(&x.r->cons_lock, lock_word(pid));
     /* Blocks like a held lock: EAGAIN for a poll, ETIMEDOUT on time. */
     double t0 = hp_now();
     CHECK_ERR(crew_queue_try_put(x.q, "b", 1), CREW_EAGAIN);
@@ -531,7 +536,7 @@ static void fill_and_steal(void *dst, size_t len, void *arg)
 {
     (void)arg;
     memset(dst, 1, len);
-    atomic_store(&g_ring->prod_lock, 0x7ffffff0u);
+    atomic_store(&g_ring->prod_lock, (uint64_t)0x7ffffff0 << 32 | 0x3ffffff0u);
 }
 
 static void test_lock_word_rewritten_while_held(void)

@@ -54,19 +54,20 @@
  * next: a record becomes visible with the `tail` store, is freed with the
  * `head` store, and a wrap is two such steps (commit SKIP, then consume it).
  * So whatever a dead process had done, the ring is consistent; the only
- * thing it can leave behind is a lock it held. The locks record the owner's
- * kernel thread id in the lock word; a waiter that finds the lock held
- * checks between short sleep slices whether the owner is still alive
- * (crew__thread_alive(0, tid): the thread exists and is not a zombie) and, if not, takes the
- * lock over with a CAS from the exact word it saw (counted in `recoveries`).
- * Nothing needs repairing: a producer that died mid-copy never published
+ * thing it can leave behind is a lock it held. The locks are the words of
+ * crew_lock's core (sync/lock.c): the owner's (pid << 32 | tid); a waiter
+ * that finds the lock held checks between its sleep slices (4 ms doubling
+ * to 50 ms) whether the owner is still alive (crew__thread_alive: the
+ * thread exists and is not a zombie) and, if not, takes the lock over with
+ * a CAS from the exact word it saw (counted in `recoveries`; the lock is
+ * marked consistent at once). Nothing needs repairing: a producer that died mid-copy never published
  * its record (its bytes lie beyond `tail` and are overwritten); a consumer
  * that died mid-copy never freed its record (it stays at `head` and the next
  * consumer gets it), and one that died after the `head` store took its
  * message with it -- at most once for the message in flight. A waiter
  * killed while asleep leaves *_waiters one too high: correct, but every
  * later put/get on that side then makes one futex_wake system call.
- * Thread ids are recycled by the kernel (pid_max); a dead owner whose id is
+ * Thread ids are recycled by the kernel (pid_max); a dead owner whose ids are
  * reused before anyone looks would look alive. That window is the time to
  * cycle through every pid on the machine, and is accepted.
  *
@@ -94,9 +95,11 @@
  *    woken; that call and every later one return CREW_EPROTO.
  *  - Every loop is bounded by something local: the record loop by its two
  *    turns (a SKIP, then a record at offset 0), an empty-ring wrap by one
- *    per put, lock and event waits by the caller's deadline, checked on
- *    every turn -- however a peer flips a lock word or a counter. A lock
- *    word naming no live thread is taken over (counted as a recovery); one
+ *    per put, lock and event waits by the caller's deadline, which no
+ *    flipping of a lock word or a counter can skip (crew__lw_acquire looks
+ *    at it on every turn, or after at most 64 CASes lost on a word that
+ *    looked free). A lock word naming no live thread, or no thread at all
+ *    (pid 0: owners_only), is taken over (counted as a recovery); one
  *    naming a live thread that is not using the ring blocks like a held
  *    lock, up to the caller's timeout (close waits at most
  *    CREW__RING_CLOSE_WAIT, then closes without the lock). An unlock that
@@ -111,13 +114,11 @@
  * spin, since a lock is held for one copy at most.
  */
 #include "ipc/ring.h"
+#include "sync/sync.h"
 
 #include <string.h>
 
 #define SKIP_LEN 0xffffffffu
-#define LOCK_WAITERS 0x80000000u
-/* How often a thread waiting for a lock checks that its owner lives. */
-#define LOCK_SLICE_NS 20000000u
 /* A pipe waiter's sleep slices, between peer-liveness checks. */
 #define PEER_SLICE_MIN_NS 1000000u
 #define PEER_SLICE_MAX_NS 32000000u
@@ -215,75 +216,34 @@ int crew__ring_check(crew__ring_view *v) { return ring_enter(v); }
 
 /* ------------------------------------------------------------ locks */
 
-static int lock_slow(crew__ring_view *v, _Atomic uint32_t *w, uint32_t me, lazy_deadline *ld)
+/* The slow half of taking a ring lock: crew_lock's core, with the ring's
+ * rules (sync/lock.c, "Other users"): the caller's deadline, a spin even on
+ * a poll, the ring's `broken` flag, any word naming no live thread taken
+ * over. A lock held for one copy needs no repair after its owner's death
+ * (the crash argument above): it is marked consistent at once. */
+static int lock_slow(crew__ring_view *v, _Atomic uint64_t *w, uint64_t me, uint64_t seen,
+                     lazy_deadline *ld)
 {
-    uint32_t cur = atomic_load_explicit(w, memory_order_relaxed);
-    if ((cur & ~LOCK_WAITERS) == me)
-        return CREW_EDEADLK; /* re-entered from a fill/read callback */
-
-    /* Locks are held for one copy: spinning usually wins. A failed CAS
-     * counts as a turn too, so a word flipping between 0 and something else
-     * cannot keep us spinning past the budget. */
-    uint64_t start = crew__now_ns();
-    for (unsigned i = 1;; i++) {
-        cur = atomic_load_explicit(w, memory_order_relaxed);
-        if (cur == 0 && atomic_compare_exchange_weak_explicit(w, &cur, me, memory_order_acquire,
-                                                              memory_order_relaxed))
-            return 0;
-        crew__cpu_relax();
-        if ((i & 63) == 0 && crew__now_ns() - start >= CREW__SPIN_NS)
-            break;
+    crew__lw_wait how = {.deadline = dl(ld), .broken = &v->hdr->broken,
+                         .check_first = ld->timeout == 0, .spin = true, .owners_only = true};
+    int rc = crew__lw_acquire(w, me, seen, &how);
+    if (rc == CREW_EOWNERDEAD) {
+        atomic_fetch_add_explicit(&v->hdr->recoveries, 1, memory_order_relaxed);
+        (void)crew__lw_consistent(w, me); /* a peer's rewrite shows at unlock */
+        return 0;
     }
-
-    /* Every turn of this loop either returns or looks at the deadline: a
-     * word that keeps changing (a peer writing garbage into it) must not
-     * keep us here past it. */
-    for (;;) {
-        cur = atomic_load_explicit(w, memory_order_relaxed);
-        if (cur == 0 || !crew__thread_alive(0, cur & ~LOCK_WAITERS)) {
-            /* Free; or the owner died holding it (or the word names no
-             * live thread at all). Others may be asleep behind us: keep
-             * the waiters bit so our unlock wakes one of them. The CAS from
-             * the exact word we saw makes one taker win even if several
-             * noticed a dead owner at once. */
-            bool dead = cur != 0;
-            if (atomic_compare_exchange_strong_explicit(w, &cur, me | LOCK_WAITERS,
-                                                        memory_order_acquire,
-                                                        memory_order_relaxed)) {
-                if (dead)
-                    atomic_fetch_add_explicit(&v->hdr->recoveries, 1, memory_order_relaxed);
-                return 0;
-            }
-            if (crew__deadline_expired(dl(ld)))
-                return CREW_ETIMEDOUT;
-            continue;
-        }
-        if (atomic_load_explicit(&v->hdr->broken, memory_order_acquire))
-            return ring_seen_broken(v);
-        const crew__deadline *d = dl(ld);
-        if (crew__deadline_expired(d))
-            return CREW_ETIMEDOUT; /* before the waiters bit: we will not sleep */
-        if (!(cur & LOCK_WAITERS)) {
-            if (!atomic_compare_exchange_weak_explicit(w, &cur, cur | LOCK_WAITERS,
-                                                       memory_order_relaxed,
-                                                       memory_order_relaxed))
-                continue;
-            cur |= LOCK_WAITERS;
-        }
-        crew__deadline slice;
-        slice_deadline(&slice, d, LOCK_SLICE_NS);
-        (void)crew__futex_wait(w, cur, &slice); /* every outcome: look again */
-    }
+    if (rc == CREW_EPROTO)
+        return ring_seen_broken(v);
+    return rc; /* 0, CREW_ETIMEDOUT, CREW_EDEADLK (from a fill/read callback) */
 }
 
-static inline int lock_take(crew__ring_view *v, _Atomic uint32_t *w, lazy_deadline *d)
+static inline int lock_take(crew__ring_view *v, _Atomic uint64_t *w, lazy_deadline *d)
 {
-    uint32_t me = crew__tid();
-    uint32_t expect = 0;
-    if (CREW_LIKELY(atomic_compare_exchange_strong_explicit(w, &expect, me, memory_order_acquire,
+    uint64_t me = crew__lw_self(), seen = 0;
+    if (CREW_LIKELY(atomic_compare_exchange_strong_explicit(w, &seen, me, memory_order_acquire,
                                                             memory_order_relaxed)))
         return 0;
-    return lock_slow(v, w, me, d);
+    return lock_slow(v, w, me, seen, d);
 }
 
 /* Releases a lock this thread holds. false when the word no longer held our
@@ -291,12 +251,13 @@ static inline int lock_take(crew__ring_view *v, _Atomic uint32_t *w, lazy_deadli
  * verdict, or a peer writing garbage. Either way two threads may have
  * shared the ring, so the caller breaks it (it used to be an assertion,
  * which let a peer kill us by writing one word). */
-static inline bool lock_drop(_Atomic uint32_t *w)
+static inline bool lock_drop(_Atomic uint64_t *w)
 {
-    uint32_t old = atomic_exchange_explicit(w, 0, memory_order_release);
-    if (CREW_UNLIKELY(old & LOCK_WAITERS))
-        crew__futex_wake(w, 1);
-    return CREW_LIKELY((old & ~LOCK_WAITERS) == crew__tid());
+    uint64_t me = crew__lw_self(), seen = me;
+    if (CREW_LIKELY(atomic_compare_exchange_strong_explicit(w, &seen, 0, memory_order_release,
+                                                            memory_order_relaxed)))
+        return true;
+    return crew__lw_release_slow(w, me, seen) == 0;
 }
 
 /* ------------------------------------------------------------ events */

@@ -12,8 +12,10 @@
 
 #define CREW__RING_MAGIC 0x3167726e77657263ull /* "crewrng1" */
 /* 2: the memfd is sealed (F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) and the
- * header has a `broken` flag; a version-1 ring is not attached. */
-#define CREW__RING_VERSION 2u
+ * header has a `broken` flag. 3: the lock words are crew_lock's (64 bits:
+ * pid << 32 | tid | flags, sync/sync.h) where they held a 32-bit tid. An
+ * older ring is not attached. */
+#define CREW__RING_VERSION 3u
 /* Every record starts with an 8-byte header; payloads are padded to 8. */
 #define CREW__RING_HDR 8u
 /* Where the data area starts, from the ring header (one page). */
@@ -40,11 +42,11 @@ typedef struct crew__ring {
     /* Producers' private line: their lock, and the last `head` they read
      * (head only grows, so a stale copy under-states the free space and is
      * safe; it is re-read only when it says there is no room). */
-    alignas(CREW_CACHELINE) _Atomic uint32_t prod_lock;
+    alignas(CREW_CACHELINE) _Atomic uint64_t prod_lock; /* a lock word (sync/sync.h) */
     uint64_t head_seen;
 
     /* Consumers' private line. */
-    alignas(CREW_CACHELINE) _Atomic uint32_t cons_lock;
+    alignas(CREW_CACHELINE) _Atomic uint64_t cons_lock;
 
     /* "Data arrived" event: bumped by producers when data_waiters > 0. */
     alignas(CREW_CACHELINE) _Atomic uint32_t data_seq;

@@ -1,5 +1,6 @@
 /*
- * lock.c -- crew_lock and crew_rlock, and the lock core the barrier shares.
+ * lock.c -- crew_lock and crew_rlock, and the lock core the barrier and the
+ * shared-memory ring (ipc/ring.c) share.
  *
  * DESIGN
  * A lock is one 64-bit atomic word in (possibly shared) memory:
@@ -48,6 +49,20 @@
  *
  * Nothing here allocates, so a process can die at any instruction: the word
  * is always either free, owned by a live or dead thread, or special.
+ *
+ * Other users of the core (crew__lw_acquire, crew__lw_wait in sync.h). The
+ * barrier's lock always repairs at once. The ring's two locks guard words a
+ * hostile peer may write (ring.c, HOSTILE PEERS): they wait with the
+ * caller's deadline (a put or get that waited for room resumes with what is
+ * left of it), spin even on a poll (a ring lock is held for one copy, so a
+ * poll should see it freed rather than call it busy), end with CREW_EPROTO
+ * once the ring's `broken` flag is set, and take a word with pid 0 -- which
+ * no crew code writes there -- for a dead owner's (owners_only). Against a
+ * peer that flips the word the loop stays bounded by the deadline: a turn
+ * on a held word looks at the deadline (or is the one owner check of its
+ * slice), a sleep lasts at most until it, and
+ * CASes lost on a word that looked free are counted, every 64th looking at
+ * the clock (honest contention rarely loses that many in a row).
  */
 #include "sync/sync.h"
 
@@ -92,14 +107,49 @@ static int special_status(uint64_t owner)
     return owner == CREW__LW_NOTRECOVERABLE ? CREW_ENOTRECOVERABLE : CREW_EINVAL;
 }
 
-int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t v, double timeout,
-                          _Atomic uint32_t *spin_hint)
+/* Watches the word for the spin budget (a hand-off is ~0.3 us when
+ * watched, ~35 us through a sleep). true if the owner changed. */
+static bool spin_watch(_Atomic uint64_t *w, uint64_t owner, _Atomic uint32_t *spin_hint)
+{
+    uint32_t budget = crew__spin_budget(spin_hint);
+    if (budget == 0)
+        return false; /* the hint says: park at once */
+    uint64_t start = crew__now_ns();
+    bool seen = false;
+    for (unsigned i = 1;; i++) {
+        uint64_t x = atomic_load_explicit(w, memory_order_relaxed);
+        if (crew__lw_owner(x) != owner) {
+            seen = true;
+            break;
+        }
+        crew__cpu_relax();
+        if ((i & 15) == 0 && crew__now_ns() - start >= budget)
+            break;
+    }
+    crew__spin_feedback(spin_hint, seen);
+    return seen;
+}
+
+/* The deadline has passed with the word held (v). A waiter that slept may
+ * have consumed a wake-up meant for another sleeper: leave WAITERS set so
+ * the owner's release wakes one. Returns false if the word was found free
+ * meanwhile (take it rather than time out). */
+static bool give_up(_Atomic uint64_t *w, uint64_t v, bool waited)
+{
+    while (waited && v != 0 && !(v & CREW__LW_WAITERS) &&
+           !atomic_compare_exchange_weak_explicit(w, &v, v | CREW__LW_WAITERS,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+    return v != 0;
+}
+
+int crew__lw_acquire(_Atomic uint64_t *w, uint64_t me, uint64_t v, const crew__lw_wait *how)
 {
     CREW_ASSERT((me & CREW__LW_FLAGS) == 0 && (me >> 32) != 0);
-    crew__deadline d;
-    crew__deadline_init(&d, timeout);
+    const crew__deadline *d = how->deadline;
     uint32_t slice = CREW__SLICE_FIRST_NS;
-    bool check_live = timeout == 0, spun = timeout == 0, waited = false, checked = false;
+    bool check_live = how->check_first, spun = !how->spin, waited = false, checked = false;
+    unsigned lost = 0;
     for (;; v = atomic_load_explicit(w, memory_order_relaxed)) {
         if (v == 0) {
             /* Once we have slept, others may sleep too: keep WAITERS. */
@@ -107,17 +157,24 @@ int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t v, double t
             if (atomic_compare_exchange_weak_explicit(w, &v, nv, memory_order_acquire,
                                                       memory_order_relaxed))
                 return 0;
+            /* Lost to a taker. A word that keeps flipping between free and
+             * taken (a hostile peer's) must not hold us past the deadline
+             * either; honest contention rarely loses 64 in a row. */
+            if ((++lost & 63) == 0 && crew__deadline_expired(d))
+                return CREW_ETIMEDOUT;
             continue;
         }
         uint64_t owner = crew__lw_owner(v);
-        if (is_special(owner))
+        if (is_special(owner) && !how->owners_only)
             return special_status(owner);
         if (owner == me)
             return CREW_EDEADLK;
         if (check_live) {
             check_live = false;
             checked = true;
-            if (!crew__thread_alive((uint32_t)(owner >> 32), (uint32_t)owner)) {
+            /* With owners_only a word of pid 0 names no thread at all. */
+            if (is_special(owner) ||
+                !crew__thread_alive((uint32_t)(owner >> 32), (uint32_t)owner)) {
                 uint64_t nv = me | CREW__LW_INCONSISTENT | (v & CREW__LW_WAITERS);
                 if (atomic_compare_exchange_strong_explicit(w, &v, nv, memory_order_acquire,
                                                             memory_order_relaxed))
@@ -125,43 +182,22 @@ int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t v, double t
                 continue; /* someone else took it over or it changed: re-read */
             }
         }
-        if (crew__deadline_expired(&d)) {
+        if (how->broken && atomic_load_explicit(how->broken, memory_order_acquire))
+            return CREW_EPROTO;
+        if (crew__deadline_expired(d)) {
             /* A caller that loops on short timeouts never sees a slice run
              * out: check the owner once per call before giving up. */
             if (!checked) {
                 check_live = true;
                 continue;
             }
-            /* We may have consumed a wake-up meant for a sleeper: leave
-             * WAITERS set so the owner's release wakes one. */
-            while (waited && v != 0 && !(v & CREW__LW_WAITERS) &&
-                   !atomic_compare_exchange_weak_explicit(w, &v, v | CREW__LW_WAITERS,
-                                                          memory_order_relaxed,
-                                                          memory_order_relaxed))
-                ;
-            if (v == 0)
-                continue; /* freed meanwhile: take it rather than time out */
-            return CREW_ETIMEDOUT;
+            if (give_up(w, v, waited))
+                return CREW_ETIMEDOUT;
+            continue; /* freed meanwhile */
         }
         if (!spun) {
-            /* A hand-off is ~0.3 us when watched, ~35 us through a sleep. */
             spun = true;
-            uint32_t budget = crew__spin_budget(spin_hint);
-            if (budget == 0)
-                continue; /* the hint says: park at once */
-            uint64_t start = crew__now_ns();
-            bool seen = false;
-            for (unsigned i = 1;; i++) {
-                uint64_t x = atomic_load_explicit(w, memory_order_relaxed);
-                if (crew__lw_owner(x) != owner) {
-                    seen = true;
-                    break;
-                }
-                crew__cpu_relax();
-                if ((i & 15) == 0 && crew__now_ns() - start >= budget)
-                    break;
-            }
-            crew__spin_feedback(spin_hint, seen);
+            (void)spin_watch(w, owner, how->spin_hint);
             continue;
         }
         if (!(v & CREW__LW_WAITERS)) {
@@ -172,10 +208,21 @@ int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t v, double t
             v |= CREW__LW_WAITERS;
         }
         waited = true;
-        int r = crew__sync_sleep(low_half(w), (uint32_t)v, &d, &slice);
+        int r = crew__sync_sleep(low_half(w), (uint32_t)v, d, &slice);
         if (r == 1)
             check_live = true;
     }
+}
+
+int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t v, double timeout,
+                          _Atomic uint32_t *spin_hint)
+{
+    crew__deadline d;
+    crew__deadline_init(&d, timeout);
+    /* A poll (timeout 0) checks the owner at once and does not spin. */
+    crew__lw_wait how = {.deadline = &d, .spin_hint = spin_hint, .check_first = timeout == 0,
+                         .spin = timeout != 0};
+    return crew__lw_acquire(w, me, v, &how);
 }
 
 int crew__lw_release_slow(_Atomic uint64_t *w, uint64_t me, uint64_t v)

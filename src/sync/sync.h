@@ -3,8 +3,8 @@
  * event.c, barrier.c) share privately: the owner word of a lock, the
  * liveness check, the sliced sleep. Never installed.
  */
-#ifndef CREW_SYNC_H
-#define CREW_SYNC_H
+#ifndef CREW__SYNC_H
+#define CREW__SYNC_H
 
 #include "core/internal.h"
 
@@ -29,10 +29,42 @@ static inline uint64_t crew__lw_self(void)
 /* The owner part of a word (no flags); 0 when free. */
 static inline uint64_t crew__lw_owner(uint64_t w) { return w & ~CREW__LW_FLAGS; }
 
-/* The lock core shared by crew_lock, crew_rlock and the barrier's internal
- * lock: slow paths only (the fast paths are inline CASes in lock.c). */
+/* The lock core shared by crew_lock, crew_rlock, the barrier's internal
+ * lock and the shared-memory ring's two locks (ipc/ring.c): slow paths only
+ * (the fast paths are inline CASes at the callers). */
+
+/* How a wait for a lock word goes (crew__lw_acquire). */
+typedef struct crew__lw_wait {
+    const crew__deadline *deadline; /* when to give up: CREW_ETIMEDOUT */
+    _Atomic uint32_t *spin_hint;    /* adaptive spinning (below); NULL: fixed budget */
+    /* Non-NULL: a flag that reads non-zero once the structure holding the
+     * lock is broken (the ring's `broken`); the wait then ends with
+     * CREW_EPROTO. Looked at on every turn before the wait sleeps again. */
+    _Atomic uint32_t *broken;
+    bool check_first; /* ask whether the owner lives before anything else (a poll) */
+    bool spin;        /* watch the owner for the spin budget before the first sleep */
+    /* The word only ever holds owners (no crew_lock_destroy, no release
+     * without repair): a word of pid 0 then names no thread -- a peer wrote
+     * it -- and is taken over like a dead owner's, instead of being a
+     * special state. For words in memory a hostile peer can write. */
+    bool owners_only;
+} crew__lw_wait;
+
+/* Acquires *w for me (crew__lw_self()) after a failed fast CAS that saw
+ * `seen`. Returns 0; CREW_EOWNERDEAD (held, taken over from a dead owner,
+ * INCONSISTENT set: repair, then crew__lw_consistent); CREW_ETIMEDOUT;
+ * CREW_EDEADLK (we own it); CREW_ENOTRECOVERABLE / CREW_EINVAL (special
+ * states, unless owners_only); CREW_EPROTO (how->broken). However a peer
+ * flips the word, the loop looks at the deadline at least every 64 turns
+ * and sleeps only until it: it never holds the caller much past it. */
+int crew__lw_acquire(_Atomic uint64_t *w, uint64_t me, uint64_t seen, const crew__lw_wait *how);
+/* crew__lw_acquire for a public-call timeout: a poll (0) checks the owner
+ * at once and does not spin; otherwise spin, then sleep. */
 int crew__lw_acquire_slow(_Atomic uint64_t *w, uint64_t me, uint64_t seen, double timeout,
                           _Atomic uint32_t *spin_hint);
+/* Release after a failed fast CAS (me -> 0) that saw `seen`: 0 (released;
+ * an INCONSISTENT lock becomes not recoverable), CREW_EPERM (not ours) or
+ * CREW_EINVAL (destroyed). */
 int crew__lw_release_slow(_Atomic uint64_t *w, uint64_t me, uint64_t seen);
 int crew__lw_consistent(_Atomic uint64_t *w, uint64_t me);
 
