@@ -5,8 +5,8 @@
  * Before adding a helper to any src/ file, look here: if two subsystems need
  * it, it belongs here (and in util.c), once.
  */
-#ifndef CREW_INTERNAL_H
-#define CREW_INTERNAL_H
+#ifndef CREW__INTERNAL_H
+#define CREW__INTERNAL_H
 
 #include "crew.h"
 
@@ -20,16 +20,23 @@
 /* ------------------------------------------------------------ assertions
  * Stay on in release builds: they guard invariants whose breakage would
  * corrupt shared state, where continuing is worse than stopping. */
-#define CREW_ASSERT(cond)                                                      \
+#define CREW__ASSERT(cond)                                                     \
     do {                                                                       \
         if (__builtin_expect(!(cond), 0))                                      \
             crew__assert_fail(#cond, __FILE__, __LINE__);                      \
     } while (0)
 __attribute__((noreturn)) void crew__assert_fail(const char *expr, const char *file, int line);
 
-#define CREW_LIKELY(x) __builtin_expect(!!(x), 1)
-#define CREW_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define CREW_CACHELINE 64
+/* Internal macros wear the internal prefix (CREW__); CREW_ is crew.h's. */
+#define CREW__LIKELY(x) __builtin_expect(!!(x), 1)
+#define CREW__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define CREW__CACHELINE 64
+
+/* Old names, removed once every file uses the new one. */
+#define CREW_ASSERT CREW__ASSERT
+#define CREW_LIKELY CREW__LIKELY
+#define CREW_UNLIKELY CREW__UNLIKELY
+#define CREW_CACHELINE CREW__CACHELINE
 
 /* Asks for the cache line of p in exclusive state, for a line this thread
  * will read and then write (an atomic RMW): one transfer instead of a
@@ -54,8 +61,8 @@ void *crew__realloc(void *p, size_t size);
 void crew__free(void *p);
 
 /* ------------------------------------------------------------ time
- * A deadline is an absolute CLOCK_MONOTONIC time. crew__deadline() turns the
- * public `double timeout` convention into one: timeout < 0 gives
+ * A deadline is an absolute CLOCK_MONOTONIC time. crew__deadline_init()
+ * turns the public `double timeout` convention into one: timeout < 0 gives
  * deadline->forever = true; 0 gives "already expired". */
 typedef struct crew__deadline {
     struct timespec at;
@@ -123,13 +130,13 @@ extern __thread uint32_t crew__tls_pid CREW__TLS_IE;
 void crew__identity_slow(void);
 static inline uint32_t crew__tid(void)
 {
-    if (CREW_UNLIKELY(crew__tls_tid == 0))
+    if (CREW__UNLIKELY(crew__tls_tid == 0))
         crew__identity_slow();
     return crew__tls_tid;
 }
 static inline uint32_t crew__pid(void)
 {
-    if (CREW_UNLIKELY(crew__tls_tid == 0))
+    if (CREW__UNLIKELY(crew__tls_tid == 0))
         crew__identity_slow();
     return crew__tls_pid;
 }
@@ -172,4 +179,4 @@ int crew__attach_fd_size(int fd, size_t *size);
  * a crew bug, caught by the fd-leak tests). */
 void crew__close(int fd);
 
-#endif /* CREW_INTERNAL_H */
+#endif /* CREW__INTERNAL_H */

@@ -67,7 +67,7 @@ typedef struct pipe_shared {
     uint64_t id;
     uint64_t total;
     uint64_t ring_off[2];
-    alignas(CREW_CACHELINE) _Atomic uint32_t closed[2];
+    alignas(CREW__CACHELINE) _Atomic uint32_t closed[2];
     _Atomic uint32_t broken; /* non-zero: someone found the pipe corrupted */
 } pipe_shared;
 

@@ -201,12 +201,12 @@ static int ring_seen_broken(crew__ring_view *v)
  * nothing else in it can be trusted either. */
 static inline int ring_enter(crew__ring_view *v)
 {
-    if (CREW_UNLIKELY(atomic_load_explicit(v->broken, memory_order_relaxed)))
+    if (CREW__UNLIKELY(atomic_load_explicit(v->broken, memory_order_relaxed)))
         return CREW_EPROTO;
     crew__ring *r = v->hdr;
-    if (CREW_UNLIKELY(atomic_load_explicit(&r->broken, memory_order_acquire) != 0))
+    if (CREW__UNLIKELY(atomic_load_explicit(&r->broken, memory_order_acquire) != 0))
         return ring_seen_broken(v);
-    if (CREW_UNLIKELY(rd64(&r->magic) != CREW__RING_MAGIC || rd64(&r->cap) != v->cap ||
+    if (CREW__UNLIKELY(rd64(&r->magic) != CREW__RING_MAGIC || rd64(&r->cap) != v->cap ||
                       rd64(&r->max_msg) != v->max_msg))
         return crew__ring_break(v);
     return 0;
@@ -240,7 +240,7 @@ static int lock_slow(crew__ring_view *v, _Atomic uint64_t *w, uint64_t me, uint6
 static inline int lock_take(crew__ring_view *v, _Atomic uint64_t *w, lazy_deadline *d)
 {
     uint64_t me = crew__lw_self(), seen = 0;
-    if (CREW_LIKELY(atomic_compare_exchange_strong_explicit(w, &seen, me, memory_order_acquire,
+    if (CREW__LIKELY(atomic_compare_exchange_strong_explicit(w, &seen, me, memory_order_acquire,
                                                             memory_order_relaxed)))
         return 0;
     return lock_slow(v, w, me, seen, d);
@@ -254,7 +254,7 @@ static inline int lock_take(crew__ring_view *v, _Atomic uint64_t *w, lazy_deadli
 static inline bool lock_drop(_Atomic uint64_t *w)
 {
     uint64_t me = crew__lw_self(), seen = me;
-    if (CREW_LIKELY(atomic_compare_exchange_strong_explicit(w, &seen, 0, memory_order_release,
+    if (CREW__LIKELY(atomic_compare_exchange_strong_explicit(w, &seen, 0, memory_order_release,
                                                             memory_order_relaxed)))
         return true;
     return crew__lw_release_slow(w, me, seen) == 0;
@@ -267,7 +267,7 @@ static inline void event_signal(_Atomic uint32_t *seq, _Atomic uint32_t *waiters
     /* A read-modify-write of the waiters word, not a fence + load: both
      * sides then order themselves in that one word's modification order
      * (see DESIGN), which C11 and TSan both understand. */
-    if (CREW_UNLIKELY(atomic_fetch_add_explicit(waiters, 0, memory_order_seq_cst) != 0)) {
+    if (CREW__UNLIKELY(atomic_fetch_add_explicit(waiters, 0, memory_order_seq_cst) != 0)) {
         atomic_fetch_add_explicit(seq, 1, memory_order_release);
         crew__futex_wake(seq, INT32_MAX);
     }

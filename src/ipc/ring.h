@@ -3,8 +3,8 @@
  * (implemented in ring.c; see the DESIGN comment there and docs/queue.md).
  * Private to the library, never installed.
  */
-#ifndef CREW_RING_H
-#define CREW_RING_H
+#ifndef CREW__RING_H
+#define CREW__RING_H
 
 #include "core/internal.h"
 
@@ -36,28 +36,28 @@ typedef struct crew__ring {
 
     /* Published positions: each has a line of its own, written by one side
      * and polled by the other, so a poll sees one change per message. */
-    alignas(CREW_CACHELINE) _Atomic uint64_t tail; /* written under prod_lock */
-    alignas(CREW_CACHELINE) _Atomic uint64_t head; /* written under cons_lock */
+    alignas(CREW__CACHELINE) _Atomic uint64_t tail; /* written under prod_lock */
+    alignas(CREW__CACHELINE) _Atomic uint64_t head; /* written under cons_lock */
 
     /* Producers' private line: their lock, and the last `head` they read
      * (head only grows, so a stale copy under-states the free space and is
      * safe; it is re-read only when it says there is no room). */
-    alignas(CREW_CACHELINE) _Atomic uint64_t prod_lock; /* a lock word (sync/sync.h) */
+    alignas(CREW__CACHELINE) _Atomic uint64_t prod_lock; /* a lock word (sync/sync.h) */
     uint64_t head_seen;
 
     /* Consumers' private line. */
-    alignas(CREW_CACHELINE) _Atomic uint64_t cons_lock;
+    alignas(CREW__CACHELINE) _Atomic uint64_t cons_lock;
 
     /* "Data arrived" event: bumped by producers when data_waiters > 0. */
-    alignas(CREW_CACHELINE) _Atomic uint32_t data_seq;
+    alignas(CREW__CACHELINE) _Atomic uint32_t data_seq;
     _Atomic uint32_t data_waiters;
 
     /* "Space freed" event: bumped by consumers when space_waiters > 0. */
-    alignas(CREW_CACHELINE) _Atomic uint32_t space_seq;
+    alignas(CREW__CACHELINE) _Atomic uint32_t space_seq;
     _Atomic uint32_t space_waiters;
 
     /* Rarely written. */
-    alignas(CREW_CACHELINE) _Atomic uint32_t closed;
+    alignas(CREW__CACHELINE) _Atomic uint32_t closed;
     _Atomic uint32_t recoveries; /* locks taken over from dead owners */
     _Atomic uint32_t broken;     /* non-zero: someone found the ring corrupted */
 } crew__ring;
@@ -144,4 +144,4 @@ int crew__ring_break(crew__ring_view *v);
  * recoveries. 0 or CREW_EPROTO. */
 int crew__ring_status(crew__ring_view *v, uint64_t *used, bool *closed, unsigned *recoveries);
 
-#endif /* CREW_RING_H */
+#endif /* CREW__RING_H */

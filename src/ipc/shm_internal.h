@@ -6,8 +6,8 @@
  * Every crew_shm_create / crew_shm_attach adds its handle, crew_shm_destroy
  * removes it. With no live handle the lookups cost one relaxed load.
  */
-#ifndef CREW_SHM_INTERNAL_H
-#define CREW_SHM_INTERNAL_H
+#ifndef CREW__SHM_INTERNAL_H
+#define CREW__SHM_INTERNAL_H
 
 #include "core/internal.h"
 
@@ -35,4 +35,4 @@ int crew__shm_dup_fd(uint64_t dev, uint64_t ino);
  * and takes ownership of it: a registered handle, as crew_shm_attach gives. */
 int crew__shm_adopt(crew_shm **out, int fd, size_t size);
 
-#endif /* CREW_SHM_INTERNAL_H */
+#endif /* CREW__SHM_INTERNAL_H */

@@ -158,7 +158,7 @@ int crew_thread_join(crew_thread *t, double timeout, void **result)
     }
     void *r = NULL;
     int e = pthread_join(t->pt, &r);
-    CREW_ASSERT(e == 0);
+    CREW__ASSERT(e == 0);
     if (r == PTHREAD_CANCELED)
         r = NULL;
     atomic_store_explicit(&t->state, JOINED, memory_order_release);
@@ -175,7 +175,7 @@ int crew_thread_detach(crew_thread *t)
     if (rc)
         return rc;
     int e = pthread_detach(t->pt);
-    CREW_ASSERT(e == 0);
+    CREW__ASSERT(e == 0);
     atomic_store_explicit(&t->state, DETACHED, memory_order_release);
     return 0;
 }

@@ -83,7 +83,7 @@ static void blk_lock(barrier_impl *p)
         return;
     }
     /* ENOTRECOVERABLE cannot happen: we always mark consistent. */
-    CREW_ASSERT(rc == 0);
+    CREW__ASSERT(rc == 0);
 }
 
 static void blk_unlock(barrier_impl *p)
@@ -92,7 +92,7 @@ static void blk_unlock(barrier_impl *p)
     if (atomic_compare_exchange_strong_explicit(&p->lock, &v, 0, memory_order_release, RLX))
         return;
     int rc = crew__lw_release_slow(&p->lock, me, v);
-    CREW_ASSERT(rc == 0);
+    CREW__ASSERT(rc == 0);
 }
 
 /* Under the lock: the caller's slot, registering it if there is room.

@@ -78,7 +78,7 @@ static int cond_wait_until(crew_cond *c, crew_lock *l, const crew__deadline *d, 
     cond_impl *p = ci(c);
     uint32_t s = (uint32_t)atomic_load_explicit(&p->data, memory_order_acquire);
     int rc = crew_lock_release(l);
-    CREW_ASSERT(rc == 0); /* ownership was checked by the caller */
+    CREW__ASSERT(rc == 0); /* ownership was checked by the caller */
     int out = 0;
     if (timeout == 0) {
         if ((uint32_t)atomic_load_explicit(&p->data, memory_order_acquire) == s)

@@ -95,11 +95,6 @@ int crew__sync_sleep(_Atomic uint32_t *addr, uint32_t val, const crew__deadline 
 }
 
 /* ------------------------------------------------------------ lock core */
-static inline _Atomic uint32_t *low_half(_Atomic uint64_t *w)
-{
-    return (_Atomic uint32_t *)(void *)w; /* little-endian: see sync.h */
-}
-
 static inline bool is_special(uint64_t owner) { return (owner >> 32) == 0; }
 
 static int special_status(uint64_t owner)
@@ -145,7 +140,7 @@ static bool give_up(_Atomic uint64_t *w, uint64_t v, bool waited)
 
 int crew__lw_acquire(_Atomic uint64_t *w, uint64_t me, uint64_t v, const crew__lw_wait *how)
 {
-    CREW_ASSERT((me & CREW__LW_FLAGS) == 0 && (me >> 32) != 0);
+    CREW__ASSERT((me & CREW__LW_FLAGS) == 0 && (me >> 32) != 0);
     const crew__deadline *d = how->deadline;
     uint32_t slice = CREW__SLICE_FIRST_NS;
     bool check_live = how->check_first, spun = !how->spin, waited = false, checked = false;
@@ -208,7 +203,7 @@ int crew__lw_acquire(_Atomic uint64_t *w, uint64_t me, uint64_t v, const crew__l
             v |= CREW__LW_WAITERS;
         }
         waited = true;
-        int r = crew__sync_sleep(low_half(w), (uint32_t)v, d, &slice);
+        int r = crew__sync_sleep(crew__low_half(w), (uint32_t)v, d, &slice);
         if (r == 1)
             check_live = true;
     }
@@ -234,13 +229,13 @@ int crew__lw_release_slow(_Atomic uint64_t *w, uint64_t me, uint64_t v)
         if (v & CREW__LW_INCONSISTENT) {
             /* Released without repair: nobody may trust the data again. */
             atomic_store_explicit(w, CREW__LW_NOTRECOVERABLE, memory_order_release);
-            crew__futex_wake(low_half(w), INT32_MAX);
+            crew__futex_wake(crew__low_half(w), INT32_MAX);
             return 0;
         }
         if (atomic_compare_exchange_weak_explicit(w, &v, 0, memory_order_release,
                                                   memory_order_relaxed)) {
             if (v & CREW__LW_WAITERS)
-                crew__futex_wake(low_half(w), 1);
+                crew__futex_wake(crew__low_half(w), 1);
             return 0;
         }
     }
@@ -306,10 +301,10 @@ int crew_lock_init(crew_lock *l)
 
 int crew_lock_acquire(crew_lock *l, double timeout)
 {
-    if (CREW_UNLIKELY(!l || crew__timeout_bad(timeout)))
+    if (CREW__UNLIKELY(!l || crew__timeout_bad(timeout)))
         return CREW_EINVAL;
     uint64_t me = crew__lw_self(), v = 0;
-    if (CREW_LIKELY(atomic_compare_exchange_strong_explicit(lock_word(l), &v, me,
+    if (CREW__LIKELY(atomic_compare_exchange_strong_explicit(lock_word(l), &v, me,
                                                             memory_order_acquire,
                                                             memory_order_relaxed)))
         return 0;
@@ -330,10 +325,10 @@ int crew_lock_try(crew_lock *l)
 
 int crew_lock_release(crew_lock *l)
 {
-    if (CREW_UNLIKELY(!l))
+    if (CREW__UNLIKELY(!l))
         return CREW_EINVAL;
     uint64_t me = crew__lw_self(), v = me;
-    if (CREW_LIKELY(atomic_compare_exchange_strong_explicit(lock_word(l), &v, 0,
+    if (CREW__LIKELY(atomic_compare_exchange_strong_explicit(lock_word(l), &v, 0,
                                                             memory_order_release,
                                                             memory_order_relaxed)))
         return 0;
@@ -391,7 +386,7 @@ int crew_rlock_acquire(crew_rlock *r, double timeout)
         return CREW_EINVAL;
     rlock_impl *p = rl(r);
     uint64_t me = crew__lw_self(), v = 0;
-    if (CREW_LIKELY(atomic_compare_exchange_strong_explicit(&p->word, &v, me,
+    if (CREW__LIKELY(atomic_compare_exchange_strong_explicit(&p->word, &v, me,
                                                             memory_order_acquire,
                                                             memory_order_relaxed))) {
         atomic_store_explicit(&p->count, 1, memory_order_relaxed);

@@ -166,4 +166,4 @@ static inline _Atomic uint32_t *crew__low_half(_Atomic uint64_t *w)
 int crew__sync_sleep(_Atomic uint32_t *addr, uint32_t val, const crew__deadline *d,
                      uint32_t *slice_ns);
 
-#endif
+#endif /* CREW__SYNC_H */
