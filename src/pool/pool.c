@@ -112,9 +112,9 @@ static void pool_memory_free(crew_pool *p)
  * it. Frees the pool when it is destroyed and nothing is lent. */
 static void alloc_unlock_maybe_free(crew_pool *p)
 {
-    bool gone = atomic_load(&p->destroyed) == 2 && atomic_load(&p->lent) == 0;
+    bool gone = atomic_load(&p->life) == CREW__POOL_CLOSED && atomic_load(&p->lent) == 0;
     if (gone)
-        atomic_store(&p->destroyed, 3); /* exactly one thread sees 2 -> 3 */
+        atomic_store(&p->life, CREW__POOL_FREED); /* exactly one thread moves it */
     pthread_mutex_unlock(&p->alloc_lock);
     if (gone) {
         pthread_mutex_lock(&registry_lock);
@@ -192,9 +192,9 @@ static void tcache_flush(tcache *c)
             pthread_mutex_lock(&p->alloc_lock);
             push_batch_locked(p, c->head, c->n);
             atomic_fetch_sub(&p->lent, (int64_t)c->n);
-            bool gone = atomic_load(&p->destroyed) == 2 && atomic_load(&p->lent) == 0;
+            bool gone = atomic_load(&p->life) == CREW__POOL_CLOSED && atomic_load(&p->lent) == 0;
             if (gone) {
-                atomic_store(&p->destroyed, 3);
+                atomic_store(&p->life, CREW__POOL_FREED);
                 registry_remove_locked(p);
             }
             pthread_mutex_unlock(&p->alloc_lock);
@@ -361,8 +361,8 @@ static void future_free(crew_future *f)
         if (f->map != NULL && !(s & CREW__F_INTERNAL))
             crew__map_unref(f->map);
     }
-    if (CREW_LIKELY(tc.pool_id == p->pool_id) && atomic_load_explicit(&p->destroyed,
-                                                                      memory_order_relaxed) == 0) {
+    if (CREW_LIKELY(tc.pool_id == p->pool_id) &&
+        atomic_load_explicit(&p->life, memory_order_relaxed) == CREW__POOL_LIVE) {
         f->free_next = tc.head;
         tc.head = f;
         if (++tc.n < CACHE_MAX / 2)
@@ -588,7 +588,7 @@ int crew__future_complete_final(crew_future *f, int status, const void *result, 
     if (old & CREW__F_WAITERS)
         crew__futex_wake(&f->state, INT32_MAX);
     if (old & CREW__F_WORKER_WAIT)
-        crew__threads_wake_helpers(p, f);
+        p->ops->wake_helpers(p, f); /* only a backend with help_wait sets it */
     if (!slow) {
         if ((add & CREW__F_RELEASED) && (old & CREW__F_DROPPED))
             future_free(f);
@@ -671,7 +671,29 @@ int crew__future_park(crew_future *f, const crew__deadline *d)
     }
 }
 
-static bool called_from_worker(const crew_pool *p);
+/* Enters ops->wait's section: false if p is being destroyed (then the
+ * caller must not call the hook, but still leave). crew_pool_destroy sets
+ * p->life and then waits for hook_users to drain, and we enter, then
+ * check, both seq_cst: one of us sees the other. */
+static bool hook_enter(crew_pool *p)
+{
+    atomic_fetch_add_explicit(&p->hook_users, 1, memory_order_seq_cst);
+    return atomic_load_explicit(&p->life, memory_order_seq_cst) == CREW__POOL_LIVE;
+}
+
+static void hook_leave(crew_pool *p)
+{
+    if (atomic_fetch_sub_explicit(&p->hook_users, 1, memory_order_seq_cst) == 1 &&
+        atomic_load_explicit(&p->life, memory_order_seq_cst) != CREW__POOL_LIVE)
+        crew__futex_wake(&p->hook_users, INT32_MAX);
+}
+
+/* Is the calling thread running a task of p (so it must not wait for p to
+ * go idle)? */
+static bool called_from_worker(const crew_pool *p)
+{
+    return p->ops->in_task && p->ops->in_task(p);
+}
 
 static int wait_deadline(crew_future *f, const crew__deadline *d)
 {
@@ -682,18 +704,13 @@ static int wait_deadline(crew_future *f, const crew__deadline *d)
      * it picked up could run past any finite deadline. A worker waiting
      * with a timeout parks like any thread -- its wait on a sub-task no
      * other worker is free to run then times out instead of deadlocking. */
-    if (p->ops == &crew__pool_threads_ops && crew__threads_worker_index(p) >= 0)
-        return d->forever ? crew__threads_help_wait(p, f, d) : crew__future_park(f, d);
+    if (p->ops->is_worker && p->ops->is_worker(p))
+        return d->forever ? p->ops->help_wait(p, f, d) : crew__future_park(f, d);
     if (p->ops->wait) {
-        /* Enter, then check: crew_pool_destroy sets `destroyed` and then
-         * waits for hook_users to drain, so one of us sees the other. */
-        atomic_fetch_add_explicit(&p->hook_users, 1, memory_order_seq_cst);
         int rc = 1;
-        if (atomic_load_explicit(&p->destroyed, memory_order_seq_cst) == 0)
+        if (hook_enter(p))
             rc = p->ops->wait(p, f, d);
-        if (atomic_fetch_sub_explicit(&p->hook_users, 1, memory_order_seq_cst) == 1 &&
-            atomic_load_explicit(&p->destroyed, memory_order_seq_cst))
-            crew__futex_wake(&p->hook_users, INT32_MAX);
+        hook_leave(p);
         if (rc != 1)
             return rc;
     }
@@ -733,9 +750,8 @@ int crew_wait_all(crew_future *const *fs, size_t n, double timeout)
      * from outside it. Enter the hook once for the whole array. */
     crew_pool *p = fs[i]->pool;
     if (p->ops->wait && !called_from_worker(p)) {
-        atomic_fetch_add_explicit(&p->hook_users, 1, memory_order_seq_cst);
         int rc = 0;
-        if (atomic_load_explicit(&p->destroyed, memory_order_seq_cst) == 0) {
+        if (hook_enter(p)) {
             /* Last first: queues are FIFO, so by the time the last future
              * is done (a waiter that helps ran everything queued before it
              * in one call) the others mostly are too. */
@@ -747,9 +763,7 @@ int crew_wait_all(crew_future *const *fs, size_t n, double timeout)
             }
             i = n;
         }
-        if (atomic_fetch_sub_explicit(&p->hook_users, 1, memory_order_seq_cst) == 1 &&
-            atomic_load_explicit(&p->destroyed, memory_order_seq_cst))
-            crew__futex_wake(&p->hook_users, INT32_MAX);
+        hook_leave(p);
         if (rc)
             return rc;
     }
@@ -864,38 +878,13 @@ int crew_wait_any(crew_future *const *fs, size_t n, double timeout, size_t *inde
 
 #define ID_BITS 40
 
-int crew_pool_create(crew_pool **out, const crew_pool_options *opts)
+crew_pool *crew__pool_new(const crew__pool_ops *ops, const crew_pool_options *o)
 {
-    if (!out)
-        return CREW_EINVAL;
-    crew_pool_options o;
-    if (opts)
-        o = *opts;
-    else
-        memset(&o, 0, sizeof o);
-    if ((o.kind != CREW_THREADS && o.kind != CREW_PROCESSES) || o.workers < 0 ||
-        o.workers > 1024 || !(o.task_timeout >= 0 && o.task_timeout <= CREW__TIME_MAX) ||
-        !(o.kill_grace >= 0 && o.kill_grace <= CREW__TIME_MAX))
-        return CREW_EINVAL;
-    if (o.workers == 0)
-        o.workers = crew_cpu_count();
-    if (o.max_arg_size == 0)
-        o.max_arg_size = 64 * 1024;
-    if (o.max_result_size == 0)
-        o.max_result_size = 64 * 1024;
-    if (o.max_arg_size > UINT32_MAX || o.max_result_size > UINT32_MAX)
-        return CREW_EINVAL;
-    if (o.kill_grace == 0)
-        o.kill_grace = 0.05;
-    if (o.breaker_crashes == 0)
-        o.breaker_crashes = 64;
-
     crew_pool *p = crew__calloc(1, sizeof *p);
     if (!p)
-        return CREW_ENOMEM;
-    p->ops = o.kind == CREW_THREADS ? &crew__pool_threads_ops : &crew__pool_processes_ops;
-    p->opts = o;
-    p->workers = o.workers;
+        return NULL;
+    p->ops = ops;
+    p->opts = *o;
     p->pool_id = atomic_fetch_add(&g_next_pool_id, 1);
     atomic_init(&p->next_id, (p->pool_id << ID_BITS) | 1);
     p->notify_fd = -1;
@@ -903,18 +892,17 @@ int crew_pool_create(crew_pool **out, const crew_pool_options *opts)
     pthread_mutex_init(&p->alloc_lock, NULL);
     pthread_mutex_init(&p->cb_shut_lock, NULL);
     registry_add(p);
-    int rc = p->ops->create(p, &o);
-    if (rc) {
-        if (tc.pool_id == p->pool_id)
-            tcache_flush(&tc);
-        pthread_mutex_lock(&registry_lock);
-        registry_remove_locked(p);
-        pthread_mutex_unlock(&registry_lock);
-        pool_memory_free(p);
-        return rc;
-    }
-    *out = p;
-    return 0;
+    return p;
+}
+
+void crew__pool_abandon(crew_pool *p)
+{
+    if (tc.pool_id == p->pool_id)
+        tcache_flush(&tc);
+    pthread_mutex_lock(&registry_lock);
+    registry_remove_locked(p);
+    pthread_mutex_unlock(&registry_lock);
+    pool_memory_free(p);
 }
 
 /* Hands a filled-in f to the backend and counts it as submitted (unless
@@ -1025,11 +1013,6 @@ crew_shm *crew_task_shm(const crew_task *t)
     return NULL;
 }
 
-static bool called_from_worker(const crew_pool *p)
-{
-    return p->ops == &crew__pool_threads_ops && crew__threads_in_task(p);
-}
-
 /* cb_shut_state: no thread yet, one running, finished (to be joined),
  * closed (destroy joined it: no more). */
 enum { CB_SHUT_NONE, CB_SHUT_RUNNING, CB_SHUT_FINISHED, CB_SHUT_CLOSED };
@@ -1110,7 +1093,7 @@ int crew_pool_destroy(crew_pool *p)
     pthread_mutex_unlock(&p->cb_shut_lock);
     if (cb_state == CB_SHUT_RUNNING || cb_state == CB_SHUT_FINISHED)
         pthread_join(p->cb_shut_thread, NULL);
-    atomic_store(&p->destroyed, 1);
+    atomic_store(&p->life, CREW__POOL_CLOSING);
     for (;;) {
         uint32_t v = atomic_load(&p->hook_users);
         if (v == 0)
@@ -1129,12 +1112,12 @@ int crew_pool_destroy(crew_pool *p)
     if (tc.pool_id == p->pool_id)
         tcache_flush(&tc);
     pthread_mutex_lock(&p->alloc_lock);
-    atomic_store(&p->destroyed, 2);
+    atomic_store(&p->life, CREW__POOL_CLOSED);
     alloc_unlock_maybe_free(p);
     return 0;
 }
 
-int crew_pool_workers(const crew_pool *p) { return p ? p->workers : CREW_EINVAL; }
+int crew_pool_workers(const crew_pool *p) { return p ? p->opts.workers : CREW_EINVAL; }
 
 int crew_pool_kind_of(const crew_pool *p) { return p ? (int)p->opts.kind : CREW_EINVAL; }
 
@@ -1149,7 +1132,7 @@ int crew_pool_stats_get(crew_pool *p, crew_pool_stats *st)
     st->crashed = atomic_load_explicit(&p->n_crashed, memory_order_relaxed);
     st->timed_out = atomic_load_explicit(&p->n_timed_out, memory_order_relaxed);
     st->canceled = atomic_load_explicit(&p->n_canceled, memory_order_relaxed);
-    if (p->ops->stats && atomic_load(&p->destroyed) == 0)
+    if (p->ops->stats && atomic_load(&p->life) == CREW__POOL_LIVE)
         p->ops->stats(p, st);
     return 0;
 }
@@ -1239,7 +1222,7 @@ int crew_future_cancel(crew_future *f)
     crew_pool *p = f->pool;
     if (f->map)
         atomic_store(&f->map->cancel, 1);
-    if (p->ops->cancel && atomic_load(&p->destroyed) == 0)
+    if (p->ops->cancel && atomic_load(&p->life) == CREW__POOL_LIVE)
         p->ops->cancel(p, f);
     if (f->map)
         crew__map_cancel_rest(f->map);
@@ -1360,7 +1343,7 @@ int crew_pool_fd(crew_pool *p)
         return CREW_EINVAL;
     pthread_mutex_lock(&p->notify_lock);
     int rc = p->notify_fd;
-    if (rc < 0 && atomic_load(&p->destroyed) == 0) {
+    if (rc < 0 && atomic_load(&p->life) == CREW__POOL_LIVE) {
         rc = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (rc < 0) {
             rc = -errno;
@@ -1457,7 +1440,7 @@ bool crew__map_claim(crew__map *m, size_t *first, size_t *count)
         } else {
             /* Guided: a quarter of a fair share of what is left, so early
              * claims are big (few CAS) and the tail is fine-grained. */
-            c = rem / (4 * (size_t)m->workers);
+            c = rem / (4 * (size_t)m->future->pool->opts.workers);
             if (c == 0)
                 c = 1;
         }
@@ -1599,7 +1582,6 @@ static int map_start(crew_pool *p, crew_task_fn fn, const void *in, size_t in_si
     m->n = n;
     m->chunk_size = o ? o->chunk_size : 0;
     m->statuses = o ? o->statuses : NULL;
-    m->workers = p->workers;
     if (crew__shm_any()) {
         /* Records inside a live crew_shm region travel without a copy
          * (process pools; thread pools use in/out in place anyway). */

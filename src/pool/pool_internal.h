@@ -25,8 +25,8 @@
  *             (QUEUED -> COMPLETING directly for cancel-before-run)
  *   WAITERS   a thread is (about to be) parked on f->state: the completer
  *             must futex-wake f->state after publishing DONE
- *   WORKER_WAIT a thread-pool worker is waiting on f while helping: the
- *             completer must also wake parked workers (crew__threads_wake_helpers)
+ *   WORKER_WAIT a pool worker is waiting on f while helping: the
+ *             completer must also wake parked workers (ops->wake_helpers)
  *   CANCEL    cancellation requested (cooperative flag for running tasks)
  *   HAS_CB / NOTIFY  a callback / completion-list mark is set (slow path)
  *   DROPPED   the user destroyed the handle
@@ -189,7 +189,6 @@ struct crew__map {
     size_t chunk_size;          /* 0: guided */
     int *statuses;              /* user's array or NULL */
     crew_future *future;        /* the map's future */
-    int workers;                /* for guided chunking */
     _Atomic size_t next;        /* next unclaimed item */
     _Atomic size_t done;        /* items reported */
     _Atomic size_t n_failed;
@@ -251,43 +250,131 @@ void crew__map_done_tally(crew__map *m, size_t first, size_t count, const crew__
 void crew__map_cancel_rest(crew__map *m);
 
 /* ------------------------------------------------------------ backends */
+/*
+ * crew__pool_ops: the whole contract between the core and a backend. The
+ * core reaches a backend only through p->ops (it names no backend
+ * function), and a backend never looks at p->ops to find out which kind of
+ * pool it serves: a hook is called only for the pools it was created for.
+ * The one place that names the backends is the kind -> ops table in
+ * create.c, which nothing else calls. A new backend (MPI, adaptive sizing)
+ * is a table of these hooks plus one line there.
+ *
+ * Threads: "any thread" means any thread of the process that created the
+ * pool -- a user thread, a task of this or another pool, a done callback
+ * (crew__pool_in_callback(p) tells), the backend's own threads. No core
+ * lock is held when a hook is called, so a hook may call back into the core:
+ * crew__future_complete*, crew__map_*, crew__future_park, and the public
+ * API.
+ *
+ * Lifetime: create, then any mix of the others, then shutdown(p, 1) and
+ * destroy once. p->life (enum crew__pool_life) says how far teardown got:
+ * the core calls wait / cancel / stats only while it is CREW__POOL_LIVE;
+ * submit hooks may still be entered by a submit that passed its p->shut
+ * check just before shutdown, so destroy must complete whatever such a
+ * submit left queued. Every hook may be called from several threads at
+ * once unless its comment says otherwise.
+ *
+ * Optional hooks may be NULL (a designated initializer leaves them so);
+ * the comment on each says what the core does then.
+ */
 typedef struct crew__pool_ops {
-    const char *name;
-    /* Set p->backend and start workers. opts are already normalised (defaults
-     * filled in). Return 0 or an error (then nothing is left running). */
+    const char *name;           /* "threads", "processes": for messages */
+    /* Set p->backend and start workers. Called once, from the thread in
+     * crew_pool_create, before p is visible to anyone else; p->opts holds
+     * the normalised options (defaults filled in; opts points at them).
+     * Return 0, or an error with nothing left running (the core then frees
+     * p without calling any other hook). Required. */
     int (*create)(crew_pool *p, const crew_pool_options *opts);
-    /* Queue f (phase QUEUED). Return 0, or an error (then the core frees f and
+    /* Queue f (phase QUEUED; fn, arg, arg_len and id are set). Any thread;
+     * this is the hot path of crew_pool_submit: no allocation or lock in the
+     * steady state if the backend can help it. Return 0 (the backend now
+     * holds f until it completes it), or an error (then the core frees f and
      * returns the error to the caller: CREW_EAGAIN, CREW_EBROKEN,
-     * CREW_ESHUTDOWN...). */
+     * CREW_ESHUTDOWN...). Required. */
     int (*submit)(crew_pool *p, crew_future *f);
-    /* Start the map m (its future is m->future, already QUEUED). */
+    /* Start the map m (its future is m->future, already QUEUED; see "Map"
+     * at the top). Any thread. Return 0 or an error as submit (the core
+     * frees the map and its future). NULL: maps fail CREW_ENOTSUP. */
     int (*submit_map)(crew_pool *p, crew__map *m);
     /* Cancel f (or a map future). The core has already set the CANCEL bit
      * on f->state while f was not yet claimed for completion, so whatever
      * status f is completed with, it ends CREW_ECANCELED (see
      * crew__future_complete_final): this hook only hurries the end.
      * Queued: complete it CREW_ECANCELED now. Running: request a stop. The
-     * return value is ignored (crew_future_cancel already knows it won). */
+     * return value is ignored (crew_future_cancel already knows it won).
+     * Any thread, only while p->life is LIVE. NULL: a task runs to its
+     * end and then ends CREW_ECANCELED. */
     int (*cancel)(crew_pool *p, crew_future *f);
-    /* Optional fast wait (see the comment at the top); NULL: the core parks
-     * on f->state. */
+    /* Fast wait of a thread that is not one of p's workers (see "Process
+     * backend: the fast wait path" at the top): return 0 once
+     * crew__future_done(f), or CREW_ETIMEDOUT once the deadline d passed.
+     * Any thread, only while p->life is LIVE: the core counts the caller in
+     * p->hook_users for the whole call and destroy waits for that count to
+     * drop to 0 before destroy(p), so shutdown must make these calls
+     * return (by completing every future). crew_wait_all enters it once
+     * for a whole array of p's futures, calling it in turn. It may be
+     * re-entered on the same thread (a task it runs waits too). NULL: the
+     * core parks on f->state (crew__future_park). */
     int (*wait)(crew_pool *p, crew_future *f, const crew__deadline *d);
-    /* Stop accepting (the core already returns CREW_ESHUTDOWN from submit
-     * after this), cancel queued work if asked, and wait until nothing is
-     * queued or running -- unless called from a task of this pool, or from
-     * a done callback of one of its futures (crew__pool_in_callback(p)):
-     * then return after the non-waiting part (a backend that does so sets
-     * shutdown_in_callback; see crew_pool_shutdown in pool.c for the others). */
+    /* Stop accepting (the core set p->shut first, so submit returns
+     * CREW_ESHUTDOWN from then on), cancel queued work if asked, and wait
+     * until nothing is queued or running -- unless called from a task of
+     * this pool, or from a done callback of one of its futures
+     * (crew__pool_in_callback(p)): then return after the non-waiting part
+     * (a backend that does so sets shutdown_in_callback; without it the
+     * core runs this hook on a thread of its own in that case, see
+     * crew_pool_shutdown). Any thread, any number of times, also
+     * concurrently (each later call may ask for the cancel the earlier one
+     * did not). NULL: shutdown only sets p->shut. */
     int (*shutdown)(crew_pool *p, int cancel_pending);
     /* After shutdown(p, 1): join/reap everything and free backend state.
-     * Every future must be complete when this returns. */
+     * Called once, from the thread in crew_pool_destroy, with p->life
+     * CLOSING and no thread left inside wait. Every future must be complete
+     * when this returns. NULL: nothing to free. */
     void (*destroy)(crew_pool *p);
     /* Fill backend counters (crashed, workers_*, broken...); the core fills
-     * submitted/completed/failed/timed_out/canceled itself. May be NULL. */
+     * submitted/completed/failed/timed_out/canceled itself and the hook
+     * adds its own counts to them. Any thread, only while p->life is LIVE;
+     * a racing snapshot may lag, never lead. NULL: none. */
     void (*stats)(crew_pool *p, crew_pool_stats *st);
     /* Queue a crew_pool_submit_shm future (see "Zero-copy submit"); errors
      * as submit. NULL: the core calls submit (f->arg is usable in place). */
     int (*submit_shm)(crew_pool *p, crew_future *f);
+
+    /* Backends whose tasks run on threads of this process, and whose
+     * workers run other work while they wait (the thread backend). All four
+     * NULL for a backend whose tasks run elsewhere (processes). */
+
+    /* Is the calling thread running a task of p right now -- as one of its
+     * workers, or as any other thread that runs p's tasks while it waits
+     * (wait above)? Any thread, lock-free and cheap (a thread-local read).
+     * The core refuses crew_pool_destroy there (CREW_EDEADLK) and does not
+     * enter wait once for a whole crew_wait_all array. NULL: never. */
+    bool (*in_task)(const crew_pool *p);
+    /* Is the calling thread one of p's own worker threads? Any thread,
+     * cheap. If so, a wait forever on a future of p calls help_wait instead
+     * of wait, and a wait with a deadline parks (crew__future_park): a task
+     * the worker picked up could run past any deadline. NULL: never (and
+     * then help_wait is never called). */
+    bool (*is_worker)(const crew_pool *p);
+    /* A worker of p waits forever on f, a future of p: run other work of p
+     * until f is done. Called on that worker's thread, from inside a task
+     * it runs (its stack nests tasks), so it must not wait for its own
+     * pool to go idle. To park, set CREW__F_WORKER_WAIT on f->state with an
+     * RMW and re-read the phase (pool_internal.h's state word); the
+     * completer then calls wake_helpers. Returns 0 (or CREW_ETIMEDOUT if d
+     * passes). Required if is_worker is set. */
+    int (*help_wait)(crew_pool *p, crew_future *f, const crew__deadline *d);
+    /* The completer of f found CREW__F_WORKER_WAIT in the flags that its
+     * DONE RMW returned: wake the workers parked on f in help_wait. Called
+     * by whichever thread completed f (a worker, a waiter, a canceller),
+     * from crew__future_complete*, after DONE is published and with no
+     * lock held. f may already be freed and even reused by then (its
+     * waiter saw DONE and dropped it): compare the pointer, never read
+     * through it; a spurious wake-up must be harmless. Required if
+     * help_wait is set. */
+    void (*wake_helpers)(crew_pool *p, crew_future *f);
+
     /* The backend counts the tasks it accepted (ops->submit returned 0)
      * itself and adds them to st->submitted in its stats hook, so the
      * core's submit path bumps no shared counter; the core counts maps. */
@@ -296,18 +383,42 @@ typedef struct crew__pool_ops {
     bool shutdown_in_callback;
 } crew__pool_ops;
 
+/* The backends' tables: named only by create.c. */
 extern const crew__pool_ops crew__pool_threads_ops;
 extern const crew__pool_ops crew__pool_processes_ops;
 
 /* ------------------------------------------------------------ pool */
+/* How far a pool's teardown got (p->life). Moves only forward, one step
+ * at a time, and only the core moves it. */
+enum crew__pool_life {
+    /* crew_pool_create returned it: every hook may be called. */
+    CREW__POOL_LIVE = 0,
+    /* crew_pool_destroy has shut the pool down and is taking the backend
+     * apart (set by destroy's thread before it waits for p->hook_users to
+     * drain): the core enters no more wait / cancel / stats hooks,
+     * crew_pool_fd refuses, freed futures no longer go to thread caches.
+     * The backend's state still exists until ops->destroy returns. */
+    CREW__POOL_CLOSING = 1,
+    /* crew_pool_destroy has returned (set by its thread, under alloc_lock,
+     * at the very end): no backend is left, only futures still out (lent >
+     * 0) keep the pool's memory alive. Whichever thread brings lent to 0
+     * under alloc_lock frees it -- possibly destroy's own thread at once. */
+    CREW__POOL_CLOSED = 2,
+    /* The thread that found CLOSED with lent == 0 under alloc_lock claimed
+     * the memory (exactly one does) and frees it: nobody reads p again. */
+    CREW__POOL_FREED = 3,
+};
+
 struct crew_pool {
     const crew__pool_ops *ops;
     void *backend;
-    crew_pool_options opts;     /* normalised */
-    int workers;
+    /* Normalised (crew_pool_create filled in the defaults): opts.workers is
+     * the pool's one worker count -- crew_pool_workers, guided map chunking
+     * and the backends read it here. */
+    crew_pool_options opts;
     uint64_t pool_id;           /* process-unique, never reused */
     _Atomic uint32_t shut;      /* 1 after shutdown started */
-    _Atomic uint32_t destroyed; /* 1 once crew_pool_destroy ran */
+    _Atomic uint32_t life;      /* enum crew__pool_life */
     _Atomic uint32_t hook_users;/* threads inside ops->wait */
     /* crew_pool_shutdown from a done callback on a backend without
      * shutdown_in_callback: the thread that runs ops->shutdown instead
@@ -338,6 +449,13 @@ struct crew_pool {
 };
 
 /* ------------------------------------------------------------ core helpers */
+
+/* For crew_pool_create (create.c): a pool of the given backend and
+ * normalised options, registered, with its ids and locks set up and no
+ * backend yet (ops->create comes next). NULL on ENOMEM. */
+crew_pool *crew__pool_new(const crew__pool_ops *ops, const crew_pool_options *o);
+/* Frees a pool whose ops->create failed (nothing of it was handed out). */
+void crew__pool_abandon(crew_pool *p);
 
 /* Ends f with `status`, copying len bytes of result (from `result`; may be
  * NULL if len is 0) into f and the failure details if given. Runs the
@@ -419,17 +537,5 @@ static inline size_t crew__future_arg_len(const crew_future *f) { return f->arg_
 /* Binds the calling thread's future cache to p (worker threads call it at
  * start so that futures they free go back to a cache, lock-free). */
 void crew__tcache_bind(crew_pool *p);
-
-/* ------------------------------------------------------------ thread backend hooks used by the core */
-/* Is the calling thread a worker of p? Returns its index or -1. */
-int crew__threads_worker_index(const crew_pool *p);
-/* Is the calling thread running a task of p right now (as a worker, or as
- * an outside thread that helps while it waits)? */
-bool crew__threads_in_task(const crew_pool *p);
-/* A worker of a thread pool is waiting on f: run other work until f is
- * done or the deadline passes. Returns 0 or CREW_ETIMEDOUT. */
-int crew__threads_help_wait(crew_pool *p, crew_future *f, const crew__deadline *d);
-/* f (with WORKER_WAIT set) completed: wake workers parked in help_wait. */
-void crew__threads_wake_helpers(crew_pool *p, crew_future *f);
 
 #endif /* CREW_POOL_INTERNAL_H */

@@ -784,13 +784,15 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-int crew__threads_worker_index(const crew_pool *p)
+/* ops->is_worker */
+static bool threads_is_worker(const crew_pool *p)
 {
     worker *w = tls_worker;
-    return w && w->b->p == p ? w->index : -1;
+    return w && w->b->p == p;
 }
 
-bool crew__threads_in_task(const crew_pool *p)
+/* ops->in_task (also asked by threads_shutdown) */
+static bool threads_in_task(const crew_pool *p)
 {
     worker *w = tls_worker;
     if (w && w->b->p == p)
@@ -798,7 +800,10 @@ bool crew__threads_in_task(const crew_pool *p)
     return tls_helper.depth > 0 && tls_helper.b && tls_helper.b->p == p;
 }
 
-int crew__threads_help_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
+/* ops->help_wait: a worker of p waits on f (forever: wait_deadline in the
+ * core parks a worker that waits with a deadline) -- see "Waiting inside a
+ * task" at the top. */
+static int threads_help_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
 {
     worker *w = tls_worker;
     tpool *b = p->backend;
@@ -1007,11 +1012,13 @@ static int threads_wait(crew_pool *p, crew_future *f, const crew__deadline *d)
     return crew__future_park(f, d);
 }
 
-void crew__threads_wake_helpers(crew_pool *p, crew_future *f)
+/* ops->wake_helpers: f is done and had WORKER_WAIT. f is only compared
+ * with each worker's waiting_on, never read: it may be freed already. */
+static void threads_wake_helpers(crew_pool *p, crew_future *f)
 {
-    if (p->ops != &crew__pool_threads_ops || !p->backend)
-        return;
     tpool *b = p->backend;
+    if (!b)
+        return;
     for (int i = 0; i < b->n; i++) {
         worker *w = &b->w[i];
         if (atomic_load_explicit(&w->waiting_on, memory_order_seq_cst) != f)
@@ -1198,7 +1205,7 @@ static int threads_shutdown(crew_pool *p, int cancel_pending)
     /* Waiting here would wait for ourselves: a task of the pool, or a done
      * callback (it runs on the worker or waiter that completed the task,
      * counted busy until the callback returns). */
-    if (crew__threads_in_task(p) || crew__pool_in_callback(p))
+    if (threads_in_task(p) || crew__pool_in_callback(p))
         return 0;
     for (;;) {
         uint32_t e = atomic_load_explicit(&b->idle_epoch, memory_order_seq_cst);
@@ -1263,6 +1270,10 @@ const crew__pool_ops crew__pool_threads_ops = {
     .shutdown = threads_shutdown,
     .destroy = threads_destroy,
     .stats = threads_stats,
+    .in_task = threads_in_task,
+    .is_worker = threads_is_worker,
+    .help_wait = threads_help_wait,
+    .wake_helpers = threads_wake_helpers,
     .counts_submits = true,
     .shutdown_in_callback = true,
 };
