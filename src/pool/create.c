@@ -12,7 +12,7 @@
  * plus one case in backend_of(). Nothing here is shared or locked: the
  * pool is not visible to any other thread until crew_pool_create returns.
  */
-#include "pool/pool_internal.h"
+#include "pool/future_alloc.h"
 
 #include <string.h>
 

@@ -205,8 +205,17 @@ struct crew__map {
 /* A backend that keeps using m after the last crew__map_done_range of its
  * own holds a reference: crew__map_ref() before handing m to a helper,
  * crew__map_unref() when the helper is finished with m (it may be freed). */
-void crew__map_ref(crew__map *m);
-void crew__map_unref(crew__map *m);
+static inline void crew__map_ref(crew__map *m)
+{
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+}
+static inline void crew__map_unref(crew__map *m)
+{
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+        pthread_mutex_destroy(&m->fail_lock);
+        crew__free(m);
+    }
+}
 
 /* Claims the next range of items: returns false when none is left (or the
  * map was cancelled). Thread-safe (a CAS on m->next). */
@@ -449,13 +458,6 @@ struct crew_pool {
 };
 
 /* ------------------------------------------------------------ core helpers */
-
-/* For crew_pool_create (create.c): a pool of the given backend and
- * normalised options, registered, with its ids and locks set up and no
- * backend yet (ops->create comes next). NULL on ENOMEM. */
-crew_pool *crew__pool_new(const crew__pool_ops *ops, const crew_pool_options *o);
-/* Frees a pool whose ops->create failed (nothing of it was handed out). */
-void crew__pool_abandon(crew_pool *p);
 
 /* Ends f with `status`, copying len bytes of result (from `result`; may be
  * NULL if len is 0) into f and the failure details if given. Runs the
