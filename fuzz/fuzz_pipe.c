@@ -107,7 +107,7 @@ static void op_recv_with(handle *h, size_t max)
 static void op_fd(handle *h)
 {
     int fd = -1;
-    int rc = crew_pipe_fd(h->p, &fd);
+    int rc = crew_pipe_dup_fd(h->p, &fd);
     fz_rc("fd", rc, proto_codes, &h->broken);
     if (rc == 0)
         close(fd);
@@ -219,7 +219,7 @@ static void program_mode(fz_in *in)
     FZ_CHECK(crew_pipe_create(&hs[0].p, &hs[1].p, &o) == 0, "create");
     int nh = 2;
     int fd;
-    FZ_CHECK(crew_pipe_fd(hs[0].p, &fd) == 0, "fd");
+    FZ_CHECK(crew_pipe_dup_fd(hs[0].p, &fd) == 0, "fd");
     uint8_t *raw = fz_map(fd, l.size);
     run(in, hs, &nh, fd, raw, &l);
     for (int i = 0; i < nh; i++)

@@ -26,7 +26,7 @@ enum { MAX_HANDLES = 4, HDR_BYTES = 512, MAX_STEPS = 64 };
 typedef struct handle {
     crew_queue *q;
     bool broken;
-    size_t cap, max; /* its geometry, from crew_queue_info after it was made */
+    size_t cap, max; /* its geometry, from crew_queue_status_get after it was made */
 } handle;
 
 static const int put_codes[] = {CREW_ECLOSED, CREW_EAGAIN, CREW_EDEADLK, CREW_EPROTO, 0};
@@ -42,7 +42,7 @@ static void adopt(handle *h, crew_queue *q)
 {
     bool unused = false;
     crew_queue_status st;
-    int rc = crew_queue_info(q, &st);
+    int rc = crew_queue_status_get(q, &st);
     fz_rc("info after attach", rc, proto_codes, &unused);
     *h = (handle){.q = q, .broken = rc != 0, .cap = st.capacity, .max = st.max_message};
     if (rc == 0)
@@ -88,7 +88,7 @@ static void op_get_with(handle *h)
 static void op_info(handle *h)
 {
     crew_queue_status st;
-    int rc = crew_queue_info(h->q, &st);
+    int rc = crew_queue_status_get(h->q, &st);
     fz_rc("info", rc, proto_codes, &h->broken);
     if (rc == 0)
         FZ_CHECK(st.capacity == h->cap && st.max_message == h->max && st.used <= st.capacity,
@@ -99,7 +99,7 @@ static void op_info(handle *h)
 static void op_fd(handle *h)
 {
     int fd = -1;
-    int rc = crew_queue_fd(h->q, &fd);
+    int rc = crew_queue_dup_fd(h->q, &fd);
     fz_rc("fd", rc, proto_codes, &h->broken);
     if (rc == 0)
         close(fd);
@@ -208,7 +208,7 @@ static void program_mode(fz_in *in)
     crew_queue *q;
     FZ_CHECK(crew_queue_create(&q, &o) == 0, "create");
     int fd;
-    FZ_CHECK(crew_queue_fd(q, &fd) == 0, "fd");
+    FZ_CHECK(crew_queue_dup_fd(q, &fd) == 0, "fd");
     size_t size = crew__ring_bytes(o.capacity);
     uint8_t *raw = fz_map(fd, size);
     handle hs[MAX_HANDLES];

@@ -28,6 +28,18 @@
  *    rejects it with CREW_EINVAL before doing anything (it neither waits nor
  *    polls). Time is measured on CLOCK_MONOTONIC, so changes of the wall
  *    clock do not move a deadline.
+ *  - Names: crew_<object>_<verb> for calls, crew_<object> for its handle,
+ *    crew_<object>_options for its options. An accessor that returns one
+ *    value is crew_<object>_<property>(obj) (crew_pool_workers,
+ *    crew_shm_size); a call that copies a snapshot into the caller's
+ *    out-parameters is crew_<object>_<what>_get (crew_pool_stats_get fills a
+ *    crew_pool_stats, crew_queue_status_get a crew_queue_status).
+ *  - File descriptors: crew_<object>_fd(obj) returns a descriptor the object
+ *    owns (borrowed: valid while the object lives, close-on-exec; never close
+ *    it yourself) -- crew_pool_fd, crew_shm_fd, crew_array_fd.
+ *    crew_<object>_dup_fd(obj, &fd) makes a new descriptor that the caller
+ *    owns and must close (without FD_CLOEXEC, to hand to another process) --
+ *    crew_queue_dup_fd, crew_pipe_dup_fd.
  *  - Threads and processes: each declaration says whether it may be called
  *    from several threads at once ("thread-safe") and whether the object works
  *    between processes ("process-shared").
@@ -445,7 +457,7 @@ CREW_API int crew_barrier_abort(crew_barrier *b);
 CREW_API int crew_barrier_reset(crew_barrier *b);
 /* Snapshot: parties, threads waiting in the current round, broken (0/1).
  * Any pointer may be NULL. 0 or CREW_EINVAL. */
-CREW_API int crew_barrier_info(crew_barrier *b, unsigned *parties, unsigned *waiting,
+CREW_API int crew_barrier_status_get(crew_barrier *b, unsigned *parties, unsigned *waiting,
                                int *broken);
 /* 0, CREW_EBUSY (threads are waiting), CREW_EINVAL. */
 CREW_API int crew_barrier_destroy(crew_barrier *b);
@@ -718,7 +730,7 @@ CREW_API int crew_array_destroy(crew_array *a);
  * shared memory (a memfd: nothing appears in /dev/shm and the memory goes
  * away with the last process that maps it, even after SIGKILL). A queue made
  * before fork() works in the child through the same handle pointer; another
- * process (for example an exec'd one) reaches it through crew_queue_fd() /
+ * process (for example an exec'd one) reaches it through crew_queue_dup_fd() /
  * crew_queue_attach(). All calls are thread-safe and process-shared.
  *
  * Order: FIFO -- messages from one producer thread come out in the order it
@@ -767,9 +779,9 @@ CREW_API int crew_queue_destroy(crew_queue *q);
  * FD_CLOEXEC so that it survives exec: pass its number to another process,
  * which calls crew_queue_attach(), then close it. Returns 0, CREW_EINVAL,
  * CREW_EPROTO (broken), or a system error (CREW_EMFILE). */
-CREW_API int crew_queue_fd(crew_queue *q, int *fd_out);
+CREW_API int crew_queue_dup_fd(crew_queue *q, int *fd_out);
 
-/* Maps the queue behind `fd` (from crew_queue_fd) into this process. The
+/* Maps the queue behind `fd` (from crew_queue_dup_fd) into this process. The
  * handle keeps its own duplicate: the caller still owns and closes fd.
  * Returns 0, CREW_EBADF, CREW_EINVAL (fd is not a crew queue: not a memfd
  * sealed with F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL -- one a peer could
@@ -838,7 +850,7 @@ typedef struct crew_queue_status {
 } crew_queue_status;
 /* A snapshot of the queue. Returns 0, CREW_EINVAL or CREW_EPROTO
  * (broken). */
-CREW_API int crew_queue_info(crew_queue *q, crew_queue_status *out);
+CREW_API int crew_queue_status_get(crew_queue *q, crew_queue_status *out);
 
 /* ================================================================== pipes
  *
@@ -849,7 +861,7 @@ CREW_API int crew_queue_info(crew_queue *q, crew_queue_status *out);
  * Ends are held like file descriptors (the kernel does the counting: each
  * end is an open file description carrying a lock): crew_pipe_create()
  * gives both ends to the calling process; fork() gives the child a hold on
- * every end the parent holds; crew_pipe_fd() and crew_pipe_attach() pass a
+ * every end the parent holds; crew_pipe_dup_fd() and crew_pipe_attach() pass a
  * hold to another process; crew_pipe_destroy() drops this process's hold,
  * and so does exec() or death (SIGKILL included, reaped or not). An end is
  * closed when crew_pipe_close() is called on it or when nobody holds it any
@@ -911,9 +923,9 @@ CREW_API int crew_pipe_destroy(crew_pipe *p);
  * every process that has it: close it once the receiver has attached.
  * Needs /proc. Returns 0, CREW_EINVAL, CREW_EPROTO (broken), or a system
  * error. */
-CREW_API int crew_pipe_fd(crew_pipe *p, int *fd_out);
+CREW_API int crew_pipe_dup_fd(crew_pipe *p, int *fd_out);
 
-/* Takes a hold on the end named by fd (from crew_pipe_fd); the caller still
+/* Takes a hold on the end named by fd (from crew_pipe_dup_fd); the caller still
  * owns fd. Returns 0, CREW_EBADF, CREW_EINVAL (not a crew pipe end: as for
  * crew_queue_attach, an unsealed memfd is refused), CREW_EPROTO (a crew
  * pipe whose header or rings are corrupted -- then marked broken for every

@@ -443,8 +443,8 @@ static inline void hp_queue_op(hp_ctx *c, hp_rng *r, crew_queue *q, size_t max_m
     }
     case 6: {
         crew_queue_status st;
-        rc = crew_queue_info(q, &st);
-        hp_check(c, "crew_queue_info", rc, t0, 0, 0, hp_proto_codes);
+        rc = crew_queue_status_get(q, &st);
+        hp_check(c, "crew_queue_status_get", rc, t0, 0, 0, hp_proto_codes);
         if (rc == 0 && (st.capacity != capacity || st.max_message != max_msg ||
                         st.used > st.capacity))
             HP_FAIL(c, "info: capacity %zu max %zu used %zu", st.capacity, st.max_message,
@@ -453,8 +453,8 @@ static inline void hp_queue_op(hp_ctx *c, hp_rng *r, crew_queue *q, size_t max_m
     }
     case 7: {
         int fd = -1;
-        rc = crew_queue_fd(q, &fd);
-        hp_check(c, "crew_queue_fd", rc, t0, 0, 0, hp_proto_codes);
+        rc = crew_queue_dup_fd(q, &fd);
+        hp_check(c, "crew_queue_dup_fd", rc, t0, 0, 0, hp_proto_codes);
         if (rc == 0)
             close(fd);
         break;
@@ -500,8 +500,8 @@ static inline void hp_pipe_op(hp_ctx *c, hp_rng *r, crew_pipe *p, size_t max_msg
     }
     case 5: {
         int fd = -1;
-        rc = crew_pipe_fd(p, &fd);
-        hp_check(c, "crew_pipe_fd", rc, t0, 0, 0, hp_proto_codes);
+        rc = crew_pipe_dup_fd(p, &fd);
+        hp_check(c, "crew_pipe_dup_fd", rc, t0, 0, 0, hp_proto_codes);
         if (rc == 0)
             close(fd);
         break;
@@ -600,11 +600,11 @@ static inline void hp_queue_rounds(hp_run *run, hp_tally *t)
         crew_queue *q;
         CHECK_OK(crew_queue_create(&q, &o));
         crew_queue_status st;
-        CHECK_OK(crew_queue_info(q, &st));
+        CHECK_OK(crew_queue_status_get(q, &st));
         for (int i = (int)hp_below(&r, 4); i > 0; i--)
             CHECK_OK(crew_queue_put(q, "seed", 4, 0));
         int fd;
-        CHECK_OK(crew_queue_fd(q, &fd));
+        CHECK_OK(crew_queue_dup_fd(q, &fd));
         hp_round_begin(run, (uint64_t)round, HP_QUEUE, fd, &r);
         hp_ctx c = {run->seed, (uint64_t)round, "parent", false, t};
         fflush(NULL);
@@ -648,7 +648,7 @@ static inline void hp_pipe_rounds(hp_run *run, hp_tally *t)
         for (int i = (int)hp_below(&r, 4); i > 0; i--)
             CHECK_OK(crew_pipe_send(a, "seed", 4, 0));
         int fd;
-        CHECK_OK(crew_pipe_fd(a, &fd));
+        CHECK_OK(crew_pipe_dup_fd(a, &fd));
         hp_round_begin(run, (uint64_t)round, HP_PIPE, fd, &r);
         hp_ctx c = {run->seed, (uint64_t)round, "parent", false, t};
         fflush(NULL);

@@ -26,7 +26,7 @@ static void test_init_and_misuse(void)
     CHECK_ERR(crew_barrier_wait(&z, 0, NULL), CREW_EINVAL);
     CHECK_ERR(crew_barrier_abort(&z), CREW_EINVAL);
     CHECK_ERR(crew_barrier_reset(NULL), CREW_EINVAL);
-    CHECK_ERR(crew_barrier_info(NULL, NULL, NULL, NULL), CREW_EINVAL);
+    CHECK_ERR(crew_barrier_status_get(NULL, NULL, NULL, NULL), CREW_EINVAL);
     CHECK_OK(crew_barrier_init(&b, 1));
     unsigned idx = 99;
     CHECK_OK(crew_barrier_wait(&b, 0, &idx)); /* one party: through at once */
@@ -34,7 +34,7 @@ static void test_init_and_misuse(void)
     CHECK_OK(crew_barrier_wait(&b, CREW_FOREVER, NULL));
     unsigned parties, waiting;
     int broken;
-    CHECK_OK(crew_barrier_info(&b, &parties, &waiting, &broken));
+    CHECK_OK(crew_barrier_status_get(&b, &parties, &waiting, &broken));
     CHECK_EQ(parties, 1);
     CHECK_EQ(waiting, 0);
     CHECK_EQ(broken, 0);
@@ -82,7 +82,7 @@ static void test_rounds_stress(void)
     for (int i = 0; i < NT; i++)
         CHECK_OK(crew_thread_destroy(t[i]));
     int broken;
-    CHECK_OK(crew_barrier_info(&r.b, NULL, NULL, &broken));
+    CHECK_OK(crew_barrier_status_get(&r.b, NULL, NULL, &broken));
     CHECK_EQ(broken, 0);
     test_watchdog(50);
 }
@@ -106,7 +106,7 @@ static void until_waiting(crew_barrier *b, unsigned n)
 {
     for (;;) {
         unsigned w = 0;
-        CHECK_OK(crew_barrier_info(b, NULL, &w, NULL));
+        CHECK_OK(crew_barrier_status_get(b, NULL, &w, NULL));
         if (w >= n)
             return;
         sched_yield();
@@ -120,10 +120,10 @@ static void test_timeout_breaks(void)
     CHECK_ERR(crew_barrier_wait(&b, 0, NULL), CREW_ETIMEDOUT); /* poll breaks it */
     CHECK_ERR(crew_barrier_wait(&b, CREW_FOREVER, NULL), CREW_EBROKEN);
     int broken;
-    CHECK_OK(crew_barrier_info(&b, NULL, NULL, &broken));
+    CHECK_OK(crew_barrier_status_get(&b, NULL, NULL, &broken));
     CHECK_EQ(broken, 1);
     CHECK_OK(crew_barrier_reset(&b));
-    CHECK_OK(crew_barrier_info(&b, NULL, NULL, &broken));
+    CHECK_OK(crew_barrier_status_get(&b, NULL, NULL, &broken));
     CHECK_EQ(broken, 0);
 
     crew_thread *t;

@@ -71,13 +71,13 @@ static void test_bad_input(void)
     CHECK_ERR(crew_pipe_recv_with(a, NULL, NULL, 0), CREW_EINVAL);
     CHECK_ERR(crew_pipe_close(NULL), CREW_EINVAL);
     CHECK_ERR(crew_pipe_destroy(NULL), CREW_EINVAL);
-    CHECK_ERR(crew_pipe_fd(a, NULL), CREW_EINVAL);
+    CHECK_ERR(crew_pipe_dup_fd(a, NULL), CREW_EINVAL);
     crew_pipe *p;
     CHECK_ERR(crew_pipe_attach(&p, -1), CREW_EBADF);
     crew_queue *q;
     CHECK_OK(crew_queue_create(&q, NULL));
     int qfd;
-    CHECK_OK(crew_queue_fd(q, &qfd));
+    CHECK_OK(crew_queue_dup_fd(q, &qfd));
     CHECK_ERR(crew_pipe_attach(&p, qfd), CREW_EINVAL); /* a queue is not a pipe */
     close(qfd);
     CHECK_OK(crew_queue_destroy(q));
@@ -283,7 +283,7 @@ static void test_attach_exec(void)
     crew_pipe *a, *b;
     CHECK_OK(crew_pipe_create(&a, &b, NULL));
     int fd;
-    CHECK_OK(crew_pipe_fd(b, &fd));
+    CHECK_OK(crew_pipe_dup_fd(b, &fd));
     char arg[16];
     snprintf(arg, sizeof arg, "%d", fd);
     pid_t pid = test_spawn_helper("helper_pipe_echo", arg, NULL);
@@ -327,7 +327,7 @@ static void test_no_leaks(void)
     for (int i = 0; i < test_scale(1000); i++) {
         CHECK_OK(crew_pipe_create(&a, &b, NULL));
         int fd;
-        CHECK_OK(crew_pipe_fd(b, &fd));
+        CHECK_OK(crew_pipe_dup_fd(b, &fd));
         crew_pipe *b2;
         CHECK_OK(crew_pipe_attach(&b2, fd));
         close(fd);

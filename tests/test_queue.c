@@ -61,7 +61,7 @@ static void test_basic_fifo(void)
     crew_queue *q;
     CHECK_OK(crew_queue_create(&q, NULL));
     crew_queue_status st;
-    CHECK_OK(crew_queue_info(q, &st));
+    CHECK_OK(crew_queue_status_get(q, &st));
     CHECK_EQ(st.capacity, 1 << 20);
     CHECK_EQ(st.max_message, (1 << 20) - 8);
     CHECK_EQ(st.used, 0);
@@ -73,7 +73,7 @@ static void test_basic_fifo(void)
         snprintf(buf, sizeof buf, "message %d", i);
         CHECK_OK(crew_queue_put(q, buf, strlen(buf) + 1, CREW_FOREVER));
     }
-    CHECK_OK(crew_queue_info(q, &st));
+    CHECK_OK(crew_queue_status_get(q, &st));
     CHECK(st.used > 0);
     for (int i = 0; i < 100; i++) {
         char want[64];
@@ -83,7 +83,7 @@ static void test_basic_fifo(void)
         CHECK(strcmp(buf, want) == 0);
     }
     CHECK_ERR(crew_queue_try_get(q, buf, sizeof buf, &len), CREW_EAGAIN);
-    CHECK_OK(crew_queue_info(q, &st));
+    CHECK_OK(crew_queue_status_get(q, &st));
     CHECK_EQ(st.used, 0);
     CHECK_OK(crew_queue_destroy(q));
 }
@@ -118,7 +118,7 @@ static void test_bad_input(void)
     o = (crew_queue_options){.capacity = 1}; /* tiny: rounded up to 64 */
     CHECK_OK(crew_queue_create(&q, &o));
     crew_queue_status st;
-    CHECK_OK(crew_queue_info(q, &st));
+    CHECK_OK(crew_queue_status_get(q, &st));
     CHECK_EQ(st.capacity, 64);
     CHECK_EQ(st.max_message, 56);
     char buf[64] = {0};
@@ -131,8 +131,8 @@ static void test_bad_input(void)
     CHECK_ERR(crew_queue_get_with(q, NULL, NULL, 0), CREW_EINVAL);
     CHECK_ERR(crew_queue_close(NULL), CREW_EINVAL);
     CHECK_ERR(crew_queue_destroy(NULL), CREW_EINVAL);
-    CHECK_ERR(crew_queue_info(q, NULL), CREW_EINVAL);
-    CHECK_ERR(crew_queue_fd(q, NULL), CREW_EINVAL);
+    CHECK_ERR(crew_queue_status_get(q, NULL), CREW_EINVAL);
+    CHECK_ERR(crew_queue_dup_fd(q, NULL), CREW_EINVAL);
     CHECK_ERR(crew_queue_attach(NULL, 0), CREW_EINVAL);
     crew_queue *q2;
     CHECK_ERR(crew_queue_attach(&q2, -1), CREW_EBADF);
@@ -319,7 +319,7 @@ static void test_close_drain(void)
     CHECK_OK(crew_queue_close(q));
     CHECK_OK(crew_queue_close(q)); /* idempotent */
     crew_queue_status st;
-    CHECK_OK(crew_queue_info(q, &st));
+    CHECK_OK(crew_queue_status_get(q, &st));
     CHECK_EQ(st.closed, 1);
     CHECK_ERR(crew_queue_put(q, "c", 1, CREW_FOREVER), CREW_ECLOSED);
     CHECK_ERR(crew_queue_try_put(q, "c", 1), CREW_ECLOSED);
@@ -514,8 +514,8 @@ static void test_attach_exec(void)
     CHECK_OK(crew_queue_create(&out, NULL));
     int fds_before = test_count_fds();
     int fin, fout;
-    CHECK_OK(crew_queue_fd(in, &fin));
-    CHECK_OK(crew_queue_fd(out, &fout));
+    CHECK_OK(crew_queue_dup_fd(in, &fin));
+    CHECK_OK(crew_queue_dup_fd(out, &fout));
     char a[16], b[16];
     snprintf(a, sizeof a, "%d", fin);
     snprintf(b, sizeof b, "%d", fout);
@@ -623,7 +623,7 @@ static void test_no_leaks(void)
         CHECK_OK(crew_queue_create(&q, NULL));
         CHECK_OK(crew_queue_put(q, "x", 1, 0));
         int fd;
-        CHECK_OK(crew_queue_fd(q, &fd));
+        CHECK_OK(crew_queue_dup_fd(q, &fd));
         crew_queue *q2;
         CHECK_OK(crew_queue_attach(&q2, fd));
         close(fd);

@@ -38,7 +38,7 @@ static raw_queue raw_queue_new(size_t capacity)
     crew_queue_options o = {.capacity = capacity};
     CHECK_OK(crew_queue_create(&x.q, &o));
     int fd;
-    CHECK_OK(crew_queue_fd(x.q, &fd));
+    CHECK_OK(crew_queue_dup_fd(x.q, &fd));
     x.r = (crew__ring *)raw_map(fd, &x.len);
     close(fd);
     x.data = (uint8_t *)x.r + CREW__RING_DATA_OFF;
@@ -75,8 +75,8 @@ static void expect_queue_broken(crew_queue *q)
     CHECK_ERR(crew_queue_get(q, buf, sizeof buf, &len, CREW_FOREVER), CREW_EPROTO);
     CHECK_ERR(crew_queue_try_get(q, buf, sizeof buf, &len), CREW_EPROTO);
     CHECK_ERR(crew_queue_get_with(q, noop_read, NULL, 0), CREW_EPROTO);
-    CHECK_ERR(crew_queue_info(q, &st), CREW_EPROTO);
-    CHECK_ERR(crew_queue_fd(q, &fd), CREW_EPROTO);
+    CHECK_ERR(crew_queue_status_get(q, &st), CREW_EPROTO);
+    CHECK_ERR(crew_queue_dup_fd(q, &fd), CREW_EPROTO);
     CHECK_ERR(crew_queue_close(q), CREW_EPROTO);
 }
 
@@ -127,7 +127,7 @@ static void test_memfds_are_sealed(void)
     crew_queue *q;
     CHECK_OK(crew_queue_create(&q, NULL));
     int fd;
-    CHECK_OK(crew_queue_fd(q, &fd));
+    CHECK_OK(crew_queue_dup_fd(q, &fd));
     check_peer_cannot_resize(fd);
     close(fd);
     char buf[8];
@@ -139,7 +139,7 @@ static void test_memfds_are_sealed(void)
 
     crew_pipe *a, *b;
     CHECK_OK(crew_pipe_create(&a, &b, NULL));
-    CHECK_OK(crew_pipe_fd(b, &fd));
+    CHECK_OK(crew_pipe_dup_fd(b, &fd));
     check_peer_cannot_resize(fd);
     close(fd);
     CHECK_OK(crew_pipe_send(a, "still", 5, 0));
@@ -169,7 +169,7 @@ static void test_attach_refuses_unsealed(void)
     crew_queue *q, *q2 = (crew_queue *)&q;
     CHECK_OK(crew_queue_create(&q, NULL));
     int fd;
-    CHECK_OK(crew_queue_fd(q, &fd));
+    CHECK_OK(crew_queue_dup_fd(q, &fd));
     CHECK_OK(crew_queue_attach(&q2, fd)); /* the real one is accepted */
     CHECK_OK(crew_queue_destroy(q2));
     int u = unsealed_copy(fd, MFD_CLOEXEC, 0);
@@ -185,7 +185,7 @@ static void test_attach_refuses_unsealed(void)
 
     crew_pipe *a, *b, *p;
     CHECK_OK(crew_pipe_create(&a, &b, NULL));
-    CHECK_OK(crew_pipe_fd(a, &fd));
+    CHECK_OK(crew_pipe_dup_fd(a, &fd));
     u = unsealed_copy(fd, MFD_CLOEXEC, 0); /* file offset 0 names end 0 */
     CHECK_ERR(crew_pipe_attach(&p, u), CREW_EINVAL);
     close(u);
@@ -233,7 +233,7 @@ static void test_max_message_and_magic(void)
     x = raw_queue_new(1024);
     x.r->magic ^= 1;
     crew_queue_status st;
-    CHECK_ERR(crew_queue_info(x.q, &st), CREW_EPROTO);
+    CHECK_ERR(crew_queue_status_get(x.q, &st), CREW_EPROTO);
     expect_queue_broken(x.q);
     raw_queue_free(&x);
 }
@@ -380,7 +380,7 @@ static void test_broken_stays_broken(void)
 {
     raw_queue x = raw_queue_new(1024);
     int fd;
-    CHECK_OK(crew_queue_fd(x.q, &fd));
+    CHECK_OK(crew_queue_dup_fd(x.q, &fd));
     crew_queue *other;
     CHECK_OK(crew_queue_attach(&other, fd));
     CHECK_OK(crew_queue_put(x.q, "a", 1, 0));
@@ -410,7 +410,7 @@ static void test_attach_checks_header(void)
 {
     raw_queue x = raw_queue_new(1024);
     int fd;
-    CHECK_OK(crew_queue_fd(x.q, &fd));
+    CHECK_OK(crew_queue_dup_fd(x.q, &fd));
     crew_queue *q2 = (crew_queue *)&x;
     /* Not a crew ring (any more): magic, or a ring of another version. */
     x.r->version = 1;
@@ -429,7 +429,7 @@ static void test_attach_checks_header(void)
     raw_queue_free(&x);
 
     x = raw_queue_new(1024);
-    CHECK_OK(crew_queue_fd(x.q, &fd));
+    CHECK_OK(crew_queue_dup_fd(x.q, &fd));
     x.r->cap = 0;
     CHECK_ERR(crew_queue_attach(&q2, fd), CREW_EPROTO);
     x.r->cap = 1ull << 50;
@@ -484,7 +484,7 @@ static void test_lock_word_dead_or_foreign(void)
     atomic_store(&x.r->prod_lock, (uint64_t)0x7fffffff << 32 | 0x3fffffffu);
     CHECK_OK(crew_queue_put(x.q, "b", 1, 0));
     crew_queue_status st;
-    CHECK_OK(crew_queue_info(x.q, &st));
+    CHECK_OK(crew_queue_status_get(x.q, &st));
     CHECK_EQ(st.recoveries, 3);
     raw_queue_free(&x);
 }
@@ -518,7 +518,7 @@ static void test_lock_word_live_stranger(void)
     took = hp_now() - t0;
     CHECK(took >= HP_CLOSE_BOUND * 0.9 && took < HP_CLOSE_BOUND + hp_slack());
     crew_queue_status st;
-    CHECK_OK(crew_queue_info(x.q, &st));
+    CHECK_OK(crew_queue_status_get(x.q, &st));
     CHECK(st.closed);
     /* The stranger exits: its "locks" are taken over, the close holds. */
     close(release);
@@ -599,7 +599,7 @@ static raw_pipe raw_pipe_new(size_t capacity)
     crew_pipe_options o = {.capacity = capacity};
     CHECK_OK(crew_pipe_create(&x.a, &x.b, &o));
     int fd;
-    CHECK_OK(crew_pipe_fd(x.a, &fd));
+    CHECK_OK(crew_pipe_dup_fd(x.a, &fd));
     x.base = raw_map(fd, &x.len);
     close(fd);
     x.h = (hp_pipe_hdr *)x.base;
@@ -626,7 +626,7 @@ static void expect_pipe_broken(crew_pipe *p)
     CHECK_ERR(crew_pipe_recv(p, buf, sizeof buf, &len, 0), CREW_EPROTO);
     CHECK_ERR(crew_pipe_recv(p, buf, sizeof buf, &len, CREW_FOREVER), CREW_EPROTO);
     CHECK_ERR(crew_pipe_recv_with(p, noop_read, NULL, 0), CREW_EPROTO);
-    CHECK_ERR(crew_pipe_fd(p, &fd), CREW_EPROTO);
+    CHECK_ERR(crew_pipe_dup_fd(p, &fd), CREW_EPROTO);
     CHECK_ERR(crew_pipe_close(p), CREW_EPROTO);
 }
 
@@ -636,7 +636,7 @@ static void test_pipe_ring_offsets(void)
 {
     raw_pipe x = raw_pipe_new(1024);
     int fd;
-    CHECK_OK(crew_pipe_fd(x.b, &fd));
+    CHECK_OK(crew_pipe_dup_fd(x.b, &fd));
     uint64_t off1 = x.h->ring_off[1];
     x.h->ring_off[1] = off1 + 8;
     char buf[8];
@@ -653,14 +653,14 @@ static void test_pipe_ring_offsets(void)
     raw_pipe_free(&x);
 
     x = raw_pipe_new(1024);
-    CHECK_OK(crew_pipe_fd(x.a, &fd));
+    CHECK_OK(crew_pipe_dup_fd(x.a, &fd));
     x.h->ring_off[0] = x.h->ring_off[1]; /* two ends on one ring */
     CHECK_ERR(crew_pipe_attach(&p, fd), CREW_EPROTO);
     close(fd);
     raw_pipe_free(&x);
 
     x = raw_pipe_new(1024);
-    CHECK_OK(crew_pipe_fd(x.a, &fd));
+    CHECK_OK(crew_pipe_dup_fd(x.a, &fd));
     x.h->total += 4096;
     CHECK_ERR(crew_pipe_attach(&p, fd), CREW_EPROTO);
     x.h->total -= 4096;

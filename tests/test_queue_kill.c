@@ -95,7 +95,7 @@ static void test_producer_killed_holding(void)
     CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
 
     crew_queue_status info;
-    CHECK_OK(crew_queue_info(q, &info));
+    CHECK_OK(crew_queue_status_get(q, &info));
     CHECK_EQ(info.recoveries, 1);
     /* The half-written message never appeared. */
     char buf[128];
@@ -127,7 +127,7 @@ static void test_consumer_killed_holding(void)
     int st = test_wait(pid);
     CHECK(WIFSIGNALED(st));
     crew_queue_status info;
-    CHECK_OK(crew_queue_info(q, &info));
+    CHECK_OK(crew_queue_status_get(q, &info));
     CHECK_EQ(info.recoveries, 1);
     CHECK_OK(crew_queue_destroy(q));
 }
@@ -320,7 +320,7 @@ static void one_round(board *b, unsigned *recoveries)
 
     /* The queue still works, and is empty. */
     crew_queue_status info;
-    CHECK_OK(crew_queue_info(q, &info));
+    CHECK_OK(crew_queue_status_get(q, &info));
     CHECK_EQ(info.used, 0);
     *recoveries += info.recoveries;
     CHECK_OK(crew_queue_destroy(q));

@@ -115,7 +115,7 @@ static void test_sync_nan(void)
     CHECK_ERR(crew_barrier_wait(&b, NAN, NULL), CREW_EINVAL);
     unsigned waiting = 9;
     int broken = 9;
-    CHECK_OK(crew_barrier_info(&b, NULL, &waiting, &broken));
+    CHECK_OK(crew_barrier_status_get(&b, NULL, &waiting, &broken));
     CHECK_EQ(waiting, 0);
     CHECK_EQ(broken, 0);
 }

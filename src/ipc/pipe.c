@@ -16,7 +16,7 @@
  * the holders for us, exactly as for file descriptors: the description (and
  * so the lock) lives while any fd or mapping refers to it -- in this
  * process, in a forked child (which inherits both), or in a process that
- * attached through crew_pipe_fd() (a new description with its own lock).
+ * attached through crew_pipe_dup_fd() (a new description with its own lock).
  * When the last of them is closed or unmapped, or its process dies (even
  * SIGKILLed, even before it is reaped: a zombie has no files), the lock
  * disappears. "Is the peer end held?" is one F_OFD_GETLK asking for a
@@ -271,7 +271,7 @@ int crew_pipe_create(crew_pipe **a, crew_pipe **b, const crew_pipe_options *opts
     return 0;
 }
 
-int crew_pipe_fd(crew_pipe *p, int *fd_out)
+int crew_pipe_dup_fd(crew_pipe *p, int *fd_out)
 {
     if (!p || !fd_out)
         return CREW_EINVAL;

@@ -95,7 +95,7 @@ int crew_queue_attach(crew_queue **out, int fd)
     return 0;
 }
 
-int crew_queue_fd(crew_queue *q, int *fd_out)
+int crew_queue_dup_fd(crew_queue *q, int *fd_out)
 {
     if (!q || !fd_out)
         return CREW_EINVAL;
@@ -165,7 +165,7 @@ int crew_queue_close(crew_queue *q)
     return crew__ring_close(&q->v, CREW__RING_CLOSE_WAIT);
 }
 
-int crew_queue_info(crew_queue *q, crew_queue_status *out)
+int crew_queue_status_get(crew_queue *q, crew_queue_status *out)
 {
     if (!q || !out)
         return CREW_EINVAL;

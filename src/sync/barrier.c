@@ -268,7 +268,7 @@ int crew_barrier_reset(crew_barrier *b)
     return 0;
 }
 
-int crew_barrier_info(crew_barrier *b, unsigned *parties, unsigned *waiting, int *broken)
+int crew_barrier_status_get(crew_barrier *b, unsigned *parties, unsigned *waiting, int *broken)
 {
     if (!barrier_ok(b))
         return CREW_EINVAL;
