@@ -15,8 +15,14 @@
  *  - idle memory per worker: RSS growth of a pool of 16 idle workers,
  *    per worker, vs 16 idle raw pthreads.
  *
- * Every pool uses one worker per CPU. crew and each anchor are measured
- * alternately, repetition by repetition, and each figure is the median.
+ * Every pool uses one worker per CPU. Each anchor runs in a fresh child
+ * process per measurement, once per setting (OpenMP: default, wait policy
+ * active / passive, bound to one CPU per thread; libuv: its default pool
+ * of 4, 1, one per CPU; GLib: shared or exclusive threads), with its own
+ * warm-up right before its measured run, alternating round by round with
+ * crew measured here (see "anchors" below and bench/README.md). Each
+ * figure is the median of the rounds, with min and max; against each
+ * anchor both its default and its best setting are reported.
  */
 #include "harness.h"
 
@@ -169,12 +175,86 @@ static void glib_batches(void *ctx, long n)
 }
 #endif
 
-/* Between runs, let the finished side's threads stop spinning: libgomp's
- * idle team spins for up to a few ms after a parallel region (GOMP_SPINCOUNT)
- * and crew's workers for 20 us; on a 2-CPU machine a spinner left over from
- * one side would otherwise steal the CPU the other side is measured on. */
-#define SETTLE_NS (30L * 1000 * 1000)
+/* ---------------------------------------------------------------- anchors
+ * Every anchor runs in a fresh child process, this program re-executed as
+ * `--anchor NAME [SETTING] THREADS ITERS`: libgomp reads OMP_* and libuv reads
+ * UV_THREADPOOL_SIZE once per process, so each setting needs a process of
+ * its own, and a fresh process also keeps one side's leftover threads
+ * (libgomp's spinning team, crew's workers) off the CPUs the other side is
+ * measured on. The child sets up, does its own warm-up (a tenth of the
+ * work) right before its one measured run, and prints ns per op. crew is
+ * measured in this process the same way, round after round with the
+ * children (bench_alternate), with the same number of threads. */
 
+/* The OpenMP knobs a setting may set; every setting names all of them so
+ * that "default" is libgomp's default whatever the caller's environment. */
+#define OMP_CLEAR "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_NUM_THREADS"
+static const char *const omp_env_default[] = {"OMP_WAIT_POLICY", "OMP_PROC_BIND", "OMP_PLACES",
+                                              OMP_CLEAR, NULL};
+static const char *const omp_env_active[] = {"OMP_WAIT_POLICY=active", "OMP_PROC_BIND",
+                                             "OMP_PLACES", OMP_CLEAR, NULL};
+static const char *const omp_env_passive[] = {"OMP_WAIT_POLICY=passive", "OMP_PROC_BIND",
+                                              "OMP_PLACES", OMP_CLEAR, NULL};
+static const char *const omp_env_bind[] = {"OMP_WAIT_POLICY", "OMP_PROC_BIND=close",
+                                           "OMP_PLACES=threads", OMP_CLEAR, NULL};
+static const char *const omp_env_active_bind[] = {"OMP_WAIT_POLICY=active", "OMP_PROC_BIND=close",
+                                                  "OMP_PLACES=threads", OMP_CLEAR, NULL};
+static const bench_setting omp_settings[] = {
+    {"default", omp_env_default, NULL},
+    {"OMP_WAIT_POLICY=active", omp_env_active, NULL},
+    {"OMP_WAIT_POLICY=passive", omp_env_passive, NULL},
+    {"OMP_PROC_BIND=close OMP_PLACES=threads", omp_env_bind, NULL},
+    {"OMP_WAIT_POLICY=active OMP_PROC_BIND=close OMP_PLACES=threads", omp_env_active_bind, NULL},
+};
+#define N_OMP (int)(sizeof omp_settings / sizeof omp_settings[0])
+
+static const char *const argv_omp_tasks[] = {NULL, "--anchor", "omp_tasks", NULL};
+static const char *const argv_omp_static[] = {NULL, "--anchor", "omp_static", NULL};
+static const char *const argv_omp_dynamic[] = {NULL, "--anchor", "omp_dynamic", NULL};
+static const char *const argv_uv[] = {NULL, "--anchor", "uv", NULL};
+static const char *const argv_glib[] = {NULL, "--anchor", "glib", NULL};
+
+/* libuv: its default pool (UV_THREADPOOL_SIZE unset: 4 threads), one
+ * thread, and one per CPU (when that is neither). */
+static char uv_env_cpus[32];
+static const char *const uv_env_default[] = {"UV_THREADPOOL_SIZE", NULL};
+static const char *const uv_env_one[] = {"UV_THREADPOOL_SIZE=1", NULL};
+static const char *const uv_env_n[] = {uv_env_cpus, NULL};
+static bench_setting uv_settings[3] = {
+    {"default (UV_THREADPOOL_SIZE unset: 4)", uv_env_default, NULL},
+    {"UV_THREADPOOL_SIZE=1", uv_env_one, NULL},
+    {uv_env_cpus, uv_env_n, NULL},
+};
+
+/* GLib has no default to fall back on (g_thread_pool_new takes both), so
+ * its "default" is the common shared pool: exclusive = FALSE, one thread
+ * per CPU; the other setting keeps the threads to the pool. */
+static const char *const glib_args_shared[] = {"shared", NULL};
+static const char *const glib_args_exclusive[] = {"exclusive", NULL};
+static const bench_setting glib_settings[] = {
+    {"exclusive=FALSE", NULL, glib_args_shared},
+    {"exclusive=TRUE", NULL, glib_args_exclusive},
+};
+
+/* Alternates crew (fn on ctx, this process) with the anchor's children
+ * and reports the default and the best setting. */
+static void versus(const char *name, bench_fn fn, void *ctx, long iters, const char *anchor,
+                   const char *const *argv, const bench_setting *settings, int n, const char *goal)
+{
+    char it[32], w[16];
+    snprintf(it, sizeof it, "%ld", iters);
+    snprintf(w, sizeof w, "%d", g_workers);
+    const char *extra[] = {w, it, NULL};
+    bench_anchor a = {anchor, argv, settings, n};
+    bench_stat per[8], crew;
+    if (bench_alternate(fn, ctx, iters, bench_reps(9), &a, extra, &crew, per) == 0) {
+        bench_missing(GROUP, anchor, "the anchor's child failed");
+        return;
+    }
+    bench_fig f = {.group = GROUP, .name = name, .unit = "ns", .crew = crew,
+                   .lower_is_better = true, .goal = goal};
+    bench_report_anchor(&f, &a, per);
+}
 
 static void bench_submit(crew_pool *p)
 {
@@ -182,11 +262,9 @@ static void bench_submit(crew_pool *p)
     crew_ctx c = {p, malloc(sizeof(crew_future *) * BATCH)};
     long iters = bench_iters(1000000);
     int reps = bench_reps(9);
-    double mc, ma;
 #ifdef CREW_HAVE_OPENMP
-    bench_measure2(crew_batches, &c, omp_tasks, NULL, iters, reps, SETTLE_NS, &mc, &ma);
-    bench_row(GROUP, name, mc, "ns", "OpenMP task", ma, true, "<= 3x OpenMP (adv >= 0.33)");
-    bench_row(GROUP, "submit+wait, absolute", mc, "ns", NULL, 0, true, "<= 40 ns");
+    versus(name, crew_batches, &c, iters, "OpenMP task", argv_omp_tasks, omp_settings, N_OMP,
+           "<= 3x OpenMP (adv >= 0.33)");
     if (g_workers > 1) {
         /* The same thread count as the OpenMP team: the waiting thread helps,
          * so workers-1 workers + it = a team of `workers`. */
@@ -195,48 +273,39 @@ static void bench_submit(crew_pool *p)
         crew_ctx c2 = {NULL, c.fs};
         if (crew_pool_create(&c2.p, &o))
             abort();
-        double m2, a2;
-        bench_measure2(crew_batches, &c2, omp_tasks, NULL, iters, reps, SETTLE_NS, &m2, &a2);
-        bench_row(GROUP, "submit+wait, workers = CPUs-1 (ns/task)", m2, "ns", "OpenMP task", a2,
-                  true, NULL);
+        versus("submit+wait, workers = CPUs-1 (ns/task)", crew_batches, &c2, iters,
+               "OpenMP task", argv_omp_tasks, omp_settings, N_OMP, NULL);
         crew_pool_destroy(c2.p);
     }
 #else
     bench_missing(GROUP, "OpenMP task", "OpenMP not found");
 #endif
+    {
+        bench_stat s = bench_ns_per_op_stat(crew_batches, &c, iters, reps);
+        bench_fig f = {.group = GROUP, .name = "submit+wait, absolute", .unit = "ns", .crew = s,
+                       .lower_is_better = true, .goal = "<= 40 ns"};
+        bench_report(&f);
+    }
 #ifdef CREW_HAVE_LIBUV
     {
-        char env[16];
-        snprintf(env, sizeof env, "%d", g_workers);
-        setenv("UV_THREADPOOL_SIZE", env, 1);
-        uv_ctx u;
-        uv_loop_init(&u.loop);
-        u.reqs = calloc(BATCH, sizeof *u.reqs);
-        bench_measure2(crew_batches, &c, uv_batches, &u, iters / 4, reps, SETTLE_NS, &mc, &ma);
-        bench_row(GROUP, name, mc, "ns", "libuv uv_queue_work", ma, true, ">= 5x libuv");
-        uv_loop_close(&u.loop);
-        free(u.reqs);
+        snprintf(uv_env_cpus, sizeof uv_env_cpus, "UV_THREADPOOL_SIZE=%d", g_workers);
+        int n = g_workers == 1 || g_workers == 4 ? 2 : 3;
+        versus(name, crew_batches, &c, iters / 4, "libuv uv_queue_work", argv_uv, uv_settings, n,
+               ">= 5x libuv");
     }
 #else
     bench_missing(GROUP, "libuv uv_queue_work", "libuv not found");
 #endif
 #ifdef CREW_HAVE_GLIB
-    {
-        glib_ctx g;
-        memset(&g, 0, sizeof g);
-        g_mutex_init(&g.m);
-        g_cond_init(&g.c);
-        g_glib = &g;
-        g.pool = g_thread_pool_new(glib_work, NULL, g_workers, TRUE, NULL);
-        bench_measure2(crew_batches, &c, glib_batches, &g, iters / 4, reps, SETTLE_NS, &mc, &ma);
-        bench_row(GROUP, name, mc, "ns", "GLib GThreadPool", ma, true, NULL);
-        g_thread_pool_free(g.pool, FALSE, TRUE);
-    }
+    versus(name, crew_batches, &c, iters / 4, "GLib GThreadPool", argv_glib, glib_settings, 2,
+           NULL);
 #else
     bench_missing(GROUP, "GLib GThreadPool", "GLib not found");
 #endif
-    double rt = bench_ns_per_op(crew_roundtrip, &c, bench_iters(100000), reps);
-    bench_row(GROUP, "round trip, one task (ns)", rt, "ns", NULL, 0, true, NULL);
+    bench_stat rt = bench_ns_per_op_stat(crew_roundtrip, &c, bench_iters(100000), reps);
+    bench_fig f = {.group = GROUP, .name = "round trip, one task (ns)", .unit = "ns", .crew = rt,
+                   .lower_is_better = true};
+    bench_report(&f);
     free(c.fs);
 }
 
@@ -281,16 +350,90 @@ static void bench_map(crew_pool *p)
 #ifdef CREW_HAVE_OPENMP
     const char *name = "map, empty items (ns/item)";
     long iters = MAP_N * (long)(bench_scale() >= 1 ? 5 : 1);
-    int reps = bench_reps(9);
-    double mc, ma;
-    bench_measure2(crew_map_empty, p, omp_static, NULL, iters, reps, SETTLE_NS, &mc, &ma);
-    bench_row(GROUP, name, mc, "ns", "OpenMP for static", ma, true, "within 1.3x (adv >= 0.77)");
-    bench_measure2(crew_map_empty, p, omp_dynamic, NULL, iters, reps, SETTLE_NS, &mc, &ma);
-    bench_row(GROUP, name, mc, "ns", "OpenMP for dynamic,1", ma, true, NULL);
+    versus(name, crew_map_empty, p, iters, "OpenMP for static", argv_omp_static, omp_settings,
+           N_OMP, "within 1.3x (adv >= 0.77)");
+    versus(name, crew_map_empty, p, iters, "OpenMP for dynamic,1", argv_omp_dynamic,
+           omp_settings, N_OMP, NULL);
 #else
     (void)p;
     bench_missing(GROUP, "OpenMP for static", "OpenMP not found");
 #endif
+}
+
+/* The child side: `--anchor NAME [SETTING] THREADS ITERS`. Sets the
+ * anchor up with THREADS threads (given, not counted here: with
+ * OMP_PROC_BIND set, libgomp pins the initial thread to one CPU before
+ * main, so this process would count one CPU), warms it up, measures one
+ * run and prints ns per op. */
+static int anchor_main(int argc, char **argv)
+{
+    if (argc < 5)
+        return 2;
+    const char *name = argv[2], *setting = argc > 5 ? argv[3] : "";
+    g_workers = atoi(argv[argc - 2]);
+    long iters = atol(argv[argc - 1]);
+    if (iters < 1 || g_workers < 1)
+        return 2;
+    bench_fn fn = NULL;
+    void *ctx = NULL;
+#ifdef CREW_HAVE_OPENMP
+    if (strcmp(name, "omp_tasks") == 0)
+        fn = omp_tasks;
+    else if (strcmp(name, "omp_static") == 0)
+        fn = omp_static;
+    else if (strcmp(name, "omp_dynamic") == 0)
+        fn = omp_dynamic;
+    if (fn) {
+        const char *w = getenv("OMP_WAIT_POLICY"), *b = getenv("OMP_PROC_BIND");
+        printf("# %s: %d threads, OMP_WAIT_POLICY=%s OMP_PROC_BIND=%s (omp_get_proc_bind %d)\n",
+               name, g_workers, w ? w : "(unset)", b ? b : "(unset)", (int)omp_get_proc_bind());
+    }
+#endif
+#ifdef CREW_HAVE_LIBUV
+    uv_ctx u;
+    if (strcmp(name, "uv") == 0) {
+        uv_loop_init(&u.loop);
+        u.reqs = calloc(BATCH, sizeof *u.reqs);
+        fn = uv_batches;
+        ctx = &u;
+        const char *e = getenv("UV_THREADPOOL_SIZE");
+        printf("# libuv %s: UV_THREADPOOL_SIZE=%s\n", uv_version_string(), e ? e : "(unset)");
+    }
+#endif
+#ifdef CREW_HAVE_GLIB
+    glib_ctx g;
+    if (strcmp(name, "glib") == 0) {
+        memset(&g, 0, sizeof g);
+        g_mutex_init(&g.m);
+        g_cond_init(&g.c);
+        g_glib = &g;
+        gboolean excl = strcmp(setting, "exclusive") == 0;
+        g.pool = g_thread_pool_new(glib_work, NULL, g_workers, excl, NULL);
+        fn = glib_batches;
+        ctx = &g;
+        printf("# GLib %u.%u: %d threads, exclusive=%s\n", glib_major_version,
+               glib_minor_version, g_workers, excl ? "TRUE" : "FALSE");
+    }
+#endif
+    (void)setting;
+    if (!fn)
+        return 2;
+    fn(ctx, iters / 10 + 1); /* the anchor's own warm-up, right before */
+    double t0 = bench_now_ns();
+    fn(ctx, iters);
+    double ns = (bench_now_ns() - t0) / (double)iters;
+    bench_child_print(ns);
+#ifdef CREW_HAVE_LIBUV
+    if (fn == uv_batches) {
+        uv_loop_close(&u.loop);
+        free(u.reqs);
+    }
+#endif
+#ifdef CREW_HAVE_GLIB
+    if (fn == glib_batches)
+        g_thread_pool_free(g.pool, FALSE, TRUE);
+#endif
+    return 0;
 }
 
 /* ---------------------------------------------------------------- CPU-bound */
@@ -384,12 +527,18 @@ static void bench_speedup(void)
         cn[r] = crew_primes(g_workers);
         rn[r] = raw_primes_run(g_workers);
     }
-    double s = bench_median(sq, reps);
-    double cs = s / bench_median(cn, reps);
-    double rs = s / bench_median(rn, reps);
+    /* The speedup of each round over that round's sequential run. */
+    double cs[16], rs[16];
+    for (int r = 0; r < reps; r++) {
+        cs[r] = sq[r] / cn[r];
+        rs[r] = sq[r] / rn[r];
+    }
     char name[64];
     snprintf(name, sizeof name, "CPU-bound speedup, %d workers (x)", g_workers);
-    bench_row(GROUP, name, cs, "x", "raw pthreads", rs, false, ">= 0.97x raw");
+    bench_fig f = {.group = GROUP, .name = name, .unit = "x", .crew = bench_stat_of(cs, reps),
+                   .anchor = "raw pthreads", .anchor_value = bench_stat_of(rs, reps),
+                   .lower_is_better = false, .goal = ">= 0.97x raw"};
+    bench_report(&f);
 }
 
 /* ---------------------------------------------------------------- memory */
@@ -460,13 +609,19 @@ static void bench_memory(void)
         for (int i = 0; i < N; i++)
             pthread_join(th[i], NULL);
     }
-    bench_row(GROUP, "idle memory per worker (KiB RSS)", bench_median(vc, 5), "KiB",
-              "idle raw pthread", bench_median(vr, 5), true, "<= 16 KiB");
+    bench_fig f = {.group = GROUP, .name = "idle memory per worker (KiB RSS)", .unit = "KiB",
+                   .crew = bench_stat_of(vc, 5), .anchor = "idle raw pthread",
+                   .anchor_value = bench_stat_of(vr, 5), .lower_is_better = true,
+                   .goal = "<= 16 KiB"};
+    bench_report(&f);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    bench_child_dispatch(argc, argv);
     g_workers = crew_cpu_count();
+    if (argc > 1 && strcmp(argv[1], "--anchor") == 0)
+        return anchor_main(argc, argv);
     bench_group("thread pool (crew_pool, CREW_THREADS) vs C thread pools");
     bench_memory(); /* first: before the heap has grown */
     crew_pool_options o = {0};
