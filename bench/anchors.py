@@ -1,127 +1,149 @@
 #!/usr/bin/env python3
-"""bench/anchors.py -- Python's pools, measured in the same run as crew.
+"""bench/anchors.py -- Python's pools, one figure per fresh interpreter.
 
 bench/bench_pool_procs.c runs this script with python3 (path from
-$CREW_BENCH_PY, else beside the bench source) and reads its output: one
-figure per line, "name value unit", e.g.
+$CREW_BENCH_PY, else beside the bench source) once per figure, start method
+and round, alternating with crew's own measurement, and reads one line back:
 
-    ppe_roundtrip_us 231.4 us
+    python3 anchors.py FIGURE [METHOD] WORKERS N
+        prints "# python 3.11.7, 2 workers, start method fork" and
+        "value 231.4" (the figure, in the unit listed below)
+    python3 anchors.py --default-method
+        prints the interpreter's default start method as "value I", I an
+        index into METHODS (fork, forkserver, spawn)
 
-Lines starting with '#' are comments. Every figure is the median of several
-repetitions. Worker count: 2 (as in ANCHORS.md), or $CREW_BENCH_WORKERS.
-$CREW_BENCH_SCALE (e.g. 0.1) scales the iteration counts like the C harness.
+Why a fresh interpreter per figure: an interpreter that already ran other
+pools (threads, a forkserver, a grown heap) forks and starts slower than a
+program that makes one pool, which is what users of these pools write. Each
+run builds its pool, warms it up (a tenth of the work, and one task per
+worker at least) and then measures once; a pool's start is measured after
+one warm-up start (the imports and, with forkserver, the server are then in
+place, as they are in a program that has run before).
 
-Figures (all with `workers` processes or threads):
-  ppe_roundtrip_us      ProcessPoolExecutor: submit(f).result() of one tiny task
-  mp_apply_us           multiprocessing.Pool.apply round trip
-  tpe_roundtrip_us      ThreadPoolExecutor round trip
-  ppe_submit_tps        ProcessPoolExecutor: submit N no-op tasks, then result() each
-  tpe_submit_tps        ThreadPoolExecutor: the same
-  ppe_map_tps           ProcessPoolExecutor.map, chunksize 256, no-op items
-  mp_map_tps            multiprocessing.Pool.map, default chunks, no-op items
-  ppe_start_ms          ProcessPoolExecutor: create + first task + shutdown
+METHOD (for the process pools) is a multiprocessing start method, "fork",
+"forkserver" or "spawn", or "default" (the interpreter's). N is the work
+per measurement (tasks, round trips or items); WORKERS the pool size.
+
+Figures:
+  ppe_roundtrip_us   ProcessPoolExecutor: submit(f).result() of one tiny task, us
+  mp_apply_us        multiprocessing.Pool.apply round trip, us
+  tpe_roundtrip_us   ThreadPoolExecutor round trip, us (no METHOD)
+  ppe_submit_tps     ProcessPoolExecutor: submit N no-op tasks, then result()
+                     each, tasks/s
+  tpe_submit_tps     ThreadPoolExecutor: the same, tasks/s (no METHOD)
+  ppe_map_tps        ProcessPoolExecutor.map, chunksize 256, N no-op items,
+                     items/s
+  mp_map_tps         multiprocessing.Pool.map, default chunks, items/s
+  ppe_start_ms       ProcessPoolExecutor: create + first result, ms (the
+                     shutdown is not timed; crew's figure is create + first
+                     result too)
 """
 import concurrent.futures as cf
 import multiprocessing as mp
-import os
-import statistics
 import sys
 import time
+
+METHODS = ["fork", "forkserver", "spawn"]
 
 
 def noop(x=None):
     return x
 
 
-def scale(n):
-    try:
-        f = float(os.environ.get("CREW_BENCH_SCALE", "1"))
-    except ValueError:
-        f = 1.0
-    if f <= 0:
-        f = 1.0
-    return max(1, int(n * f))
+def emit(value):
+    print(f"value {value:.17g}", flush=True)
 
 
-def reps(dflt):
-    try:
-        r = int(os.environ.get("CREW_BENCH_REPS", str(dflt)))
-    except ValueError:
-        r = dflt
-    return r if r > 0 else dflt
-
-
-def emit(name, value, unit):
-    print(f"{name} {value:.6g} {unit}", flush=True)
-
-
-def roundtrip_us(call, n, r):
-    for _ in range(max(1, n // 10)):
+def roundtrip_us(call, n):
+    for _ in range(max(2, n // 10)):
         call()
-    samples = []
-    for _ in range(r):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            call()
-        samples.append((time.perf_counter() - t0) / n * 1e6)
-    return statistics.median(samples)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        call()
+    return (time.perf_counter() - t0) / n * 1e6
 
 
-def submit_tps(ex, n, r):
-    samples = []
-    for _ in range(r):
+def submit_tps(ex, n):
+    def once(k):
         t0 = time.perf_counter()
-        futs = [ex.submit(noop, i) for i in range(n)]
+        futs = [ex.submit(noop, i) for i in range(k)]
         for f in futs:
             f.result()
-        samples.append(n / (time.perf_counter() - t0))
-    return statistics.median(samples)
+        return k / (time.perf_counter() - t0)
+
+    once(max(2, n // 10))
+    return once(n)
 
 
-def map_tps(fn, n, r):
+def map_tps(fn, n):
+    fn(list(range(max(2, n // 10))))
     items = list(range(n))
-    samples = []
-    for _ in range(r):
+    t0 = time.perf_counter()
+    out = fn(items)
+    dt = time.perf_counter() - t0
+    assert len(out) == n
+    return n / dt
+
+
+def ppe_start_ms(ctx, workers):
+    def once():
         t0 = time.perf_counter()
-        out = fn(items)
-        dt = time.perf_counter() - t0
-        assert len(out) == n
-        samples.append(n / dt)
-    return statistics.median(samples)
-
-
-def main():
-    workers = int(os.environ.get("CREW_BENCH_WORKERS", "2"))
-    # Python 3.11 on Linux defaults to fork; name it so the figure is honest.
-    ctx = mp.get_context("fork")
-    print(f"# python {sys.version.split()[0]}, {workers} workers, start method fork", flush=True)
-    r = reps(5)
-
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+        ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
         ex.submit(noop).result()
-        emit("ppe_roundtrip_us", roundtrip_us(lambda: ex.submit(noop, 1).result(), scale(2000), r), "us")
-        emit("ppe_submit_tps", submit_tps(ex, scale(20000), r), "tasks/s")
-        emit("ppe_map_tps", map_tps(lambda xs: list(ex.map(noop, xs, chunksize=256)), scale(200000), r),
-             "tasks/s")
+        t = time.perf_counter() - t0
+        ex.shutdown(wait=True)
+        return t * 1e3
 
-    with ctx.Pool(workers) as pool:
-        pool.apply(noop, (1,))
-        emit("mp_apply_us", roundtrip_us(lambda: pool.apply(noop, (1,)), scale(2000), r), "us")
-        emit("mp_map_tps", map_tps(lambda xs: pool.map(noop, xs), scale(200000), r), "tasks/s")
+    once()
+    return once()
 
-    with cf.ThreadPoolExecutor(max_workers=workers) as ex:
-        ex.submit(noop).result()
-        emit("tpe_roundtrip_us", roundtrip_us(lambda: ex.submit(noop, 1).result(), scale(20000), r), "us")
-        emit("tpe_submit_tps", submit_tps(ex, scale(50000), r), "tasks/s")
 
-    starts = []
-    for _ in range(r):
-        t0 = time.perf_counter()
+def measure(fig, ctx, workers, n):
+    if fig == "ppe_roundtrip_us":
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
-            ex.submit(noop).result()
-        starts.append((time.perf_counter() - t0) * 1e3)
-    emit("ppe_start_ms", statistics.median(starts), "ms")
+            return roundtrip_us(lambda: ex.submit(noop, 1).result(), n)
+    if fig == "mp_apply_us":
+        with ctx.Pool(workers) as pool:
+            return roundtrip_us(lambda: pool.apply(noop, (1,)), n)
+    if fig == "tpe_roundtrip_us":
+        with cf.ThreadPoolExecutor(max_workers=workers) as ex:
+            return roundtrip_us(lambda: ex.submit(noop, 1).result(), n)
+    if fig == "ppe_submit_tps":
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+            return submit_tps(ex, n)
+    if fig == "tpe_submit_tps":
+        with cf.ThreadPoolExecutor(max_workers=workers) as ex:
+            return submit_tps(ex, n)
+    if fig == "ppe_map_tps":
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+            return map_tps(lambda xs: list(ex.map(noop, xs, chunksize=256)), n)
+    if fig == "mp_map_tps":
+        with ctx.Pool(workers) as pool:
+            return map_tps(lambda xs: pool.map(noop, xs), n)
+    if fig == "ppe_start_ms":
+        return ppe_start_ms(ctx, workers)
+    raise SystemExit(f"anchors.py: unknown figure {fig}")
+
+
+def main(argv):
+    if argv[1:] == ["--default-method"]:
+        m = mp.get_start_method()
+        print(f"# python {sys.version.split()[0]}: default start method {m}", flush=True)
+        emit(METHODS.index(m) if m in METHODS else -1)
+        return 0
+    if len(argv) not in (4, 5):
+        raise SystemExit(__doc__)
+    fig = argv[1]
+    method = argv[2] if len(argv) == 5 else None
+    workers, n = int(argv[-2]), max(1, int(argv[-1]))
+    ctx = None
+    if method is not None:
+        ctx = mp.get_context(None if method == "default" else method)
+    how = f"start method {ctx.get_start_method()}" if ctx else "threads"
+    print(f"# python {sys.version.split()[0]}, {fig}: {workers} workers, {how}", flush=True)
+    emit(measure(fig, ctx, workers, n))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv))

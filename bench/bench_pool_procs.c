@@ -1,18 +1,27 @@
 /*
  * bench_pool_procs.c -- the process pool against its anchors, in one run:
  *   - Python's ProcessPoolExecutor / multiprocessing.Pool (bench/anchors.py,
- *     run here with python3: $CREW_BENCH_PY or the script beside this file);
+ *     run with python3: $CREW_BENCH_PY or the script beside this file), a
+ *     fresh interpreter per figure, start method and round, alternating
+ *     with crew's own measurement (anchors.py says why); each with the
+ *     interpreter's default start method and with fork / forkserver, the
+ *     default and the best reported;
  *   - the raw floor: two processes ping-ponging one word in shared memory,
  *     each side spinning CREW__SPIN_NS (20 us) and then parking on a futex,
  *     i.e. the best any process pool built on shared memory can do here;
- *   - raw fork for CPU-bound speedup.
+ *     crew's round trip and the floor are measured in each placement mode:
+ *     unpinned, "1 CPU" (caller and workers on one CPU) and "2 CPUs"
+ *     (caller on one, workers on the other), as separate rows;
+ *   - raw fork for CPU-bound speedup, and raw fork children forked from a
+ *     fresh small copy of this program (the size of crew's forkserver) for
+ *     memory.
  * Figures: round trip of one tiny task, submit+wait throughput, map of
- * no-op items, CPU-bound speedup on all cores (medians of alternating
- * runs), idle memory per worker (process-tree PSS added per worker, pool of
- * 16 vs 16 raw fork children), time from a worker's death to its task's
- * CREW_ECRASHED,
- * pool ready-to-run time (create + first result) for 2 workers, and a 1 MiB
- * argument copied vs passed by reference in a crew_shm region.
+ * no-op items, CPU-bound speedup on all cores, idle memory per worker
+ * (process-tree PSS added per worker, pool of 16 vs 16 raw fork children),
+ * time from a worker's death to its task's CREW_ECRASHED, pool
+ * ready-to-run time (create + first result) for 2 workers, and a 1 MiB
+ * argument copied vs passed by reference in a crew_shm region. Medians of
+ * the rounds, with min and max.
  */
 #include "harness.h"
 
@@ -39,84 +48,87 @@
 
 /* ------------------------------------------------------------ python anchors */
 
-typedef struct py_fig {
-    const char *key;
-    double value;
-    int have;
-} py_fig;
+static char py_path[4096];
+static const char *py_missing_why;
+static const char *const py_methods[] = {"fork", "forkserver", "spawn"};
+static const char *const py_args[3][2] = {{"fork", NULL}, {"forkserver", NULL}, {"spawn", NULL}};
+static char py_default_label[64];
+/* The process pools' settings: the interpreter's default start method
+ * first, then whichever of fork and forkserver it is not. */
+static bench_setting py_settings[3];
+static int n_py_settings;
+static const bench_setting py_thread_settings[] = {{"threads", NULL, NULL}};
 
-static py_fig py[] = {
-    {"ppe_roundtrip_us", 0, 0}, {"mp_apply_us", 0, 0},   {"tpe_roundtrip_us", 0, 0},
-    {"ppe_submit_tps", 0, 0},   {"tpe_submit_tps", 0, 0}, {"ppe_map_tps", 0, 0},
-    {"mp_map_tps", 0, 0},       {"ppe_start_ms", 0, 0},
-};
-static const char *py_missing_why = NULL;
-
-static double pyv(const char *key)
+static void py_setup(void)
 {
-    for (size_t i = 0; i < sizeof py / sizeof py[0]; i++)
-        if (strcmp(py[i].key, key) == 0 && py[i].have)
-            return py[i].value;
-    return 0;
-}
-
-static void run_python(void)
-{
-    char path[4096];
     const char *env = getenv("CREW_BENCH_PY");
     if (env && *env) {
-        snprintf(path, sizeof path, "%s", env);
+        snprintf(py_path, sizeof py_path, "%s", env);
     } else {
         char src[4096];
         snprintf(src, sizeof src, "%s", __FILE__);
-        snprintf(path, sizeof path, "%s/anchors.py", dirname(src));
+        snprintf(py_path, sizeof py_path, "%s/anchors.py", dirname(src));
     }
-    if (system("command -v python3 >/dev/null 2>&1") != 0) {
-        py_missing_why = "python3 not found";
-        return;
-    }
-    if (access(path, R_OK) != 0) {
+    if (access(py_path, R_OK) != 0) {
         py_missing_why = "bench/anchors.py not found";
         return;
     }
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "python3 '%s'", path);
-    fflush(NULL);
-    FILE *f = popen(cmd, "r");
-    if (!f) {
-        py_missing_why = "popen failed";
+    const char *argv[] = {"python3", py_path, "--default-method", NULL};
+    double v;
+    if (bench_child_values(argv, NULL, true, &v, 1) != 1 || v < 0 || v > 2) {
+        py_missing_why = "python3 not found or anchors.py failed";
         return;
     }
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (line[0] == '#') {
-            printf("%s", line);
-            continue;
-        }
-        char key[64];
-        double v;
-        if (sscanf(line, "%63s %lf", key, &v) != 2)
-            continue;
-        for (size_t i = 0; i < sizeof py / sizeof py[0]; i++)
-            if (strcmp(py[i].key, key) == 0) {
-                py[i].value = v;
-                py[i].have = 1;
-            }
-    }
-    if (pclose(f) != 0 && !pyv("ppe_roundtrip_us"))
-        py_missing_why = "anchors.py failed";
+    int d = (int)v;
+    snprintf(py_default_label, sizeof py_default_label, "%s (the default)", py_methods[d]);
+    py_settings[0] = (bench_setting){py_default_label, NULL, py_args[d]};
+    n_py_settings = 1;
+    for (int m = 0; m < 2; m++)
+        if (m != d)
+            py_settings[n_py_settings++] = (bench_setting){py_methods[m], NULL, py_args[m]};
 }
 
-static void row_vs_py(const char *name, double crew, const char *unit, const char *anchor,
-                      const char *key, double scale, bool lower, const char *goal)
+/* One figure against one Python anchor. crew's side is either fn(ctx,
+ * iters) (ns per op, turned into the unit by k: value = ns * k, or k / ns
+ * for a rate) or, when sample is set, sample(ctx) in the unit already. */
+typedef struct py_vs {
+    const char *name, *anchor, *key, *unit, *mode, *goal;
+    bool methods; /* a process pool: run it with each start method */
+    long py_n;    /* the work of one Python measurement */
+    bool rate;
+    double k;
+    bool lower;
+} py_vs;
+
+static void vs_py(const py_vs *v, bench_fn fn, bench_sample_fn sample, void *ctx, long iters,
+                  int reps)
 {
-    double a = pyv(key);
-    if (a > 0)
-        bench_row(GROUP, name, crew, unit, anchor, a * scale, lower, goal);
-    else {
-        bench_row(GROUP, name, crew, unit, NULL, 0, lower, goal);
-        bench_missing(GROUP, anchor, py_missing_why ? py_missing_why : "no figure");
+    bench_stat crew, per[3];
+    bench_fig f = {.group = GROUP, .name = v->name, .unit = v->unit, .mode = v->mode,
+                   .lower_is_better = v->lower, .goal = v->goal};
+    const char *argv[] = {"python3", py_path, v->key, NULL};
+    char w[16], n[32];
+    snprintf(w, sizeof w, "%d", WORKERS);
+    snprintf(n, sizeof n, "%ld", v->py_n);
+    const char *extra[] = {w, n, NULL};
+    bench_anchor a = {v->anchor, argv, v->methods ? py_settings : py_thread_settings,
+                      v->methods ? n_py_settings : 1};
+    int ok = 0;
+    if (!py_missing_why)
+        ok = sample ? bench_alternate_sample(sample, ctx, reps, &a, extra, &crew, per)
+                    : bench_alternate(fn, ctx, iters, reps, &a, extra, &crew, per);
+    if (!ok) { /* crew alone */
+        crew = sample ? bench_stat_one(sample(ctx)) : bench_ns_per_op_stat(fn, ctx, iters, reps);
+        if (py_missing_why)
+            bench_missing(GROUP, v->anchor, py_missing_why);
     }
+    if (!sample)
+        crew = v->rate ? bench_stat_rate(crew, v->k) : bench_stat_scale(crew, v->k);
+    f.crew = crew;
+    if (ok)
+        bench_report_anchor(&f, &a, per);
+    else
+        bench_report(&f);
 }
 
 /* ------------------------------------------------------------ raw floor */
@@ -159,69 +171,61 @@ static void raw_post(_Atomic uint32_t *w, _Atomic uint32_t *sleeping, uint32_t v
         syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
 
-static double raw_floor_us(long iters)
+/* A floor session: a forked child echoing ping into pong until it reads
+ * FLOOR_STOP. The values only grow (skipping FLOOR_STOP), so "pong !=
+ * the last pong" is "the echo of the last ping". */
+#define FLOOR_STOP 0xffffffffu
+typedef struct floor_session {
+    pingpong *pp;
+    pid_t child;
+    uint32_t n;
+} floor_session;
+
+/* child_cpu >= 0: the child pins itself there (the caller pins itself). */
+static bool floor_start(floor_session *f, int child_cpu)
 {
-    pingpong *pp = mmap(NULL, sizeof *pp, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                        -1, 0);
-    if (pp == MAP_FAILED)
-        return 0;
-    memset(pp, 0, sizeof *pp);
-    long total = iters * 6 + iters / 10 + 1;
-    /* The floor is the best case: the two sides on two different CPUs (if
-     * the scheduler put them on one, each hand-off would cost a whole spin
-     * budget). The parent's affinity is restored afterwards. */
-    cpu_set_t old_set, one;
-    bool pinned = false;
-    if (crew_cpu_count() >= 2 && sched_getaffinity(0, sizeof old_set, &old_set) == 0) {
-        int cpus[2], k = 0;
-        for (int i = 0; i < CPU_SETSIZE && k < 2; i++)
-            if (CPU_ISSET(i, &old_set))
-                cpus[k++] = i;
-        if (k == 2) {
-            CPU_ZERO(&one);
-            CPU_SET(cpus[0], &one);
-            pinned = sched_setaffinity(0, sizeof one, &one) == 0;
-            CPU_ZERO(&one);
-            CPU_SET(cpus[1], &one);
+    f->pp = mmap(NULL, sizeof *f->pp, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (f->pp == MAP_FAILED)
+        return false;
+    memset(f->pp, 0, sizeof *f->pp);
+    f->n = 0;
+    fflush(NULL);
+    f->child = fork();
+    if (f->child < 0)
+        return false;
+    if (f->child == 0) {
+        if (child_cpu >= 0)
+            bench_pin(0, child_cpu);
+        pingpong *pp = f->pp;
+        uint32_t seen = 0;
+        for (;;) {
+            raw_wait(&pp->ping, &pp->ping_sleep, seen);
+            seen = atomic_load_explicit(&pp->ping, memory_order_acquire);
+            if (seen == FLOOR_STOP)
+                _exit(0);
+            raw_post(&pp->pong, &pp->pong_sleep, seen);
         }
     }
-    pid_t c = fork();
-    if (c == 0) {
-        if (pinned)
-            sched_setaffinity(0, sizeof one, &one);
-        for (long i = 1; i <= total; i++) {
-            raw_wait(&pp->ping, &pp->ping_sleep, (uint32_t)(i - 1));
-            raw_post(&pp->pong, &pp->pong_sleep, (uint32_t)i);
-        }
-        _exit(0);
+    return true;
+}
+
+/* bench_fn: iters round trips. */
+static void floor_batch(void *ctx, long iters)
+{
+    floor_session *f = ctx;
+    for (long i = 0; i < iters; i++) {
+        uint32_t last = f->n;
+        f->n = f->n + 1 == FLOOR_STOP ? 1 : f->n + 1;
+        raw_post(&f->pp->ping, &f->pp->ping_sleep, f->n);
+        raw_wait(&f->pp->pong, &f->pp->pong_sleep, last);
     }
-    long n = 0;
-    for (long i = 0; i < iters / 10 + 1; i++) { /* warm up */
-        n++;
-        raw_post(&pp->ping, &pp->ping_sleep, (uint32_t)n);
-        raw_wait(&pp->pong, &pp->pong_sleep, (uint32_t)(n - 1));
-    }
-    double v[5];
-    for (int r = 0; r < 5; r++) {
-        double t0 = now_ns();
-        for (long i = 0; i < iters; i++) {
-            n++;
-            raw_post(&pp->ping, &pp->ping_sleep, (uint32_t)n);
-            raw_wait(&pp->pong, &pp->pong_sleep, (uint32_t)(n - 1));
-        }
-        v[r] = (now_ns() - t0) / (double)iters / 1000.0;
-    }
-    /* let the child finish its count */
-    while (n < total) {
-        n++;
-        raw_post(&pp->ping, &pp->ping_sleep, (uint32_t)n);
-        raw_wait(&pp->pong, &pp->pong_sleep, (uint32_t)(n - 1));
-    }
-    waitpid(c, NULL, 0);
-    if (pinned)
-        sched_setaffinity(0, sizeof old_set, &old_set);
-    munmap(pp, sizeof *pp);
-    return bench_median(v, 5);
+}
+
+static void floor_stop(floor_session *f)
+{
+    raw_post(&f->pp->ping, &f->pp->ping_sleep, FLOOR_STOP);
+    waitpid(f->child, NULL, 0);
+    munmap(f->pp, sizeof *f->pp);
 }
 
 /* ------------------------------------------------------------ tasks */
@@ -433,8 +437,11 @@ static double pool_idle_kib(int workers)
     return kib;
 }
 
-/* The anchor, measured the same way: `n` raw fork children blocked in
- * read(2) (a Python-style idle forked worker). */
+/* A second anchor, measured the same way: `n` raw fork children of this
+ * bench process blocked in read(2). This parent is big (libraries, a grown
+ * heap, threads), so its children cost more than crew's, which are forked
+ * by the small forkserver; the fair anchor is bench_raw_fork_child_kib's
+ * children of a fresh small parent. Kept for context. */
 static double fork_idle_kib(int n)
 {
     int hold[2], ready[2];
@@ -483,7 +490,7 @@ static int task_die(crew_task *t, const void *arg, size_t len, void *res, size_t
     return 0;
 }
 
-static double crash_detect_us(int reps)
+static bench_stat crash_detect_us(int reps)
 {
     crew_pool_options o = {.kind = CREW_PROCESSES, .workers = WORKERS,
                            .breaker_crashes = 1000000};
@@ -512,69 +519,172 @@ static double crash_detect_us(int reps)
     }
     crew_pool_destroy(p);
     crew_shm_destroy(shm);
-    return n ? bench_median(v, n) : -1;
+    return bench_stat_of(v, n);
 }
 
-int main(void)
+/* ------------------------------------------------------------ modes
+ * Round trips between two processes move by 10x or more with where the
+ * two land (two vCPUs: a wake-up on the other, idle vCPU goes through the
+ * hypervisor). Each mode is measured and reported on its own: crew's round
+ * trip (this thread and the pool's workers pinned) and the floor (parent
+ * and child pinned) alternate round by round in the same mode. */
+typedef struct place_mode {
+    const char *name;
+    int self_cpu, other_cpu; /* CPU indices; -1: not pinned */
+} place_mode;
+static const place_mode modes[] = {
+    {"unpinned", -1, -1},
+    {"1 CPU", 0, 0},
+    {"2 CPUs", 0, 1},
+};
+
+static void round_trip_modes(int reps, long iters)
 {
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        const place_mode *pm = &modes[m];
+        int me = pm->self_cpu < 0 ? -1 : bench_cpu(pm->self_cpu);
+        int other = pm->other_cpu < 0 ? -1 : bench_cpu(pm->other_cpu);
+        if (pm->self_cpu >= 0 && (me < 0 || other < 0))
+            continue; /* not enough CPUs for this mode */
+        crew_pool *q = pool2(WORKERS);
+        if (me >= 0 && (bench_pin(0, me) != 0 || bench_pin_children(other) != 0)) {
+            fprintf(stderr, "bench_pool_procs: cannot pin for mode %s\n", pm->name);
+            bench_pin(0, -1);
+            bench_pin_children(-1);
+            crew_pool_destroy(q);
+            continue;
+        }
+        floor_session fs;
+        if (!floor_start(&fs, other)) {
+            fprintf(stderr, "bench_pool_procs: cannot start the floor\n");
+            exit(1);
+        }
+        bench_stat c, fl;
+        bench_measure2_stat(rt_fn, q, floor_batch, &fs, iters, reps, 0, &c, &fl);
+        floor_stop(&fs);
+        bench_pin(0, -1);
+        bench_pin_children(-1);
+        crew_pool_destroy(q);
+        char name[96];
+        snprintf(name, sizeof name, "round trip, one tiny task [%s]", pm->name);
+        bench_fig f = {.group = GROUP, .name = name, .unit = "us", .mode = pm->name,
+                       .crew = bench_stat_scale(c, 1e-3), .anchor = "raw spin+futex shm floor",
+                       .anchor_value = bench_stat_scale(fl, 1e-3), .lower_is_better = true,
+                       .goal = "close to 1x"};
+        bench_report(&f);
+    }
+}
+
+/* Ready to run: create + first result, 2 workers, forkserver warm; one
+ * untimed start first, as anchors.py does for Python's. ms. */
+static double ready_sample(void *ctx)
+{
+    (void)ctx;
+    double v = 0;
+    for (int k = 0; k < 2; k++) {
+        double t0 = now_ns();
+        crew_pool *q = pool2(WORKERS);
+        crew_future *f;
+        crew_pool_submit(q, task_noop, NULL, 0, &f);
+        crew_future_wait(f, CREW_FOREVER);
+        v = (now_ns() - t0) / 1e6;
+        crew_future_destroy(f);
+        crew_pool_destroy(q);
+    }
+    return v;
+}
+
+static void python_rows(crew_pool *p, map_ctx *mc, int reps)
+{
+    long py_rt = bench_iters(2000);
+    py_vs rt = {"round trip, one tiny task", "ProcessPoolExecutor", "ppe_roundtrip_us", "us",
+                "unpinned", ">= 200x, <= 1 us", true, py_rt, false, 1e-3, true};
+    long crew_rt = bench_iters(100000);
+    vs_py(&rt, rt_fn, NULL, p, crew_rt, reps);
+    rt.anchor = "multiprocessing.Pool.apply", rt.key = "mp_apply_us", rt.goal = NULL;
+    vs_py(&rt, rt_fn, NULL, p, crew_rt, reps);
+    rt.anchor = "ThreadPoolExecutor (threads!)", rt.key = "tpe_roundtrip_us";
+    rt.methods = false, rt.py_n = bench_iters(20000);
+    vs_py(&rt, rt_fn, NULL, p, crew_rt, reps);
+
+    long crew_tp = bench_iters(400000);
+    py_vs tp = {"submit+wait no-op tasks", "ProcessPoolExecutor", "ppe_submit_tps", "tasks/s",
+                NULL, ">= 200x, >= 2M/s", true, bench_iters(20000), true, 1e9, false};
+    vs_py(&tp, tp_fn, NULL, p, crew_tp, reps);
+    tp.anchor = "ThreadPoolExecutor (threads!)", tp.key = "tpe_submit_tps", tp.goal = NULL;
+    tp.methods = false, tp.py_n = bench_iters(50000);
+    vs_py(&tp, tp_fn, NULL, p, crew_tp, reps);
+
+    py_vs mp = {"map 200k no-op items", "multiprocessing.Pool.map", "mp_map_tps", "items/s",
+                NULL, ">= 40x", true, (long)mc->n, true, 1e9 * (double)mc->n, false};
+    vs_py(&mp, map_fn, NULL, mc, bench_iters(20), reps);
+    mp.anchor = "ProcessPoolExecutor.map/256", mp.key = "ppe_map_tps", mp.goal = NULL;
+    vs_py(&mp, map_fn, NULL, mc, bench_iters(20), reps);
+
+    py_vs st = {"ready to run (create + first result)", "ProcessPoolExecutor start",
+                "ppe_start_ms", "ms", NULL, "<= 1 ms", true, 1, false, 1, true};
+    vs_py(&st, NULL, ready_sample, NULL, 1, reps);
+}
+
+/* Idle memory per worker: what the process tree's PSS grows by, per
+ * worker, for a crew pool of 16 and for 16 raw fork children -- the
+ * definition crew compare uses (crew_mem_usage_tree; docs/compare.md). A
+ * pool's fixed part (its shared memory, the monitor thread, the code pages
+ * only workers touch) is spread over the 16. The fair anchor's children
+ * come from a fresh small copy of this program, as crew's come from the
+ * forkserver. Medians of 5, alternating. */
+static void memory_rows(void)
+{
+    enum { IDLE_N = 16, R = 5 };
+    double vc[R], vs[R], vb[R];
+    int ns = 0;
+    for (int r = 0; r < R; r++) {
+        vc[r] = pool_idle_kib(IDLE_N);
+        double k = bench_raw_fork_child_kib(IDLE_N);
+        if (k >= 0)
+            vs[ns++] = k;
+        vb[r] = fork_idle_kib(IDLE_N);
+    }
+    bench_stat c = bench_stat_of(vc, R);
+    const char *name = "idle worker memory (tree PSS added, pool of 16)";
+    if (ns) {
+        bench_fig f = {.group = GROUP, .name = name, .unit = "KiB", .crew = c,
+                       .anchor = "idle raw fork child of a small parent (16)",
+                       .anchor_value = bench_stat_of(vs, ns), .lower_is_better = true,
+                       .goal = "<= 100 KiB"};
+        bench_report(&f);
+    } else {
+        bench_missing(GROUP, "idle raw fork child of a small parent", "the helper failed");
+    }
+    bench_fig f = {.group = GROUP, .name = name, .unit = "KiB", .crew = c,
+                   .anchor = "idle raw fork child of this bench (16)",
+                   .anchor_value = bench_stat_of(vb, R), .lower_is_better = true};
+    bench_report(&f);
+}
+
+int main(int argc, char **argv)
+{
+    bench_child_dispatch(argc, argv);
     printf("# process pool bench: %d workers, %d CPUs\n", WORKERS, crew_cpu_count());
     crew_forkserver_start();
-    run_python();
+    py_setup();
     int reps = bench_reps(7);
 
     bench_group("process pool vs Python and the raw shared-memory floor");
-    double floor_us = raw_floor_us(bench_iters(100000));
-
     crew_pool *p = pool2(WORKERS);
-    double rt_us = bench_ns_per_op(rt_fn, p, bench_iters(100000), reps) / 1000.0;
-    row_vs_py("round trip, one tiny task", rt_us, "us", "ProcessPoolExecutor", "ppe_roundtrip_us",
-              1.0, true, ">= 200x, <= 1 us");
-    row_vs_py("round trip, one tiny task", rt_us, "us", "multiprocessing.Pool.apply",
-              "mp_apply_us", 1.0, true, NULL);
-    row_vs_py("round trip, one tiny task", rt_us, "us", "ThreadPoolExecutor (threads!)",
-              "tpe_roundtrip_us", 1.0, true, NULL);
-    bench_row(GROUP, "round trip, one tiny task", rt_us, "us", "raw spin+futex shm floor",
-              floor_us, true, "close to 1x");
-
-    double tp_ns = bench_ns_per_op(tp_fn, p, bench_iters(400000), reps);
-    double tps = 1e9 / tp_ns;
-    row_vs_py("submit+wait no-op tasks", tps, "tasks/s", "ProcessPoolExecutor", "ppe_submit_tps",
-              1.0, false, ">= 200x, >= 2M/s");
-    row_vs_py("submit+wait no-op tasks", tps, "tasks/s", "ThreadPoolExecutor (threads!)",
-              "tpe_submit_tps", 1.0, false, NULL);
-
     map_ctx mc = {.p = p, .n = 200000};
     mc.in = calloc(mc.n, 4);
     mc.out = calloc(mc.n, 4);
-    double map_ns = bench_ns_per_op(map_fn, &mc, bench_iters(20), reps) / (double)mc.n;
-    double map_tps = 1e9 / map_ns;
-    row_vs_py("map 200k no-op items", map_tps, "items/s", "multiprocessing.Pool.map",
-              "mp_map_tps", 1.0, false, ">= 40x");
-    row_vs_py("map 200k no-op items", map_tps, "items/s", "ProcessPoolExecutor.map/256",
-              "ppe_map_tps", 1.0, false, NULL);
-
+    python_rows(p, &mc, reps);
     crew_pool_destroy(p);
-
-    /* Idle memory per worker: what the process tree's PSS grows by, per
-     * worker, for a crew pool of 16 and for 16 raw fork children -- the
-     * definition crew compare uses (crew_mem_usage_tree; docs/compare.md).
-     * A pool's fixed part (its shared memory, the monitor thread, the code
-     * pages only workers touch) is spread over the 16. Medians of 5,
-     * alternating. */
-    {
-        enum { IDLE_N = 16 };
-        double vc[5], vf[5];
-        for (int r = 0; r < 5; r++) {
-            vc[r] = pool_idle_kib(IDLE_N);
-            vf[r] = fork_idle_kib(IDLE_N);
-        }
-        bench_row(GROUP, "idle worker memory (tree PSS added, pool of 16)", bench_median(vc, 5),
-                  "KiB", "idle raw fork child (16)", bench_median(vf, 5), true, "<= 100 KiB");
-    }
+    round_trip_modes(reps, bench_iters(100000));
+    memory_rows();
 
     /* A worker dies: its future is done this long after the death. */
-    bench_row(GROUP, "crash: death -> future CREW_ECRASHED", crash_detect_us(reps < 5 ? 5 : 3 * reps),
-              "us", NULL, 0, true, "<= 1000 us");
+    bench_fig cf = {.group = GROUP, .name = "crash: death -> future CREW_ECRASHED", .unit = "us",
+                    .crew = crash_detect_us(reps < 5 ? 5 : 3 * reps), .lower_is_better = true,
+                    .goal = "<= 1000 us"};
+    bench_report(&cf);
 
     /* 1 MiB argument: copy vs shm reference (same pool, same task). */
     {
@@ -592,32 +702,17 @@ int main(void)
         c.buf = buf;
         big_copy_fn(&c, 20); /* warm the slots' pages and the worker's mapping */
         big_shm_fn(&c, 20);
-        double copy_us = bench_ns_per_op(big_copy_fn, &c, bench_iters(2000), reps) / 1000.0;
-        double shm_us = bench_ns_per_op(big_shm_fn, &c, bench_iters(20000), reps) / 1000.0;
-        bench_row(GROUP, "1 MiB argument: copy vs shm reference", shm_us, "us",
-                  "the same 1 MiB copied (crew_pool_submit)", copy_us, true, ">= 10x");
+        bench_stat copy = bench_ns_per_op_stat(big_copy_fn, &c, bench_iters(2000), reps);
+        bench_stat shm = bench_ns_per_op_stat(big_shm_fn, &c, bench_iters(20000), reps);
+        bench_fig f = {.group = GROUP, .name = "1 MiB argument: copy vs shm reference",
+                       .unit = "us", .crew = bench_stat_scale(shm, 1e-3),
+                       .anchor = "the same 1 MiB copied (crew_pool_submit)",
+                       .anchor_value = bench_stat_scale(copy, 1e-3), .lower_is_better = true,
+                       .goal = ">= 10x"};
+        bench_report(&f);
         crew_pool_destroy(c.p);
         crew_shm_destroy(c.shm);
         free(buf);
-    }
-
-    /* Ready to run: create + first result, 2 workers, forkserver warm. */
-    {
-        double v[16];
-        int n = reps < 16 ? reps : 16;
-        for (int r = 0; r < n; r++) {
-            double t0 = now_ns();
-            crew_pool *q = pool2(WORKERS);
-            crew_future *f;
-            crew_pool_submit(q, task_noop, NULL, 0, &f);
-            crew_future_wait(f, CREW_FOREVER);
-            v[r] = (now_ns() - t0) / 1e6;
-            crew_future_destroy(f);
-            crew_pool_destroy(q);
-        }
-        double ready = bench_median(v, n);
-        row_vs_py("ready to run (create + first result)", ready, "ms",
-                  "ProcessPoolExecutor start", "ppe_start_ms", 1.0, true, "<= 1 ms");
     }
 
     /* CPU-bound speedup on all cores, vs raw fork's speedup. */
@@ -630,8 +725,8 @@ int main(void)
         crew_pool *p1 = pool2(1), *pn = pool2(ncpu);
         primes_pool(p1, hi / 20, parts);
         primes_pool(pn, hi / 20, parts);
-        /* Medians of several alternating runs: one run each moves by
-         * several % on this machine. */
+        /* Several alternating runs: one run each moves by several % on
+         * this machine. */
         enum { SR = 5 };
         double vr[SR], vc[SR];
         for (int r = 0; r < SR; r++) {
@@ -640,11 +735,12 @@ int main(void)
         }
         crew_pool_destroy(p1);
         crew_pool_destroy(pn);
-        double raw_speedup = bench_median(vr, SR), crew_speedup = bench_median(vc, SR);
         char name[64];
         snprintf(name, sizeof name, "CPU-bound speedup, %d workers vs 1", ncpu);
-        bench_row(GROUP, name, crew_speedup, "x", "raw fork speedup", raw_speedup, false,
-                  ">= 0.97x raw");
+        bench_fig f = {.group = GROUP, .name = name, .unit = "x", .crew = bench_stat_of(vc, SR),
+                       .anchor = "raw fork speedup", .anchor_value = bench_stat_of(vr, SR),
+                       .lower_is_better = false, .goal = ">= 0.97x raw"};
+        bench_report(&f);
     }
     free(mc.in);
     free(mc.out);

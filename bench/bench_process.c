@@ -3,8 +3,15 @@
  * same run; plus the forkserver's cold start and "two workers ready" (what a
  * process pool pays to come up).
  *
+ * Memory: what an idle child adds to the process tree's PSS, against a raw
+ * fork child of a parent of the same size as the forkserver that forks
+ * crew's children (a fresh small copy of this program started for the
+ * purpose: bench_raw_fork_child_kib), and against crew's own fork child of
+ * this bench process.
+ *
  * Raw and crew figures are measured interleaved, rep by rep, so a drift of
- * the machine hits both; each figure is the median over the reps. */
+ * the machine hits both; each figure is the median over the reps, with
+ * min and max. */
 #include "harness.h"
 
 #include <crew.h>
@@ -82,7 +89,7 @@ typedef void (*loop_fn)(long);
 
 /* Median ns per op of a and b, measured alternately one op at a time, so
  * any drift or load on this shared machine hits both alike. */
-static void pair(loop_fn a, loop_fn b, long iters, int reps, double *ma, double *mb)
+static void pair(loop_fn a, loop_fn b, long iters, int reps, bench_stat *ma, bench_stat *mb)
 {
     long n = iters * reps;
     double *va = malloc(sizeof(double) * (size_t)n), *vb = malloc(sizeof(double) * (size_t)n);
@@ -99,13 +106,13 @@ static void pair(loop_fn a, loop_fn b, long iters, int reps, double *ma, double 
         va[i] = t1 - t0;
         vb[i] = t2 - t1;
     }
-    *ma = bench_median(va, (int)n);
-    *mb = bench_median(vb, (int)n);
+    *ma = bench_stat_of(va, (int)n);
+    *mb = bench_stat_of(vb, (int)n);
     free(va);
     free(vb);
 }
 
-static double median_of(loop_fn f, long iters, int reps)
+static bench_stat median_of(loop_fn f, long iters, int reps)
 {
     double v[64];
     if (reps > 64)
@@ -116,7 +123,7 @@ static double median_of(loop_fn f, long iters, int reps)
         f(iters);
         v[r] = (bench_now_ns() - t0) / (double)iters;
     }
-    return bench_median(v, reps);
+    return bench_stat_of(v, reps);
 }
 
 /* A worker that says "ready" on the fd in arg, then waits for EOF. */
@@ -187,7 +194,7 @@ static int task_idle(void *arg, size_t len)
 
 /* Memory an idle child started with method m adds to the process tree
  * (tree PSS after minus before), KiB, median of 5. */
-static double idle_pss(crew_start_method m)
+static bench_stat idle_pss(crew_start_method m)
 {
     double v[5];
     for (int i = 0; i < 5; i++) {
@@ -214,24 +221,49 @@ static double idle_pss(crew_start_method m)
         close(ready[1]);
         close(hold[0]);
     }
-    return bench_median(v, 5);
+    return bench_stat_of(v, 5);
 }
 
-int main(void)
+/* The fair raw anchor: one raw fork child of a fresh small copy of this
+ * program (the size of the forkserver that forks crew's children), median
+ * of 5. */
+static bench_stat raw_small_parent_pss(void)
 {
+    double v[5];
+    int n = 0;
+    for (int i = 0; i < 5; i++) {
+        double k = bench_raw_fork_child_kib(1);
+        if (k >= 0)
+            v[n++] = k;
+    }
+    return bench_stat_of(v, n);
+}
+
+/* One row: crew's figure (ns or KiB, times k) against an anchor's. */
+static void row(const char *group, const char *name, bench_stat c, const char *unit,
+                const char *anchor, bench_stat a, double k, const char *goal)
+{
+    bench_fig f = {.group = group, .name = name, .unit = unit, .crew = bench_stat_scale(c, k),
+                   .anchor = anchor, .anchor_value = bench_stat_scale(a, k),
+                   .lower_is_better = true, .goal = goal};
+    bench_report(&f);
+}
+
+int main(int argc, char **argv)
+{
+    bench_child_dispatch(argc, argv);
     int reps = bench_reps(15);
     bench_group(G);
-    double raw, crew;
+    bench_stat raw, crew;
 
     g_method = CREW_START_FORK;
     pair(raw_fork, crew_cycle, bench_iters(100), reps, &raw, &crew);
-    bench_row(G, "crew_process fork start+join", crew / 1000, "us", "raw fork+waitpid", raw / 1000,
-              true, "within 1.1x of raw fork (advantage >= 0.91)");
+    row(G, "crew_process fork start+join", crew, "us", "raw fork+waitpid", raw, 1e-3,
+        "within 1.1x of raw fork (advantage >= 0.91)");
 
-    double vf = median_of(raw_vfork, bench_iters(400), reps);
-    double ps = median_of(raw_posix_spawn, bench_iters(40), reps);
-    bench_row(G, "(anchor) vfork+_exit+waitpid", vf / 1000, "us", "raw fork+waitpid", raw / 1000,
-              true, NULL);
+    bench_stat vf = median_of(raw_vfork, bench_iters(400), reps);
+    bench_stat ps = median_of(raw_posix_spawn, bench_iters(40), reps);
+    row(G, "(anchor) vfork+_exit+waitpid", vf, "us", "raw fork+waitpid", raw, 1e-3, NULL);
 
     /* The forkserver, cold: one exec of this program. */
     crew_forkserver_stop();
@@ -241,38 +273,51 @@ int main(void)
         double t0 = bench_now_ns();
         if (crew_forkserver_start() != 0)
             return 1;
-        cold[i] = (bench_now_ns() - t0) / 1000.0;
+        cold[i] = bench_now_ns() - t0;
     }
-    bench_row(G, "forkserver cold start (exec)", bench_median(cold, 9), "us",
-              "posix_spawn(/bin/true)+wait", ps / 1000, true, NULL);
+    row(G, "forkserver cold start (exec)", bench_stat_of(cold, 9), "us",
+        "posix_spawn(/bin/true)+wait", ps, 1e-3, NULL);
 
     g_method = CREW_START_FORKSERVER;
     crew = median_of(crew_cycle, bench_iters(200), reps);
-    bench_row(G, "crew_process forkserver start+join", crew / 1000, "us", "raw fork+waitpid",
-              raw / 1000, true, NULL);
-    bench_row(G, "crew_process forkserver start+join ", crew / 1000, "us",
-              "posix_spawn(/bin/true)+wait", ps / 1000, true, NULL);
+    row(G, "crew_process forkserver start+join", crew, "us", "raw fork+waitpid", raw, 1e-3, NULL);
+    row(G, "crew_process forkserver start+join ", crew, "us", "posix_spawn(/bin/true)+wait", ps,
+        1e-3, NULL);
 
     g_method = CREW_START_SPAWN;
     crew = median_of(crew_cycle, bench_iters(40), reps);
-    bench_row(G, "crew_process spawn start+join", crew / 1000, "us", "posix_spawn(/bin/true)+wait",
-              ps / 1000, true, NULL);
-    bench_row(G, "crew_process spawn start+join ", crew / 1000, "us", "raw fork+waitpid",
-              raw / 1000, true, NULL);
+    row(G, "crew_process spawn start+join", crew, "us", "posix_spawn(/bin/true)+wait", ps, 1e-3,
+        NULL);
+    row(G, "crew_process spawn start+join ", crew, "us", "raw fork+waitpid", raw, 1e-3, NULL);
 
     double two[15];
     for (int i = 0; i < 15; i++)
         two[i] = two_workers_ready_us();
-    bench_row(G, "2 forkserver workers running (warm)", bench_median(two, 15), "us", NULL, 0, true,
-              "<= 1000 us (pool ready)");
+    bench_fig f = {.group = G, .name = "2 forkserver workers running (warm)", .unit = "us",
+                   .crew = bench_stat_of(two, 15), .lower_is_better = true,
+                   .goal = "<= 1000 us (pool ready)"};
+    bench_report(&f);
 
     const char *M = "processes: idle child memory";
     bench_group(M);
     crew_forkserver_start(); /* started once per program: not a child's cost */
-    double fork_pss = idle_pss(CREW_START_FORK);
-    bench_row(M, "idle forkserver child: tree PSS added", idle_pss(CREW_START_FORKSERVER), "KiB",
-              "idle fork child", fork_pss, true, "<= 100 KiB");
-    bench_row(M, "idle spawn child: tree PSS added", idle_pss(CREW_START_SPAWN), "KiB",
-              "idle fork child", fork_pss, true, NULL);
+    bench_stat fork_pss = idle_pss(CREW_START_FORK);
+    bench_stat raw_pss = raw_small_parent_pss();
+    bench_stat fs_pss = idle_pss(CREW_START_FORKSERVER);
+    bench_stat sp_pss = idle_pss(CREW_START_SPAWN);
+    const char *fair = "idle raw fork child of a small parent";
+    if (raw_pss.reps) {
+        row(M, "idle forkserver child: tree PSS added", fs_pss, "KiB", fair, raw_pss, 1,
+            "<= 100 KiB");
+        row(M, "idle spawn child: tree PSS added", sp_pss, "KiB", fair, raw_pss, 1, NULL);
+    } else {
+        bench_missing(M, fair, "the helper failed");
+    }
+    /* crew's fork method forks this (big) bench process itself: its fair
+     * anchor is crew's own fork child, of the same parent. */
+    row(M, "idle forkserver child: tree PSS added", fs_pss, "KiB", "idle fork child of this bench",
+        fork_pss, 1, NULL);
+    row(M, "idle spawn child: tree PSS added", sp_pss, "KiB", "idle fork child of this bench",
+        fork_pss, 1, NULL);
     return 0;
 }

@@ -3,6 +3,7 @@
 
 #include <crew.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -432,15 +433,32 @@ void bench_child_print(double v)
     fflush(stdout);
 }
 
+typedef struct timed_ctx {
+    bench_fn fn;
+    void *ctx;
+    long iters;
+} timed_ctx;
+
+static double timed_sample(void *arg)
+{
+    timed_ctx *t = arg;
+    return timed(t->fn, t->ctx, t->iters);
+}
+
 int bench_alternate(bench_fn fn, void *ctx, long iters, int reps, const bench_anchor *a,
                     const char *const *extra, bench_stat *crew, bench_stat *per)
+{
+    timed_ctx t = {fn, ctx, iters < 1 ? 1 : iters};
+    return bench_alternate_sample(timed_sample, &t, reps, a, extra, crew, per);
+}
+
+int bench_alternate_sample(bench_sample_fn sample, void *ctx, int reps, const bench_anchor *a,
+                           const char *const *extra, bench_stat *crew, bench_stat *per)
 {
     if (reps > 64)
         reps = 64;
     if (reps < 1)
         reps = 1;
-    if (iters < 1)
-        iters = 1;
     int ns = a->n_settings;
     double vc[64];
     double *vs = calloc((size_t)ns * 64, sizeof *vs);
@@ -448,7 +466,7 @@ int bench_alternate(bench_fn fn, void *ctx, long iters, int reps, const bench_an
     if (!vs || !got)
         abort();
     for (int r = 0; r < reps; r++) {
-        vc[r] = timed(fn, ctx, iters);
+        vc[r] = sample(ctx);
         for (int s = 0; s < ns; s++) {
             const char *argv[MAX_ARGS + 1];
             int k = 0;
@@ -614,7 +632,7 @@ double bench_raw_fork_child_kib(int n)
     if (read_byte(out, 'r')) {
         double before = tree_pss_kib();
         if (write_byte(in[1], 'g') && read_byte(out, 'f')) {
-            settle(20L * 1000 * 1000); /* as crew's pools are measured: after a pause */
+            settle(50L * 1000 * 1000); /* as crew's pools are measured: after a pause */
             double after = tree_pss_kib();
             if (before >= 0 && after >= 0)
                 kib = (after - before) / n;
@@ -649,15 +667,44 @@ int bench_cpu(int index)
     return -1;
 }
 
+static int pin_tid(int tid, int cpu)
+{
+    if (cpu < 0)
+        return sched_setaffinity(tid, sizeof start_set, &start_set);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return sched_setaffinity(tid, sizeof one, &one);
+}
+
 int bench_pin(int pid, int cpu)
 {
     know_start();
     if (!start_known)
         return -1;
-    if (cpu < 0)
-        return sched_setaffinity(pid, sizeof start_set, &start_set);
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    return sched_setaffinity(pid, sizeof one, &one);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", pid ? pid : (int)getpid());
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.' && pin_tid(atoi(e->d_name), cpu) != 0 && errno != ESRCH)
+            rc = -1;
+    closedir(d);
+    return rc;
+}
+
+int bench_pin_children(int cpu)
+{
+    pid_t pids[256];
+    size_t n = 0;
+    if (crew_proc_children(0, 0, pids, 256, &n) != 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < n && i < 256; i++)
+        if (bench_pin(pids[i], cpu) != 0)
+            rc = -1;
+    return rc;
 }

@@ -151,6 +151,11 @@ typedef struct bench_anchor {
  * failed gets reps 0. Returns how many settings gave values. */
 int bench_alternate(bench_fn fn, void *ctx, long iters, int reps, const bench_anchor *a,
                     const char *const *extra, bench_stat *crew, bench_stat *per);
+/* The same, with crew's side one call of sample(ctx) per round, which
+ * warms up and measures itself and returns crew's value. */
+typedef double (*bench_sample_fn)(void *ctx);
+int bench_alternate_sample(bench_sample_fn sample, void *ctx, int reps, const bench_anchor *a,
+                           const char *const *extra, bench_stat *crew, bench_stat *per);
 
 /* Reports crew (base->crew) against the anchor's default setting and
  * against its best (lowest median when base->lower_is_better, else
@@ -174,10 +179,15 @@ void bench_child_dispatch(int argc, char **argv);
  * on failure. */
 double bench_raw_fork_child_kib(int n);
 
-/* CPU pinning for measurement modes: the first and second CPU this process
- * may run on (-1 if none), and sched_setaffinity of pid (0: self) to one
- * CPU, or back to the CPUs it started with when cpu < 0. */
+/* CPU pinning for measurement modes ("1 CPU": both sides on one CPU, "2
+ * CPUs": each side on its own). bench_cpu: the index-th CPU this process
+ * could run on when it started (-1 if none). bench_pin: every thread of
+ * process pid (0: this one) onto one CPU, or back to the CPUs this process
+ * started with when cpu < 0 (threads started later inherit their
+ * creator's). bench_pin_children: the same for every child process of this
+ * one (a process pool's workers and its forkserver). 0 or -1. */
 int bench_cpu(int index);
 int bench_pin(int pid, int cpu);
+int bench_pin_children(int cpu);
 
 #endif
