@@ -278,8 +278,9 @@ static void death_to_status(int rounds)
     }
     if (got) {
         qsort(us, (size_t)got, sizeof *us, cmp_d);
-        bench_row(GROUP, "death -> CREW_ECRASHED, one future (median)", us[got / 2], "us", NULL,
-                  0, true, NULL);
+        bench_fig f = {.group = GROUP, .name = "death -> CREW_ECRASHED, one future (median)",
+                       .unit = "us", .crew = bench_stat_of(us, got), .lower_is_better = true};
+        bench_report(&f);
         printf("    one future: min %.0f / median %.0f / max %.0f us over %d deaths\n", us[0],
                us[got / 2], us[got - 1], got);
     }
@@ -310,8 +311,10 @@ static void death_to_status(int rounds)
         }
         if (got) {
             qsort(us, (size_t)got, sizeof *us, cmp_d);
-            bench_row(GROUP, "death -> map done, chunk of 64, item 31 crashes (median)",
-                      us[got / 2], "us", NULL, 0, true, NULL);
+            bench_fig f = {.group = GROUP,
+                           .name = "death -> map done, chunk of 64, item 31 crashes (median)",
+                           .unit = "us", .crew = bench_stat_of(us, got), .lower_is_better = true};
+            bench_report(&f);
             printf("    map chunk: min %.0f / median %.0f / max %.0f us over %d deaths; "
                    "%d of %d maps with exactly item 31 failed\n",
                    us[0], us[got / 2], us[got - 1], got, exact, rounds);
@@ -323,8 +326,9 @@ static void death_to_status(int rounds)
     crew_shm_destroy(reg);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    bench_child_dispatch(argc, argv);
     printf("# process pool faults bench: default options (%d workers on %d CPUs)\n",
            crew_cpu_count(), crew_cpu_count());
     crew_forkserver_start();
@@ -335,11 +339,15 @@ int main(void)
     mapc mc = {.p = p, .fn = item_noop, .n = 200000};
     mc.in = calloc(mc.n, 4);
     mc.out = calloc(mc.n, 4);
-    double ns = bench_ns_per_op(map_run, &mc, bench_iters(20), reps) / (double)mc.n;
-    bench_row(GROUP, "map 200k no-op items", 1e9 / ns, "items/s", NULL, 0, false, NULL);
+    bench_stat ns = bench_ns_per_op_stat(map_run, &mc, bench_iters(20), reps);
+    bench_fig f = {.group = GROUP, .name = "map 200k no-op items", .unit = "items/s",
+                   .crew = bench_stat_rate(ns, 1e9 * (double)mc.n), .lower_is_better = false};
+    bench_report(&f);
     mc.fn = item_work;
-    ns = bench_ns_per_op(map_run, &mc, bench_iters(5), reps) / (double)mc.n;
-    bench_row(GROUP, "map 200k ~1 us items", 1e9 / ns, "items/s", NULL, 0, false, NULL);
+    ns = bench_ns_per_op_stat(map_run, &mc, bench_iters(5), reps);
+    f.name = "map 200k ~1 us items";
+    f.crew = bench_stat_rate(ns, 1e9 * (double)mc.n);
+    bench_report(&f);
     free(mc.in), free(mc.out);
     crew_pool_destroy(p);
 

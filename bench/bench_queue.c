@@ -15,8 +15,17 @@
  *    and 1 MiB with F_SETPIPE_SZ), a socketpair, and one thread's memcpy of
  *    the same bytes from RAM to RAM. Goal: >= 10 GiB/s, >= 3x socketpair.
  *
- * Every figure is the median of several repetitions (CREW_BENCH_REPS);
- * CREW_BENCH_SCALE shrinks the iteration counts.
+ * Placement modes: on a 2-vCPU guest these figures move by 10x or more
+ * with where the two processes land (a pipe round trip is 2-4 us when both
+ * sides share a CPU and about 60 us when a wake-up must cross to the other,
+ * idle vCPU; a spinning queue is the other way round). So everything is
+ * measured and reported in each mode, as rows of their own with the mode
+ * in the name: "1 CPU" (parent and child pinned to the same CPU), "2 CPUs"
+ * (each pinned to its own) and "unpinned" (where the scheduler puts them);
+ * crew and every anchor alike, alternating within the mode.
+ *
+ * Every figure is the median of several repetitions (CREW_BENCH_REPS),
+ * with min and max; CREW_BENCH_SCALE shrinks the iteration counts.
  */
 #include "harness.h"
 
@@ -340,6 +349,10 @@ static chan make_crew_pipe_chan(void)
 }
 
 /* ---------------------------------------------------------------- runs */
+
+/* The CPU the children of the current mode pin themselves to; -1: none. */
+static int g_child_cpu = -1;
+
 static pid_t start_child(chan *c, size_t msg, long batch)
 {
     fflush(NULL);
@@ -351,6 +364,8 @@ static pid_t start_child(chan *c, size_t msg, long batch)
         return pid;
     }
     c->child_setup(c);
+    if (g_child_cpu >= 0)
+        bench_pin(0, g_child_cpu);
     char *buf = malloc(msg);
     memset(buf, 0, msg);
     char ack[RT_MSG] = {1};
@@ -423,13 +438,50 @@ static double memcpy_batch(char *src, char *dst, long batch)
 enum { RT_PIPE, RT_SOCK, RT_FLOOR, RT_QUEUE, RT_CPIPE, RT_N };
 enum { ST_PIPE, ST_PIPE1M, ST_SOCK, ST_QUEUE, ST_CPIPE, ST_N };
 
-int main(void)
-{
-    int reps = bench_reps(9);
-    if (reps > 64)
-        reps = 64;
-    long n_fast = bench_iters(100000), n_slow = bench_iters(4000);
+typedef struct place_mode {
+    const char *name;
+    int self_cpu, child_cpu; /* CPU indices (bench_cpu); -1: not pinned */
+} place_mode;
+static const place_mode modes[] = {
+    {"1 CPU", 0, 0},
+    {"2 CPUs", 0, 1},
+    {"unpinned", -1, -1},
+};
+#define N_MODES (int)(sizeof modes / sizeof modes[0])
 
+/* Pins this process for mode m and sets the children's CPU; false when the
+ * machine has too few CPUs for it. */
+static bool enter_mode(const place_mode *m)
+{
+    g_child_cpu = -1;
+    if (m->self_cpu < 0)
+        return true;
+    int me = bench_cpu(m->self_cpu), child = bench_cpu(m->child_cpu);
+    if (me < 0 || child < 0 || bench_pin(0, me) != 0)
+        return false;
+    g_child_cpu = child;
+    return true;
+}
+
+static void leave_mode(void)
+{
+    g_child_cpu = -1;
+    bench_pin(0, -1);
+}
+
+static void report(const char *name, const place_mode *m, bench_stat c, const char *unit,
+                   const char *anchor, bench_stat a, bool lower, const char *goal)
+{
+    char full[96];
+    snprintf(full, sizeof full, "%s [%s]", name, m->name);
+    bench_fig f = {.group = GROUP, .name = full, .unit = unit, .mode = m->name, .crew = c,
+                   .anchor = anchor, .anchor_value = a, .lower_is_better = lower, .goal = goal};
+    bench_report(&f);
+}
+
+static void round_trips(const place_mode *m, int reps)
+{
+    long n_fast = bench_iters(100000), n_slow = bench_iters(4000);
     /* Each channel is made just before its child is forked, and they are
      * ended in reverse order: a child inherits the channels made before it
      * (their fds, their pipe holds), so those must outlive it. */
@@ -444,44 +496,50 @@ int main(void)
                 : k == RT_QUEUE ? make_queue_chan()
                                 : make_crew_pipe_chan();
         rt_pid[k] = start_child(&rt[k], RT_MSG, 0);
-        rt_batch(&rt[k], rt_n[k] / 10 + 1); /* warm-up */
     }
     for (int r = 0; r < reps; r++)
-        for (int k = 0; k < RT_N; k++)
-            rt_v[k][r] = rt_batch(&rt[k], rt_n[k]);
-    double rt_med[RT_N];
+        for (int k = 0; k < RT_N; k++) {
+            rt_batch(&rt[k], rt_n[k] / 10 + 1); /* its own warm-up, right before */
+            rt_v[k][r] = rt_batch(&rt[k], rt_n[k]) * 1e-3; /* us */
+        }
+    bench_stat v[RT_N];
     for (int k = RT_N - 1; k >= 0; k--) {
         finish(&rt[k], rt_pid[k]);
-        rt_med[k] = bench_median(rt_v[k], reps) * 1e-3; /* us */
+        v[k] = bench_stat_of(rt_v[k], reps);
     }
-
-    bench_group("queue and pipe: round trip between two processes (16-byte message)");
     const char *floor_goal = "<= 1 us; >= 0.29x (<= 3.5x floor)";
-    bench_row(GROUP, "queue round trip", rt_med[RT_QUEUE], "us", "raw shm spin+futex",
-              rt_med[RT_FLOOR], true, floor_goal);
-    bench_row(GROUP, "queue round trip", rt_med[RT_QUEUE], "us", "pipe", rt_med[RT_PIPE], true,
-              ">= 50x");
-    bench_row(GROUP, "queue round trip", rt_med[RT_QUEUE], "us", "socketpair", rt_med[RT_SOCK],
-              true, NULL);
-    bench_row(GROUP, "pipe round trip", rt_med[RT_CPIPE], "us", "raw shm spin+futex",
-              rt_med[RT_FLOOR], true, floor_goal);
-    bench_row(GROUP, "pipe round trip", rt_med[RT_CPIPE], "us", "pipe", rt_med[RT_PIPE], true,
-              ">= 50x");
-    bench_row(GROUP, "pipe round trip", rt_med[RT_CPIPE], "us", "socketpair", rt_med[RT_SOCK],
-              true, NULL);
+    const char *names[2] = {"queue round trip", "pipe round trip"};
+    for (int i = 0; i < 2; i++) {
+        bench_stat c = v[i == 0 ? RT_QUEUE : RT_CPIPE];
+        report(names[i], m, c, "us", "raw shm spin+futex", v[RT_FLOOR], true, floor_goal);
+        report(names[i], m, c, "us", "pipe", v[RT_PIPE], true, ">= 50x");
+        report(names[i], m, c, "us", "socketpair", v[RT_SOCK], true, NULL);
+    }
+}
 
+/* The memcpy anchor's buffers. MADV_DONTFORK: the channels' children are
+ * forked after these are written, and a child sharing them would turn
+ * every page the anchor writes into a copy-on-write fault. */
+static char *span_alloc(void)
+{
+    char *p = mmap(NULL, MEMCPY_SPAN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED || madvise(p, MEMCPY_SPAN, MADV_DONTFORK) != 0)
+        die("mmap");
+    return p;
+}
+
+/* From RAM to RAM copies of the same bytes, for the streaming anchor. */
+typedef struct copy_bufs {
+    char *buf, *src, *dst;
+} copy_bufs;
+
+static void streaming(const place_mode *m, int reps, const copy_bufs *b)
+{
     long batch = bench_iters(8192); /* 512 MiB per repetition */
     chan st[ST_N];
     long st_n[ST_N] = {batch / 4, batch / 2, batch / 2, batch, batch};
     pid_t st_pid[ST_N];
     double st_v[ST_N + 1][64];
-    char *buf = malloc(STREAM_MSG);
-    char *src = malloc(MEMCPY_SPAN), *dst = malloc(MEMCPY_SPAN);
-    if (!buf || !src || !dst)
-        die("malloc");
-    memset(buf, 7, STREAM_MSG);
-    memset(src, 1, MEMCPY_SPAN);
-    memset(dst, 2, MEMCPY_SPAN);
     for (int k = 0; k < ST_N; k++) {
         st[k] = k == ST_PIPE     ? make_pipe_chan("pipe", 0)
                 : k == ST_PIPE1M ? make_pipe_chan("pipe 1 MiB", 1 << 20)
@@ -489,35 +547,66 @@ int main(void)
                 : k == ST_QUEUE  ? make_queue_chan()
                                  : make_crew_pipe_chan();
         st_pid[k] = start_child(&st[k], STREAM_MSG, st_n[k]);
-        stream_batch(&st[k], st_n[k], buf); /* warm-up: one full batch */
     }
     for (int r = 0; r < reps; r++) {
-        for (int k = 0; k < ST_N; k++)
-            st_v[k][r] = stream_batch(&st[k], st_n[k], buf);
-        st_v[ST_N][r] = memcpy_batch(src, dst, batch);
+        for (int k = 0; k < ST_N; k++) {
+            stream_batch(&st[k], st_n[k], b->buf); /* its own warm-up: one full batch */
+            st_v[k][r] = stream_batch(&st[k], st_n[k], b->buf);
+        }
+        memcpy_batch(b->src, b->dst, batch / 10 + 1);
+        st_v[ST_N][r] = memcpy_batch(b->src, b->dst, batch);
     }
-    double st_med[ST_N + 1];
+    bench_stat v[ST_N + 1];
     for (int k = ST_N - 1; k >= 0; k--) {
         finish(&st[k], st_pid[k]);
-        st_med[k] = bench_median(st_v[k], reps);
+        v[k] = bench_stat_of(st_v[k], reps);
     }
-    st_med[ST_N] = bench_median(st_v[ST_N], reps);
-    free(buf);
-    free(src);
-    free(dst);
+    v[ST_N] = bench_stat_of(st_v[ST_N], reps);
+    const char *g = "GiB/s";
+    const char *goal = ">= 10 GiB/s; >= 3x";
+    report("queue streaming", m, v[ST_QUEUE], g, "pipe", v[ST_PIPE], false, NULL);
+    report("queue streaming", m, v[ST_QUEUE], g, "pipe 1 MiB buffer", v[ST_PIPE1M], false, NULL);
+    report("queue streaming", m, v[ST_QUEUE], g, "socketpair", v[ST_SOCK], false, goal);
+    report("queue streaming", m, v[ST_QUEUE], g, "memcpy, one thread, RAM", v[ST_N], false,
+           ">= 1x");
+    report("pipe streaming", m, v[ST_CPIPE], g, "socketpair", v[ST_SOCK], false, goal);
+    report("pipe streaming", m, v[ST_CPIPE], g, "pipe 1 MiB buffer", v[ST_PIPE1M], false, NULL);
+}
 
+int main(int argc, char **argv)
+{
+    bench_child_dispatch(argc, argv);
+    int reps = bench_reps(9);
+    if (reps > 64)
+        reps = 64;
+
+    bench_group("queue and pipe: round trip between two processes (16-byte message)");
+    for (int i = 0; i < N_MODES; i++) {
+        if (!enter_mode(&modes[i])) {
+            bench_missing(GROUP, modes[i].name, "not enough CPUs to pin");
+            continue;
+        }
+        round_trips(&modes[i], reps);
+        leave_mode();
+    }
+
+    copy_bufs b = {malloc(STREAM_MSG), span_alloc(), span_alloc()};
+    if (!b.buf)
+        die("malloc");
+    memset(b.buf, 7, STREAM_MSG);
+    memset(b.src, 1, MEMCPY_SPAN);
+    memset(b.dst, 2, MEMCPY_SPAN);
     bench_group("queue and pipe: streaming 64 KiB messages between two processes");
-    double q = st_med[ST_QUEUE], p = st_med[ST_CPIPE];
-    bench_row(GROUP, "queue streaming", q, "GiB/s", "pipe", st_med[ST_PIPE], false, NULL);
-    bench_row(GROUP, "queue streaming", q, "GiB/s", "pipe 1 MiB buffer", st_med[ST_PIPE1M],
-              false, NULL);
-    bench_row(GROUP, "queue streaming", q, "GiB/s", "socketpair", st_med[ST_SOCK], false,
-              ">= 10 GiB/s; >= 3x");
-    bench_row(GROUP, "queue streaming", q, "GiB/s", "memcpy, one thread, RAM", st_med[ST_N],
-              false, NULL);
-    bench_row(GROUP, "pipe streaming", p, "GiB/s", "socketpair", st_med[ST_SOCK], false,
-              ">= 10 GiB/s; >= 3x");
-    bench_row(GROUP, "pipe streaming", p, "GiB/s", "pipe 1 MiB buffer", st_med[ST_PIPE1M], false,
-              NULL);
+    for (int i = 0; i < N_MODES; i++) {
+        if (!enter_mode(&modes[i])) {
+            bench_missing(GROUP, modes[i].name, "not enough CPUs to pin");
+            continue;
+        }
+        streaming(&modes[i], reps, &b);
+        leave_mode();
+    }
+    free(b.buf);
+    munmap(b.src, MEMCPY_SPAN);
+    munmap(b.dst, MEMCPY_SPAN);
     return 0;
 }

@@ -14,7 +14,8 @@
  *    trip), crew_lock+crew_cond vs pthread_mutex+pthread_cond.
  *
  * crew and the anchor are measured alternately, repetition by repetition,
- * and each figure is the median over the repetitions.
+ * each right after its own warm-up, and each figure is the median over the
+ * repetitions, with min and max.
  */
 #include "harness.h"
 
@@ -26,6 +27,16 @@
 #include <stdlib.h>
 
 #define GROUP "sync"
+
+/* One row: crew's and the anchor's ns per op, times k, with their spread. */
+static void row(const char *name, bench_stat c, const char *unit, const char *anchor,
+                bench_stat a, double k, const char *goal)
+{
+    bench_fig f = {.group = GROUP, .name = name, .unit = unit, .crew = bench_stat_scale(c, k),
+                   .anchor = anchor, .anchor_value = bench_stat_scale(a, k),
+                   .lower_is_better = true, .goal = goal};
+    bench_report(&f);
+}
 
 
 /* ---------------------------------------------------------------- uncontended */
@@ -67,17 +78,17 @@ static void uncontended(const char *when)
     pthread_mutex_init(&sm, &sa);
     long iters = bench_iters(2000000);
     int reps = bench_reps(11);
-    double c, p, c2, r, c3, s;
-    bench_measure2(crew_lock_loop, &l, mutex_loop, &m, iters, reps, 0, &c, &p);
-    bench_measure2(crew_lock_loop, &l, mutex_loop, &sm, iters, reps, 0, &c3, &s);
-    bench_measure2(crew_lock_loop, &l, mutex_loop, &rm, iters, reps, 0, &c2, &r);
+    bench_stat c, p, c2, r, c3, s;
+    bench_measure2_stat(crew_lock_loop, &l, mutex_loop, &m, iters, reps, 0, &c, &p);
+    bench_measure2_stat(crew_lock_loop, &l, mutex_loop, &sm, iters, reps, 0, &c3, &s);
+    bench_measure2_stat(crew_lock_loop, &l, mutex_loop, &rm, iters, reps, 0, &c2, &r);
     char name[96];
     snprintf(name, sizeof name, "lock acquire+release, %s", when);
-    bench_row(GROUP, name, c, "ns", "pthread_mutex", p, true, "<= 1.1x raw");
+    row(name, c, "ns", "pthread_mutex", p, 1, "<= 1.1x raw");
     snprintf(name, sizeof name, "lock acquire+release, %s (vs pshared)", when);
-    bench_row(GROUP, name, c3, "ns", "pshared mutex", s, true, NULL);
+    row(name, c3, "ns", "pshared mutex", s, 1, NULL);
     snprintf(name, sizeof name, "lock acquire+release, %s (vs robust)", when);
-    bench_row(GROUP, name, c2, "ns", "robust pshared mutex", r, true, NULL);
+    row(name, c2, "ns", "robust pshared mutex", r, 1, NULL);
     pthread_mutex_destroy(&rm);
     pthread_mutex_destroy(&sm);
 }
@@ -110,11 +121,10 @@ static void raw_start_join(void *ctx, long n)
 
 static void thread_start_join(void)
 {
-    double c, p;
-    bench_measure2(crew_start_join, NULL, raw_start_join, NULL, bench_iters(3000), bench_reps(11),
-                   0, &c, &p);
-    bench_row(GROUP, "thread start+join", c / 1000, "us", "pthread_create+join", p / 1000, true,
-              "<= 1.1x raw");
+    bench_stat c, p;
+    bench_measure2_stat(crew_start_join, NULL, raw_start_join, NULL, bench_iters(3000),
+                        bench_reps(11), 0, &c, &p);
+    row("thread start+join", c, "us", "pthread_create+join", p, 1e-3, "<= 1.1x raw");
 }
 
 /* ---------------------------------------------------------------- contended */
@@ -164,10 +174,10 @@ static void contended(void)
     hammer hc = {.use_crew = 1}, hp = {.use_crew = 0};
     crew_lock_init(&hc.l);
     pthread_mutex_init(&hp.m, NULL);
-    double c, p;
-    bench_measure2(hammer_run, &hc, hammer_run, &hp, bench_iters(2000000), bench_reps(7), 0, &c, &p);
-    bench_row(GROUP, "lock contended, 2 threads (per acquire)", c, "ns", "pthread_mutex", p, true,
-              NULL);
+    bench_stat c, p;
+    bench_measure2_stat(hammer_run, &hc, hammer_run, &hp, bench_iters(2000000), bench_reps(7), 0,
+                        &c, &p);
+    row("lock contended, 2 threads (per acquire)", c, "ns", "pthread_mutex", p, 1, NULL);
 }
 
 /* ---------------------------------------------------------------- hand-off */
@@ -225,10 +235,9 @@ static void handoff(void)
     crew_cond_init(&pc.c);
     pthread_mutex_init(&pp.m, NULL);
     pthread_cond_init(&pp.pc, NULL);
-    double c, p;
-    bench_measure2(pp_run, &pc, pp_run, &pp, bench_iters(20000), bench_reps(7), 0, &c, &p);
-    bench_row(GROUP, "hand-off round trip, lock+cond", c / 1000, "us", "pthread mutex+cond",
-              p / 1000, true, NULL);
+    bench_stat c, p;
+    bench_measure2_stat(pp_run, &pc, pp_run, &pp, bench_iters(20000), bench_reps(7), 0, &c, &p);
+    row("hand-off round trip, lock+cond", c, "us", "pthread mutex+cond", p, 1e-3, NULL);
 }
 
 /* A second thread that stays alive (asleep) while we measure. */
@@ -240,8 +249,9 @@ static void *idle_thread(void *arg)
     return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    bench_child_dispatch(argc, argv);
     printf("bench_sync: crew threads and locks vs raw pthreads (%d CPUs)\n", crew_cpu_count());
     bench_group("sync: threads and locks");
     /* Before any thread exists: glibc's single-threaded fast paths. */
