@@ -9,7 +9,8 @@
  *  - round trip of one task (submit, wait, release), for reference.
  *  - map of empty items (1M): crew_pool_map vs OpenMP for static /
  *    dynamic,1 loops calling the same function per item. Goal: within 1.3x
- *    of static.
+ *    of static. Also with CPUs-1 workers (the caller runs items too, so
+ *    the thread count is the OpenMP team's).
  *  - CPU-bound (count primes in blocks) speedup on all cores, crew map vs
  *    raw pthreads splitting the same blocks statically. Goal: >= 0.97x.
  *  - idle memory per worker: RSS growth of a pool of 16 idle workers,
@@ -354,6 +355,18 @@ static void bench_map(crew_pool *p)
            N_OMP, "within 1.3x (adv >= 0.77)");
     versus(name, crew_map_empty, p, iters, "OpenMP for dynamic,1", argv_omp_dynamic,
            omp_settings, N_OMP, NULL);
+    if (g_workers > 1) {
+        /* The same thread count as the OpenMP team: the calling thread runs
+         * items too, so workers-1 workers + it = a team of `workers`. */
+        crew_pool_options o = {0};
+        o.workers = g_workers - 1;
+        crew_pool *q;
+        if (crew_pool_create(&q, &o))
+            abort();
+        versus("map, empty items, workers = CPUs-1 (ns/item)", crew_map_empty, q, iters,
+               "OpenMP for static", argv_omp_static, omp_settings, N_OMP, NULL);
+        crew_pool_destroy(q);
+    }
 #else
     (void)p;
     bench_missing(GROUP, "OpenMP for static", "OpenMP not found");
