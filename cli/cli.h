@@ -132,6 +132,11 @@ typedef struct cmp_options {
     char *task_path, *task_symbol;  /* split from task_spec (heap) */
     unsigned char *arg;             /* --arg bytes (heap), arg_len of them */
     size_t arg_len;
+    const char *args_path;          /* --args FILE: one argument per item (search.h) */
+    size_t record;                  /* --record N: its records' size; 0: delimited */
+    int delim;                      /* --delim C; 0: a newline */
+    bool index;                     /* --index: each argument begins with the item's index */
+    bool thorough;                  /* --thorough: a longer search (about 2 minutes) */
     long items;                     /* --items; 0: default */
     double timeout;                 /* --timeout: longest one measurement may take; 0: 120 s */
     int start_method;               /* --start-method; -1: the pool's default */
@@ -233,6 +238,7 @@ typedef struct cmp_results {
     int io_view_n;
     cmp_recommendation rec;
     double elapsed_s;
+    const struct cmp_task_report *task;  /* --task: the search and its advice (search.h) */
 } cmp_results;
 
 /* ---------------------------------------------------------------- progress */
@@ -327,6 +333,9 @@ double median(double *v, int n);
 
 /* ---------------------------------------------------------------- compare */
 int cmd_compare(int argc, char **argv);
+/* --task: the overheads, the search, the advice and the report
+ * (compare_task.c). Returns the exit status. */
+int compare_task(const cmp_options *o, cmp_results *r, cmp_plan *pl, double t_start);
 void compare_usage(FILE *f);
 
 /* ---------------------------------------------------------------- report */

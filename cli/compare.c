@@ -12,6 +12,7 @@
  *  pool does; each wait inside has its own deadline too.
  */
 #include "cli.h"
+#include "search.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -44,8 +45,15 @@ void compare_usage(FILE *f)
             "                        cpu (default), io, mixed, membw (memory bandwidth)\n"
             "  --task LIB.so:SYMBOL  measure your own task instead: a crew_task_fn in a\n"
             "                        shared object (see crew-compare(1) for an example)\n"
-            "  --arg BYTES|@FILE     the argument bytes given to each run of --task\n"
-            "  --items N             how many times --task runs per measurement (default 64)\n"
+            "  --arg BYTES|@FILE     the argument bytes given to every item of --task (at most\n"
+            "                        64 MiB)\n"
+            "  --args FILE           one argument per item: the records of FILE, split at\n"
+            "                        newlines (--delim C) or of --record N bytes each\n"
+            "  --index               each item's argument begins with its index (8 bytes,\n"
+            "                        uint64_t, host order)\n"
+            "  --items N             items of --task per run (default: as many as fit the\n"
+            "                        budget, or the records of --args)\n"
+            "  --thorough            a longer search (about 2 minutes; default about 30 s)\n"
             "  --start-method NAME   process pools: forkserver (default), fork or spawn\n"
             "  --timeout SECONDS     longest one measurement may take (default 120): a task\n"
             "                        that runs longer is reported as failed\n"
@@ -123,47 +131,27 @@ static int read_arg(cmp_options *o, const char *s)
         memcpy(o->arg, s, o->arg_len + 1);
         return CLI_EXIT_OK;
     }
-    FILE *f = fopen(s + 1, "rb");
-    if (!f) {
-        cli_error("--arg: cannot read %s: %s", s + 1, strerror(errno));
-        return CLI_EXIT_USAGE;
-    }
-    size_t cap = 4096, len = 0;
-    unsigned char *buf = malloc(cap);
-    for (;;) {
-        if (!buf) {
-            fclose(f);
-            return CLI_EXIT_FAILURE;
-        }
-        len += fread(buf + len, 1, cap - len, f);
-        if (len < cap)
-            break;
-        if (cap >= (64u << 20)) {
-            fclose(f);
-            free(buf);
-            cli_error("--arg: %s is larger than 64 MiB", s + 1);
-            return CLI_EXIT_USAGE;
-        }
-        unsigned char *b2 = realloc(buf, cap * 2);
-        if (!b2)
-            free(buf);
-        buf = b2;
-        cap *= 2;
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        cli_error("--arg: error reading %s", s + 1);
-        return CLI_EXIT_USAGE;
-    }
-    o->arg = buf;
-    o->arg_len = len;
+    /* the file's size is checked first: at most 64 MiB, exactly */
+    return items_read_file(s + 1, CMP_ARG_MAX, &o->arg, &o->arg_len);
+}
+
+static int parse_delim(cmp_options *o, const char *s)
+{
+    if (strcmp(s, "\\n") == 0 || strcmp(s, "newline") == 0)
+        o->delim = '\n';
+    else if (strcmp(s, "\\t") == 0 || strcmp(s, "tab") == 0)
+        o->delim = '\t';
+    else if (strcmp(s, "\\0") == 0 || strcmp(s, "nul") == 0)
+        o->delim = 256; /* a NUL byte (0 means the default); items.c takes the low byte */
+    else if (strlen(s) == 1)
+        o->delim = (unsigned char)s[0];
+    else
+        return usage_error("--delim: '%s' is not one character (or \\n, \\t, \\0)", s);
     return CLI_EXIT_OK;
 }
 
 enum { OPT_QUICK = 256, OPT_JSON, OPT_CSV, OPT_PLOT, OPT_WORKERS, OPT_WORKLOAD, OPT_TASK, OPT_ARG, OPT_ITEMS,
-       OPT_METHOD, OPT_NOFAULT, OPT_TIMEOUT };
+       OPT_METHOD, OPT_NOFAULT, OPT_TIMEOUT, OPT_ARGS, OPT_RECORD, OPT_DELIM, OPT_INDEX, OPT_THOROUGH };
 
 static const struct option long_options[] = {
     {"quick", no_argument, NULL, OPT_QUICK},
@@ -178,6 +166,11 @@ static const struct option long_options[] = {
     {"start-method", required_argument, NULL, OPT_METHOD},
     {"no-fault", no_argument, NULL, OPT_NOFAULT},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"args", required_argument, NULL, OPT_ARGS},
+    {"record", required_argument, NULL, OPT_RECORD},
+    {"delim", required_argument, NULL, OPT_DELIM},
+    {"index", no_argument, NULL, OPT_INDEX},
+    {"thorough", no_argument, NULL, OPT_THOROUGH},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -231,7 +224,7 @@ static int parse_method(cmp_options *o, const char *s)
 
 /* What parse() learns besides the options themselves. */
 typedef struct parse_state {
-    bool help, has_arg, has_items;
+    bool help, has_arg, has_items, has_split;
 } parse_state;
 
 /* One option c (getopt_long's return) with its optarg. */
@@ -255,10 +248,22 @@ static int parse_option(cmp_options *o, int c, char **argv, parse_state *ps)
         return read_arg(o, optarg);
     case OPT_ITEMS:
         ps->has_items = true;
-        if (!parse_long(optarg, 1, 10000000, &v))
-            return usage_error("--items: '%s' is not a count (1..10000000)", optarg);
+        if (!parse_long(optarg, 1, CMP_ITEMS_MAX, &v))
+            return usage_error("--items: '%s' is not a count (1..200000)", optarg);
         o->items = v;
         return CLI_EXIT_OK;
+    case OPT_ARGS: o->args_path = optarg; return CLI_EXIT_OK;
+    case OPT_INDEX: o->index = true; return CLI_EXIT_OK;
+    case OPT_THOROUGH: o->thorough = true; return CLI_EXIT_OK;
+    case OPT_RECORD:
+        ps->has_split = true;
+        if (!parse_long(optarg, 1, (long)CMP_ARG_MAX, &v))
+            return usage_error("--record: '%s' is not a record size (1..67108864 bytes)", optarg);
+        o->record = (size_t)v;
+        return CLI_EXIT_OK;
+    case OPT_DELIM:
+        ps->has_split = true;
+        return parse_delim(o, optarg);
     case OPT_TIMEOUT:
         if (!parse_long(optarg, 1, 86400, &v))
             return usage_error("--timeout: '%s' is not a number of seconds (1..86400)", optarg);
@@ -277,8 +282,19 @@ static int check_options(cmp_options *o, const parse_state *ps)
 {
     if (o->json && o->csv)
         return usage_error("%s", "--json and --csv exclude each other");
-    if ((ps->has_arg || ps->has_items) && !o->task_spec)
-        return usage_error("%s needs --task", ps->has_arg ? "--arg" : "--items");
+    if ((ps->has_arg || ps->has_items || o->args_path || o->index) && !o->task_spec)
+        return usage_error("%s needs --task", ps->has_arg     ? "--arg"
+                                              : ps->has_items ? "--items"
+                                              : o->index      ? "--index"
+                                                              : "--args");
+    if (ps->has_arg && o->args_path)
+        return usage_error("%s", "--arg and --args exclude each other");
+    if (ps->has_split && !o->args_path)
+        return usage_error("%s", "--record and --delim need --args");
+    if (o->record && o->delim)
+        return usage_error("%s", "--record and --delim exclude each other");
+    if (o->quick && o->thorough)
+        return usage_error("%s", "--quick and --thorough exclude each other");
     if (o->task_spec && o->workload_name)
         return usage_error("%s", "--task and --workload exclude each other");
     if (o->task_spec)
@@ -288,7 +304,7 @@ static int check_options(cmp_options *o, const parse_state *ps)
 
 static int parse(cmp_options *o, int argc, char **argv, bool *help)
 {
-    parse_state ps = {false, false, false};
+    parse_state ps = {false, false, false, false};
     opterr = 0;
     optind = 1;
     int c, rc;
@@ -495,21 +511,16 @@ static int plan_builtin(cmp_plan *pl, cmp_results *r, const cmp_options *o)
     return CLI_EXIT_OK;
 }
 
-/* The user's task: --items runs, each given the --arg bytes. */
+/* The user's task: the search lays its items out (items.c), not the plan. */
 static int plan_user(cmp_plan *pl, cmp_results *r, const cmp_options *o, crew_task_fn user)
 {
     pl->user = true;
     pl->task = user;
-    pl->items = o->items ? o->items : (o->quick ? 16 : 64);
-    pl->in_size = o->arg_len;
+    pl->items = o->items;
+    pl->in_size = 0;
     pl->out_size = 4096;
-    pl->in = pl->in_size ? malloc(pl->in_size * (size_t)pl->items) : NULL;
-    if (pl->in_size && !pl->in)
-        return CLI_EXIT_FAILURE;
-    for (long i = 0; i < pl->items && pl->in_size; i++)
-        memcpy(pl->in + (size_t)i * pl->in_size, o->arg, pl->in_size);
-    snprintf(r->workload_desc, sizeof r->workload_desc, "your task %s: %ld runs, %zu argument bytes each",
-             o->task_spec, pl->items, o->arg_len);
+    pl->in = NULL;
+    snprintf(r->workload_desc, sizeof r->workload_desc, "your task %s", o->task_spec);
     r->task_spec = o->task_spec;
     r->arg_len = o->arg_len;
     r->workload = "user";
@@ -673,6 +684,11 @@ int cmd_compare(int argc, char **argv)
     r.reps = pl.reps;
     arm_watchdog(&o, &pl);
     r.m[CMP_PROCESSES].method = pl.pool_method_name;
+    if (pl.user) { /* the search, its advice and its report (compare_task.c) */
+        ex = compare_task(&o, &r, &pl, t_start);
+        alarm(0);
+        goto out;
+    }
     if ((ex = measure(&r, &pl, &failed)) != 0)
         goto out;
     alarm(0);

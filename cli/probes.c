@@ -195,6 +195,8 @@ int probe_model(cmp_results *r, int model, const cmp_plan *pl)
     cmp_model *m = &r->m[model];
     bool user_threads_here = model == CMP_THREADS && pl->user;
     int ex;
+    if (pl->user) /* the task itself is measured by the search (search.c) */
+        return probe_costs(m, model, pl);
     if (user_threads_here && (ex = user_threads(r, m, pl)) != 0)
         return ex;
     if (model == CMP_THREADS && pl->fault && (ex = probe_fault_threads(m, pl)) != 0)

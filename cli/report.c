@@ -10,6 +10,7 @@
  *  change of meaning bumps the version.
  */
 #include "cli.h"
+#include "search.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -555,7 +556,10 @@ int report_json(FILE *f, const cmp_results *r)
             fputs(", ", f);
         jstr(f, r->rec.reasons[i]);
     }
-    fputs("]}\n}\n", f);
+    fputs("]}", f);
+    if (r->task)
+        task_report_json(f, r->task);
+    fputs("\n}\n", f);
     return ferror(f) ? -1 : 0;
 }
 
@@ -631,5 +635,7 @@ int report_csv(FILE *f, const cmp_results *r)
     }
     csv(f, "recommendation", r->m[r->rec.model].name, r->m[r->rec.model].name, r->rec.workers, r->rec.speedup,
         "x");
+    if (r->task)
+        task_report_csv(f, r->task);
     return ferror(f) ? -1 : 0;
 }

@@ -1,7 +1,9 @@
 /* `crew compare` and the `crew` command: usage, help, version, and every
  * error path -- bad options, a missing .so, a missing symbol, a task that
- * crashes, fails or exits -- each a one-line error and a documented exit
- * status, never a hang or a core dump. Also checks the test's own JSON
+ * crashes, fails or exits on every item -- each a one-line error and a
+ * documented exit status, never a hang or a core dump; a task that cannot
+ * be measured still gets its report on stdout (with --json: valid JSON
+ * naming the failure). Also checks the test's own JSON
  * schema validator and XML checker on known-bad input, so the run tests
  * (test_compare_run.c) can trust them. */
 // CREW_TEST_TIMEOUT 120
@@ -94,23 +96,53 @@ static void test_missing_symbol(void)
     cli_run_free(&r);
 }
 
+/* A task that fails on every item: exit 4, one line on stderr, and the
+ * report of what was measured on stdout all the same. */
+#define CHECK_TASK_FAILURE(r, needle)                                           \
+    do {                                                                        \
+        if ((r).exit != 4)                                                      \
+            TEST_FAIL("exit %d, expected 4; stderr: %s", (r).exit, (r).err);    \
+        if (count_lines((r).err) != 1)                                          \
+            TEST_FAIL("stderr is not one line: [%s]", (r).err);                 \
+        CHECK(strncmp((r).err, "crew compare: ", 14) == 0);                    \
+        if (!strstr((r).err, (needle)))                                         \
+            TEST_FAIL("stderr [%s] lacks [%s]", (r).err, (needle));             \
+        CHECK((r).out_len > 0);                                                 \
+        CHECK(WIFEXITED((r).status)); /* compare itself did not die */          \
+    } while (0)
+
 static void test_crashing_task(void)
 {
     /* Without --quiet stderr also holds progress: -q leaves the error alone. */
     cli_run r = run_cli(60, (const char *[]){"compare", "-q", "--quick", "--task", MOD ":task_crash", NULL});
-    CHECK_ONE_LINE_ERROR(r, 4, "crash");
+    CHECK_TASK_FAILURE(r, "crash");
     CHECK(strstr(r.err, "SIGSEGV") != NULL);
-    CHECK(WIFEXITED(r.status)); /* compare itself did not die */
+    CHECK(strstr(r.out, "no recommendation: ") != NULL);
+    cli_run_free(&r);
+    /* --json: what was measured, the failure as data */
+    r = run_cli(60, (const char *[]){"compare", "-q", "--quick", "--json", "--task", MOD ":task_crash", NULL});
+    CHECK_TASK_FAILURE(r, "SIGSEGV");
+    jval *schema = load_schema(), *doc = json_parse(r.out);
+    const char *e = schema_check(schema, schema, doc, "$");
+    if (e)
+        TEST_FAIL("JSON does not validate: %s", e);
+    const jval *fl = jpath(doc, "task.failure");
+    CHECK(fl && fl->t == J_STR && strstr(fl->str, "SIGSEGV") != NULL);
+    CHECK_EQ(jnum_at(doc, "task.exit_status"), 4);
+    CHECK(jnum_at(doc, "task.profile.crashed") >= 1);
+    CHECK(jnum_at(doc, "models.threads.start_ms") > 0); /* the overheads were measured */
+    json_free(doc);
+    json_free(schema);
     cli_run_free(&r);
 }
 
 static void test_failing_task(void)
 {
     cli_run r = run_cli(60, (const char *[]){"compare", "-q", "--quick", "--task", MOD ":task_fail", NULL});
-    CHECK_ONE_LINE_ERROR(r, 4, "CREW_EINVAL");
+    CHECK_TASK_FAILURE(r, "CREW_EINVAL");
     cli_run_free(&r);
     r = run_cli(60, (const char *[]){"compare", "-q", "--quick", "--task", MOD ":task_exit", NULL});
-    CHECK_ONE_LINE_ERROR(r, 4, "exit code 3");
+    CHECK_TASK_FAILURE(r, "exit code 3");
     cli_run_free(&r);
 }
 
@@ -120,7 +152,7 @@ static void test_hanging_task(void)
      * one-line failure after about that long, not a hang */
     cli_run r = run_cli(60, (const char *[]){"compare", "-q", "--quick", "--timeout", "2", "--task",
                                              MOD ":task_hang", NULL});
-    CHECK_ONE_LINE_ERROR(r, 4, "did not finish");
+    CHECK_TASK_FAILURE(r, "did not finish");
     cli_run_free(&r);
 }
 
