@@ -19,6 +19,7 @@
  *  panel_membw    streams over a private 16 MiB buffer (memory bandwidth)
  *  panel_bigarg   sums its whole argument (give it a big --arg @FILE)
  *  panel_skewed   item i works (i % 8 + 1) units: uneven items
+ *  panel_echo     returns its argument reversed (per-item input from --args)
  */
 #define _POSIX_C_SOURCE 200809L
 #include <crew.h>
@@ -213,4 +214,19 @@ TASK(panel_skewed)
     (void)t;
     uint64_t i = item_of(arg, arg_len);
     return put(result, result_cap, result_len, chain(i + 9, (i % 8 + 1) * (CPU_STEPS / 8)));
+}
+
+TASK(panel_echo)
+{
+    (void)t;
+    if (arg_len > result_cap)
+        return CREW_E2BIG;
+    const unsigned char *p = arg;
+    unsigned char *out = result;
+    for (size_t k = 0; k < arg_len; k++)
+        out[k] = p[arg_len - 1 - k];
+    *result_len = arg_len;
+    volatile uint64_t sink = chain(arg_len, 20000); /* a little work, so pools have something to share */
+    (void)sink;
+    return 0;
 }
