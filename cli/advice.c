@@ -26,9 +26,20 @@
 #include <stdarg.h>
 #include <string.h>
 
-static bool usable(const cmp_cand *c)
+/* The finalists: what the halving kept. Those it cut as slower were
+ * measured less, under other moments' noise, and are not brought back to
+ * win a tie (unless nothing else is left). */
+static bool finalist(const cmp_cand *c) { return c->state == CAND_LIVE && isfinite(c->med); }
+static bool any_finalist(const cmp_search *s)
 {
-    return (c->state == CAND_LIVE || c->state == CAND_OUT) && isfinite(c->med);
+    for (int i = 0; i < s->nc; i++)
+        if (finalist(&s->c[i]))
+            return true;
+    return false;
+}
+static bool usable(const cmp_search *s, const cmp_cand *c)
+{
+    return any_finalist(s) ? finalist(c) : c->state == CAND_OUT && isfinite(c->med);
 }
 
 static double worker_bytes(const cmp_results *r, int model)
@@ -170,7 +181,7 @@ void advise(const cmp_search *s, const cmp_results *r, cmp_advice *a)
     a->best = a->tie = a->runner_up = -1;
     int fast = -1;
     for (int i = 0; i < s->nc; i++)
-        if (usable(&s->c[i]) && (fast < 0 || s->c[i].med > s->c[fast].med))
+        if (usable(s, &s->c[i]) && (fast < 0 || s->c[i].med > s->c[fast].med))
             fast = i;
     if (fast < 0) {
         snprintf(a->headline, sizeof a->headline,
@@ -182,7 +193,7 @@ void advise(const cmp_search *s, const cmp_results *r, cmp_advice *a)
     int choice = fast;
     for (int i = 0; i < s->nc; i++) {
         const cmp_cand *c = &s->c[i];
-        if (usable(c) && search_tied(c, f, s->noise_floor) && cheaper(c, &s->c[choice], r))
+        if (usable(s, c) && search_tied(c, f, s->noise_floor) && cheaper(c, &s->c[choice], r))
             choice = i;
     }
     a->found = true;
@@ -192,7 +203,8 @@ void advise(const cmp_search *s, const cmp_results *r, cmp_advice *a)
     if (choice != fast)
         a->tie = fast;
     for (int i = 0; i < s->nc; i++)
-        if (usable(&s->c[i]) && s->c[i].cfg.model != b->cfg.model &&
+        if ((s->c[i].state == CAND_LIVE || s->c[i].state == CAND_OUT) && isfinite(s->c[i].med) &&
+            s->c[i].cfg.model != b->cfg.model &&
             (a->runner_up < 0 || s->c[i].med > s->c[a->runner_up].med))
             a->runner_up = i;
     char n1[100], n2[100];

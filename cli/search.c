@@ -287,11 +287,26 @@ static double est_speed(const cmp_search *s, const cmp_task *t, const cmp_cand *
     return fmax(0.5, 0.8 * fmin(w, top));
 }
 
+/* The items one round runs: all of them, unless that round would take
+ * long (a slow configuration of a slow task: 1 worker of a task that
+ * waits); then a prefix worth about a tenth of a second of the round (a
+ * quarter with the longer budgets), never fewer than 4 per worker or 16. */
+static uint64_t run_items(const cmp_search *s, const cmp_task *t, const cmp_cand *c)
+{
+    double sp = fmax(isfinite(c->med) ? c->med : est_speed(s, t, c), 0.5);
+    double target = s->budget < 10 ? 0.1 : 0.25, round = s->prof.item_s * (double)t->n / sp;
+    if (!(round > target))
+        return t->n;
+    double k = fmax(fmax(4.0 * c->cfg.workers, 16), target * sp / s->prof.item_s);
+    return k < (double)t->n ? (uint64_t)ceil(k) : t->n;
+}
+
 static double est_trial(const cmp_search *s, const cmp_task *t, const cmp_cand *c, int rounds)
 {
     double fixed = c->cfg.model == CMP_THREADS ? 0.01 + 0.0002 * c->cfg.workers : 0.03 + 0.003 * c->cfg.workers;
-    double round = isfinite(c->items_per_s) && c->items_per_s > 0 ? (double)t->n / c->items_per_s
-                                                                  : s->prof.item_s * (double)t->n / est_speed(s, t, c);
+    double n = (double)run_items(s, t, c);
+    double round = isfinite(c->items_per_s) && c->items_per_s > 0 ? n / c->items_per_s
+                                                                  : s->prof.item_s * n / est_speed(s, t, c);
     double serial = s->no_serial_beside ? 0 : fmax(round, 0.002);
     return fixed + round * (rounds + 0.3) + serial * rounds; /* the warm-up is a part of a round */
 }
@@ -377,13 +392,13 @@ static void baseline_again(cmp_search *s, cmp_task *t)
  * round itself, at least 2 ms of work (the items that crashed in the
  * reference are left out; if another one crashes there, none from then
  * on). */
-static uint64_t serial_k(const cmp_search *s, const cmp_task *t, const cmp_cand *c)
+static uint64_t serial_k(const cmp_search *s, const cmp_task *t, const cmp_cand *c, uint64_t n)
 {
     if (s->no_serial_beside || s->prof.hung || !(s->prof.item_s > 0))
         return 0;
     double sp = isfinite(c->med) ? c->med : est_speed(s, t, c);
-    double k = fmax((double)t->n / fmax(sp, 1), 0.002 / s->prof.item_s);
-    return (uint64_t)fmin(ceil(k), (double)t->n);
+    double k = fmax((double)n / fmax(sp, 1), 0.002 / s->prof.item_s);
+    return (uint64_t)fmin(ceil(k), (double)n);
 }
 
 static void measure_once(cmp_search *s, cmp_task *t, cmp_cand *c, int rounds, bool skip, const char *stage)
@@ -394,7 +409,8 @@ static void measure_once(cmp_search *s, cmp_task *t, cmp_cand *c, int rounds, bo
     q.flags = (s->prof.deterministic ? TRIAL_VERIFY : 0) | (skip ? TRIAL_SKIP_CRASHED : 0);
     if (c->cfg.dispatch == CMP_MAP)
         q.result_cap = t->map_out;
-    q.serial_k = serial_k(s, t, c);
+    q.n = run_items(s, t, c);
+    q.serial_k = serial_k(s, t, c, q.n);
     char what[160], name[100];
     snprintf(what, sizeof what, "%s: %s", stage, config_name(name, sizeof name, &c->cfg));
     cli_progress("%s", what);

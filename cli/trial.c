@@ -97,7 +97,7 @@ static int serial_pass(child_ctx *x)
     double c0, w0, c1, w1;
     bool ss = schedstat(&c0, &w0);
     double cpu0 = cpu_now(), t0 = crew_now(), last = t0, last_stat = t0;
-    size_t stride = 1, since = 0, span = q->n - q->first, step = span / 8 ? span / 8 : 1;
+    size_t stride = 1, since = 0;
     h->rss_at[0] = tree_rss();
     h->rss_item[0] = 0;
     h->nrss = 1;
@@ -142,14 +142,19 @@ static int serial_pass(child_ctx *x)
                 break;
             }
         }
-        if ((q->flags & TRIAL_RECORD) && (i - q->first + 1) % step == 0 && h->nrss < 16) {
+        size_t k = i - q->first + 1; /* memory after 1, 2, 4, 8 ... items */
+        if ((q->flags & TRIAL_RECORD) && (k & (k - 1)) == 0 && h->nrss < 15) {
             h->rss_at[h->nrss] = tree_rss();
-            h->rss_item[h->nrss++] = i - q->first + 1;
+            h->rss_item[h->nrss++] = k;
         }
         atomic_store_explicit(&h->done, i + 1, memory_order_release);
     }
     h->elapsed = crew_now() - t0;
     h->t[0] = h->elapsed;
+    if ((q->flags & TRIAL_RECORD) && h->nrss < 16 && h->ran[0] > h->rss_item[h->nrss - 1]) {
+        h->rss_at[h->nrss] = tree_rss();
+        h->rss_item[h->nrss++] = h->ran[0];
+    }
     h->cpu[0] = cpu_now() - cpu0;
     if (ss && schedstat(&c1, &w1)) {
         h->on_cpu = c1 - c0;
