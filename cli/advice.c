@@ -198,7 +198,7 @@ void advise(const cmp_search *s, const cmp_results *r, cmp_advice *a)
     }
     a->found = true;
     a->best = choice;
-    a->noise = search_margin(&s->c[choice], f, s->noise_floor);
+    a->noise = fmin(search_margin(&s->c[choice], f, s->noise_floor), 2 * s->noise_floor);
     const cmp_cand *b = &s->c[choice];
     if (choice != fast)
         a->tie = fast;
@@ -225,7 +225,7 @@ void advise(const cmp_search *s, const cmp_results *r, cmp_advice *a)
         if (search_tied(o, b, s->noise_floor) && a->tie < 0)
             reason(a, "%s reached %.2fx: within the noise (+-%.0f%%) of the recommendation, a tie; the "
                       "recommendation is the cheaper", config_name(n2, sizeof n2, &o->cfg), o->med,
-                   search_margin(o, b, s->noise_floor) * 100);
+                   fmin(search_margin(o, b, s->noise_floor), 2 * s->noise_floor) * 100);
         else
             reason(a, "the best of %s: %s, %.2fx", o->cfg.model == CMP_THREADS ? "threads" : "processes",
                    config_name(n2, sizeof n2, &o->cfg), o->med);

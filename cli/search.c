@@ -136,19 +136,29 @@ void search_stats(cmp_cand *c, double item_s)
     }
 }
 
-bool search_tied(const cmp_cand *a, const cmp_cand *b, double floor)
-{
-    if (!isfinite(a->med) || !isfinite(b->med))
-        return false;
-    double na = isfinite(a->noise) ? a->noise : floor, nb = isfinite(b->noise) ? b->noise : floor;
-    double margin = fmax(floor, 2 * sqrt(na * na + nb * nb));
-    return fabs(a->med - b->med) <= margin * fmax(a->med, b->med);
-}
-
+/* Two medians differ by less than twice their combined noise: the
+ * figures cannot tell them apart. Never less than the floor; and for the
+ * advice never more than twice the floor either (a cheaper option is named
+ * only when it is close to the fastest, however noisy the run). */
 double search_margin(const cmp_cand *a, const cmp_cand *b, double floor)
 {
     double na = isfinite(a->noise) ? a->noise : floor, nb = isfinite(b->noise) ? b->noise : floor;
     return fmax(floor, 2 * sqrt(na * na + nb * nb));
+}
+
+bool search_tied(const cmp_cand *a, const cmp_cand *b, double floor)
+{
+    if (!isfinite(a->med) || !isfinite(b->med))
+        return false;
+    double margin = fmin(search_margin(a, b, floor), 2 * floor);
+    return fabs(a->med - b->med) <= margin * fmax(a->med, b->med);
+}
+
+/* Still in the race: within the whole margin, uncapped. */
+static bool still_open(const cmp_cand *a, const cmp_cand *b, double floor)
+{
+    return isfinite(a->med) && isfinite(b->med) &&
+           fabs(a->med - b->med) <= search_margin(a, b, floor) * fmax(a->med, b->med);
 }
 
 /* ---------------------------------------------------------------- the space */
@@ -641,7 +651,7 @@ static int cut(cmp_search *s, int *keep, double floor)
     bool model_kept[2] = {false, false};
     for (int j = 0; j < k; j++) {
         cmp_cand *c = &s->c[idx[j]];
-        bool open = search_tied(c, b, floor);
+        bool open = still_open(c, b, floor);
         if (j < (k + 1) / 2 || !model_kept[c->cfg.model] || open) {
             keep[nk++] = idx[j];
             model_kept[c->cfg.model] = true;
