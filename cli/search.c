@@ -1,35 +1,30 @@
 /*
- * search.c -- the configurations of `crew compare --task` worth measuring,
- * and where the time budget goes.
+ * search.c -- where the time budget of `crew compare --task` goes.
  *
  * DESIGN
- *  The reference run (verify.c) says what kind of task this is, and that
- *  decides the candidates:
- *   - workers: 1..CPUs for work that computes; for work that waits (CPU
- *     time well below wall time per item) a ladder 1, CPUs, 4x, 16x ...
- *     that is extended while its top keeps paying, up to the item count
- *     (more workers than items cannot help) and 1024;
- *   - dispatch: one future per item; crew_pool_map with adaptive chunks,
- *     and with a fixed chunk that puts ~100 µs of work in each when items
- *     are tiny (fixed-size records only: a map takes records of one size);
- *   - argument passing: copied, or by reference (the records in a crew_shm
- *     region; threads get a pointer) when arguments are 4 KiB or more;
- *   - recycling (processes), when the worker's memory grows per item:
- *     max_tasks_per_worker sized to ~64 MiB of growth, or max_worker_memory.
- *  Then successive halving: rung 0 measures every candidate once; each later
- *  rung keeps the faster half (always the best of each model, and every
- *  candidate still within the noise of the best: the answer is open between
- *  them) and measures the survivors with twice the rounds, as far as the
- *  budget goes. A candidate leaves the race at once when its results differ
- *  from the reference, its process dies, it hangs, it grows without bound,
- *  or it shows an impossible speedup twice (above its worker count, or above
- *  the CPU count for work that computes): the first time it is measured
- *  again after a fresh baseline, never acted on. Thread safety is a
- *  property of the task, so wrong results from any thread pool of 2 or more
- *  workers, or a crash in any thread pool, rule out every such thread
- *  configuration. Speedups are always against the median serial time per
- *  item over every serial pass (the reference and the baselines measured
- *  between rungs, when they are cheap enough), so drift hits all alike.
+ *  reference (verify.c: every item alone, the task's profile) -> the
+ *  candidates (space.c) -> rung 1 -> more workers while a waiting task's top
+ *  keeps paying -> successive halving -> every candidate's figures.
+ *  Rung 1 measures every candidate once: the plain variant of each model and
+ *  worker count and the variant the profile points at whatever the budget
+ *  (both models get figures everywhere), the rest most workers first while
+ *  it lasts. Each later rung keeps the faster half, always the best of each
+ *  model and every candidate still within the noise of the best (the answer
+ *  is open between them), and measures them with twice the rounds, as far
+ *  as the budget goes.
+ *  A candidate leaves the race at once when its results differ from the
+ *  reference, its process dies, it hangs, it grows without bound, or it
+ *  shows an impossible speedup twice (above its worker count, or above the
+ *  CPU count for work that computes): the first time it is measured again
+ *  after a fresh baseline, never acted on. Thread safety is a property of
+ *  the task, so wrong results from any thread pool of 2 or more workers, or
+ *  a crash in any thread pool, rule out every thread configuration.
+ *  A round's speedup is against the serial items its child timed just
+ *  before it (trial.c), so drift hits both alike; when those cannot run (a
+ *  crash among them) it is against the median of the serial passes: the
+ *  reference and the baselines measured between rungs when they are cheap.
+ *  Each trial is estimated before it runs (child and pool start, the rounds,
+ *  the serial items beside them) and skipped when the budget cannot take it.
  */
 #include "search.h"
 
@@ -37,235 +32,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *model_word(int m) { return m == CMP_THREADS ? "threads" : m == CMP_PROCESSES ? "processes" : "serial"; }
-
-const char *config_name(char *buf, size_t n, const cmp_config *c)
-{
-    char b[32];
-    if (c->model == CMP_SERIAL)
-        return snprintf(buf, n, "1 worker, no pool"), buf;
-    int k = snprintf(buf, n, "%s x%d", model_word(c->model), c->workers);
-    if (c->dispatch == CMP_MAP && c->chunk)
-        k += snprintf(buf + k, n - (size_t)k, ", map chunk %zu", c->chunk);
-    else if (c->dispatch == CMP_MAP)
-        k += snprintf(buf + k, n - (size_t)k, ", map");
-    else
-        k += snprintf(buf + k, n - (size_t)k, ", futures");
-    if (c->args == CMP_BYREF && !(c->dispatch == CMP_MAP && c->model == CMP_THREADS))
-        k += snprintf(buf + k, n - (size_t)k, ", by reference");
-    if (c->recycle_tasks)
-        snprintf(buf + k, n - (size_t)k, ", recycle every %u", c->recycle_tasks);
-    else if (c->recycle_memory)
-        snprintf(buf + k, n - (size_t)k, ", recycle above %s", fmt_bytes(b, sizeof b, (double)c->recycle_memory));
-    return buf;
-}
-
-const char *config_short(char *buf, size_t n, const cmp_config *c)
-{
-    char b[32];
-    if (c->model == CMP_SERIAL)
-        return snprintf(buf, n, "serial"), buf;
-    int k = snprintf(buf, n, "%s x%d %s", model_word(c->model), c->workers,
-                     c->dispatch == CMP_FUTURES ? "futures" : "map");
-    if (c->dispatch == CMP_MAP && c->chunk)
-        k += snprintf(buf + k, n - (size_t)k, "/%zu", c->chunk);
-    if (c->args == CMP_BYREF && !(c->dispatch == CMP_MAP && c->model == CMP_THREADS))
-        k += snprintf(buf + k, n - (size_t)k, " by-ref");
-    if (c->recycle_tasks)
-        snprintf(buf + k, n - (size_t)k, " recycle/%u", c->recycle_tasks);
-    else if (c->recycle_memory)
-        snprintf(buf + k, n - (size_t)k, " recycle>%s", fmt_bytes(b, sizeof b, (double)c->recycle_memory));
-    return buf;
-}
-
-const char *cand_state_name(cand_state s)
-{
-    static const char *names[] = {"measured", "slower", "wrong results", "crashed", "hung",
-                                  "impossible figure", "memory grows", "failed", "not measured"};
-    return s <= CAND_SKIPPED ? names[s] : "?";
-}
-
-const char *cand_state_key(cand_state s)
-{
-    static const char *keys[] = {"ok", "slower", "wrong", "crashed", "hung", "impossible", "leaks", "failed",
-                                 "skipped"};
-    return s <= CAND_SKIPPED ? keys[s] : "?";
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-void search_stats(cmp_cand *c, double item_s)
-{
-    c->med = c->lo = c->hi = c->items_per_s = NAN;
-    c->noise = NAN;
-    if (c->ns == 0 || !(item_s > 0))
-        return;
-    double v[CMP_MAX_SAMPLES], dev[CMP_MAX_SAMPLES];
-    for (int i = 0; i < c->ns; i++)
-        v[i] = c->ips[i];
-    qsort(v, (size_t)c->ns, sizeof v[0], cmp_double);
-    c->items_per_s = c->ns % 2 ? v[c->ns / 2] : (v[c->ns / 2 - 1] + v[c->ns / 2]) / 2;
-    /* a round's speedup against the serial items timed just before it
-     * where there are some (drift hits both alike), else against the
-     * median serial time of the passes between the rungs */
-    for (int i = 0; i < c->ns; i++)
-        v[i] = isfinite(c->sp[i]) ? c->sp[i] : c->ips[i] * item_s;
-    qsort(v, (size_t)c->ns, sizeof v[0], cmp_double);
-    double med = c->ns % 2 ? v[c->ns / 2] : (v[c->ns / 2 - 1] + v[c->ns / 2]) / 2;
-    /* the spread shown leaves out the single most extreme run at each end
-     * once there are enough to spare one */
-    int cut = c->ns >= 6 ? 1 : 0;
-    c->med = med;
-    c->lo = v[cut];
-    c->hi = v[c->ns - 1 - cut];
-    /* the noise of the median itself: a robust deviation (1.4826 MAD) over
-     * the square root of the runs, times 1.25 (the median's efficiency) */
-    if (c->ns >= 3) {
-        for (int i = 0; i < c->ns; i++)
-            dev[i] = fabs(v[i] - med);
-        qsort(dev, (size_t)c->ns, sizeof dev[0], cmp_double);
-        double mad = c->ns % 2 ? dev[c->ns / 2] : (dev[c->ns / 2 - 1] + dev[c->ns / 2]) / 2;
-        c->noise = 1.2533 * 1.4826 * mad / med / sqrt((double)c->ns);
-    } else if (c->ns == 2) {
-        c->noise = fabs(v[1] - v[0]) / (2 * med);
-    }
-}
-
-/* Two medians differ by less than twice their combined noise: the
- * figures cannot tell them apart. Never less than the floor; and for the
- * advice never more than twice the floor either (a cheaper option is named
- * only when it is close to the fastest, however noisy the run). */
-double search_margin(const cmp_cand *a, const cmp_cand *b, double floor)
-{
-    double na = isfinite(a->noise) ? a->noise : floor, nb = isfinite(b->noise) ? b->noise : floor;
-    return fmax(floor, 2 * sqrt(na * na + nb * nb));
-}
-
-bool search_tied(const cmp_cand *a, const cmp_cand *b, double floor)
-{
-    if (!isfinite(a->med) || !isfinite(b->med))
-        return false;
-    double margin = fmin(search_margin(a, b, floor), 2 * floor);
-    return fabs(a->med - b->med) <= margin * fmax(a->med, b->med);
-}
-
-/* Still in the race: within the whole margin, uncapped. */
-static bool still_open(const cmp_cand *a, const cmp_cand *b, double floor)
-{
-    return isfinite(a->med) && isfinite(b->med) &&
-           fabs(a->med - b->med) <= search_margin(a, b, floor) * fmax(a->med, b->med);
-}
-
-/* ---------------------------------------------------------------- the space */
-typedef struct space {
-    int ladder[CMP_MAX_POINTS];
-    int nladder;
-    int cap;
-} space;
-
-static bool add_cand(cmp_search *s, const cmp_config *c)
-{
-    for (int i = 0; i < s->nc; i++)
-        if (memcmp(&s->c[i].cfg, c, sizeof *c) == 0)
-            return false;
-    if (s->nc >= CMP_MAX_CANDIDATES)
-        return false;
-    cmp_cand *k = &s->c[s->nc++];
-    memset(k, 0, sizeof *k);
-    k->cfg = *c;
-    k->state = CAND_LIVE;
-    search_stats(k, NAN);
-    return true;
-}
-
-/* Every variant of dispatch, argument passing and recycling for one model
- * and worker count. */
-static void add_variants(cmp_search *s, const cmp_task *t, int model, int w)
-{
-    const cmp_profile *p = &s->prof;
-    const cmp_items *it = &t->items;
-    cmp_config c = {.model = model, .workers = w, .start_method = t->start_method};
-    bool big = it->max_len >= 4096 || it->shared;
-    bool map_ok = it->fixed && (double)t->n * (double)it->stride <= 256.0 * 1024 * 1024;
-    unsigned rec_tasks = 0;
-    if (p->leaks) {
-        double k = 64.0 * 1024 * 1024 / p->leak_per_item;
-        rec_tasks = k < 1 ? 1 : k > 100000 ? 100000 : (unsigned)k;
-    }
-    for (int d = CMP_FUTURES; d <= CMP_MAP; d++) {
-        if (d == CMP_MAP && !map_ok)
-            continue;
-        size_t chunks[2] = {0, 0};
-        int nchunks = d == CMP_MAP ? 1 : 1;
-        if (d == CMP_MAP && p->item_s < 20e-6) {
-            double per = 100e-6 / fmax(p->item_s, 1e-8), most = (double)t->n / (4.0 * w);
-            size_t ch = (size_t)fmax(2, fmin(per, most));
-            if (ch > 1)
-                chunks[nchunks++] = ch;
-        }
-        for (int k = 0; k < nchunks; k++)
-            for (int a = CMP_COPY; a <= CMP_BYREF; a++) {
-                if (a == CMP_BYREF && !big && !(d == CMP_MAP && model == CMP_THREADS))
-                    continue;
-                if (a == CMP_COPY && d == CMP_MAP && model == CMP_THREADS)
-                    continue; /* a thread map reads the records where they are */
-                for (int r = 0; r < (model == CMP_PROCESSES && p->leaks ? 3 : 1); r++) {
-                    c.dispatch = d;
-                    c.chunk = chunks[k];
-                    c.args = a;
-                    c.recycle_tasks = r == 1 ? rec_tasks : 0;
-                    c.recycle_memory = r == 2 ? (size_t)(fmax(p->rss_start, 0) + 64.0 * 1024 * 1024) : 0;
-                    add_cand(s, &c);
-                }
-            }
-    }
-}
-
-static void plan_space(cmp_search *s, const cmp_task *t, space *sp)
-{
-    const cmp_profile *p = &s->prof;
-    int cpus = t->cpus;
-    sp->cap = 1024;
-    snprintf(s->cap_why, sizeof s->cap_why, "the pool's limit (1024 workers)");
-    if ((long)t->n < sp->cap) {
-        sp->cap = (int)t->n;
-        snprintf(s->cap_why, sizeof s->cap_why, "the item count (%zu): more workers than items cannot help", t->n);
-    }
-    sp->nladder = 0;
-    if (t->nworkers) { /* --workers: those counts and no others */
-        for (int k = 0; k < t->nworkers && k < CMP_MAX_POINTS; k++)
-            sp->ladder[sp->nladder++] = t->workers[k];
-        sp->cap = sp->ladder[sp->nladder - 1];
-        snprintf(s->cap_why, sizeof s->cap_why, "--workers");
-    } else if (!p->waiting) {
-        for (int w = 1; w <= cpus && sp->nladder < 8; w = cpus <= 8 ? w + 1 : w * 2)
-            sp->ladder[sp->nladder++] = w;
-        if (sp->ladder[sp->nladder - 1] != cpus && sp->nladder < CMP_MAX_POINTS)
-            sp->ladder[sp->nladder++] = cpus;
-    } else {
-        /* as many as the waiting lets run at once, roughly; the ladder
-         * starts at 1 and CPUs and climbs by 4x towards that */
-        double est = cpus / fmax(p->cpu_ratio, 0.002);
-        sp->ladder[sp->nladder++] = 1;
-        for (double w = cpus; sp->nladder < 6; w *= 4) {
-            int wi = (int)fmin(w, sp->cap);
-            if (wi > sp->ladder[sp->nladder - 1])
-                sp->ladder[sp->nladder++] = wi;
-            if (w >= sp->cap || w >= est)
-                break;
-        }
-    }
-    s->cap_workers = sp->cap;
-    for (int m = CMP_THREADS; m <= CMP_PROCESSES; m++)
-        for (int k = 0; k < sp->nladder; k++)
-            if (sp->ladder[k] <= sp->cap || t->nworkers)
-                add_variants(s, t, m, sp->ladder[k]);
-}
 
 /* ---------------------------------------------------------------- measuring */
 static bool eligible(const cmp_cand *c) { return c->state == CAND_LIVE || c->state == CAND_OUT; }
@@ -577,7 +343,7 @@ static void extend_waiting(cmp_search *s, cmp_task *t, int rounds)
                 break;
             cmp_config nc = s->c[best].cfg;
             nc.workers = topw * 4 < s->cap_workers ? topw * 4 : s->cap_workers;
-            if (!add_cand(s, &nc) || remaining(s) < est_trial(s, t, &s->c[s->nc - 1], rounds))
+            if (!search_add(s, &nc) || remaining(s) < est_trial(s, t, &s->c[s->nc - 1], rounds))
                 break;
             double before = s->c[best].med;
             measure(s, t, &s->c[s->nc - 1], rounds, "more workers: the task waits");
@@ -611,7 +377,7 @@ static void rule_out(cmp_search *s)
              * not advice */
             c->state = CAND_WRONG;
             snprintf(c->why, sizeof c->why, "not thread-safe: %s x%d gave different results for %llu of %llu items",
-                     model_word(proof->cfg.model), proof->cfg.workers, (unsigned long long)proof->check.wrong,
+                     cmp_model_word(proof->cfg.model), proof->cfg.workers, (unsigned long long)proof->check.wrong,
                      (unsigned long long)proof->check.checked);
         } else if (c->cfg.model == CMP_PROCESSES && c->cfg.workers >= 2 && s->process_unsafe) {
             c->state = CAND_WRONG;
@@ -651,7 +417,7 @@ static int cut(cmp_search *s, int *keep, double floor)
     bool model_kept[2] = {false, false};
     for (int j = 0; j < k; j++) {
         cmp_cand *c = &s->c[idx[j]];
-        bool open = still_open(c, b, floor);
+        bool open = search_open(c, b, floor);
         if (j < (k + 1) / 2 || !model_kept[c->cfg.model] || open) {
             keep[nk++] = idx[j];
             model_kept[c->cfg.model] = true;
@@ -729,8 +495,7 @@ int search_run(cmp_task *t, cmp_search *s, const cmp_results *r, double budget, 
                 "repeated: results cannot be compared, only statuses are",
              (unsigned long long)dc.wrong, (unsigned long long)dc.checked);
 
-    space sp;
-    plan_space(s, t, &sp);
+    search_plan_space(s, t);
     int rounds = rung0_rounds(s, t, n_given);
     rung0(s, t, rounds);
     extend_waiting(s, t, rounds);

@@ -316,6 +316,13 @@ int search_run(cmp_task *t, cmp_search *s, const cmp_results *r, double budget, 
 /* The candidate's speedup figures from its samples and the serial time of
  * one item. */
 void search_stats(cmp_cand *c, double item_s);
+/* space.c: the candidates from the profile (s->prof, t's items). */
+void search_plan_space(cmp_search *s, const cmp_task *t);
+/* Adds c unless it is there already or the table is full. */
+bool search_add(cmp_search *s, const cmp_config *c);
+/* a and b are within their whole noise margin: still in the race. */
+bool search_open(const cmp_cand *a, const cmp_cand *b, double floor);
+const char *cmp_model_word(int model);  /* "threads", "processes", "serial" */
 /* a and b differ by less than their noise (never less than floor). */
 bool search_tied(const cmp_cand *a, const cmp_cand *b, double floor);
 /* That margin, as a fraction of the faster. */
