@@ -208,13 +208,17 @@ void advise(const cmp_search *s, const cmp_results *r, cmp_advice *a)
             (a->runner_up < 0 || s->c[i].med > s->c[a->runner_up].med))
             a->runner_up = i;
     char n1[100], n2[100];
+    config_name(n1, sizeof n1, &b->cfg);
+    if (b->cfg.model == CMP_PROCESSES) /* the start method is part of the configuration */
+        snprintf(n1 + strlen(n1), sizeof n1 - strlen(n1), ", %s start",
+                 b->cfg.start_method == CREW_START_FORK    ? "fork"
+                 : b->cfg.start_method == CREW_START_SPAWN ? "spawn"
+                                                           : "forkserver");
     if (b->ns > 1)
-        snprintf(a->headline, sizeof a->headline, "%s: %.2fx on %d CPUs (runs %.2f-%.2fx, +-%.0f%%)",
-                 config_name(n1, sizeof n1, &b->cfg), b->med, r ? r->cpus : 0, b->lo, b->hi,
+        snprintf(a->headline, sizeof a->headline, "%s: %.2fx on %d CPUs (runs %.2f-%.2fx, +-%.0f%%)", n1, b->med, r ? r->cpus : 0, b->lo, b->hi,
                  (isfinite(b->noise) ? b->noise : s->noise_floor) * 100);
     else
-        snprintf(a->headline, sizeof a->headline, "%s: %.2fx on %d CPUs (1 run)", config_name(n1, sizeof n1, &b->cfg),
-                 b->med, r ? r->cpus : 0);
+        snprintf(a->headline, sizeof a->headline, "%s: %.2fx on %d CPUs (1 run)", n1, b->med, r ? r->cpus : 0);
     why_others(s, a);
     if (a->tie >= 0)
         reason(a, "a tie within the noise (+-%.0f%%): %s reached %.2fx, %s %.2fx; the cheaper, %s, is recommended",

@@ -188,7 +188,8 @@ static void measure_once(cmp_search *s, cmp_task *t, cmp_cand *c, int rounds, bo
     q.n = run_items(s, t, c);
     q.serial_k = serial_k(s, t, c, q.n);
     char what[160], name[100];
-    snprintf(what, sizeof what, "%s: %s", stage, config_name(name, sizeof name, &c->cfg));
+    snprintf(what, sizeof what, "%s: %s (search ~%.0f s left)", stage, config_name(name, sizeof name, &c->cfg),
+             fmax(remaining(s), 0));
     cli_progress("%s", what);
     trial_result res;
     int rc = trial_run(t, &q, what, &res);

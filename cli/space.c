@@ -223,6 +223,13 @@ void search_plan_space(cmp_search *s, const cmp_task *t)
     int cpus = t->cpus;
     sp->cap = 1024;
     snprintf(s->cap_why, sizeof s->cap_why, "the pool's limit (1024 workers)");
+    /* memory: a worker with its stack touched and its share of the pool,
+     * taken as 2 MiB, within half of the memory available */
+    double by_mem = t->mem_limit / (2.0 * 1024 * 1024);
+    if (by_mem >= 1 && by_mem < sp->cap) {
+        sp->cap = (int)by_mem;
+        snprintf(s->cap_why, sizeof s->cap_why, "memory: 2 MiB a worker within half of what is available");
+    }
     if ((long)t->n < sp->cap) {
         sp->cap = (int)t->n;
         snprintf(s->cap_why, sizeof s->cap_why, "the item count (%zu): more workers than items cannot help", t->n);

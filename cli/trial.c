@@ -441,8 +441,12 @@ static void progress(const char *what, const trial_req *q, const trial_hdr *h, d
         double left = k ? el / (double)k * (double)(n - k) : NAN;
         if (q->stop_after > 0 && q->stop_after - el < left)
             left = q->stop_after - el;
-        cli_progress("%s: item %llu of %llu, ~%.0f s left", what, (unsigned long long)k,
-                     (unsigned long long)n, isfinite(left) && left > 0 ? left : 0.0);
+        if (q->stop_after > 0) /* as many items as fit in stop_after */
+            cli_progress("%s: %llu items so far, ~%.0f s left", what, (unsigned long long)k,
+                         isfinite(left) && left > 0 ? left : 0.0);
+        else
+            cli_progress("%s: item %llu of %llu, ~%.0f s left", what, (unsigned long long)k,
+                         (unsigned long long)n, isfinite(left) && left > 0 ? left : 0.0);
     } else if (round < 0) {
         cli_progress("%s: starting the workers", what);
     } else {
