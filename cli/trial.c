@@ -131,13 +131,14 @@ static int serial_pass(child_ctx *x)
             last = now;
             h->elapsed = now - t0;
             if (ss && now - last_stat >= 0.01 && schedstat(&c1, &w1)) {
-                /* kept up as it runs: a crash must not lose it */
+                /* kept up as it runs: a crash must not lose it (the clock
+                 * read after schedstat, so the span covers what it counted) */
                 h->on_cpu = c1 - c0;
                 h->rq_wait = w1 - w0;
                 h->stat_elapsed = crew_now() - t0;
                 last_stat = now;
             }
-            if (q->stop_after > 0 && h->elapsed > q->stop_after) {
+            if (q->stop_after > 0 && h->elapsed > q->stop_after && h->ran[0] >= 16) { /* 16 at least */
                 atomic_store_explicit(&h->done, i + 1, memory_order_release);
                 break;
             }
@@ -149,6 +150,8 @@ static int serial_pass(child_ctx *x)
         }
         atomic_store_explicit(&h->done, i + 1, memory_order_release);
     }
+    double c_end = 0, w_end = 0;
+    bool ss_end = ss && schedstat(&c_end, &w_end); /* first: the elapsed time then covers it */
     h->elapsed = crew_now() - t0;
     h->t[0] = h->elapsed;
     if ((q->flags & TRIAL_RECORD) && h->nrss < 16 && h->ran[0] > h->rss_item[h->nrss - 1]) {
@@ -156,9 +159,9 @@ static int serial_pass(child_ctx *x)
         h->rss_item[h->nrss++] = h->ran[0];
     }
     h->cpu[0] = cpu_now() - cpu0;
-    if (ss && schedstat(&c1, &w1)) {
-        h->on_cpu = c1 - c0;
-        h->rq_wait = w1 - w0;
+    if (ss_end) {
+        h->on_cpu = c_end - c0;
+        h->rq_wait = w_end - w0;
     } else {
         h->on_cpu = h->cpu[0];
         h->rq_wait = NAN;

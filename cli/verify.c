@@ -23,7 +23,7 @@
  *  hung (and the reference stops there: every later try of that item would
  *  cost --timeout again). Without --items or --args the pass also decides
  *  how many items a run has: as many as it finished in its share of the
- *  budget.
+ *  budget, 16 at least.
  *  A second serial pass over a prefix of the items checks that the task is
  *  deterministic at all; if it is not, results cannot be compared and only
  *  statuses are (the report says so).
@@ -269,9 +269,9 @@ int verify_reference(cmp_task *t, cmp_profile *pr, double budget, bool n_given, 
     }
     pr->item_s = s.ran ? s.elapsed / (double)s.ran : NAN;
     pr->serial_s = pr->item_s * (double)n;
-    double own = s.rq_ok ? s.stat_elapsed - s.rq_wait : s.stat_elapsed;
+    double waited = s.rq_ok ? fmin(s.rq_wait, s.stat_elapsed) : 0, own = s.stat_elapsed - waited;
     pr->cpu_ratio = own > 0 ? fmin(1.0, s.on_cpu / own) : 1.0;
-    pr->busy = s.rq_ok && s.stat_elapsed > 0 ? s.rq_wait / s.stat_elapsed : NAN;
+    pr->busy = s.rq_ok && s.stat_elapsed > 0 ? waited / s.stat_elapsed : NAN;
     pr->psi_some = isfinite(psi0) && isfinite(psi1) && w1 > w0 ? (psi1 - psi0) / 1e6 / (w1 - w0) : NAN;
     pr->leak_per_item = s.growth_items ? s.growth / (double)s.growth_items : 0;
     /* steady growth, not an allocator settling: most samples went up, by

@@ -130,13 +130,31 @@ static void test_crashes_now_and_then(void)
 
 static void test_waiting_task(void)
 {
-    jval *doc = run_panel("panel_wait", (const char *[]){"--index", NULL}, 0);
+    char svg[] = "/tmp/crew-panel-XXXXXX.svg";
+    int fd = mkstemps(svg, 4);
+    CHECK(fd >= 0);
+    close(fd);
+    jval *doc = run_panel("panel_wait", (const char *[]){"--index", "--plot", svg, NULL}, 0);
     const jval *a = advice_of(doc);
     double w = jnum_at(a, "config.workers"), cpus = jnum_at(doc, "machine.cpus");
     if (!(w >= 4 * cpus))
         TEST_FAIL("a task that waits 10 ms got %g workers on %g CPUs", w, cpus);
     CHECK(bool_at(doc, "task.profile.waits"));
     json_free(doc);
+    /* the plot: both views, every series, the spread bars, the advice ringed */
+    char *text = read_file(svg);
+    int elements = 0;
+    const char *e = xml_check(text, &elements);
+    if (e)
+        TEST_FAIL("SVG is not well-formed XML: %s", e);
+    static const char *ids[] = {"id=\"series-threads\"", "id=\"series-processes\"", "id=\"waiting-threads\"",
+                                "id=\"waiting-processes\"", "id=\"recommended\"", "id=\"recommended-waiting\"",
+                                "id=\"legend\"", "class=\"spread\""};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+        if (!strstr(text, ids[i]))
+            TEST_FAIL("the plot lacks %s", ids[i]);
+    free(text);
+    unlink(svg);
 }
 
 static char *big_file(size_t size)
