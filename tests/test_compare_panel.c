@@ -140,6 +140,10 @@ static void test_waiting_task(void)
     if (!(w >= 4 * cpus))
         TEST_FAIL("a task that waits 10 ms got %g workers on %g CPUs", w, cpus);
     CHECK(bool_at(doc, "task.profile.waits"));
+    bool several = false; /* a spread needs two rounds or more */
+    const jval *cs = jpath(doc, "task.search.candidates");
+    for (size_t i = 0; i < cs->n; i++)
+        several = several || jnum_at(cs->items[i], "runs") >= 2;
     json_free(doc);
     /* the plot: both views, every series, the spread bars, the advice ringed */
     char *text = read_file(svg);
@@ -150,7 +154,7 @@ static void test_waiting_task(void)
     static const char *ids[] = {"id=\"series-threads\"", "id=\"series-processes\"", "id=\"waiting-threads\"",
                                 "id=\"waiting-processes\"", "id=\"recommended\"", "id=\"recommended-waiting\"",
                                 "id=\"legend\"", "class=\"spread\""};
-    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0] - (several ? 0 : 1); i++)
         if (!strstr(text, ids[i]))
             TEST_FAIL("the plot lacks %s", ids[i]);
     free(text);
