@@ -110,23 +110,6 @@ int compare_task(const cmp_options *o, cmp_results *r, cmp_plan *pl, double t_st
     tr.search = &s;
     tr.advice = &a;
     r->task = &tr;
-    int ex = 0, failed = 0;
-    /* The overheads are context here, the task's own figures the point:
-     * fewer repetitions, and only the pools' start method. */
-    pl->rt_calls = pl->rt_calls / 4 > 50 ? pl->rt_calls / 4 : 50;
-    pl->batch /= 4;
-    pl->map_items /= 4;
-    pl->xfer_calls = pl->xfer_calls / 2 > 4 ? pl->xfer_calls / 2 : 4;
-    pl->reps = pl->reps > 3 ? 3 : pl->reps;
-    pl->methods[0] = pl->pool_method;
-    pl->method_names[0] = pl->pool_method_name;
-    pl->nmethods = 1;
-    for (int model = 0; model < CMP_NMODELS; model++) {
-        ex = probe_model(r, model, pl); /* the overheads only, for a user's task */
-        if (ex == CLI_EXIT_FAILURE)
-            return ex;
-        failed = ex ? ex : failed;
-    }
     char resolved[PATH_MAX];
     t.path = realpath(o->task_path, resolved) ? resolved : o->task_path;
     t.symbol = o->task_symbol;
@@ -139,6 +122,7 @@ int compare_task(const cmp_options *o, cmp_results *r, cmp_plan *pl, double t_st
     t.nworkers = o->nworkers;
     double avail = mem_available();
     t.mem_limit = isfinite(avail) ? fmin(avail * 0.5, 8.0 * 1024 * 1024 * 1024) : 2.0 * 1024 * 1024 * 1024;
+    int ex;
     cmp_input in = {o->arg, o->arg_len, o->args_path, o->record, o->delim ? o->delim : '\n', o->index, o->items};
     size_t one = (o->arg_len ? o->arg_len : 1) + (o->index ? 8 : 0);
     long nmax = (long)fmax(64, fmin((double)CMP_ITEMS_MAX, 64.0 * 1024 * 1024 / (double)one));
@@ -150,6 +134,25 @@ int compare_task(const cmp_options *o, cmp_results *r, cmp_plan *pl, double t_st
         cli_error("cannot make the results' region: %s", crew_strerror(rc));
         task_close(&t);
         return CLI_EXIT_FAILURE;
+    }
+    int failed = 0;
+    /* The overheads are context here, the task's own figures the point:
+     * fewer repetitions, and only the pools' start method. */
+    pl->rt_calls = pl->rt_calls / 4 > 50 ? pl->rt_calls / 4 : 50;
+    pl->batch /= 4;
+    pl->map_items /= 4;
+    pl->xfer_calls = pl->xfer_calls / 2 > 4 ? pl->xfer_calls / 2 : 4;
+    pl->reps = pl->reps > 3 ? 3 : pl->reps;
+    pl->methods[0] = pl->pool_method;
+    pl->method_names[0] = pl->pool_method_name;
+    pl->nmethods = 1;
+    for (int model = 0; model < CMP_NMODELS; model++) {
+        ex = probe_model(r, model, pl); /* the overheads only, for a user's task */
+        if (ex == CLI_EXIT_FAILURE) {
+            task_close(&t);
+            return ex;
+        }
+        failed = ex ? ex : failed;
     }
     snprintf(r->workload_desc, sizeof r->workload_desc, "your task %s: %s", o->task_spec, t.items.desc);
     double total = o->quick ? 5 : o->thorough ? 120 : 30;
