@@ -176,9 +176,12 @@ int task_report_table(FILE *f, const cmp_results *r, const cmp_task_report *tr)
     task_header(f, r, tr);
     const cmp_profile *p = &tr->search->prof;
     double busy = isfinite(p->busy) ? p->busy : 0;
-    if (busy > 0.10)
-        fprintf(f, "note: the machine was busy (the serial reference waited %.0f%% of its time for a CPU): the "
-                   "times are noisy\n", busy * 100);
+    if (busy > 0.10) {
+        char note[200];
+        snprintf(note, sizeof note, "the machine was busy (the serial reference waited %.0f%% of its time for a "
+                                    "CPU): the times are noisy", busy * 100);
+        wrap(f, "note: ", 6, note);
+    }
     overheads(f, r);
     if (tr->search->nc)
         candidates(f, tr);

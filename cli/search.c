@@ -438,7 +438,10 @@ static void halving(cmp_search *s, cmp_task *t, int rounds0, int target, double 
         bool enough = true;
         for (int j = 0; j < nk; j++)
             enough = enough && s->c[keep[j]].ns >= target;
-        if (nk == 0 || (enough && nk <= 2) || (enough && rung > 3))
+        /* settled: every finalist has its rounds and the best stands clear
+         * of the runner-up; else the answer is open and the budget goes on */
+        bool settled = enough && (nk <= 1 || !search_open(&s->c[keep[1]], &s->c[keep[0]], floor));
+        if (nk == 0 || settled || (enough && rung > 5))
             break;
         int rounds = rounds0 << rung;
         rounds = rounds > 16 ? 16 : rounds;
