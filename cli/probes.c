@@ -17,10 +17,9 @@
  *    pool, inside a sacrificial child process made with crew_process_start
  *    (CREW_START_FORK): the child dies, this process reads how far it got
  *    from a pipe and how it died from crew_process_join.
- *  - the user's task (--task) is never called in this process: the serial
- *    baseline and the thread-pool curve run in a sacrificial child too, which
- *    sends its figures back over a pipe; under processes a crash is a failed
- *    future.
+ *  - the user's task (--task) is never called in this process: the search
+ *    (search.c) runs every measurement of it in a child of its own; here it
+ *    gets only the costs.
  *  The children are forked while this process runs no pool (the thread
  *  model's child probes run first: probe_model's order), so fork's rule --
  *  no other thread holding a lock -- is kept.
@@ -87,98 +86,17 @@ static int probe_io(cmp_model *m, int model, const cmp_plan *pl, const cmp_resul
     return CLI_EXIT_OK;
 }
 
-/* ---------------------------------------------------------------- the user's task
- * Under threads it runs in a sacrificial child: the serial baseline and the
- * thread-pool curve, whose figures come back over the pipe as one struct. */
-typedef struct user_thread_figures {
-    int exit, rc;
-    double serial;
-    int npts;
-    cmp_point pts[CMP_MAX_POINTS];
-    crew_failure fl;
-} user_thread_figures;
-
-static int user_threads_job(int fd, const cmp_plan *pl)
-{
-    user_thread_figures u;
-    memset(&u, 0, sizeof u);
-    u.serial = NAN;
-    u.exit = probe_curve(CMP_THREADS, pl, true, &u.serial, u.pts, &u.npts, &u.fl, &u.rc);
-    return probe_write_all(fd, &u, sizeof u) ? 0 : 1;
-}
-
-/* The user's task under threads, in the child; fills the serial baseline
- * and the threads' curve. Returns CLI_EXIT_OK, or CLI_EXIT_TASK /
- * CLI_EXIT_MEASURE after its one-line error. */
-static int user_threads(cmp_results *r, cmp_model *m, const cmp_plan *pl)
-{
-    cli_progress("threads: your task (in a sacrificial child process)");
-    static user_thread_figures u;
-    size_t got = 0;
-    crew_exit cx = {0};
-    /* every serial run and every batch may take up to --timeout */
-    double limit = pl->timeout * ((pl->reps + 1) * (pl->ncurve + 1) + 1);
-    int rc = probe_in_child(user_threads_job, pl, limit, &u, sizeof u, &got, &cx);
-    if (rc == CREW_ETIMEDOUT) {
-        cli_error("your task did not finish within --timeout (%.0f s per measurement) under threads",
-                  pl->timeout);
-        return CLI_EXIT_TASK;
-    }
-    if (rc)
-        return probe_fail(m, "running your task", rc);
-    if (got != sizeof u || cx.signal) {
-        if (cx.signal)
-            cli_error("your task crashed under threads (%s): it killed the whole process, as a crash in a "
-                      "thread does; a process pool would have survived it",
-                      probe_sig_text(cx.signal));
-        else
-            cli_error("your task ended the process under threads (exit code %d)", cx.code);
-        return CLI_EXIT_TASK;
-    }
-    if (u.exit == CLI_EXIT_TASK) {
-        if (u.rc == CREW_ETIMEDOUT)
-            cli_error("your task did not finish %ld runs within %.0f s under threads (--timeout)", pl->items,
-                      pl->timeout);
-        else
-            cli_error("your task failed under threads: %s (%s)", crew_err_name(u.rc), crew_strerror(u.rc));
-        return CLI_EXIT_TASK;
-    }
-    if (u.exit)
-        return probe_fail(m, "your task", u.rc);
-    r->serial_seconds = u.serial;
-    r->item_us = u.serial / (double)pl->items * 1e6;
-    m->ncurve = u.npts;
-    memcpy(m->curve, u.pts, sizeof u.pts);
-    return CLI_EXIT_OK;
-}
-
-/* The curve in this process: the built-in workload under either model
- * (its serial baseline measured here, kept from the threads' run), or the
- * user's task under processes (against the baseline from the child). */
+/* The built-in workload's curve under either model; its serial baseline,
+ * measured beside the threads' curve, is kept from that run. */
 static int curve_here(cmp_results *r, cmp_model *m, int model, const cmp_plan *pl)
 {
     crew_failure fl = {0};
     int rc = 0;
     double serial = NAN;
-    int ex = probe_curve(model, pl, !pl->user, pl->user ? &r->serial_seconds : &serial, m->curve, &m->ncurve,
-                         &fl, &rc);
-    if (ex == 0 && !pl->user && (model == CMP_THREADS || !isfinite(r->serial_seconds))) {
-        /* the workload's serial time as measured beside the threads */
+    int ex = probe_curve(model, pl, true, &serial, m->curve, &m->ncurve, &fl, &rc);
+    if (ex == 0 && (model == CMP_THREADS || !isfinite(r->serial_seconds))) {
         r->serial_seconds = serial;
         r->item_us = serial / (double)pl->items * 1e6;
-    }
-    if (ex == CLI_EXIT_TASK && pl->user) {
-        if (rc == CREW_ECRASHED && fl.signal)
-            cli_error("your task crashed in a worker process (%s); the process pool survived it",
-                      probe_sig_text(fl.signal));
-        else if (rc == CREW_ECRASHED)
-            cli_error("your task ended its worker process (exit code %d)", fl.exit_code);
-        else if (rc == CREW_ETIMEDOUT)
-            cli_error("your task did not finish %ld runs within %.0f s under processes (--timeout)", pl->items,
-                      pl->timeout);
-        else
-            cli_error("your task failed under processes: %s (%s)", crew_err_name(rc), crew_strerror(rc));
-        return CLI_EXIT_TASK;
     }
     if (ex)
         return probe_fail(m, "workload", rc);
@@ -186,24 +104,22 @@ static int curve_here(cmp_results *r, cmp_model *m, int model, const cmp_plan *p
 }
 
 /* ---------------------------------------------------------------- one model
- * In this order: under threads the probes that fork a sacrificial child
- * (the user's task, the crash demo) come first, while no pool runs here;
- * then the costs, the curve, the I/O rows, and under processes the crash
- * demo last. */
+ * In this order: under threads the crash demo, which forks a sacrificial
+ * child, comes first, while no pool runs here; then the costs, the curve,
+ * the I/O rows, and under processes the crash demo last. The user's task
+ * (--task) gets the costs only: the search measures the task itself, each
+ * run in a child started from the fork server (trial.c). */
 int probe_model(cmp_results *r, int model, const cmp_plan *pl)
 {
     cmp_model *m = &r->m[model];
-    bool user_threads_here = model == CMP_THREADS && pl->user;
     int ex;
-    if (pl->user) /* the task itself is measured by the search (search.c) */
+    if (pl->user)
         return probe_costs(m, model, pl);
-    if (user_threads_here && (ex = user_threads(r, m, pl)) != 0)
-        return ex;
     if (model == CMP_THREADS && pl->fault && (ex = probe_fault_threads(m, pl)) != 0)
         return ex;
     if ((ex = probe_costs(m, model, pl)) != 0)
         return ex;
-    if (!user_threads_here && (ex = curve_here(r, m, model, pl)) != 0)
+    if ((ex = curve_here(r, m, model, pl)) != 0)
         return ex;
     if ((ex = probe_io(m, model, pl, r)) != 0)
         return ex;
