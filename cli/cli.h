@@ -150,6 +150,7 @@ typedef struct cmp_point {
     double seconds;      /* median wall time for all items */
     double speedup;      /* serial seconds / seconds */
     double items_per_s;
+    double lo, hi;       /* the speedup's slowest and fastest round; 0: not measured */
 } cmp_point;
 
 typedef struct cmp_method {
@@ -210,6 +211,17 @@ typedef struct cmp_recommendation {
     int nreasons;
 } cmp_recommendation;
 
+/* How busy the CPUs were around compare's serial passes (text.c). */
+#define CLI_WIDTH 100
+typedef struct cli_busy {
+    double wall, waited;      /* the spans, and their time waiting for a CPU */
+    double psi, psi_wall;     /* /proc/pressure/cpu "some" over the spans */
+} cli_busy;
+typedef struct cli_busy_span {
+    bool ok;
+    double cpu0, wait0, psi0, t0;
+} cli_busy_span;
+
 typedef struct cmp_results {
     const char *crew_version;
     int cpus;
@@ -217,7 +229,8 @@ typedef struct cmp_results {
     char cpu_model[128];
     bool quick;
     int reps;
-    double load_start, load_end;  /* 1-minute load average before / after */
+    double load_start, load_end;  /* 1-minute load average before / after (data only) */
+    cli_busy busy;                /* the serial baselines' wait for a CPU: the busy-machine measure */
     /* the workload whose curve was measured */
     const char *workload;       /* "cpu", "io", "mixed", "membw", "user" */
     char workload_desc[256];
@@ -329,6 +342,8 @@ typedef struct cmp_plan {
 int probe_model(cmp_results *r, int model, const cmp_plan *plan);
 /* The I/O view: iov_measure for each of its models. */
 int probe_io_view(cmp_results *r, const cmp_plan *plan);
+/* How long the built-in curve's serial passes waited for a CPU (curve.c). */
+void probe_serial_busy(cli_busy *out);
 double median(double *v, int n);
 
 /* ---------------------------------------------------------------- compare */
@@ -349,5 +364,20 @@ void recommend(cmp_results *r);
 const char *fmt_time_s(char *buf, size_t n, double seconds);
 const char *fmt_bytes(char *buf, size_t n, double bytes);
 const char *fmt_rate(char *buf, size_t n, double per_s);
+
+/* ---------------------------------------------------------------- text.c
+ * How busy the machine was, from compare's own serial passes (schedstat's
+ * run-queue delay of the thread running them, /proc/pressure/cpu over the
+ * same spans); text wrapped to the reports' width. */
+bool cli_schedstat(double *on_cpu, double *waited);   /* this thread's, seconds */
+double cli_psi_total(void);                          /* seconds; NaN without PSI */
+void cli_busy_begin(cli_busy_span *s);
+void cli_busy_end(const cli_busy_span *s, cli_busy *b);
+double cli_busy_share(const cli_busy *b);            /* waited / wall, NaN if unknown */
+double cli_busy_psi(const cli_busy *b);
+/* Display columns of UTF-8 text. */
+int cli_cols(const char *s);
+/* first, then text wrapped at CLI_WIDTH, continuation lines indented. */
+void cli_wrap(FILE *f, const char *first, int indent, const char *text);
 
 #endif /* CREW_CLI_H */

@@ -693,6 +693,7 @@ int cmd_compare(int argc, char **argv)
         goto out;
     alarm(0);
     r.load_end = load_average();
+    probe_serial_busy(&r.busy);
     cli_progress_done();
     recommend(&r);
     r.elapsed_s = crew_now() - t_start;

@@ -57,7 +57,7 @@ static void fill_results(cmp_results *r, const cmp_task *t, const cmp_search *s,
             }
             if (c->med > mm->curve[k].speedup)
                 mm->curve[k] = (cmp_point){c->cfg.workers, (long)t->n, (double)t->n / c->items_per_s, c->med,
-                                           c->items_per_s};
+                                           c->items_per_s, c->ns > 1 ? c->lo : 0, c->ns > 1 ? c->hi : 0};
         }
         for (int i = 1; i < mm->ncurve; i++) /* by worker count */
             for (int j = i; j > 0 && mm->curve[j].workers < mm->curve[j - 1].workers; j--) {

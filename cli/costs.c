@@ -519,7 +519,7 @@ static int shm_finish(costs *c)
     unsigned char *base = crew_shm_ptr(c->shm);
     if (memcmp(base + MIB, c->src, MIB) != 0)
         return CREW_EPROTO;
-    c->m->xfer_ref_how = "crew_shm region, no pool copy";
+    c->m->xfer_ref_how = "crew_shm, no pool copy";
     return 0;
 }
 

@@ -48,8 +48,14 @@ typedef struct curve_run {
 
 /* All items once in the calling thread, no pool: seconds, or NaN with
  * *task_rc set when the task failed. */
+static cli_busy serial_busy; /* every serial pass's wait for a CPU: others' load */
+
+void probe_serial_busy(cli_busy *out) { *out = serial_busy; }
+
 static double serial_once(const cmp_plan *pl, unsigned char *res, int *task_rc)
 {
+    cli_busy_span span;
+    cli_busy_begin(&span);
     double t0 = crew_now();
     for (long k = 0; k < pl->items; k++) {
         size_t rl = 0;
@@ -59,7 +65,9 @@ static double serial_once(const cmp_plan *pl, unsigned char *res, int *task_rc)
             return NAN;
         }
     }
-    return crew_now() - t0;
+    double t = crew_now() - t0;
+    cli_busy_end(&span, &serial_busy);
+    return t;
 }
 
 /* Makes the pools of points g0..g1 and warms each up: every worker starts,
@@ -159,6 +167,11 @@ static void points(const curve_run *c, cmp_point *pts, int *npts)
         pt->speedup = median(ratio, c->rounds[k]);
         pt->seconds = median(t, c->rounds[k]);
         pt->items_per_s = (double)pl->items / pt->seconds;
+        pt->lo = pt->hi = 0;
+        for (int i = 0; i < c->rounds[k]; i++) { /* median() sorted them */
+            pt->lo = i == 0 || ratio[i] < pt->lo ? ratio[i] : pt->lo;
+            pt->hi = ratio[i] > pt->hi ? ratio[i] : pt->hi;
+        }
     }
 }
 

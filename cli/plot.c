@@ -143,9 +143,18 @@ static void svg_series(FILE *f, const frame *fr, const cmp_results *r)
             else
                 fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"9\" height=\"9\">", px(fr, p->workers) - 4.5,
                         py(fr, p->speedup) - 4.5);
-            fprintf(f, "<title>%s, %d workers: %.2fx (%.4g s)</title>", m->name, p->workers, p->speedup,
-                    p->seconds);
+            fprintf(f, "<title>%s, %d workers: %.2fx (%.4g s; rounds %.2f-%.2fx)</title>", m->name, p->workers,
+                    p->speedup, p->seconds, p->lo, p->hi);
             fputs(i == CMP_THREADS ? "</circle>\n" : "</rect>\n", f);
+            if (p->hi > p->lo && p->lo > 0) /* the spread of its rounds */
+                fprintf(f, "<line class=\"spread\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+                           "stroke-width=\"1.5\"/>\n", px(fr, p->workers), py(fr, p->lo), px(fr, p->workers),
+                        py(fr, p->hi));
+            if (i == r->rec.model && p->workers == r->rec.workers && isfinite(r->rec.speedup))
+                fprintf(f, "<g id=\"recommended\"><circle cx=\"%.1f\" cy=\"%.1f\" r=\"11\" fill=\"none\" "
+                           "stroke=\"#2ca02c\" stroke-width=\"3\"/><text x=\"%.1f\" y=\"%.1f\" fill=\"#2ca02c\" "
+                           "stroke=\"none\">recommended</text></g>\n", px(fr, p->workers), py(fr, p->speedup),
+                        px(fr, p->workers) + 12, py(fr, p->speedup) - 12);
         }
         fputs("</g>\n", f);
     }

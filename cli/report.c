@@ -127,14 +127,14 @@ static void fault_cell(char *buf, size_t n, const cmp_fault *fa, bool threads)
         return;
     }
     if (!fa->survived)
-        snprintf(buf, n, "whole process died (%s), %d/%d others done", fa->signal ? signal_name(fa->signal) : "exited",
+        snprintf(buf, n, "process died (%s), %d/%d done", fa->signal ? signal_name(fa->signal) : "exited",
                  fa->innocent_ok, fa->innocent_total);
     else if (threads)
         snprintf(buf, n, "survived?! %d/%d others ok", fa->innocent_ok, fa->innocent_total);
     else
-        snprintf(buf, n, "1 task failed (%s), %d/%d others ok%s",
-                 fa->signal ? signal_name(fa->signal) : crew_err_name(fa->crashed_status),
-                 fa->innocent_ok, fa->innocent_total, fa->pool_usable ? ", pool usable" : ", pool BROKEN");
+        snprintf(buf, n, "1 failed (%s), %d/%d others ok",
+                 fa->signal ? signal_name(fa->signal) : crew_err_name(fa->crashed_status), fa->innocent_ok,
+                 fa->innocent_total);
 }
 
 /* "9171 /s, 1000 tasks in 109 ms": the rate, and the time the full batch
@@ -205,7 +205,7 @@ static void rows_costs(table *t, const cmp_model *th, const cmp_model *pr)
     row(t, "memory per idle worker", a, b);
     row(t, "round trip, one tiny task", fmt_time_s(x, sizeof x, th->roundtrip_us / 1e6),
         fmt_time_s(y, sizeof y, pr->roundtrip_us / 1e6));
-    row(t, "  ... always handed to a worker", fmt_time_s(x, sizeof x, th->handoff_us / 1e6),
+    row(t, "  ... handed to a worker", fmt_time_s(x, sizeof x, th->handoff_us / 1e6),
         fmt_time_s(y, sizeof y, pr->handoff_us / 1e6));
     row(t, "empty tasks, submit + wait", fmt_rate(x, sizeof x, th->empty_per_s),
         fmt_rate(y, sizeof y, pr->empty_per_s));
@@ -258,10 +258,11 @@ static void rows_io_fault(table *t, const cmp_results *r)
     }
     fault_cell(a, sizeof a, &th->fault, true);
     fault_cell(b, sizeof b, &pr->fault, false);
-    row(t, "fault isolation: a task segfaults", a, b);
-    if (pr->fault.measured && isfinite(pr->fault.detect_ms)) {
-        snprintf(b, sizeof b, "%s", fmt_time_s(y, sizeof y, pr->fault.detect_ms / 1e3));
-        row(t, "  ... crash seen after the death", "-", b);
+    row(t, "fault: a task segfaults", a, b);
+    if (pr->fault.measured) {
+        snprintf(b, sizeof b, "pool %s, crash seen in %s", pr->fault.pool_usable ? "usable" : "BROKEN",
+                 fmt_time_s(y, sizeof y, pr->fault.detect_ms / 1e3));
+        row(t, "  ... after the crash", "-", b);
     }
 }
 
@@ -275,17 +276,20 @@ static void print_table(FILE *f, const table *t, const cmp_results *r)
             if (width(t->cell[i][c]) > wcol[c])
                 wcol[c] = width(t->cell[i][c]);
 
-    fprintf(f, "crew compare: threads vs processes on this machine (%d CPU%s, Linux %s, crew %s)\n", r->cpus,
-            r->cpus == 1 ? "" : "s", r->kernel, r->crew_version);
-    fprintf(f, "workload: %s; medians of %d runs%s\n", r->workload_desc, r->reps,
-            r->quick ? " (--quick)" : "");
+    char line[512];
+    snprintf(line, sizeof line, "threads vs processes on this machine (%d CPU%s, Linux %s, crew %s)", r->cpus,
+             r->cpus == 1 ? "" : "s", r->kernel, r->crew_version);
+    cli_wrap(f, "crew compare: ", 2, line);
+    snprintf(line, sizeof line, "%s; medians of %d runs%s", r->workload_desc, r->reps, r->quick ? " (--quick)" : "");
+    cli_wrap(f, "workload: ", 10, line);
     /* Other programs competing for the CPUs distort every time below:
      * say so rather than let busy-machine figures pass for quiet ones. */
-    double load = isfinite(r->load_end) && !(r->load_end < r->load_start) ? r->load_end : r->load_start;
-    if (isfinite(load) && load > 0.5 * r->cpus + 0.5)
-        fprintf(f, "note: load average %.1f on %d CPUs around this run -- other programs were competing for the "
-                   "CPUs, so the times are noisy\n",
-                load, r->cpus);
+    double share = cli_busy_share(&r->busy);
+    if (share > 0.10) {
+        snprintf(line, sizeof line, "the serial baselines waited %.0f%% of their time for a CPU -- other programs "
+                                    "were competing for the CPUs, so the times are noisy", share * 100);
+        cli_wrap(f, "note: ", 6, line);
+    }
     fputc('\n', f);
     for (int i = 0; i < t->nrows; i++) {
         pad(f, t->cell[i][0], wcol[0] + 2);
@@ -351,9 +355,9 @@ static void print_io_view(FILE *f, const cmp_results *r)
 static void print_recommendation(FILE *f, const cmp_results *r)
 {
     fputc('\n', f);
-    fprintf(f, "recommendation: %s\n", r->rec.headline);
+    cli_wrap(f, "recommendation: ", 2, r->rec.headline);
     for (int i = 0; i < r->rec.nreasons; i++)
-        fprintf(f, "  - %s\n", r->rec.reasons[i]);
+        cli_wrap(f, "  - ", 4, r->rec.reasons[i]);
     fprintf(f, "\n(measured in %.1f s; `crew compare --json` for every figure)\n", r->elapsed_s);
 }
 
@@ -370,7 +374,7 @@ int report_table(FILE *f, const cmp_results *r)
     concurrency_cell(a, th);
     concurrency_cell(b, pr);
     row(&t, "concurrency (best speedup)", a, b);
-    row(&t, "memory sharing", "one address space", "separate; args/results in shared memory");
+    row(&t, "memory sharing", "one address space", "separate; args/results in shm");
     rows_start(&t, th, pr);
     rows_costs(&t, th, pr);
     rows_curve(&t, r);
@@ -420,6 +424,10 @@ static void jpoints(FILE *f, const cmp_point *p, int n, bool speedup)
         if (speedup) {
             fputs(", \"speedup\": ", f);
             jnum(f, p[i].speedup);
+            fputs(", \"speedup_min\": ", f);
+            jnum(f, p[i].hi > 0 ? p[i].lo : NAN);
+            fputs(", \"speedup_max\": ", f);
+            jnum(f, p[i].hi > 0 ? p[i].hi : NAN);
         }
         fputs(", \"items_per_s\": ", f);
         jnum(f, p[i].items_per_s);
@@ -506,6 +514,10 @@ int report_json(FILE *f, const cmp_results *r)
     jnum(f, r->load_start);
     fputs(", \"load_avg_end\": ", f);
     jnum(f, r->load_end);
+    fputs(", \"busy\": ", f);
+    jnum(f, cli_busy_share(&r->busy));
+    fputs(", \"cpu_pressure\": ", f);
+    jnum(f, cli_busy_psi(&r->busy));
     fputs("},\n  \"workload\": {\"name\": ", f);
     jstr(f, r->workload);
     fputs(", \"description\": ", f);
@@ -585,6 +597,8 @@ int report_csv(FILE *f, const cmp_results *r)
     csv(f, "run", "elapsed", "", 0, r->elapsed_s, "s");
     csv(f, "run", "load_avg_start", "", 0, r->load_start, "");
     csv(f, "run", "load_avg_end", "", 0, r->load_end, "");
+    csv(f, "run", "busy", "", 0, cli_busy_share(&r->busy), "share");
+    csv(f, "run", "cpu_pressure", "", 0, cli_busy_psi(&r->busy), "share");
     csv(f, "workload", "item_time", "", 0, r->item_us, "us");
     csv(f, "workload", "serial_time", "", 0, r->serial_seconds, "s");
     for (int i = 0; i < CMP_NMODELS; i++) {

@@ -14,54 +14,11 @@
 #include <math.h>
 #include <string.h>
 
-#define WIDTH 100
-
-/* Display width of UTF-8 text (µ is two bytes, one column). */
-static int cols(const char *s)
-{
-    int w = 0;
-    for (; *s; s++)
-        w += ((unsigned char)*s & 0xC0) != 0x80;
-    return w;
-}
-
-/* Prints text after `first`, wrapped at WIDTH, continuation lines indented
- * by `indent` spaces. */
-static void wrap(FILE *f, const char *first, int indent, const char *text)
-{
-    int col = cols(first);
-    fputs(first, f);
-    const char *p = text;
-    bool line_start = true;
-    while (*p) {
-        const char *sp = strchr(p, ' ');
-        size_t len = sp ? (size_t)(sp - p) : strlen(p);
-        char word[512];
-        snprintf(word, sizeof word, "%.*s", (int)(len < sizeof word ? len : sizeof word - 1), p);
-        int w = cols(word);
-        if (!line_start && col + 1 + w > WIDTH) {
-            fprintf(f, "\n%*s", indent, "");
-            col = indent;
-            line_start = true;
-        }
-        if (!line_start) {
-            fputc(' ', f);
-            col++;
-        }
-        fputs(word, f);
-        col += w;
-        line_start = false;
-        p += len;
-        while (*p == ' ')
-            p++;
-    }
-    fputc('\n', f);
-}
 
 static void pad_to(FILE *f, const char *s, int w)
 {
     fputs(s, f);
-    for (int i = cols(s); i < w; i++)
+    for (int i = cli_cols(s); i < w; i++)
         fputc(' ', f);
 }
 
@@ -106,7 +63,7 @@ static void task_header(FILE *f, const cmp_results *r, const cmp_task_report *tr
     fprintf(f, "crew compare: your task on this machine (%d CPU%s, Linux %s, crew %s)\n", r->cpus,
             r->cpus == 1 ? "" : "s", r->kernel, r->crew_version);
     snprintf(line, sizeof line, "%s, %zu items (%s)", r->task_spec, t->n, t->items.desc);
-    wrap(f, "task: ", 6, line);
+    cli_wrap(f, "task: ", 6, line);
     if (p->n == 0)
         return;
     snprintf(line, sizeof line,
@@ -116,11 +73,11 @@ static void task_header(FILE *f, const cmp_results *r, const cmp_task_report *tr
              p->leaks ? "memory grows " : "no memory growth", p->leaks ? fmt_bytes(a, sizeof a, p->leak_per_item) : "");
     if (p->leaks)
         snprintf(line + strlen(line), sizeof line - strlen(line), " per item");
-    wrap(f, "profile: ", 9, line);
+    cli_wrap(f, "profile: ", 9, line);
     if (p->crashed || p->failed || p->hung) {
         snprintf(line, sizeof line, "run alone, %llu of %zu items crashed, %llu failed, %llu hung",
                  (unsigned long long)p->crashed, p->n, (unsigned long long)p->failed, (unsigned long long)p->hung);
-        wrap(f, "outcomes: ", 10, line);
+        cli_wrap(f, "outcomes: ", 10, line);
     }
 }
 
@@ -139,7 +96,7 @@ static void overheads(FILE *f, const cmp_results *r)
     ROW("memory per idle worker", a, b);
     ROW("round trip, one tiny task", fmt_time_s(a, sizeof a, th->roundtrip_us / 1e6),
         fmt_time_s(b, sizeof b, pr->roundtrip_us / 1e6));
-    ROW("  ... always handed to a worker", fmt_time_s(a, sizeof a, th->handoff_us / 1e6),
+    ROW("  ... handed to a worker", fmt_time_s(a, sizeof a, th->handoff_us / 1e6),
         fmt_time_s(b, sizeof b, pr->handoff_us / 1e6));
     ROW("1 MiB there and back (copy)", fmt_time_s(a, sizeof a, th->xfer_copy_us / 1e6),
         fmt_time_s(b, sizeof b, pr->xfer_copy_us / 1e6));
@@ -180,18 +137,18 @@ int task_report_table(FILE *f, const cmp_results *r, const cmp_task_report *tr)
         char note[200];
         snprintf(note, sizeof note, "the machine was busy (the serial reference waited %.0f%% of its time for a "
                                     "CPU): the times are noisy", busy * 100);
-        wrap(f, "note: ", 6, note);
+        cli_wrap(f, "note: ", 6, note);
     }
     overheads(f, r);
     if (tr->search->nc)
         candidates(f, tr);
     fputc('\n', f);
     if (tr->failure[0]) {
-        wrap(f, "no recommendation: ", 2, tr->failure);
+        cli_wrap(f, "no recommendation: ", 2, tr->failure);
     } else if (tr->advice) {
-        wrap(f, "recommendation: ", 2, tr->advice->headline);
+        cli_wrap(f, "recommendation: ", 2, tr->advice->headline);
         for (int i = 0; i < tr->advice->nreasons; i++)
-            wrap(f, "  - ", 4, tr->advice->reasons[i]);
+            cli_wrap(f, "  - ", 4, tr->advice->reasons[i]);
         if (tr->advice->found) {
             fprintf(f, "\nin C:\n");
             for (const char *l = tr->advice->snippet; *l;) {

@@ -74,19 +74,6 @@ static double cpu_now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* On-CPU and run-queue time of this thread (the kernel's schedstat). */
-static bool schedstat(double *on_cpu, double *waited)
-{
-    FILE *f = fopen("/proc/thread-self/schedstat", "r");
-    unsigned long long a = 0, b = 0;
-    bool ok = f && fscanf(f, "%llu %llu", &a, &b) == 2;
-    if (f)
-        fclose(f);
-    *on_cpu = a * 1e-9;
-    *waited = b * 1e-9;
-    return ok;
-}
-
 static int serial_pass(child_ctx *x)
 {
     const trial_req *q = x->req;
@@ -95,7 +82,7 @@ static int serial_pass(child_ctx *x)
     if (!res)
         return child_fail(h, CREW_ENOMEM, "out of memory");
     double c0, w0, c1, w1;
-    bool ss = schedstat(&c0, &w0);
+    bool ss = cli_schedstat(&c0, &w0);
     double cpu0 = cpu_now(), t0 = crew_now(), last = t0, last_stat = t0;
     size_t stride = 1, since = 0;
     h->rss_at[0] = tree_rss();
@@ -130,7 +117,7 @@ static int serial_pass(child_ctx *x)
             since = 0;
             last = now;
             h->elapsed = now - t0;
-            if (ss && now - last_stat >= 0.01 && schedstat(&c1, &w1)) {
+            if (ss && now - last_stat >= 0.01 && cli_schedstat(&c1, &w1)) {
                 /* kept up as it runs: a crash must not lose it (the clock
                  * read after schedstat, so the span covers what it counted) */
                 h->on_cpu = c1 - c0;
@@ -151,7 +138,7 @@ static int serial_pass(child_ctx *x)
         atomic_store_explicit(&h->done, i + 1, memory_order_release);
     }
     double c_end = 0, w_end = 0;
-    bool ss_end = ss && schedstat(&c_end, &w_end); /* first: the elapsed time then covers it */
+    bool ss_end = ss && cli_schedstat(&c_end, &w_end); /* first: the elapsed time then covers it */
     h->elapsed = crew_now() - t0;
     h->t[0] = h->elapsed;
     if ((q->flags & TRIAL_RECORD) && h->nrss < 16 && h->ran[0] > h->rss_item[h->nrss - 1]) {

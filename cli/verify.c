@@ -186,24 +186,6 @@ static int serial_passes(cmp_task *t, uint64_t n, uint32_t flags, double stop_af
     return 0;
 }
 
-/* The share of time some runnable task waited for a CPU: the "some" line
- * of /proc/pressure/cpu, as a running total in microseconds. */
-static double psi_total(void)
-{
-    FILE *f = fopen("/proc/pressure/cpu", "r");
-    double v = NAN;
-    char line[256];
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "some ", 5) == 0) {
-            const char *p = strstr(line, "total=");
-            if (p)
-                v = strtod(p + 6, NULL);
-        }
-    if (f)
-        fclose(f);
-    return v;
-}
-
 static void count_outcomes(cmp_profile *pr, const cmp_record *ref, uint64_t n)
 {
     pr->ok = pr->failed = pr->crashed = pr->hung = 0;
@@ -247,10 +229,10 @@ int verify_reference(cmp_task *t, cmp_profile *pr, double budget, bool n_given, 
 {
     memset(pr, 0, sizeof *pr);
     serial_sum s;
-    double psi0 = psi_total(), w0 = crew_now();
+    double psi0 = cli_psi_total(), w0 = crew_now();
     int ex = serial_passes(t, t->items.n, TRIAL_RECORD, n_given ? 0 : budget, "reference: 1 worker, no pool", &s,
                            why, whylen);
-    double psi1 = psi_total(), w1 = crew_now();
+    double psi1 = cli_psi_total(), w1 = crew_now();
     if (ex)
         return ex;
     uint64_t n = s.end;
@@ -272,7 +254,7 @@ int verify_reference(cmp_task *t, cmp_profile *pr, double budget, bool n_given, 
     double waited = s.rq_ok ? fmin(s.rq_wait, s.stat_elapsed) : 0, own = s.stat_elapsed - waited;
     pr->cpu_ratio = own > 0 ? fmin(1.0, s.on_cpu / own) : 1.0;
     pr->busy = s.rq_ok && s.stat_elapsed > 0 ? waited / s.stat_elapsed : NAN;
-    pr->psi_some = isfinite(psi0) && isfinite(psi1) && w1 > w0 ? (psi1 - psi0) / 1e6 / (w1 - w0) : NAN;
+    pr->psi_some = isfinite(psi0) && isfinite(psi1) && w1 > w0 ? (psi1 - psi0) / (w1 - w0) : NAN;
     pr->leak_per_item = s.growth_items ? s.growth / (double)s.growth_items : 0;
     /* steady growth, not an allocator settling: most samples went up, by
      * enough per item and in all to stand out of the noise */

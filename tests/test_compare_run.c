@@ -94,6 +94,9 @@ static void test_builtin_json_and_plot(void)
     /* each series has a polyline with a point per worker count */
     const char *th = strstr(text, "id=\"series-threads\"");
     CHECK(strstr(th, "<polyline") != NULL && strstr(th, "<circle") != NULL);
+    /* each point's spread, and the recommended point ringed */
+    CHECK(strstr(text, "class=\"spread\"") != NULL);
+    CHECK(strstr(text, "id=\"recommended\"") != NULL);
     free(text);
     unlink(svg);
     cli_run_free(&r);
@@ -168,6 +171,15 @@ static void test_csv_and_table(void)
     CHECK(strstr(r.out, "round trip, one tiny task") != NULL);
     CHECK(strstr(r.out, "recommendation: ") != NULL);
     CHECK(strstr(r.out, "cpu speedup, 2 workers") != NULL);
+    for (const char *l = r.out; *l;) { /* the table fits in 100 columns */
+        const char *nl = strchr(l, '\n');
+        int cols = 0;
+        for (const char *c = l; c < (nl ? nl : l + strlen(l)); c++)
+            cols += ((unsigned char)*c & 0xC0) != 0x80;
+        if (cols > 100)
+            TEST_FAIL("a line of %d columns: %.*s", cols, (int)(nl ? nl - l : (long)strlen(l)), l);
+        l = nl ? nl + 1 : l + strlen(l);
+    }
     cli_run_free(&r);
 }
 
