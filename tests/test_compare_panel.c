@@ -14,7 +14,7 @@
  *    task, and only fixed-size records are offered to a map;
  * and the JSON of every run is valid against docs/compare.schema.json and
  * written. Never a timing. Each run is --quick (about 5 s). */
-// CREW_TEST_TIMEOUT 600
+// CREW_TEST_TIMEOUT 180
 // CREW_TEST_LABEL stress
 #include "test_compare.h"
 
