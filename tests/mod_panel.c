@@ -156,6 +156,10 @@ TASK(panel_crashy)
     return put(result, result_cap, result_len, chain(i + 7, CPU_STEPS / 2));
 }
 
+/* The last block leaked: the pointer escapes, so no compiler may drop the
+ * allocation (clang elides a malloc that nothing can see). */
+void *volatile panel_leak_last;
+
 TASK(panel_leak)
 {
     (void)t;
@@ -163,6 +167,7 @@ TASK(panel_leak)
     if (!lost)
         return CREW_ENOMEM;
     memset(lost, 1, 1u << 20); /* touched: it counts in RSS */
+    panel_leak_last = lost;
     return put(result, result_cap, result_len, chain(item_of(arg, arg_len) + (uint64_t)lost[7], CPU_STEPS / 2));
 }
 
