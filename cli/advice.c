@@ -135,7 +135,7 @@ static void why_others(const cmp_search *s, cmp_advice *a)
 static void what_it_showed(const cmp_search *s, const cmp_results *r, const cmp_cand *b, cmp_advice *a)
 {
     const cmp_profile *p = &s->prof;
-    char t1[32], t2[32];
+    char t1[32], t2[200];
     if (p->waiting)
         reason(a, "the task waits: its CPU time is %.0f%% of its time per item (%s), so more workers than CPUs "
                   "pay; the search went up to %d workers (bounded by %s)",
@@ -166,13 +166,10 @@ static void what_it_showed(const cmp_search *s, const cmp_results *r, const cmp_
             reason(a, "items take %s each: one future per item reached %.2fx, a map %.2fx (the per-task cost "
                       "is shared by a chunk of items)", fmt_time_s(t1, sizeof t1, p->item_s), fut->med, b->med);
     }
-    double busy = isfinite(p->busy) ? p->busy : 0, psi = isfinite(p->psi_some) ? p->psi_some : 0;
-    if (busy > 0.10 || psi > 0.25)
-        reason(a, "the machine was busy: the serial reference waited %.0f%% of its time for a CPU "
-                  "(/proc/thread-self/schedstat; CPU pressure %.0f%%, /proc/pressure/cpu): rerun on an idle "
-                  "machine before trusting the speedups", busy * 100, psi * 100);
+    if (cli_busy_is(&p->machine))
+        reason(a, "the machine was busy: %s: rerun on an idle machine before trusting the speedups",
+               cli_busy_text(t2, sizeof t2, &p->machine, "the serial reference"));
     (void)r;
-    (void)t2;
 }
 
 void advise(const cmp_search *s, const cmp_results *r, cmp_advice *a)

@@ -216,10 +216,11 @@ typedef struct cmp_recommendation {
 typedef struct cli_busy {
     double wall, waited;      /* the spans, and their time waiting for a CPU */
     double psi, psi_wall;     /* /proc/pressure/cpu "some" over the spans */
+    double others, cpu_wall;  /* CPU time others used (/proc/stat less ours), CPUs x span */
 } cli_busy;
 typedef struct cli_busy_span {
-    bool ok;
-    double cpu0, wait0, psi0, t0;
+    bool ok, stat_ok;
+    double cpu0, wait0, psi0, t0, stat0, self0;
 } cli_busy_span;
 
 typedef struct cmp_results {
@@ -375,6 +376,12 @@ void cli_busy_begin(cli_busy_span *s);
 void cli_busy_end(const cli_busy_span *s, cli_busy *b);
 double cli_busy_share(const cli_busy *b);            /* waited / wall, NaN if unknown */
 double cli_busy_psi(const cli_busy *b);
+double cli_busy_others(const cli_busy *b);           /* share of all CPUs others used */
+/* Busy: the spans waited for a CPU a tenth of their time, or other
+ * programs used a quarter of the CPUs meanwhile. */
+bool cli_busy_is(const cli_busy *b);
+/* "other programs used 48% of the CPUs and ... waited 5% of ..." */
+const char *cli_busy_text(char *buf, size_t n, const cli_busy *b, const char *what);
 /* Display columns of UTF-8 text. */
 int cli_cols(const char *s);
 /* first, then text wrapped at CLI_WIDTH, continuation lines indented. */

@@ -142,20 +142,19 @@ static void headline(cmp_recommendation *rec, const cmp_results *r, int pick, bo
 
 /* A busy machine first: every speedup below is then in doubt. Returns
  * whether it was busy. */
-/* Busy: the serial baselines -- compare's one thread -- waited for a CPU
- * more than a tenth of their time (compare's own pools were not running
- * then: that wait is other programs'). Not the load average, which
- * compare's own pools push up. */
+/* Busy: while the serial baselines -- compare's one thread -- ran, other
+ * programs used a quarter of the CPUs, or the baselines waited for a CPU a
+ * tenth of their time (compare's own pools were idle then: all that is
+ * other programs'). Not the load average, which compare's own pools push
+ * up. */
 static bool reason_busy(cmp_recommendation *rec, const cmp_results *r)
 {
-    double share = cli_busy_share(&r->busy), psi = cli_busy_psi(&r->busy);
-    bool busy = share > 0.10;
+    bool busy = cli_busy_is(&r->busy);
+    char t[200];
     if (busy)
-        reason(rec,
-               "the machine was busy: the serial baselines waited %.0f%% of their time for a CPU (CPU "
-               "pressure %.0f%%): the pools shared the CPUs with other programs, so rerun on an idle machine "
-               "before trusting these speedups",
-               share * 100, isfinite(psi) ? psi * 100 : 0.0);
+        reason(rec, "the machine was busy: %s; the pools shared the CPUs with other programs, so rerun on an idle "
+                    "machine before trusting these speedups",
+               cli_busy_text(t, sizeof t, &r->busy, "the serial baselines"));
     return busy;
 }
 

@@ -284,10 +284,10 @@ static void print_table(FILE *f, const table *t, const cmp_results *r)
     cli_wrap(f, "workload: ", 10, line);
     /* Other programs competing for the CPUs distort every time below:
      * say so rather than let busy-machine figures pass for quiet ones. */
-    double share = cli_busy_share(&r->busy);
-    if (share > 0.10) {
-        snprintf(line, sizeof line, "the serial baselines waited %.0f%% of their time for a CPU -- other programs "
-                                    "were competing for the CPUs, so the times are noisy", share * 100);
+    if (cli_busy_is(&r->busy)) {
+        char bt[200];
+        snprintf(line, sizeof line, "%s -- the times are noisy", cli_busy_text(bt, sizeof bt, &r->busy,
+                                                                              "the serial baselines"));
         cli_wrap(f, "note: ", 6, line);
     }
     fputc('\n', f);
@@ -518,6 +518,8 @@ int report_json(FILE *f, const cmp_results *r)
     jnum(f, cli_busy_share(&r->busy));
     fputs(", \"cpu_pressure\": ", f);
     jnum(f, cli_busy_psi(&r->busy));
+    fputs(", \"others_cpu\": ", f);
+    jnum(f, cli_busy_others(&r->busy));
     fputs("},\n  \"workload\": {\"name\": ", f);
     jstr(f, r->workload);
     fputs(", \"description\": ", f);
@@ -599,6 +601,7 @@ int report_csv(FILE *f, const cmp_results *r)
     csv(f, "run", "load_avg_end", "", 0, r->load_end, "");
     csv(f, "run", "busy", "", 0, cli_busy_share(&r->busy), "share");
     csv(f, "run", "cpu_pressure", "", 0, cli_busy_psi(&r->busy), "share");
+    csv(f, "run", "others_cpu", "", 0, cli_busy_others(&r->busy), "share");
     csv(f, "workload", "item_time", "", 0, r->item_us, "us");
     csv(f, "workload", "serial_time", "", 0, r->serial_seconds, "s");
     for (int i = 0; i < CMP_NMODELS; i++) {

@@ -132,11 +132,10 @@ int task_report_table(FILE *f, const cmp_results *r, const cmp_task_report *tr)
 {
     task_header(f, r, tr);
     const cmp_profile *p = &tr->search->prof;
-    double busy = isfinite(p->busy) ? p->busy : 0;
-    if (busy > 0.10) {
-        char note[200];
-        snprintf(note, sizeof note, "the machine was busy (the serial reference waited %.0f%% of its time for a "
-                                    "CPU): the times are noisy", busy * 100);
+    if (cli_busy_is(&p->machine)) {
+        char note[300], t[200];
+        snprintf(note, sizeof note, "%s -- the times are noisy",
+                 cli_busy_text(t, sizeof t, &p->machine, "the serial reference"));
         cli_wrap(f, "note: ", 6, note);
     }
     overheads(f, r);
@@ -222,6 +221,8 @@ static void json_profile(FILE *f, const cmp_task_report *tr)
     jnum_(f, p->busy);
     fputs(", \"cpu_pressure\": ", f);
     jnum_(f, p->psi_some);
+    fputs(", \"others_cpu\": ", f);
+    jnum_(f, cli_busy_others(&p->machine));
     fprintf(f, ", \"leaks\": %s, \"memory_growth_per_item\": ", p->leaks ? "true" : "false");
     jnum_(f, p->leak_per_item);
     fprintf(f, ", \"arg_bytes\": %zu, \"result_bytes\": %u, \"deterministic\": %s, \"ok\": %llu, \"failed\": %llu, "

@@ -177,6 +177,7 @@ typedef struct trial_hdr {
     uint64_t rss_item[16];      /* ... after this many items */
     int32_t nrss;
     cmp_check check;            /* worst round */
+    cli_busy busy;              /* serial: how busy the machine was meanwhile */
     char error[160];
 } trial_hdr;
 
@@ -239,6 +240,7 @@ typedef struct cmp_profile {
     double cpu_ratio;         /* CPU time / (wall - time waiting for a CPU) */
     double busy;              /* share of the serial run spent waiting for a CPU */
     double psi_some;          /* /proc/pressure/cpu during the serial run, or NaN */
+    cli_busy machine;         /* the serial passes' spans: others' CPU use, waits, pressure */
     double leak_per_item;     /* RSS growth per item (bytes), 0 when none seen */
     bool leaks;
     double rss_start;

@@ -9,7 +9,10 @@
  *  the thread that runs the serial baselines (/proc/thread-self/schedstat:
  *  time on a CPU, time waiting for one), and /proc/pressure/cpu over the
  *  same spans. While a serial pass runs, compare runs one thread, so any
- *  delay it sees is other programs'.
+ *  delay it sees is other programs'; and the CPU time the whole machine
+ *  spent (/proc/stat) less this process's own (getrusage) over the same
+ *  spans is other programs' too -- which a run-queue delay alone misses on
+ *  a machine where one CPU is taken and the serial thread has the other.
  *  Widths are display columns of UTF-8 text (µ is two bytes, one column).
  */
 #include "cli.h"
@@ -17,6 +20,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 bool cli_schedstat(double *on_cpu, double *waited)
 {
@@ -46,10 +51,35 @@ double cli_psi_total(void)
     return v;
 }
 
+/* CPU time the whole machine spent not idle, from /proc/stat, seconds. */
+static bool machine_busy(double *s)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long v[8] = {0};
+    bool ok = f && fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+                          &v[5], &v[6], &v[7]) == 8;
+    if (f)
+        fclose(f);
+    long hz = sysconf(_SC_CLK_TCK);
+    /* user nice system [idle iowait] irq softirq steal */
+    *s = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)(hz > 0 ? hz : 100);
+    return ok;
+}
+
+static double self_cpu(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec * 1e-6;
+}
+
 void cli_busy_begin(cli_busy_span *s)
 {
     s->ok = cli_schedstat(&s->cpu0, &s->wait0);
     s->psi0 = cli_psi_total();
+    s->stat_ok = machine_busy(&s->stat0);
+    s->self0 = self_cpu();
     s->t0 = crew_now();
 }
 
@@ -66,6 +96,25 @@ void cli_busy_end(const cli_busy_span *s, cli_busy *b)
         b->psi_wall += t1 - s->t0;
         b->psi += psi1 - s->psi0;
     }
+    double m1, self1 = self_cpu();
+    if (s->stat_ok && machine_busy(&m1)) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        b->others += fmax(0, (m1 - s->stat0) - (self1 - s->self0));
+        b->cpu_wall += (t1 - s->t0) * (double)(n > 0 ? n : 1);
+    }
+}
+
+double cli_busy_others(const cli_busy *b) { return b->cpu_wall > 0 ? b->others / b->cpu_wall : NAN; }
+
+bool cli_busy_is(const cli_busy *b) { return cli_busy_share(b) > 0.10 || cli_busy_others(b) > 0.25; }
+
+const char *cli_busy_text(char *buf, size_t n, const cli_busy *b, const char *what)
+{
+    double o = cli_busy_others(b), w = cli_busy_share(b), p = cli_busy_psi(b);
+    snprintf(buf, n, "other programs used %.0f%% of the CPUs while %s ran, which waited %.0f%% of its time for "
+                     "one (CPU pressure %.0f%%)",
+             isfinite(o) ? o * 100 : 0.0, what, isfinite(w) ? w * 100 : 0.0, isfinite(p) ? p * 100 : 0.0);
+    return buf;
 }
 
 double cli_busy_share(const cli_busy *b) { return b->wall > 0 ? b->waited / b->wall : NAN; }

@@ -82,6 +82,8 @@ static int serial_pass(child_ctx *x)
     if (!res)
         return child_fail(h, CREW_ENOMEM, "out of memory");
     double c0, w0, c1, w1;
+    cli_busy_span span;
+    cli_busy_begin(&span);
     bool ss = cli_schedstat(&c0, &w0);
     double cpu0 = cpu_now(), t0 = crew_now(), last = t0, last_stat = t0;
     size_t stride = 1, since = 0;
@@ -154,6 +156,7 @@ static int serial_pass(child_ctx *x)
         h->rq_wait = NAN;
     }
     h->stat_elapsed = h->elapsed;
+    cli_busy_end(&span, &h->busy);
     h->rounds_done = 1;
     free(res);
     return 0;

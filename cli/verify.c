@@ -105,6 +105,7 @@ typedef struct serial_sum {
     bool hang;                  /* stopped by an item that did not finish */
     uint64_t end;               /* the items [0, end) were covered */
     uint32_t max_len;
+    cli_busy busy;
 } serial_sum;
 
 static const trial_hdr *hdr(cmp_task *t) { return crew_shm_ptr(t->out); }
@@ -115,6 +116,12 @@ static void add_segment(serial_sum *s, const trial_hdr *h)
     s->ran += h->ran[0];
     s->on_cpu += h->on_cpu;
     s->stat_elapsed += h->stat_elapsed;
+    s->busy.wall += h->busy.wall;
+    s->busy.waited += h->busy.waited;
+    s->busy.psi += h->busy.psi;
+    s->busy.psi_wall += h->busy.psi_wall;
+    s->busy.others += h->busy.others;
+    s->busy.cpu_wall += h->busy.cpu_wall;
     if (isfinite(h->rq_wait)) {
         s->rq_wait += h->rq_wait;
         s->rq_ok = true;
@@ -254,6 +261,7 @@ int verify_reference(cmp_task *t, cmp_profile *pr, double budget, bool n_given, 
     double waited = s.rq_ok ? fmin(s.rq_wait, s.stat_elapsed) : 0, own = s.stat_elapsed - waited;
     pr->cpu_ratio = own > 0 ? fmin(1.0, s.on_cpu / own) : 1.0;
     pr->busy = s.rq_ok && s.stat_elapsed > 0 ? waited / s.stat_elapsed : NAN;
+    pr->machine = s.busy;
     pr->psi_some = isfinite(psi0) && isfinite(psi1) && w1 > w0 ? (psi1 - psi0) / (w1 - w0) : NAN;
     pr->leak_per_item = s.growth_items ? s.growth / (double)s.growth_items : 0;
     /* steady growth, not an allocator settling: most samples went up, by
