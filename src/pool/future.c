@@ -208,7 +208,7 @@ void crew__future_free(crew_future *f)
     /* Both holds are gone: nobody else writes f now, one load of the state
      * serves every check, and a small task takes the single branch. */
     const uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
-    if (CREW_LIKELY(!(s & (CREW__F_NOTIFY | CREW__F_EXT)) && !f->flags && !f->map)) {
+    if (CREW__LIKELY(!(s & (CREW__F_NOTIFY | CREW__F_EXT)) && !f->flags && !f->map)) {
         atomic_store_explicit(&f->magic, CREW__FUTURE_DEAD, memory_order_relaxed);
     } else {
         if (s & CREW__F_NOTIFY)

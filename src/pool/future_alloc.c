@@ -190,12 +190,12 @@ static crew_future *slab_new_locked(crew_pool *p)
         p->slabs = s;
         p->cap_slabs = cap;
     }
-    unsigned char *raw = crew__malloc(SLAB_FUTURES * sizeof(crew_future) + CREW_CACHELINE);
+    unsigned char *raw = crew__malloc(SLAB_FUTURES * sizeof(crew_future) + CREW__CACHELINE);
     if (!raw)
         return NULL;
     p->slabs[p->n_slabs++] = raw;
     crew_future *base =
-        (crew_future *)(((uintptr_t)raw + CREW_CACHELINE - 1) & ~(uintptr_t)(CREW_CACHELINE - 1));
+        (crew_future *)(((uintptr_t)raw + CREW__CACHELINE - 1) & ~(uintptr_t)(CREW__CACHELINE - 1));
     for (int i = 0; i < SLAB_FUTURES; i++) {
         atomic_init(&base[i].magic, CREW__FUTURE_DEAD);
         atomic_init(&base[i].ext, NULL);

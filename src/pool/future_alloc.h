@@ -11,8 +11,8 @@
  * and slabs are under p->alloc_lock. See future_alloc.c for the rest
  * (batches, when a cache goes back, when the pool's memory is freed).
  */
-#ifndef CREW_POOL_FUTURE_ALLOC_H
-#define CREW_POOL_FUTURE_ALLOC_H
+#ifndef CREW__POOL_FUTURE_ALLOC_H
+#define CREW__POOL_FUTURE_ALLOC_H
 
 #include "pool/pool_internal.h"
 
@@ -46,7 +46,7 @@ void crew__future_give_back(crew_pool *p, crew_future *f);
 static inline crew_future *crew__future_alloc(crew_pool *p)
 {
     crew_future *f;
-    if (CREW_LIKELY(crew__tc.pool_id == p->pool_id && crew__tc.head != NULL)) {
+    if (CREW__LIKELY(crew__tc.pool_id == p->pool_id && crew__tc.head != NULL)) {
         f = crew__tc.head;
         crew__tc.head = f->free_next;
         crew__tc.n--;
@@ -73,7 +73,7 @@ static inline crew_future *crew__future_alloc(crew_pool *p)
  * (crew__future_alloc just did it). */
 static inline uint64_t crew__take_id(crew_pool *p)
 {
-    if (CREW_UNLIKELY(crew__tc.id_next == crew__tc.id_end)) {
+    if (CREW__UNLIKELY(crew__tc.id_next == crew__tc.id_end)) {
         crew__tc.id_next =
             atomic_fetch_add_explicit(&p->next_id, CREW__ID_BLOCK, memory_order_relaxed);
         crew__tc.id_end = crew__tc.id_next + CREW__ID_BLOCK;
@@ -88,7 +88,7 @@ static inline uint64_t crew__take_id(crew_pool *p)
  * pool): the caller must not touch p or f afterwards. */
 static inline void crew__future_put(crew_pool *p, crew_future *f)
 {
-    if (CREW_LIKELY(crew__tc.pool_id == p->pool_id) &&
+    if (CREW__LIKELY(crew__tc.pool_id == p->pool_id) &&
         atomic_load_explicit(&p->life, memory_order_relaxed) == CREW__POOL_LIVE) {
         f->free_next = crew__tc.head;
         crew__tc.head = f;
@@ -115,4 +115,4 @@ void crew__pool_abandon(crew_pool *p);
  * it is left (otherwise the thread that returns the last one does). */
 void crew__pool_close(crew_pool *p);
 
-#endif /* CREW_POOL_FUTURE_ALLOC_H */
+#endif /* CREW__POOL_FUTURE_ALLOC_H */

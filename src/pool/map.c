@@ -77,7 +77,7 @@ void crew__map_done_tally(crew__map *m, size_t first, size_t count, const crew__
                           size_t first_fail, int first_fail_status, const crew_failure *failure)
 {
     size_t n_failed = t ? t->failed + t->crashed + t->timed_out + t->canceled : 0;
-    CREW_ASSERT(n_failed <= count);
+    CREW__ASSERT(n_failed <= count);
     /* Items are what crew_pool_stats counts for a map: each one's outcome
      * here, once per item, as count_outcome does for a task. */
     crew_pool *p = m->future->pool;
@@ -106,7 +106,7 @@ void crew__map_done_tally(crew__map *m, size_t first, size_t count, const crew__
     }
     (void)first;
     size_t prev = atomic_fetch_add_explicit(&m->done, count, memory_order_acq_rel);
-    CREW_ASSERT(prev + count <= m->n);
+    CREW__ASSERT(prev + count <= m->n);
     if (prev + count == m->n)
         map_finish(m);
 }

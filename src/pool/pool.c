@@ -38,7 +38,7 @@
 static inline int submit_future(crew_pool *p, crew_future *f, crew_future **out)
 {
     int rc = p->ops->submit(p, f);
-    if (CREW_UNLIKELY(rc)) {
+    if (CREW__UNLIKELY(rc)) {
         crew__future_free(f);
         return rc;
     }
@@ -51,18 +51,18 @@ static inline int submit_future(crew_pool *p, crew_future *f, crew_future **out)
 int crew_pool_submit(crew_pool *p, crew_task_fn fn, const void *arg, size_t arg_len,
                      crew_future **out)
 {
-    if (CREW_UNLIKELY(!p || !fn || !out || (!arg && arg_len)))
+    if (CREW__UNLIKELY(!p || !fn || !out || (!arg && arg_len)))
         return CREW_EINVAL;
-    if (CREW_UNLIKELY(arg_len > p->opts.max_arg_size))
+    if (CREW__UNLIKELY(arg_len > p->opts.max_arg_size))
         return CREW_E2BIG;
-    if (CREW_UNLIKELY(atomic_load_explicit(&p->shut, memory_order_relaxed)))
+    if (CREW__UNLIKELY(atomic_load_explicit(&p->shut, memory_order_relaxed)))
         return CREW_ESHUTDOWN;
     crew_future *f = crew__future_alloc(p);
-    if (CREW_UNLIKELY(!f))
+    if (CREW__UNLIKELY(!f))
         return CREW_ENOMEM;
     f->id = crew__take_id(p);
     f->fn = fn;
-    if (CREW_LIKELY(arg_len <= CREW__ARG_INLINE)) {
+    if (CREW__LIKELY(arg_len <= CREW__ARG_INLINE)) {
         if (arg_len)
             memcpy(f->arg_inline, arg, arg_len);
     } else {

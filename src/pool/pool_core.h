@@ -15,8 +15,8 @@
  * The backends sit between map.c and create.c: they call the core, and
  * the core calls them only through p->ops.
  */
-#ifndef CREW_POOL_CORE_H
-#define CREW_POOL_CORE_H
+#ifndef CREW__POOL_CORE_H
+#define CREW__POOL_CORE_H
 
 #include "pool/pool_internal.h"
 
@@ -74,4 +74,4 @@ void crew__notify_enqueue(crew_pool *p, crew_future *f);
 /* Unlinks f from its pool's completion list if it is still there. */
 void crew__notify_unlink(crew_future *f);
 
-#endif /* CREW_POOL_CORE_H */
+#endif /* CREW__POOL_CORE_H */

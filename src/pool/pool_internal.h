@@ -85,8 +85,8 @@
  *  "stop": for threads it is the future's state word (CANCEL bit), for
  *  processes whatever shm word the backend likes (or NULL).
  */
-#ifndef CREW_POOL_INTERNAL_H
-#define CREW_POOL_INTERNAL_H
+#ifndef CREW__POOL_INTERNAL_H
+#define CREW__POOL_INTERNAL_H
 
 #include "core/internal.h"
 
@@ -142,7 +142,7 @@ struct crew_future {
     uintptr_t backend[2];       /* free for the backend (slot, worker, ...); not cleared */
     unsigned char arg_inline[CREW__ARG_INLINE];
     unsigned char res_inline[CREW__RES_INLINE];
-} __attribute__((aligned(CREW_CACHELINE)));
+} __attribute__((aligned(CREW__CACHELINE)));
 
 /* Data that most futures never need. Allocated by the core. */
 struct crew__future_ext {
@@ -438,11 +438,11 @@ struct crew_pool {
 
     /* counters kept by the core at completion (relaxed) */
     _Atomic uint64_t n_completed, n_failed, n_timed_out, n_canceled, n_crashed;
-    _Atomic uint64_t next_id __attribute__((aligned(CREW_CACHELINE))); /* ids: pool_id << 40 | n */
+    _Atomic uint64_t next_id __attribute__((aligned(CREW__CACHELINE))); /* ids: pool_id << 40 | n */
     _Atomic uint64_t n_submitted; /* maps, and tasks unless ops->counts_submits */
 
     /* completion list (crew_future_notify) */
-    pthread_mutex_t notify_lock __attribute__((aligned(CREW_CACHELINE)));
+    pthread_mutex_t notify_lock __attribute__((aligned(CREW__CACHELINE)));
     crew_future *notify_head, *notify_tail;
     int notify_fd;              /* eventfd, -1 until crew_pool_fd */
     int notify_signalled;
@@ -540,4 +540,4 @@ static inline size_t crew__future_arg_len(const crew_future *f) { return f->arg_
  * start so that futures they free go back to a cache, lock-free). */
 void crew__tcache_bind(crew_pool *p);
 
-#endif /* CREW_POOL_INTERNAL_H */
+#endif /* CREW__POOL_INTERNAL_H */

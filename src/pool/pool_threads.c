@@ -129,7 +129,7 @@ static int threads_create(crew_pool *p, const crew_pool_options *o)
 static int threads_submit(crew_pool *p, crew_future *f)
 {
     tpool *b = p->backend;
-    if (CREW_UNLIKELY(b->max_pending)) {
+    if (CREW__UNLIKELY(b->max_pending)) {
         if (atomic_fetch_add_explicit(&b->pending, 1, memory_order_relaxed) >= b->max_pending) {
             atomic_fetch_sub_explicit(&b->pending, 1, memory_order_relaxed);
             return CREW_EAGAIN;

@@ -54,8 +54,8 @@
  * runs, wake_one, enqueue, pick_lane -- are static inline here, so that a
  * submit or a pop pays no call into another file.
  */
-#ifndef CREW_POOL_THREADS_INTERNAL_H
-#define CREW_POOL_THREADS_INTERNAL_H
+#ifndef CREW__POOL_THREADS_INTERNAL_H
+#define CREW__POOL_THREADS_INTERNAL_H
 
 #include "pool/pool_internal.h"
 
@@ -74,8 +74,8 @@ typedef struct ring_slot {
 typedef struct ring {
     ring_slot *slots;
     size_t mask;
-    _Atomic size_t tail __attribute__((aligned(CREW_CACHELINE)));
-    _Atomic size_t head __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic size_t tail __attribute__((aligned(CREW__CACHELINE)));
+    _Atomic size_t head __attribute__((aligned(CREW__CACHELINE)));
 } ring;
 
 typedef struct tpool tpool;
@@ -93,11 +93,11 @@ typedef struct helper_run {
     _Atomic uint64_t word;
     _Atomic uint32_t owned;     /* a waiter uses this run */
     _Atomic(crew_future *) item[HELP_BATCH];
-} __attribute__((aligned(CREW_CACHELINE))) helper_run;
+} __attribute__((aligned(CREW__CACHELINE))) helper_run;
 
 typedef struct worker {
     ring lane;
-    _Atomic uint32_t sleep __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic uint32_t sleep __attribute__((aligned(CREW__CACHELINE)));
     _Atomic uint32_t busy;
     _Atomic(crew_future *) waiting_on;
     /* counters written only by this worker */
@@ -110,7 +110,7 @@ typedef struct worker {
     unsigned scratch_n;
     size_t scratch_cap;         /* size of each scratch buffer */
     void **scratch;             /* result buffers, one per nesting depth */
-} __attribute__((aligned(CREW_CACHELINE))) worker;
+} __attribute__((aligned(CREW__CACHELINE))) worker;
 
 struct tpool {
     crew_pool *p;
@@ -123,7 +123,7 @@ struct tpool {
     size_t result_cap;
     uint64_t timeout_ns;
     unsigned max_pending;
-    _Atomic uint32_t n_sleeping __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic uint32_t n_sleeping __attribute__((aligned(CREW__CACHELINE)));
     _Atomic uint32_t stop_all;      /* crew_task_cancelled() hint for running tasks */
     _Atomic uint32_t cancel_queued; /* queued tasks end CREW_ECANCELED */
     _Atomic uint32_t exiting;
@@ -132,9 +132,9 @@ struct tpool {
     _Atomic uint32_t ext_busy;      /* outside threads running a task while they wait */
     /* Bumped for every task an outside waiter runs: on their own line, not
      * on the flags every worker reads for every task (cancel_queued...). */
-    _Atomic uint64_t ext_ok __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic uint64_t ext_ok __attribute__((aligned(CREW__CACHELINE)));
     _Atomic uint64_t ext_failed, ext_canceled, ext_timed_out;
-    pthread_mutex_t ovf_lock __attribute__((aligned(CREW_CACHELINE)));
+    pthread_mutex_t ovf_lock __attribute__((aligned(CREW__CACHELINE)));
     crew_future *ovf_head, *ovf_tail;
     _Atomic size_t ovf_n;
     /* Submits are counted, not bumped (crew_pool_stats.submitted): every
@@ -316,7 +316,7 @@ static inline crew_future *steal_runs(tpool *b)
 /* Wakes one sleeping worker, preferring `hint`. */
 static inline void wake_one(tpool *b, int hint)
 {
-    if (CREW_LIKELY(atomic_load_explicit(&b->n_sleeping, memory_order_seq_cst) == 0))
+    if (CREW__LIKELY(atomic_load_explicit(&b->n_sleeping, memory_order_seq_cst) == 0))
         return;
     for (int k = 0; k < b->n; k++) {
         int i = hint + k;
@@ -337,7 +337,7 @@ static inline void wake_one(tpool *b, int hint)
 /* Pushes f to lane `i` (or the overflow) and wakes a sleeper if any. */
 static inline __attribute__((always_inline)) void enqueue(tpool *b, int i, crew_future *f)
 {
-    if (CREW_UNLIKELY(!ring_push(&b->w[i].lane, f)))
+    if (CREW__UNLIKELY(!ring_push(&b->w[i].lane, f)))
         crew__threads_ovf_push(b, f);
     wake_one(b, i);
 }
@@ -382,4 +382,4 @@ void crew__threads_wake_helpers(crew_pool *p, crew_future *f);
 bool crew__threads_in_task(const crew_pool *p);
 int crew__threads_wait(crew_pool *p, crew_future *f, const crew__deadline *d);
 
-#endif /* CREW_POOL_THREADS_INTERNAL_H */
+#endif /* CREW__POOL_THREADS_INTERNAL_H */

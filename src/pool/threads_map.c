@@ -48,15 +48,15 @@ void crew__threads_run_map(worker *w, crew_future *hf)
         for (; i < end; i++) {
             size_t len = 0;
             int rc = fn(&t, in, in_size, out, out_size, &len);
-            if (CREW_UNLIKELY(rc != 0 || len > out_size))
+            if (CREW__UNLIKELY(rc != 0 || len > out_size))
                 rc = len > out_size ? CREW_E2BIG : rc > 0 ? 0 : rc; /* never a silent cut */
             /* Stopped while it ran (the map cancelled, shutdown(p, 1),
              * destroy): this item and the rest of the chunk end
              * CREW_ECANCELED, whatever it returned -- as a task would. */
-            if (CREW_UNLIKELY(atomic_load_explicit(&m->cancel, memory_order_relaxed) |
+            if (CREW__UNLIKELY(atomic_load_explicit(&m->cancel, memory_order_relaxed) |
                               atomic_load_explicit(&b->stop_all, memory_order_relaxed)))
                 break;
-            if (CREW_UNLIKELY(rc < 0)) {
+            if (CREW__UNLIKELY(rc < 0)) {
                 if (ff == SIZE_MAX) {
                     ff = i;
                     fs = rc;
@@ -70,7 +70,7 @@ void crew__threads_run_map(worker *w, crew_future *hf)
             if (out)
                 out += out_size;
         }
-        if (CREW_UNLIKELY(i < end)) {
+        if (CREW__UNLIKELY(i < end)) {
             if (ff == SIZE_MAX) {
                 ff = i;
                 fs = CREW_ECANCELED;

@@ -111,14 +111,14 @@ static crew_future *find_work(worker *w)
 static void *scratch_for_depth(worker *w, unsigned depth)
 {
     size_t cap = w->b->result_cap;
-    if (CREW_LIKELY(depth < w->scratch_n && w->scratch[depth] && w->scratch_cap >= cap))
+    if (CREW__LIKELY(depth < w->scratch_n && w->scratch[depth] && w->scratch_cap >= cap))
         return w->scratch[depth];
     if (w->scratch_cap < cap) {
         /* A helper meets a pool with bigger results: buffers at this depth
          * and deeper are not in use, size them anew. (Never a pool worker:
          * its pool's result_cap is its scratch_cap, and its depth-0 buffer
          * is mapped, not malloc'd.) */
-        CREW_ASSERT(w->index < 0);
+        CREW__ASSERT(w->index < 0);
         for (unsigned k = depth; k < w->scratch_n; k++) {
             crew__free(w->scratch[k]);
             w->scratch[k] = NULL;
@@ -146,7 +146,7 @@ static void *scratch_for_depth(worker *w, unsigned depth)
  * wrong (the status changed at completion). */
 static void count_status(worker *w, int rc, int delta)
 {
-    if (CREW_LIKELY(w->index >= 0)) {
+    if (CREW__LIKELY(w->index >= 0)) {
         _Atomic uint64_t *c = rc == 0                ? &w->n_ok
                               : rc == CREW_ECANCELED ? &w->n_canceled
                               : rc == CREW_ETIMEDOUT ? &w->n_timed_out
@@ -187,17 +187,17 @@ static void complete_running(worker *w, crew_future *f, int rc, const void *buf,
                           CREW__F_NOTIFY | CREW__F_ANYWAIT | CREW__F_DROPPED;
     uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
     bool counted = false;
-    if (CREW_LIKELY(len <= CREW__RES_INLINE) && CREW_LIKELY(!(s & slow))) {
+    if (CREW__LIKELY(len <= CREW__RES_INLINE) && CREW__LIKELY(!(s & slow))) {
         if (len)
             memcpy(f->res_inline, buf, len);
         f->res_len = (uint32_t)len;
-        if (CREW_UNLIKELY(s & CREW__F_CANCEL))
+        if (CREW__UNLIKELY(s & CREW__F_CANCEL))
             rc = CREW_ECANCELED;
         count_status(w, rc, 1);
         counted = true;
         for (;;) {
             f->status = rc; /* published by the CAS (release) */
-            if (CREW_LIKELY(atomic_compare_exchange_weak_explicit(
+            if (CREW__LIKELY(atomic_compare_exchange_weak_explicit(
                     &f->state, &s, s | CREW__F_DONE | CREW__F_RELEASED, memory_order_release,
                     memory_order_relaxed)))
                 return;
@@ -245,15 +245,15 @@ void crew__threads_run_job(worker *w, crew_future *f)
 {
     crew__prefetch_w(f); /* f's first line comes from the submitter's cache: own it at once */
     tpool *b = w->b;
-    if (CREW_UNLIKELY(f->map != NULL)) {
+    if (CREW__UNLIKELY(f->map != NULL)) {
         crew__threads_run_map(w, f);
         return;
     }
-    if (CREW_UNLIKELY(atomic_load_explicit(&b->cancel_queued, memory_order_relaxed))) {
+    if (CREW__UNLIKELY(atomic_load_explicit(&b->cancel_queued, memory_order_relaxed))) {
         crew__threads_drop_queued(b, f);
         return;
     }
-    if (CREW_UNLIKELY(!crew__future_start(f))) {
+    if (CREW__UNLIKELY(!crew__future_start(f))) {
         crew__future_release(f); /* cancelled while queued: the canceller completed it */
         pending_done(b);
         return;
@@ -272,11 +272,11 @@ void crew__threads_run_job(worker *w, crew_future *f)
     void *buf = scratch_for_depth(w, depth);
     size_t len = 0;
     int rc;
-    if (CREW_LIKELY(buf != NULL)) {
+    if (CREW__LIKELY(buf != NULL)) {
         rc = f->fn(&t, f->arg, f->arg_len, buf, b->result_cap, &len);
         if (rc > 0)
             rc = 0;
-        if (CREW_UNLIKELY(len > b->result_cap)) {
+        if (CREW__UNLIKELY(len > b->result_cap)) {
             /* More than it had room for: never cut a result short
              * silently. No byte of it is kept. */
             rc = CREW_E2BIG;
@@ -288,9 +288,9 @@ void crew__threads_run_job(worker *w, crew_future *f)
     w->depth--;
     /* Stopped by shutdown(p, 1) or destroy while it ran: its return does
      * not matter (a cancel of f itself is settled in complete_running). */
-    if (CREW_UNLIKELY(atomic_load_explicit(&b->stop_all, memory_order_relaxed)))
+    if (CREW__UNLIKELY(atomic_load_explicit(&b->stop_all, memory_order_relaxed)))
         rc = CREW_ECANCELED;
-    else if (CREW_UNLIKELY(t.deadline_ns != 0) && (t.timed_out || crew__now_ns() >= t.deadline_ns))
+    else if (CREW__UNLIKELY(t.deadline_ns != 0) && (t.timed_out || crew__now_ns() >= t.deadline_ns))
         rc = CREW_ETIMEDOUT;
     pending_done(b); /* before DONE: a waiter that saw DONE may submit again */
     complete_running(w, f, rc, buf, len);
@@ -392,7 +392,7 @@ int crew__threads_help_wait(crew_pool *p, crew_future *f, const crew__deadline *
 {
     worker *w = crew__tls_worker;
     tpool *b = p->backend;
-    CREW_ASSERT(w && w->b == b);
+    CREW__ASSERT(w && w->b == b);
     for (;;) {
         if (crew__future_done(f))
             return 0;
