@@ -107,7 +107,6 @@ static void push_batch_locked(crew_pool *p, crew_future *head, size_t n)
     head->backend[0] = (uintptr_t)p->free_list;
     head->backend[1] = n;
     p->free_list = head;
-    p->free_count += n;
 }
 
 static crew_future *pop_batch_locked(crew_pool *p, uint32_t *n)
@@ -116,7 +115,6 @@ static crew_future *pop_batch_locked(crew_pool *p, uint32_t *n)
     if (head) {
         p->free_list = (crew_future *)head->backend[0];
         *n = (uint32_t)head->backend[1];
-        p->free_count -= *n;
     }
     return head;
 }
@@ -167,7 +165,6 @@ static void tcache_flush(crew__tcache *c)
     }
     c->head = NULL;
     c->n = 0;
-    c->pool = NULL;
     c->pool_id = 0;
 }
 
@@ -217,7 +214,6 @@ void crew__tcache_bind(crew_pool *p)
         crew__tc.keyed = true;
     }
     crew__tc.pool_id = p->pool_id;
-    crew__tc.pool = p;
     crew__tc.id_next = crew__tc.id_end = 0;
 }
 

@@ -21,13 +21,12 @@
 #define CREW__ID_BLOCK 256
 
 typedef struct crew__tcache {
-    uint64_t pool_id;
-    crew_pool *pool;
+    uint64_t pool_id;           /* the pool the cache holds futures of, 0 none */
     crew_future *head;          /* the stack futures are taken from and freed to */
     uint32_t n;                 /* its length, < CREW__CACHE_MAX / 2 after a free */
     crew_future *spare;         /* a full batch of CREW__CACHE_MAX / 2, or NULL */
     bool keyed;
-    /* A block of future ids of `pool`, taken with one atomic add per
+    /* A block of future ids of that pool, taken with one atomic add per
      * CREW__ID_BLOCK submits: an id is unique, not a submission counter. */
     uint64_t id_next, id_end;
 } crew__tcache;

@@ -450,7 +450,6 @@ struct crew_pool {
     /* future allocator: see pool.c */
     pthread_mutex_t alloc_lock;
     crew_future *free_list;     /* under alloc_lock */
-    size_t free_count;
     void **slabs;               /* under alloc_lock */
     size_t n_slabs, cap_slabs;
     _Atomic int64_t lent;       /* futures not in free_list (in use or in thread caches) */
@@ -532,9 +531,6 @@ static inline uint32_t crew__future_request_cancel(crew_future *f)
  * first). Returns 0 or CREW_ETIMEDOUT. For backends' wait hooks. */
 int crew__future_park(crew_future *f, const crew__deadline *d);
 
-/* Backend-side view of a future's arguments. */
-static inline const void *crew__future_arg(const crew_future *f) { return f->arg; }
-static inline size_t crew__future_arg_len(const crew_future *f) { return f->arg_len; }
 
 /* Binds the calling thread's future cache to p (worker threads call it at
  * start so that futures they free go back to a cache, lock-free). */

@@ -305,7 +305,7 @@ void crew__threads_run_job(worker *w, crew_future *f)
  * delays the very submitter it waits for. A searching worker is not
  * counted as sleeping, so a steady stream of submits finds workers awake
  * and pays no wake-up. */
-static bool spin_for_work(tpool *b, int hint)
+static bool spin_for_work(tpool *b)
 {
     uint64_t start = crew__now_ns();
     bool found = false;
@@ -328,7 +328,6 @@ static bool spin_for_work(tpool *b, int hint)
         if ((i & 7) == 0 && crew__now_ns() - start > CREW__SPIN_NS)
             break;
     }
-    (void)hint;
     return found;
 }
 
@@ -369,7 +368,7 @@ void *crew__threads_worker_main(void *arg)
             crew__threads_run_job(w, f);
         if (atomic_load_explicit(&b->exiting, memory_order_acquire))
             break;
-        if (spin_for_work(b, w->index))
+        if (spin_for_work(b))
             continue;
         idle_park(w);
     }
