@@ -1,8 +1,9 @@
 /*
- * pool_internal.h -- the contract between the pool core (src/pool.c: public
- * API, futures, wait_all/any, callbacks, completion fd, map driver, stats)
- * and its backends (src/pool_threads.c, src/pool_processes.c). Never
- * installed.
+ * pool_internal.h -- the contract between the pool core (public API,
+ * futures, wait_all/any, callbacks, completion fd, map driver, stats: the
+ * files pool_core.h lists) and its backends (threads: pool_threads.c and
+ * threads_*.c; processes: pool_processes.c and proc_*.c). The backend
+ * contract proper is crew__pool_ops below. Never installed.
  *
  * Who owns what
  * -------------
@@ -431,7 +432,8 @@ struct crew_pool {
     _Atomic uint32_t hook_users;/* threads inside ops->wait */
     /* crew_pool_shutdown from a done callback on a backend without
      * shutdown_in_callback: the thread that runs ops->shutdown instead
-     * (joined by crew_pool_destroy); cb_shut_state 0 none, 1 started. */
+     * (joined by crew_pool_destroy); cb_shut_state is pool.c's CB_SHUT_*
+     * (none, running, finished, closed), all three under cb_shut_lock. */
     pthread_mutex_t cb_shut_lock;
     int cb_shut_state, cb_shut_cancel;
     pthread_t cb_shut_thread;
@@ -447,7 +449,7 @@ struct crew_pool {
     int notify_fd;              /* eventfd, -1 until crew_pool_fd */
     int notify_signalled;
 
-    /* future allocator: see pool.c */
+    /* future allocator: see future_alloc.c */
     pthread_mutex_t alloc_lock;
     crew_future *free_list;     /* under alloc_lock */
     void **slabs;               /* under alloc_lock */
