@@ -31,9 +31,11 @@
  *  - Names: crew_<object>_<verb> for calls, crew_<object> for its handle,
  *    crew_<object>_options for its options. An accessor that returns one
  *    value is crew_<object>_<property>(obj) (crew_pool_workers,
- *    crew_shm_size); a call that copies a snapshot into the caller's
- *    out-parameters is crew_<object>_<what>_get (crew_pool_stats_get fills a
- *    crew_pool_stats, crew_queue_status_get a crew_queue_status).
+ *    crew_shm_size) -- or crew_<object>_<property>_get where that name is
+ *    already a type's (crew_pool_kind_get returns a crew_pool_kind); a call
+ *    that copies a snapshot into the caller's out-parameters is
+ *    crew_<object>_<what>_get (crew_pool_stats_get fills a crew_pool_stats,
+ *    crew_queue_status_get a crew_queue_status).
  *  - File descriptors: crew_<object>_fd(obj) returns a descriptor the object
  *    owns (borrowed: valid while the object lives, close-on-exec; never close
  *    it yourself) -- crew_pool_fd, crew_shm_fd, crew_array_fd.
@@ -1136,7 +1138,7 @@ CREW_API int crew_pool_destroy(crew_pool *p);
 /* Number of workers (>= 1), or CREW_EINVAL for NULL. Thread-safe. */
 CREW_API int crew_pool_workers(const crew_pool *p);
 /* The kind the pool was created with, or CREW_EINVAL for NULL. */
-CREW_API int crew_pool_kind_of(const crew_pool *p);
+CREW_API int crew_pool_kind_get(const crew_pool *p);
 
 /* Tasks and map items: a map of n items counts n submitted and each item's
  * outcome (the map's own future is not counted), so once everything is

@@ -144,7 +144,7 @@ static void test_create_errors(void)
     CHECK(p == NULL);
     CHECK_OK(crew_pool_create(&p, NULL));
     CHECK_EQ(crew_pool_workers(p), crew_cpu_count());
-    CHECK_EQ(crew_pool_kind_of(p), CREW_THREADS);
+    CHECK_EQ(crew_pool_kind_get(p), CREW_THREADS);
     CHECK_OK(crew_pool_destroy(p));
     CHECK_ERR(crew_pool_workers(NULL), CREW_EINVAL);
     CHECK_ERR(crew_pool_destroy(NULL), CREW_EINVAL);

@@ -283,7 +283,7 @@ static void test_basic_all_methods(void)
         leakprobe before = probe();
         crew_pool *p = make_pool(2, methods[m], NULL);
         CHECK_EQ(crew_pool_workers(p), 2);
-        CHECK_EQ(crew_pool_kind_of(p), CREW_PROCESSES);
+        CHECK_EQ(crew_pool_kind_get(p), CREW_PROCESSES);
         enum { N = 200 };
         crew_future *fs[N];
         for (int i = 0; i < N; i++)

@@ -32,12 +32,6 @@ __attribute__((noreturn)) void crew__assert_fail(const char *expr, const char *f
 #define CREW__UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define CREW__CACHELINE 64
 
-/* Old names, removed once every file uses the new one. */
-#define CREW_ASSERT CREW__ASSERT
-#define CREW_LIKELY CREW__LIKELY
-#define CREW_UNLIKELY CREW__UNLIKELY
-#define CREW_CACHELINE CREW__CACHELINE
-
 /* Asks for the cache line of p in exclusive state, for a line this thread
  * will read and then write (an atomic RMW): one transfer instead of a
  * shared fetch followed by an ownership request. x86-64 needs the

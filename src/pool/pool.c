@@ -270,7 +270,7 @@ int crew_pool_destroy(crew_pool *p)
 
 int crew_pool_workers(const crew_pool *p) { return p ? p->opts.workers : CREW_EINVAL; }
 
-int crew_pool_kind_of(const crew_pool *p) { return p ? (int)p->opts.kind : CREW_EINVAL; }
+int crew_pool_kind_get(const crew_pool *p) { return p ? (int)p->opts.kind : CREW_EINVAL; }
 
 int crew_pool_stats_get(crew_pool *p, crew_pool_stats *st)
 {

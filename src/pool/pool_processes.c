@@ -45,7 +45,7 @@
  * argument stays in, registered with the pool under lk. */
 static int submit_task(pb *b, crew_future *f, const crew__shm_info *si)
 {
-    if (CREW_UNLIKELY(atomic_load_explicit(&b->broken, memory_order_relaxed)))
+    if (CREW__UNLIKELY(atomic_load_explicit(&b->broken, memory_order_relaxed)))
         return CREW_EBROKEN;
     uint32_t fi;
     int rc = crew__procs_fn_index(b, f->fn, &fi);
@@ -55,13 +55,13 @@ static int submit_task(pb *b, crew_future *f, const crew__shm_info *si)
     f->backend[0] = 0;
     pthread_mutex_lock(&b->lk);
     rc = crew__procs_admit_locked(b);
-    if (CREW_UNLIKELY(si != NULL) && rc == 0) {
+    if (CREW__UNLIKELY(si != NULL) && rc == 0) {
         uint32_t idx, gen;
         rc = crew__procs_reg_get_locked(b, si, &idx, &gen);
         if (rc == 0)
             f->backend[1] |= ((uintptr_t)(idx + 1) << 32) | ((uintptr_t)gen << 40);
     }
-    if (CREW_UNLIKELY(rc)) {
+    if (CREW__UNLIKELY(rc)) {
         pthread_mutex_unlock(&b->lk);
         return rc;
     }

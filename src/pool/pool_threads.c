@@ -222,7 +222,7 @@ static void threads_destroy(crew_pool *p)
     atomic_store(&b->cancel_queued, 1);
     for (int i = 0; i < b->n; i++) {
         crew_future *f;
-        while ((f = ring_pop(&b->w[i].lane)) != NULL)
+        while ((f = lane_pop(&b->w[i].lane)) != NULL)
             crew__threads_drop_queued(b, f);
     }
     crew_future *f;

@@ -178,7 +178,7 @@ void crew__procs_serve_regions(pb *b, int w);
 void crew__procs_bump_progress(pb *b);
 void crew__procs_if_push(pb *b, uint32_t x);
 void crew__procs_if_unlink(pb *b, uint32_t x);
-void crew__procs_ring_push(pb *b, uint32_t x);
+void crew__procs_slot_publish(pb *b, uint32_t x);
 void crew__procs_wake_workers(pb *b);
 int crew__procs_fn_index(pb *b, crew_task_fn fn, uint32_t *out);
 int crew__procs_admit_locked(pb *b);

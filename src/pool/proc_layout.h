@@ -201,7 +201,7 @@ typedef struct wrec {
      * the monitor checks. A worker runs at most one slot at a time, so this
      * is all the monitor needs to find what a dead worker was running. */
     _Atomic uint32_t slot;
-} __attribute__((aligned(CREW_CACHELINE))) wrec;
+} __attribute__((aligned(CREW__CACHELINE))) wrec;
 
 typedef struct fn_entry {
     uintptr_t raw;
@@ -214,26 +214,26 @@ typedef struct shm_hdr {
     uint64_t wrec_off, fns_off, ring_off, slots_off;
     uint64_t timeout_ns, max_mem;
     uint32_t max_tasks;
-    _Atomic uint32_t tail __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic uint32_t tail __attribute__((aligned(CREW__CACHELINE)));
     _Atomic uint32_t sleepers;
     _Atomic uint32_t waking;   /* a worker-side wake is in flight */
     /* One bit per worker index that is awake (running a task, spinning, or
      * about to look at the queue). The monitor clears a dead worker's bit. */
-    _Atomic uint64_t awake[16] __attribute__((aligned(CREW_CACHELINE)));
-    _Atomic uint32_t spinner __attribute__((aligned(CREW_CACHELINE))); /* index + 1 of the
+    _Atomic uint64_t awake[16] __attribute__((aligned(CREW__CACHELINE)));
+    _Atomic uint32_t spinner __attribute__((aligned(CREW__CACHELINE))); /* index + 1 of the
                                   one idle worker allowed to spin, 0: none */
-    _Atomic uint32_t head __attribute__((aligned(CREW_CACHELINE)));
-    _Atomic uint32_t stop __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic uint32_t head __attribute__((aligned(CREW__CACHELINE)));
+    _Atomic uint32_t stop __attribute__((aligned(CREW__CACHELINE)));
     _Atomic uint32_t mon_parked;
     /* Parent threads inside ops->wait (they harvest in the end), and the
      * number of completions workers left to them instead of waking the
      * monitor. See "pumping" in the wake-up protocol. */
-    _Atomic uint32_t pumping __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic uint32_t pumping __attribute__((aligned(CREW__CACHELINE)));
     _Atomic uint32_t quiet_done;
     /* The region table as workers see it: the generation now held at each
      * index (0: free), bumped epoch on every eviction. Idle workers unmap
      * the regions whose generation is no longer current. */
-    _Atomic uint32_t reg_epoch __attribute__((aligned(CREW_CACHELINE)));
+    _Atomic uint32_t reg_epoch __attribute__((aligned(CREW__CACHELINE)));
     _Atomic uint32_t reg_gen[REG_MAX];
 } shm_hdr;
 

@@ -338,7 +338,7 @@ static uint32_t settle_death_locked(pb *b, int w, death *d)
     if (ph == PH_QUEUED) {
         crew__procs_if_unlink(b, x); /* keep the in-flight list in queue order */
         crew__procs_if_push(b, x);
-        crew__procs_ring_push(b, x);
+        crew__procs_slot_publish(b, x);
     } else if (atomic_load_explicit(&s->watch, memory_order_seq_cst)) {
         /* The sweep harvests it unless a parent thread watches it: wake
          * that one, it harvests. */
@@ -466,7 +466,7 @@ static int start_worker(pb *b, int w)
     atomic_fetch_add(&b->started, 1);
     atomic_fetch_add(&b->alive, 1);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)w};
-    if (CREW_UNLIKELY(epoll_ctl(b->epfd, EPOLL_CTL_ADD, pidfd, &ev) != 0)) {
+    if (CREW__UNLIKELY(epoll_ctl(b->epfd, EPOLL_CTL_ADD, pidfd, &ev) != 0)) {
         /* Its death would go unseen, and a task it claimed would stay
          * RUNNING for ever. It runs already and may have claimed one: stop
          * it as a kill of the pool's for no task (a tag no slot has), so

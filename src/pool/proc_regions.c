@@ -124,7 +124,7 @@ int crew__procs_reg_get_locked(pb *b, const crew__shm_info *si, uint32_t *idx, u
 void crew__procs_reg_unref(pb *b, uint32_t idx)
 {
     uint32_t prev = atomic_fetch_sub_explicit(&b->regs[idx].refs, 1, memory_order_acq_rel);
-    CREW_ASSERT(prev > 0);
+    CREW__ASSERT(prev > 0);
 }
 
 /* A future leaves the backend without a slot (cancelled or failed in the

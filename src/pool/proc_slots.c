@@ -82,7 +82,7 @@ void crew__procs_if_unlink(pb *b, uint32_t x)
 }
 
 /* Publishes slot x at the queue tail (under lk). */
-void crew__procs_ring_push(pb *b, uint32_t x)
+void crew__procs_slot_publish(pb *b, uint32_t x)
 {
     shm_hdr *h = b->h;
     atomic_store_explicit(&ring_at(h)[b->tail % h->ring], x, memory_order_release);
@@ -173,7 +173,7 @@ static void dispatch_task(pb *b, uint32_t x, crew_future *f)
     const uintptr_t bk = f->backend[1];
     s->fn_idx = (uint32_t)bk;
     rec *r = &b->rec[x];
-    if (CREW_LIKELY(!(bk >> 32))) {
+    if (CREW__LIKELY(!(bk >> 32))) {
         s->kind = KIND_TASK;
         s->arg_len = f->arg_len;
         if (f->arg_len)
@@ -202,7 +202,7 @@ static void dispatch_task(pb *b, uint32_t x, crew_future *f)
     fslot_set(f, ((uintptr_t)gen << 32) | (x + 1));
     atomic_store_explicit(&s->state, st_make(gen, PH_QUEUED, 0), memory_order_release);
     crew__procs_if_push(b, x);
-    crew__procs_ring_push(b, x);
+    crew__procs_slot_publish(b, x);
 }
 
 static size_t chunk_cap(pb *b, const pmap *pm)
@@ -255,7 +255,7 @@ static void dispatch_chunk(pb *b, uint32_t x, pmap *pm, size_t first, size_t cou
     pm->in_flight++;
     atomic_store_explicit(&s->state, st_make(gen, PH_QUEUED, 0), memory_order_release);
     crew__procs_if_push(b, x);
-    crew__procs_ring_push(b, x);
+    crew__procs_slot_publish(b, x);
 }
 
 /* Dispatches the head of the range [*first, *first + *count) of pm's map
@@ -482,7 +482,7 @@ static void deliver(pb *b, harvest *hv)
              * result area is a broken worker, never a read past it. */
             uint32_t len = s->res_len;
             int st = s->status;
-            if (CREW_UNLIKELY(len > opts(b)->max_result_size)) {
+            if (CREW__UNLIKELY(len > opts(b)->max_result_size)) {
                 len = 0;
                 st = CREW_EPROTO;
             }
@@ -675,7 +675,7 @@ void crew__procs_after_parent_transition(pb *b, uint32_t x)
  * (max_pending). */
 int crew__procs_admit_locked(pb *b)
 {
-    if (CREW_UNLIKELY(atomic_load_explicit(&b->broken, memory_order_relaxed)))
+    if (CREW__UNLIKELY(atomic_load_explicit(&b->broken, memory_order_relaxed)))
         return CREW_EBROKEN;
     if (opts(b)->max_pending && b->n_inflight + b->n_ov >= opts(b)->max_pending)
         return CREW_EAGAIN;

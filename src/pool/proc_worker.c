@@ -187,7 +187,7 @@ static crew_shm *worker_region(worker *k, uint32_t idx, uint32_t gen)
 {
     if (idx >= REG_MAX)
         return NULL;
-    if (CREW_LIKELY(k->wr[idx].s && k->wr[idx].gen == gen))
+    if (CREW__LIKELY(k->wr[idx].s && k->wr[idx].gen == gen))
         return k->wr[idx].s;
     if (k->wr[idx].s)
         wreg_drop(k, idx); /* an older occupant of the index */
@@ -333,7 +333,7 @@ static void worker_idle(worker *k, uint32_t tl)
         spinner_drop(h, k->w1);
         k->spinner = false;
     }
-    if (CREW_UNLIKELY(k->nmapped))
+    if (CREW__UNLIKELY(k->nmapped))
         worker_regions_tidy(k);
     /* Park. Dekker with the submitter: awake bit cleared and sleepers++
      * before the re-check of tail; it stores tail before reading the awake
@@ -446,7 +446,7 @@ static void run_task(worker *k, slot_hdr *sl, crew_task *t, crew_task_fn fn)
     size_t rl = 0;
     const unsigned char *targ = slot_arg(h, sl);
     size_t targ_len = sl->arg_len;
-    if (CREW_UNLIKELY(sl->kind == KIND_SHM)) {
+    if (CREW__UNLIKELY(sl->kind == KIND_SHM)) {
         /* Zero copy: the argument is in a region, mapped here. */
         t->shm = worker_region(k, sl->in_reg - 1, sl->in_gen);
         targ = t->shm ? region_bytes(t->shm, sl->in_off, sl->shm_len) : NULL;
@@ -455,7 +455,7 @@ static void run_task(worker *k, slot_hdr *sl, crew_task *t, crew_task_fn fn)
     int rc = targ ? fn(t, targ, targ_len, res, h->res_cap, &rl) : CREW_EPROTO;
     if (rc > 0)
         rc = 0;
-    if (CREW_UNLIKELY(rl > h->res_cap)) {
+    if (CREW__UNLIKELY(rl > h->res_cap)) {
         /* A result that does not fit is an error, never a cut. */
         rc = CREW_E2BIG;
         rl = 0;
@@ -483,7 +483,7 @@ static __attribute__((noinline)) uint32_t run_items_ok(crew_task_fn fn, crew_tas
     for (uint32_t i = 0; i < n; i++) {
         size_t l = 0;
         int r = fn(t, cin, in_sz, cout, out_sz, &l);
-        if (CREW_UNLIKELY(r < 0 || l > out_sz)) {
+        if (CREW__UNLIKELY(r < 0 || l > out_sz)) {
             *rc = r;
             *rl = l;
             return i;
@@ -540,9 +540,9 @@ static void run_chunk(worker *k, slot_hdr *sl, crew_task *t, crew_task_fn fn)
         ran = false;
         if (rc > 0)
             rc = 0;
-        if (CREW_UNLIKELY(rl > out_sz))
+        if (CREW__UNLIKELY(rl > out_sz))
             rc = CREW_E2BIG; /* the output record cannot hold it */
-        if (CREW_UNLIKELY(rc < 0)) {
+        if (CREW__UNLIKELY(rc < 0)) {
             if (nf == 0) {
                 for (uint32_t j = 0; j < i; j++)
                     sts[j] = 0;
@@ -554,7 +554,7 @@ static void run_chunk(worker *k, slot_hdr *sl, crew_task *t, crew_task_fn fn)
         }
         if (nf)
             sts[i] = rc;
-        if (CREW_UNLIKELY(k->timeout_ns)) {
+        if (CREW__UNLIKELY(k->timeout_ns)) {
             /* Each item has its own deadline: the next one starts now
              * (start before count: see check_timers in proc_monitor.c). */
             uint64_t now = crew__now_ns();
@@ -564,7 +564,7 @@ static void run_chunk(worker *k, slot_hdr *sl, crew_task *t, crew_task_fn fn)
         atomic_store_explicit(items, i + 1, memory_order_release);
         /* Recycling by memory between items: the finished items stand, the
          * rest run on another worker. */
-        if (CREW_UNLIKELY(k->statm >= 0) && i + 1 < n)
+        if (CREW__UNLIKELY(k->statm >= 0) && i + 1 < n)
             worker_check_mem(k);
     }
     sl->n_failed = nf;
@@ -655,7 +655,7 @@ int crew__procs_worker_main(void *arg, size_t len)
         return rc;
     shm_hdr *h = k.h;
     for (;;) {
-        if (CREW_UNLIKELY(atomic_load_explicit(&h->stop, memory_order_acquire)))
+        if (CREW__UNLIKELY(atomic_load_explicit(&h->stop, memory_order_acquire)))
             worker_exit(&k, EXIT_STOP);
         uint32_t hd = atomic_load_explicit(&h->head, memory_order_acquire);
         uint32_t tl = atomic_load_explicit(&h->tail, memory_order_acquire);

@@ -71,12 +71,12 @@ typedef struct ring_slot {
 /* Line 0 is read-only after create; the tail line is written by pushers,
  * the head line by poppers. (slots and mask used to sit on the head line:
  * every push then read a line that every pop writes.) */
-typedef struct ring {
+typedef struct lane_ring {
     ring_slot *slots;
     size_t mask;
     _Atomic size_t tail __attribute__((aligned(CREW__CACHELINE)));
     _Atomic size_t head __attribute__((aligned(CREW__CACHELINE)));
-} ring;
+} lane_ring;
 
 typedef struct tpool tpool;
 
@@ -96,7 +96,7 @@ typedef struct helper_run {
 } __attribute__((aligned(CREW__CACHELINE))) helper_run;
 
 typedef struct worker {
-    ring lane;
+    lane_ring lane;
     _Atomic uint32_t sleep __attribute__((aligned(CREW__CACHELINE)));
     _Atomic uint32_t busy;
     _Atomic(crew_future *) waiting_on;
@@ -161,7 +161,7 @@ void crew__threads_wake_all(tpool *b);
 
 /* ------------------------------------------------------------ ring */
 
-static inline __attribute__((always_inline)) bool ring_push(ring *r, crew_future *f)
+static inline __attribute__((always_inline)) bool lane_push(lane_ring *r, crew_future *f)
 {
     size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
     for (;;) {
@@ -186,7 +186,7 @@ static inline __attribute__((always_inline)) bool ring_push(ring *r, crew_future
     }
 }
 
-static inline crew_future *ring_pop(ring *r)
+static inline crew_future *lane_pop(lane_ring *r)
 {
     size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
     for (;;) {
@@ -214,7 +214,7 @@ static inline crew_future *ring_pop(ring *r)
  * run of filled slots); returns how many (0: empty, or the next slot is
  * still being written). For an outside waiter: one head CAS, and one trip
  * of the head line, per run instead of per task. */
-static inline unsigned ring_pop_n(ring *r, crew_future **out, unsigned max)
+static inline unsigned lane_pop_n(lane_ring *r, crew_future **out, unsigned max)
 {
     size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
     for (;;) {
@@ -252,8 +252,8 @@ static inline unsigned ring_pop_n(ring *r, crew_future **out, unsigned max)
 /* Is the next slot to pop already filled? A cheap poll for idle workers:
  * it reads the head (consumer side) and the slot the next pop needs anyway,
  * never the tail line the submitter CASes on every push. Not a seq_cst
- * check: the sleep protocol's last look uses ring_nonempty(). */
-static inline bool ring_ready(ring *r)
+ * check: the sleep protocol's last look uses lane_nonempty(). */
+static inline bool lane_ready(lane_ring *r)
 {
     size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
     size_t idx = pos & r->mask;
@@ -261,7 +261,7 @@ static inline bool ring_ready(ring *r)
     return seq == pos + 1;
 }
 
-static inline bool ring_nonempty(ring *r)
+static inline bool lane_nonempty(lane_ring *r)
 {
     return atomic_load_explicit(&r->tail, memory_order_seq_cst) !=
            atomic_load_explicit(&r->head, memory_order_seq_cst);
@@ -337,7 +337,7 @@ static inline void wake_one(tpool *b, int hint)
 /* Pushes f to lane `i` (or the overflow) and wakes a sleeper if any. */
 static inline __attribute__((always_inline)) void enqueue(tpool *b, int i, crew_future *f)
 {
-    if (CREW__UNLIKELY(!ring_push(&b->w[i].lane, f)))
+    if (CREW__UNLIKELY(!lane_push(&b->w[i].lane, f)))
         crew__threads_ovf_push(b, f);
     wake_one(b, i);
 }

@@ -55,12 +55,12 @@ static unsigned pop_any_n(tpool *b, int start, crew_future **out, unsigned limit
             i -= b->n;
         /* At most a fair share of what the lane holds (workers + us), so
          * that a few long tasks spread over the workers without stealing. */
-        ring *r = &b->w[i].lane;
+        lane_ring *r = &b->w[i].lane;
         size_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
         size_t hd = atomic_load_explicit(&r->head, memory_order_relaxed);
         size_t share = t > hd ? (t - hd) / ((size_t)b->n + 1) : 0;
         unsigned max = share >= limit ? limit : share ? (unsigned)share : 1;
-        unsigned got = ring_pop_n(r, out, max);
+        unsigned got = lane_pop_n(r, out, max);
         if (got)
             return got;
     }
@@ -86,7 +86,7 @@ static helper_run *run_claim(tpool *b)
  * task_group::wait and OpenMP's master thread do: the tasks' data is often
  * still in this thread's cache, and no worker has to be woken. Once nothing
  * is queued it parks on f. It claims the ready tasks at a lane's head in
- * runs of up to HELP_BATCH with one CAS (ring_pop_n; at most a fair share
+ * runs of up to HELP_BATCH with one CAS (lane_pop_n; at most a fair share
  * of the lane): the head line then moves between it and the lane's owner
  * once per run, not once per task. The run sits in a helper_run that idle
  * workers steal from (a task of the run may block until another one has

@@ -56,18 +56,18 @@ bool crew__threads_any_work(tpool *b)
         if ((uint32_t)atomic_load_explicit(&b->hr[i].word, memory_order_seq_cst))
             return true;
     for (int i = 0; i < b->n; i++)
-        if (ring_nonempty(&b->w[i].lane))
+        if (lane_nonempty(&b->w[i].lane))
             return true;
     return false;
 }
 
-/* The frequent poll of a searching worker (see ring_ready). */
+/* The frequent poll of a searching worker (see lane_ready). */
 bool crew__threads_work_ready(tpool *b)
 {
     if (atomic_load_explicit(&b->ovf_n, memory_order_relaxed))
         return true;
     for (int i = 0; i < b->n; i++)
-        if (ring_ready(&b->w[i].lane))
+        if (lane_ready(&b->w[i].lane))
             return true;
     for (int i = 0; i < HELPER_RUNS; i++)
         if ((uint32_t)atomic_load_explicit(&b->hr[i].word, memory_order_relaxed))
@@ -93,14 +93,14 @@ void crew__threads_wake_all(tpool *b)
 static crew_future *find_work(worker *w)
 {
     tpool *b = w->b;
-    crew_future *f = ring_pop(&w->lane);
+    crew_future *f = lane_pop(&w->lane);
     if (f)
         return f;
     for (int k = 1; k < b->n; k++) {
         int i = w->index + k;
         if (i >= b->n)
             i -= b->n;
-        f = ring_pop(&b->w[i].lane);
+        f = lane_pop(&b->w[i].lane);
         if (f)
             return f;
     }
