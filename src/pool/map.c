@@ -38,7 +38,7 @@ bool crew__map_claim(crew__map *m, size_t *first, size_t *count)
         } else {
             /* Guided: a quarter of a fair share of what is left, so early
              * claims are big (few CAS) and the tail is fine-grained. */
-            c = rem / (4 * (size_t)m->future->pool->opts.workers);
+            c = rem / (4 * (size_t)m->pool->opts.workers);
             if (c == 0)
                 c = 1;
         }
@@ -80,7 +80,7 @@ void crew__map_done_tally(crew__map *m, size_t first, size_t count, const crew__
     CREW__ASSERT(n_failed <= count);
     /* Items are what crew_pool_stats counts for a map: each one's outcome
      * here, once per item, as count_outcome does for a task. */
-    crew_pool *p = m->future->pool;
+    crew_pool *p = m->pool;
     if (count > n_failed)
         atomic_fetch_add_explicit(&p->n_completed, count - n_failed, memory_order_relaxed);
     if (n_failed) {
@@ -201,6 +201,7 @@ static int map_start(crew_pool *p, crew_task_fn fn, const void *in, size_t in_si
     f->fn = fn;
     f->map = m;
     m->future = f;
+    m->pool = p;
     int rc = p->ops->submit_map ? p->ops->submit_map(p, m) : CREW_ENOTSUP;
     if (rc) {
         crew__future_free(f); /* drops the map too */

@@ -189,7 +189,11 @@ struct crew__map {
     size_t n;
     size_t chunk_size;          /* 0: guided */
     int *statuses;              /* user's array or NULL */
-    crew_future *future;        /* the map's future */
+    crew_future *future;        /* the map's future: alive until the map
+                                   completes, so a helper that may still run
+                                   after that (a claim racing a cancel)
+                                   reads `pool`, never future->pool */
+    crew_pool *pool;            /* outlives every helper (destroy joins them) */
     _Atomic size_t next;        /* next unclaimed item */
     _Atomic size_t done;        /* items reported */
     _Atomic size_t n_failed;
