@@ -302,6 +302,15 @@ CREW_API int crew_lock_consistent(crew_lock *l);
 /* Marks l destroyed (later calls return CREW_EINVAL until crew_lock_init).
  * Returns 0, CREW_EBUSY (held by anyone), CREW_EINVAL. */
 CREW_API int crew_lock_destroy(crew_lock *l);
+/* Python's Lock.locked(): 1 if some thread holds l, 0 if it is free.
+ * Returns 1, 0, CREW_ENOTRECOVERABLE, or CREW_EINVAL (NULL or destroyed).
+ * A snapshot: the lock may change hands the moment after. */
+CREW_API int crew_lock_locked(crew_lock *l);
+/* Who holds l: *pid and *tid (either may be NULL) receive the owner's
+ * process and thread ids (kernel ids, as getpid() and gettid()), both 0
+ * when l is free. Returns 0, CREW_ENOTRECOVERABLE, or CREW_EINVAL (NULL or
+ * destroyed). A snapshot, as crew_lock_locked. */
+CREW_API int crew_lock_owner_get(crew_lock *l, pid_t *pid, pid_t *tid);
 
 /* ---------------------------------------------------------------- RLock
  * Reentrant lock: the owner may acquire it again; it is free after as many
@@ -325,10 +334,21 @@ CREW_API int crew_rlock_release(crew_rlock *r);
 CREW_API int crew_rlock_consistent(crew_rlock *r);
 /* 0, CREW_EBUSY (held), CREW_EINVAL. */
 CREW_API int crew_rlock_destroy(crew_rlock *r);
+/* 1 if some thread holds r (at any depth), 0 if it is free. Returns 1, 0,
+ * CREW_ENOTRECOVERABLE, or CREW_EINVAL (NULL or destroyed). A snapshot. */
+CREW_API int crew_rlock_locked(crew_rlock *r);
+/* The caller's recursion level on r (Python's RLock._recursion_count()):
+ * how many releases would free it, 0 when the caller does not hold it
+ * (whoever else may). Returns the level (0 .. 2^31-1) or CREW_EINVAL (NULL
+ * or destroyed). Exact for the caller, since only the owner changes it. */
+CREW_API int crew_rlock_count(crew_rlock *r);
+/* Who holds r, as crew_lock_owner_get: 0, CREW_ENOTRECOVERABLE, or
+ * CREW_EINVAL (NULL or destroyed). */
+CREW_API int crew_rlock_owner_get(crew_rlock *r, pid_t *pid, pid_t *tid);
 
 /* ---------------------------------------------------------------- Condition
- * A condition variable used with a crew_lock (any lock, passed to each wait:
- * unlike Python's Condition it does not own one). It keeps no per-waiter
+ * A condition variable used with a crew_lock or a crew_rlock (any lock,
+ * passed to each wait: unlike Python's Condition it does not own one). It keeps no per-waiter
  * state, so a waiter killed in the middle of a wait leaves it intact. As with
  * Python, wait may return 0 without a notify ("spurious" wake-up): loop on
  * the predicate, or use crew_cond_wait_for(). */
@@ -342,7 +362,7 @@ CREW_API int crew_cond_init(crew_cond *c);
  * or the timeout, then re-acquires l -- always, even after a timeout, and
  * without a time limit. Returns 0 (notified or spurious), CREW_ETIMEDOUT,
  * CREW_EPERM (l not held by the caller; nothing released), CREW_EINVAL
- * (NULL, NaN timeout; nothing released), or
+ * (NULL, destroyed l, NaN timeout; nothing released), or
  * the status of re-acquiring l: CREW_EOWNERDEAD (l held, repair it) or
  * CREW_ENOTRECOVERABLE (l NOT held). Waiting releases l, so call
  * crew_lock_consistent() first on a lock taken with CREW_EOWNERDEAD. */
@@ -355,12 +375,31 @@ CREW_API int crew_cond_wait(crew_cond *c, crew_lock *l, double timeout);
 typedef int (*crew_cond_pred)(void *arg);
 CREW_API int crew_cond_wait_for(crew_cond *c, crew_lock *l, crew_cond_pred pred, void *arg,
                                 double timeout);
+/* Python's Condition(RLock()).wait: as crew_cond_wait, over an rlock that
+ * the caller holds at any depth. The wait releases r fully -- every level
+ * at once, so other threads can take it -- and re-acquires it to the same
+ * depth before returning. Returns as crew_cond_wait: 0, CREW_ETIMEDOUT,
+ * CREW_EPERM (r not held by the caller; nothing released), CREW_EINVAL
+ * (NULL, destroyed r, NaN timeout; nothing released), CREW_EOWNERDEAD (r
+ * held again at the saved depth: repair), CREW_ENOTRECOVERABLE (r NOT
+ * held). */
+CREW_API int crew_cond_wait_rlock(crew_cond *c, crew_rlock *r, double timeout);
+/* crew_cond_wait_for over an rlock: pred(arg) is evaluated with r held at
+ * the caller's depth. Returns as crew_cond_wait_for: 0, CREW_ETIMEDOUT, or
+ * an error of crew_cond_wait_rlock. */
+CREW_API int crew_cond_wait_for_rlock(crew_cond *c, crew_rlock *r, crew_cond_pred pred,
+                                      void *arg, double timeout);
 /* Wakes at least one waiter if any is waiting. Holding the lock is not
  * required (but is what makes the predicate change visible in order).
  * Returns 0 or CREW_EINVAL. */
 CREW_API int crew_cond_notify(crew_cond *c);
 /* Wakes every waiter. Returns 0 or CREW_EINVAL. */
 CREW_API int crew_cond_notify_all(crew_cond *c);
+/* Python's notify(n): wakes n waiters, or every waiter if fewer wait; n == 0
+ * wakes none. As with crew_cond_notify, more may return (a waiter that had
+ * not yet gone to sleep sees the notify too), so loop on a predicate that
+ * counts what each waiter may take. Returns 0 or CREW_EINVAL. */
+CREW_API int crew_cond_notify_n(crew_cond *c, unsigned n);
 /* Returns 0 or CREW_EINVAL. (Waiters must be gone; not checked.) */
 CREW_API int crew_cond_destroy(crew_cond *c);
 
@@ -417,9 +456,10 @@ CREW_API int crew_event_destroy(crew_event *e);
 
 /* ---------------------------------------------------------------- Barrier
  * parties threads (or processes) wait until all have arrived, then all go on
- * together; the barrier is then ready for the next round. As Python's Barrier
- * minus the `action` argument (a function pointer cannot be shared between
- * processes: let the waiter that got index 0 run the action).
+ * together; the barrier is then ready for the next round. As Python's
+ * Barrier; its `action` is passed to each wait rather than stored (a function
+ * pointer cannot be shared between processes: see
+ * crew_barrier_wait_action), and its `timeout` is crew_barrier_timeout_set.
  *
  * Broken state (Python's BrokenBarrierError): crew_barrier_abort(), a wait
  * that times out, crew_barrier_reset() while threads wait, or the death of a
@@ -442,10 +482,34 @@ typedef struct crew_barrier {
 CREW_API int crew_barrier_init(crew_barrier *b, unsigned parties);
 /* Arrives and waits for the others. On 0, *index (if not NULL) receives the
  * arrival order in this round, 0 .. parties-1, different for each waiter
- * (Python returns the same). Returns 0, CREW_EBROKEN, CREW_ETIMEDOUT (this
+ * (Python returns the same). A negative timeout (CREW_FOREVER) means the
+ * barrier's default timeout (crew_barrier_timeout_set; forever when none
+ * was set), as Python's wait(None); +INFINITY always waits forever.
+ * Returns 0, CREW_EBROKEN, CREW_ETIMEDOUT (this
  * waiter's timeout broke the barrier; the others get CREW_EBROKEN),
  * CREW_EINVAL (NULL, NaN timeout: nothing happens to the barrier). */
 CREW_API int crew_barrier_wait(crew_barrier *b, double timeout, unsigned *index);
+/* Python's Barrier action: crew_barrier_wait, except that the waiter whose
+ * arrival completes the round runs action(arg) before any waiter of the
+ * round is released (the barrier's lock is not held: the action may call
+ * crew_barrier_status_get, abort or reset). Each waiter passes its own
+ * action -- pass the same one from every party (a NULL action runs nothing);
+ * only the completing waiter's runs, once per round. The action returns 0
+ * or a negative status; anything else breaks the barrier: the completing
+ * waiter gets the action's status (CREW_EBROKEN for a positive one) and
+ * every other waiter CREW_EBROKEN (Python re-raises the action's exception
+ * in that thread). A waiter whose timeout passes while the action runs
+ * breaks the barrier as at any time (Python waits for the action); the
+ * completing waiter then gets CREW_EBROKEN. Returns as crew_barrier_wait,
+ * plus the action's status. */
+typedef int (*crew_barrier_action)(void *arg);
+CREW_API int crew_barrier_wait_action(crew_barrier *b, double timeout, unsigned *index,
+                                      crew_barrier_action action, void *arg);
+/* Sets the default timeout of waits that pass a negative one (Python's
+ * Barrier(timeout=...)); a negative value removes it (they wait forever).
+ * Shared like the barrier: it applies to the waits of every process.
+ * Returns 0 or CREW_EINVAL (NULL, not a barrier, NaN timeout). */
+CREW_API int crew_barrier_timeout_set(crew_barrier *b, double timeout);
 /* Registers the caller as a tracked participant without waiting: 0,
  * CREW_EBUSY (all `parties` slots are taken by other threads), CREW_EINVAL. */
 CREW_API int crew_barrier_attach(crew_barrier *b);

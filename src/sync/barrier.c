@@ -12,7 +12,18 @@
  *   arrived   bit i set: tracked participant i arrived in this round;
  *   slots[i]  tracked participant i: (pid << 32 | tid), 0 = free;
  *   reset_mark  (g << 1 | 1) when generation g ended by reset, so its
- *             waiters report CREW_EBROKEN, not success.
+ *             waiters report CREW_EBROKEN, not success;
+ *   timeout   the default timeout (a double's bits) for waits that pass a
+ *             negative one, as Python's Barrier(timeout=...) for wait(None).
+ *
+ * Action (crew_barrier_wait_action): the last arrival runs it with the lock
+ * released but the round not ended, so no waiter is released before it
+ * returns; then it re-takes the lock and ends the round only if `state` is
+ * still the one it arrived in (an abort, reset, timeout or death during the
+ * action ended the round otherwise: the tripper reports CREW_EBROKEN). A
+ * failing action breaks the barrier (Python's rule). The function pointer
+ * is each caller's own, never stored in the shared struct: it would mean
+ * nothing in a process that did not fork from the one that stored it.
  *
  * Wait: take the lock; broken -> CREW_EBROKEN; register the caller in a slot
  * (first wait or attach); index = count++; mark arrived; if count == parties
@@ -50,6 +61,7 @@ typedef struct barrier_impl {
     _Atomic uint32_t spin_hint;
     _Atomic uint64_t arrived;
     _Atomic uint64_t slots[CREW_BARRIER_MAX_PARTIES];
+    _Atomic uint64_t timeout; /* the default timeout's bits (a double); < 0: none */
 } barrier_impl;
 _Static_assert(sizeof(barrier_impl) <= sizeof(crew_barrier), "crew_barrier too small");
 _Static_assert(CREW_BARRIER_MAX_PARTIES <= 64, "arrived is a 64-bit mask");
@@ -112,12 +124,28 @@ static int find_slot(barrier_impl *p, uint64_t me, bool add)
     return add ? free_slot : -1;
 }
 
+static void set_default_timeout(barrier_impl *p, double t)
+{
+    uint64_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    atomic_store_explicit(&p->timeout, bits, RLX);
+}
+
+static double default_timeout(barrier_impl *p)
+{
+    uint64_t bits = atomic_load_explicit(&p->timeout, RLX);
+    double t;
+    memcpy(&t, &bits, sizeof t);
+    return t;
+}
+
 int crew_barrier_init(crew_barrier *b, unsigned parties)
 {
     if (!b || parties == 0 || parties > CREW_BARRIER_MAX_PARTIES)
         return CREW_EINVAL;
     memset(b, 0, sizeof *b);
     bi(b)->parties = parties;
+    set_default_timeout(bi(b), CREW_FOREVER);
     atomic_store_explicit(&bi(b)->magic, BARRIER_MAGIC, memory_order_release);
     return 0;
 }
@@ -146,31 +174,85 @@ static void check_dead(barrier_impl *p, uint32_t g)
     }
 }
 
-int crew_barrier_wait(crew_barrier *b, double timeout, unsigned *index)
+/* Sleeps until `state` is no longer st: 0 or CREW_ETIMEDOUT. */
+static int wait_state_change(barrier_impl *p, uint32_t st, const crew__deadline *d)
+{
+    uint32_t slice = CREW__SLICE_FIRST_NS;
+    while (atomic_load_explicit(&p->state, memory_order_acquire) == st)
+        if (crew__sync_sleep(&p->state, st, d, &slice) == CREW_ETIMEDOUT &&
+            atomic_load_explicit(&p->state, memory_order_acquire) == st)
+            return CREW_ETIMEDOUT;
+    return 0;
+}
+
+/* Under the lock, by the last arrival of generation st >> 1: runs the
+ * action (if any) with the lock released and the round not yet over, then
+ * ends the round -- or breaks it if the action failed. Returns with the lock
+ * released. While the action runs the tripper is a tracked participant that
+ * has not arrived, so the others' death check watches it too. */
+static int trip(barrier_impl *p, uint32_t st, crew_barrier_action action, void *arg)
+{
+    if (action) {
+        atomic_store_explicit(&p->count, p->parties, RLX);
+        blk_unlock(p);
+        int rc = action(arg);
+        blk_lock(p);
+        if (atomic_load_explicit(&p->state, RLX) != st) {
+            /* Aborted, reset, or broken by a timeout or a death meanwhile:
+             * the round is not ours to end any more. */
+            blk_unlock(p);
+            return CREW_EBROKEN;
+        }
+        if (rc != 0) {
+            set_state(p, st | BROKEN);
+            blk_unlock(p);
+            return rc < 0 ? rc : CREW_EBROKEN;
+        }
+    }
+    atomic_store_explicit(&p->count, 0, RLX);
+    atomic_store_explicit(&p->arrived, 0, RLX);
+    set_state(p, st + 2); /* next generation, not broken */
+    blk_unlock(p);
+    return 0;
+}
+
+int crew_barrier_wait_action(crew_barrier *b, double timeout, unsigned *index,
+                             crew_barrier_action action, void *arg)
 {
     if (!barrier_ok(b) || crew__timeout_bad(timeout))
         return CREW_EINVAL;
     barrier_impl *p = bi(b);
+    if (timeout < 0)
+        timeout = default_timeout(p); /* Python's wait(None) */
     crew__deadline d;
     crew__deadline_init(&d, timeout);
     uint64_t me = crew__lw_self();
 
     blk_lock(p);
-    uint32_t st = atomic_load_explicit(&p->state, RLX);
-    if (st & BROKEN) {
+    uint32_t st, idx;
+    for (;;) {
+        st = atomic_load_explicit(&p->state, RLX);
+        if (st & BROKEN) {
+            blk_unlock(p);
+            return CREW_EBROKEN;
+        }
+        idx = atomic_load_explicit(&p->count, RLX);
+        if (idx < p->parties)
+            break;
+        /* More callers than parties, and this round's action is running:
+         * join the next round once it ends (Python's _enter waits so). */
         blk_unlock(p);
-        return CREW_EBROKEN;
+        int r = wait_state_change(p, st, &d);
+        if (r)
+            return r;
+        blk_lock(p);
     }
     int slot = find_slot(p, me, true);
-    uint32_t idx = atomic_load_explicit(&p->count, RLX);
     if (idx + 1 == p->parties) {
-        atomic_store_explicit(&p->count, 0, RLX);
-        atomic_store_explicit(&p->arrived, 0, RLX);
-        set_state(p, st + 2); /* next generation, not broken */
-        blk_unlock(p);
-        if (index)
+        int rc = trip(p, st, action, arg);
+        if (rc == 0 && index)
             *index = idx;
-        return 0;
+        return rc;
     }
     atomic_store_explicit(&p->count, idx + 1, RLX);
     if (slot >= 0)
@@ -209,6 +291,19 @@ int crew_barrier_wait(crew_barrier *b, double timeout, unsigned *index)
             check_dead(p, g);
         }
     }
+}
+
+int crew_barrier_wait(crew_barrier *b, double timeout, unsigned *index)
+{
+    return crew_barrier_wait_action(b, timeout, index, NULL, NULL);
+}
+
+int crew_barrier_timeout_set(crew_barrier *b, double timeout)
+{
+    if (!barrier_ok(b) || crew__timeout_bad(timeout))
+        return CREW_EINVAL;
+    set_default_timeout(bi(b), timeout < 0 ? CREW_FOREVER : timeout);
+    return 0;
 }
 
 int crew_barrier_attach(crew_barrier *b)

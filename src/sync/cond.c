@@ -34,7 +34,15 @@
  *
  * Spurious returns: notify(one) may let several waiters return (all that
  * read the old sequence and had not yet slept); callers loop on their
- * predicate (crew_cond_wait_for does).
+ * predicate (crew_cond_wait_for does). notify_n(n) is the same with a
+ * FUTEX_WAKE of n: it wakes n sleepers (or all, if fewer sleep) and may let
+ * more return, as notify(one) may.
+ *
+ * RLocks: a wait over a crew_rlock (crew_cond_wait_rlock) drops all of the
+ * caller's levels with one release of the word, keeping the count on its
+ * stack, and restores it after re-acquiring (lock.c's
+ * crew__rlock_release_save / crew__rlock_acquire_restore): the same
+ * protocol, since only the word matters to the wake-up argument above.
  */
 #include "sync/sync.h"
 
@@ -66,19 +74,45 @@ int crew_cond_init(crew_cond *c)
     return 0;
 }
 
-/* The owner check uses the lock's word directly: layout from lock.c. */
-static bool lock_held_by_me(crew_lock *l)
+/* The lock a wait releases and re-takes: a crew_lock, or a crew_rlock whose
+ * every level is dropped and restored (Python's Condition(RLock()), which
+ * calls the lock's _release_save / _acquire_restore). */
+typedef struct cond_lock {
+    crew_lock *l;    /* one of these two */
+    crew_rlock *r;
+    uint32_t levels; /* the rlock's count, saved by cl_release */
+} cond_lock;
+
+/* The owner check uses the lock's word directly: layout from lock.c (the
+ * word is the first field of both crew_lock and crew_rlock). 0 if the
+ * caller holds it, CREW_EINVAL if it is destroyed, else CREW_EPERM. */
+static int held_status(const cond_lock *cl)
 {
-    _Atomic uint64_t *w = (_Atomic uint64_t *)(void *)l;
-    return crew__lw_owner(atomic_load_explicit(w, memory_order_relaxed)) == crew__lw_self();
+    void *obj = cl->l ? (void *)cl->l : (void *)cl->r;
+    uint64_t owner = crew__lw_owner(atomic_load_explicit((_Atomic uint64_t *)obj,
+                                                         memory_order_relaxed));
+    if (owner == crew__lw_self())
+        return 0;
+    return owner == CREW__LW_DESTROYED ? CREW_EINVAL : CREW_EPERM;
 }
 
-static int cond_wait_until(crew_cond *c, crew_lock *l, const crew__deadline *d, double timeout)
+static void cl_release(cond_lock *cl)
+{
+    int rc = cl->l ? crew_lock_release(cl->l) : crew__rlock_release_save(cl->r, &cl->levels);
+    CREW__ASSERT(rc == 0); /* ownership was checked by the caller */
+}
+
+static int cl_acquire(cond_lock *cl)
+{
+    return cl->l ? crew_lock_acquire(cl->l, CREW_FOREVER)
+                 : crew__rlock_acquire_restore(cl->r, cl->levels);
+}
+
+static int cond_wait_until(crew_cond *c, cond_lock *cl, const crew__deadline *d, double timeout)
 {
     cond_impl *p = ci(c);
     uint32_t s = (uint32_t)atomic_load_explicit(&p->data, memory_order_acquire);
-    int rc = crew_lock_release(l);
-    CREW__ASSERT(rc == 0); /* ownership was checked by the caller */
+    cl_release(cl);
     int out = 0;
     if (timeout == 0) {
         if ((uint32_t)atomic_load_explicit(&p->data, memory_order_acquire) == s)
@@ -102,28 +136,30 @@ static int cond_wait_until(crew_cond *c, crew_lock *l, const crew__deadline *d, 
         }
         atomic_fetch_sub_explicit(&p->data, ONE_WAITER, memory_order_relaxed);
     }
-    rc = crew_lock_acquire(l, CREW_FOREVER);
+    int rc = cl_acquire(cl);
     return rc ? rc : out;
 }
 
-int crew_cond_wait(crew_cond *c, crew_lock *l, double timeout)
+static int cond_wait(crew_cond *c, cond_lock *cl, double timeout)
 {
-    if (!cond_ok(c) || !l || crew__timeout_bad(timeout))
+    if (!cond_ok(c) || crew__timeout_bad(timeout))
         return CREW_EINVAL;
-    if (!lock_held_by_me(l))
-        return CREW_EPERM;
+    int held = held_status(cl);
+    if (held)
+        return held;
     crew__deadline d;
     crew__deadline_init(&d, timeout);
-    return cond_wait_until(c, l, &d, timeout);
+    return cond_wait_until(c, cl, &d, timeout);
 }
 
-int crew_cond_wait_for(crew_cond *c, crew_lock *l, crew_cond_pred pred, void *arg,
-                       double timeout)
+static int cond_wait_for(crew_cond *c, cond_lock *cl, crew_cond_pred pred, void *arg,
+                         double timeout)
 {
-    if (!cond_ok(c) || !l || !pred || crew__timeout_bad(timeout))
+    if (!cond_ok(c) || !pred || crew__timeout_bad(timeout))
         return CREW_EINVAL;
-    if (!lock_held_by_me(l))
-        return CREW_EPERM;
+    int held = held_status(cl);
+    if (held)
+        return held;
     crew__deadline d;
     crew__deadline_init(&d, timeout);
     int owner_dead = 0;
@@ -131,13 +167,39 @@ int crew_cond_wait_for(crew_cond *c, crew_lock *l, crew_cond_pred pred, void *ar
         double left = crew__deadline_left(&d);
         if (left == 0)
             return owner_dead ? owner_dead : CREW_ETIMEDOUT;
-        int rc = cond_wait_until(c, l, &d, left);
+        int rc = cond_wait_until(c, cl, &d, left);
         if (rc == CREW_EOWNERDEAD)
             owner_dead = rc; /* held; report it once the predicate is settled */
         else if (rc != 0 && rc != CREW_ETIMEDOUT)
             return rc;
     }
     return owner_dead;
+}
+
+int crew_cond_wait(crew_cond *c, crew_lock *l, double timeout)
+{
+    cond_lock cl = {.l = l};
+    return l ? cond_wait(c, &cl, timeout) : CREW_EINVAL;
+}
+
+int crew_cond_wait_for(crew_cond *c, crew_lock *l, crew_cond_pred pred, void *arg,
+                       double timeout)
+{
+    cond_lock cl = {.l = l};
+    return l ? cond_wait_for(c, &cl, pred, arg, timeout) : CREW_EINVAL;
+}
+
+int crew_cond_wait_rlock(crew_cond *c, crew_rlock *r, double timeout)
+{
+    cond_lock cl = {.r = r};
+    return r ? cond_wait(c, &cl, timeout) : CREW_EINVAL;
+}
+
+int crew_cond_wait_for_rlock(crew_cond *c, crew_rlock *r, crew_cond_pred pred, void *arg,
+                             double timeout)
+{
+    cond_lock cl = {.r = r};
+    return r ? cond_wait_for(c, &cl, pred, arg, timeout) : CREW_EINVAL;
 }
 
 static int notify(crew_cond *c, int n)
@@ -157,6 +219,12 @@ static int notify(crew_cond *c, int n)
 }
 
 int crew_cond_notify(crew_cond *c) { return notify(c, 1); }
+int crew_cond_notify_n(crew_cond *c, unsigned n)
+{
+    if (n == 0) /* Python's notify(0) wakes nobody; it is still a valid call */
+        return cond_ok(c) ? 0 : CREW_EINVAL;
+    return notify(c, n > INT32_MAX ? INT32_MAX : (int)n);
+}
 int crew_cond_notify_all(crew_cond *c) { return notify(c, INT32_MAX); }
 
 int crew_cond_destroy(crew_cond *c)

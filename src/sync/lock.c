@@ -47,6 +47,12 @@
  * before it returns CREW_ETIMEDOUT. Caveats (docs/sync.md): a
  * recycled pid+tid would look alive; processes must share a pid namespace.
  *
+ * Inspection (locked, owner_get, rlock count) reads the word once and
+ * reports a snapshot; crew_rlock_count is exact for the caller because only
+ * the owner writes the count. A condition wait over an rlock releases every
+ * level with one release of the word (crew__rlock_release_save) and restores
+ * the count after re-acquiring.
+ *
  * Nothing here allocates, so a process can die at any instruction: the word
  * is always either free, owned by a live or dead thread, or special.
  *
@@ -450,4 +456,86 @@ int crew_rlock_destroy(crew_rlock *r)
     if (!r)
         return CREW_EINVAL;
     return lw_destroy(&rl(r)->word);
+}
+
+/* ------------------------------------------------------------ inspection
+ * Python's locked(), RLock's _is_owned() / _recursion_count(), and the
+ * owner's ids. All read the word once (a snapshot: another thread may take
+ * or drop the lock the moment after). */
+static int lw_locked(_Atomic uint64_t *w)
+{
+    uint64_t owner = crew__lw_owner(atomic_load_explicit(w, memory_order_acquire));
+    if (owner == 0)
+        return 0;
+    if (is_special(owner))
+        return special_status(owner);
+    return 1;
+}
+
+static int lw_owner_get(_Atomic uint64_t *w, pid_t *pid, pid_t *tid)
+{
+    uint64_t owner = crew__lw_owner(atomic_load_explicit(w, memory_order_acquire));
+    if (is_special(owner) && owner != 0)
+        return special_status(owner);
+    if (pid)
+        *pid = (pid_t)(owner >> 32);
+    if (tid)
+        *tid = (pid_t)(uint32_t)owner;
+    return 0;
+}
+
+int crew_lock_locked(crew_lock *l) { return l ? lw_locked(lock_word(l)) : CREW_EINVAL; }
+
+int crew_lock_owner_get(crew_lock *l, pid_t *pid, pid_t *tid)
+{
+    return l ? lw_owner_get(lock_word(l), pid, tid) : CREW_EINVAL;
+}
+
+int crew_rlock_locked(crew_rlock *r) { return r ? lw_locked(&rl(r)->word) : CREW_EINVAL; }
+
+int crew_rlock_owner_get(crew_rlock *r, pid_t *pid, pid_t *tid)
+{
+    return r ? lw_owner_get(&rl(r)->word, pid, tid) : CREW_EINVAL;
+}
+
+int crew_rlock_count(crew_rlock *r)
+{
+    if (!r)
+        return CREW_EINVAL;
+    rlock_impl *p = rl(r);
+    uint64_t owner = crew__lw_owner(atomic_load_explicit(&p->word, memory_order_acquire));
+    if (owner == CREW__LW_DESTROYED)
+        return CREW_EINVAL;
+    /* Only the owner writes the count, so the caller's own count is exact;
+     * anyone else holds 0 levels. */
+    if (owner != crew__lw_self())
+        return 0;
+    return (int)atomic_load_explicit(&p->count, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------ for cond.c
+ * Python's RLock._release_save / _acquire_restore: a condition wait over an
+ * rlock drops every level at once and takes them all back. */
+int crew__rlock_release_save(crew_rlock *r, uint32_t *saved)
+{
+    rlock_impl *p = rl(r);
+    uint64_t me = crew__lw_self();
+    uint64_t v = atomic_load_explicit(&p->word, memory_order_relaxed);
+    if (crew__lw_owner(v) != me)
+        return crew__lw_owner(v) == CREW__LW_DESTROYED ? CREW_EINVAL : CREW_EPERM;
+    *saved = atomic_load_explicit(&p->count, memory_order_relaxed);
+    atomic_store_explicit(&p->count, 0, memory_order_relaxed);
+    v = me;
+    if (atomic_compare_exchange_strong_explicit(&p->word, &v, 0, memory_order_release,
+                                                memory_order_relaxed))
+        return 0;
+    return crew__lw_release_slow(&p->word, me, v);
+}
+
+int crew__rlock_acquire_restore(crew_rlock *r, uint32_t saved)
+{
+    int rc = crew_rlock_acquire(r, CREW_FOREVER);
+    if (rc == 0 || rc == CREW_EOWNERDEAD)
+        atomic_store_explicit(&rl(r)->count, saved, memory_order_relaxed);
+    return rc;
 }

@@ -166,4 +166,12 @@ static inline _Atomic uint32_t *crew__low_half(_Atomic uint64_t *w)
 int crew__sync_sleep(_Atomic uint32_t *addr, uint32_t val, const crew__deadline *d,
                      uint32_t *slice_ns);
 
+/* For a condition wait over an rlock (cond.c): drop every level the caller
+ * holds, saving the count (0; CREW_EPERM not the owner, nothing released;
+ * CREW_EINVAL destroyed), and take them all back, waiting forever (the
+ * status of crew_rlock_acquire; on 0 and CREW_EOWNERDEAD the count is
+ * `saved` again). */
+int crew__rlock_release_save(crew_rlock *r, uint32_t *saved);
+int crew__rlock_acquire_restore(crew_rlock *r, uint32_t saved);
+
 #endif /* CREW__SYNC_H */
