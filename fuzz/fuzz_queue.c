@@ -2,7 +2,7 @@
  * fuzz_queue -- crew_queue_attach, put and get on arbitrary memfd contents.
  *
  * Input: byte 0 picks the mode.
- *  raw (bit 0 set): the rest is the region -- its first 512 bytes the ring
+ *  raw (bit 0 set): the rest is the region -- its first 576 bytes the ring
  *    header (magic, geometry, counters, locks), the next ones the start of
  *    the data area -- in a sealed memfd of one header page and 4 KiB of
  *    data. The harness attaches and, if that works, makes a fixed series of
@@ -11,7 +11,8 @@
  *    program of steps, each one byte of opcode and its operands: patch the
  *    region through a mapping of its own (as a hostile peer would), put,
  *    get, put_with, get_with, info, fd, attach another handle, close,
- *    switch handles. So corruptions land on live states: queued records,
+ *    close_now, the joinable calls and counts, switch handles; the queue is
+ *    joinable or not by a bit of its capacity byte. So corruptions land on live states: queued records,
  *    wrapped rings, handles of different geometry.
  * Every call uses timeout 0. See fuzz_common.h for what is checked.
  */
@@ -21,7 +22,8 @@
 
 #include <stddef.h>
 
-enum { MAX_HANDLES = 4, HDR_BYTES = 512, MAX_STEPS = 64 };
+/* HDR_BYTES: the ring header's lines up to the joinable one (ring.h). */
+enum { MAX_HANDLES = 4, HDR_BYTES = 576, MAX_STEPS = 64 };
 
 typedef struct handle {
     crew_queue *q;
@@ -115,13 +117,56 @@ static void op_close(handle *h, const crew__ring *raw)
     fz_rc("close", crew_queue_close(h->q), proto_codes, &h->broken);
 }
 
+/* close_now takes both locks (each for at most ~1 s): skipped unless both
+ * words are free, as close is. */
+static void op_close_now(handle *h, const crew__ring *raw)
+{
+    if (atomic_load_explicit(&raw->prod_lock, memory_order_relaxed) != 0 ||
+        atomic_load_explicit(&raw->cons_lock, memory_order_relaxed) != 0)
+        return;
+    size_t dropped = 0;
+    fz_rc("close_now", crew_queue_close_now(h->q, &dropped), proto_codes, &h->broken);
+    FZ_CHECK(dropped <= h->cap / 8, "dropped %zu from a ring of %zu bytes", dropped, h->cap);
+}
+
+/* The joinable calls and the counts: documented codes only; a message
+ * count never above what the bytes can hold; join never blocks (timeout 0). */
+static void op_tasks(handle *h, uint8_t which)
+{
+    static const int done_codes[] = {CREW_ESTATE, CREW_ENOTSUP, CREW_EPROTO, 0};
+    static const int join_codes[] = {CREW_ETIMEDOUT, CREW_ENOTSUP, CREW_EPROTO, 0};
+    static const int bool_codes[] = {1, CREW_EPROTO, 0};
+    switch (which % 5) {
+    case 0:
+        fz_rc("task_done", crew_queue_task_done(h->q), done_codes, &h->broken);
+        break;
+    case 1:
+        fz_rc("join", crew_queue_join(h->q, 0), join_codes, &h->broken);
+        break;
+    case 2: {
+        size_t m = 0, u = 0;
+        int rc = crew_queue_counts_get(h->q, &m, &u);
+        fz_rc("counts", rc, proto_codes, &h->broken);
+        if (rc == 0)
+            FZ_CHECK(m <= h->cap / 8, "%zu messages in a ring of %zu bytes", m, h->cap);
+        break;
+    }
+    case 3:
+        fz_rc("empty", crew_queue_empty(h->q), bool_codes, &h->broken);
+        break;
+    default:
+        fz_rc("full", crew_queue_full(h->q), bool_codes, &h->broken);
+        break;
+    }
+}
+
 static void run(fz_in *in, handle *hs, int *nh, int fd, uint8_t *raw, size_t patchable)
 {
     int cur = 0;
     for (int step = 0; step < MAX_STEPS && in->n > 0; step++) {
         handle *h = &hs[cur];
         uint8_t op = fz_u8(in);
-        switch (op % 11) {
+        switch (op % 13) {
         case 0:
         case 1: { /* patch 1..8 bytes */
             size_t off = fz_u16(in) % patchable;
@@ -161,6 +206,12 @@ static void run(fz_in *in, handle *hs, int *nh, int fd, uint8_t *raw, size_t pat
         case 9:
             op_close(h, (const crew__ring *)raw);
             break;
+        case 10:
+            op_close_now(h, (const crew__ring *)raw);
+            break;
+        case 11:
+            op_tasks(h, fz_u8(in));
+            break;
         default:
             cur = fz_u8(in) % *nh;
             break;
@@ -193,6 +244,9 @@ static void raw_mode(fz_in *in)
         op_put(&h, 200, true);
         op_get(&h, FZ_BUF);
         op_info(&h);
+        for (uint8_t k = 0; k < 5; k++)
+            op_tasks(&h, k);
+        op_close_now(&h, raw);
         op_close(&h, raw);
         op_get(&h, FZ_BUF);
         munmap(raw, size);
@@ -204,7 +258,8 @@ static void raw_mode(fz_in *in)
 static void program_mode(fz_in *in)
 {
     static const size_t caps[] = {64, 128, 256, 4096};
-    crew_queue_options o = {.capacity = caps[fz_u8(in) % 4]};
+    uint8_t c = fz_u8(in);
+    crew_queue_options o = {.capacity = caps[c % 4], .joinable = (c >> 2) & 1};
     crew_queue *q;
     FZ_CHECK(crew_queue_create(&q, &o) == 0, "create");
     int fd;

@@ -829,6 +829,12 @@ typedef struct crew_queue_options {
     /* Largest message accepted; 0 = the largest that fits
      * (capacity - 8, at most 2^32 - 2). Larger than that is CREW_EINVAL. */
     size_t max_message;
+    /* Non-zero: a joinable queue (Python's JoinableQueue): every put counts
+     * an unfinished task, crew_queue_task_done() finishes one and
+     * crew_queue_join() waits until none is left. The count lives in the
+     * queue's shared memory, so it is one count for every process. Costs
+     * two atomic operations per put. */
+    int joinable;
 } crew_queue_options;
 
 /* Creates a queue. opts may be NULL (defaults). Returns 0, CREW_EINVAL (NULL
@@ -917,6 +923,56 @@ typedef struct crew_queue_status {
 /* A snapshot of the queue. Returns 0, CREW_EINVAL or CREW_EPROTO
  * (broken). */
 CREW_API int crew_queue_status_get(crew_queue *q, crew_queue_status *out);
+
+/* Closes the queue at once (Python's shutdown(immediate=True)): as
+ * crew_queue_close, and every message still queued is dropped, so gets
+ * return CREW_EOF from now on; blocked putters get CREW_ECLOSED and blocked
+ * getters CREW_EOF, at once. On a joinable queue the dropped messages count
+ * as done (join returns once the tasks already taken are done). *dropped
+ * (may be NULL) receives how many were dropped. A get in progress finishes
+ * first; the drop waits for it at most ~1 s (as close waits for a put), and
+ * past that drops nothing (gets then drain what is left, as after
+ * crew_queue_close). Idempotent. Returns 0, CREW_EINVAL or CREW_EPROTO
+ * (broken). */
+CREW_API int crew_queue_close_now(crew_queue *q, size_t *dropped);
+
+/* Python's JoinableQueue.task_done(): marks one message put earlier as
+ * processed. Returns 0; CREW_ESTATE when no task is unfinished -- more
+ * task_done calls than messages put (Python raises ValueError), nothing
+ * changed; CREW_ENOTSUP (not a joinable queue); CREW_EINVAL; CREW_EPROTO
+ * (broken). */
+CREW_API int crew_queue_task_done(crew_queue *q);
+
+/* Python's JoinableQueue.join(), with a timeout: waits until every message
+ * ever put has been task_done'd (or dropped by crew_queue_close_now), in
+ * every process. Returns 0; CREW_ETIMEDOUT (timeout 0: a poll); CREW_ENOTSUP
+ * (not joinable); CREW_EINVAL (NULL q, NaN timeout); CREW_EPROTO (broken,
+ * also while waiting). A peer that corrupts the count can only make join
+ * time out. A producer killed inside a put is settled by the next put
+ * (its task is counted only if its message was queued). */
+CREW_API int crew_queue_join(crew_queue *q, double timeout);
+
+/* Snapshot counts: *messages (Python's qsize()) the messages queued now,
+ * *unfinished the tasks not yet done (0 unless joinable); either may be
+ * NULL. Approximate under concurrent use, as Python's: a process killed in
+ * the middle of a put or get may leave the message count one off while
+ * anything is queued (it is 0 whenever the queue is empty). Returns 0,
+ * CREW_EINVAL or CREW_EPROTO (broken). */
+CREW_API int crew_queue_counts_get(crew_queue *q, size_t *messages, size_t *unfinished);
+
+/* Python's empty(): 1 when no message is queued, else 0. A snapshot.
+ * Returns 1, 0, CREW_EINVAL or CREW_EPROTO (broken). */
+CREW_API int crew_queue_empty(crew_queue *q);
+
+/* Python's full(): 1 when not even an empty message would fit now, else 0
+ * (a byte-bounded queue: a larger message may not fit while this says 0;
+ * use crew_queue_try_put to know). Returns 1, 0, CREW_EINVAL or
+ * CREW_EPROTO (broken). */
+CREW_API int crew_queue_full(crew_queue *q);
+
+/* 1 if q was created joinable (options.joinable), else 0; CREW_EINVAL or
+ * CREW_EPROTO (broken). */
+CREW_API int crew_queue_joinable(crew_queue *q);
 
 /* ================================================================== pipes
  *

@@ -86,6 +86,10 @@ static const struct {
     {offsetof(crew__ring, data_waiters), 4},  {offsetof(crew__ring, space_seq), 4},
     {offsetof(crew__ring, space_waiters), 4}, {offsetof(crew__ring, closed), 4},
     {offsetof(crew__ring, recoveries), 4},    {offsetof(crew__ring, broken), 4},
+    {offsetof(crew__ring, flags), 4},         {offsetof(crew__ring, puts), 8},
+    {offsetof(crew__ring, pending_tail), 8},  {offsetof(crew__ring, gets), 8},
+    {offsetof(crew__ring, unfinished), 8},    {offsetof(crew__ring, done_seq), 4},
+    {offsetof(crew__ring, done_waiters), 4},
 };
 #define HP_NFIELDS (sizeof hp_ring_fields / sizeof hp_ring_fields[0])
 

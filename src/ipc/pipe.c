@@ -240,7 +240,8 @@ int crew_pipe_create(crew_pipe **a, crew_pipe **b, const crew_pipe_options *opts
     crew__ring_view unused_view;
     _Atomic bool unused = false;
     for (int i = 0; i < 2; i++)
-        crew__ring_init(&unused_view, (crew__ring *)((uint8_t *)s + off[i]), cap, max, &unused);
+        crew__ring_init(&unused_view, (crew__ring *)((uint8_t *)s + off[i]), cap, max, 0,
+                        &unused);
     s->magic = PIPE_MAGIC;
     munmap(addr, total); /* each handle maps through its own description */
 

@@ -50,7 +50,7 @@ int crew_queue_create(crew_queue **out, const crew_queue_options *opts)
         crew__free(q);
         return rc;
     }
-    crew__ring_init(&q->v, addr, cap, max, &q->broken);
+    crew__ring_init(&q->v, addr, cap, max, o.joinable ? CREW__RING_JOINABLE : 0, &q->broken);
     *out = q;
     return 0;
 }
@@ -180,4 +180,75 @@ int crew_queue_status_get(crew_queue *q, crew_queue_status *out)
     out->used = (size_t)used;
     out->closed = closed;
     return 0;
+}
+
+int crew_queue_close_now(crew_queue *q, size_t *dropped)
+{
+    if (!q)
+        return CREW_EINVAL;
+    uint64_t n = 0;
+    int rc = crew__ring_close_drop(&q->v, CREW__RING_CLOSE_WAIT, &n);
+    if (dropped)
+        *dropped = (size_t)n;
+    return rc;
+}
+
+int crew_queue_task_done(crew_queue *q)
+{
+    return q ? crew__ring_task_done(&q->v) : CREW_EINVAL;
+}
+
+int crew_queue_join(crew_queue *q, double timeout)
+{
+    if (!q || crew__timeout_bad(timeout))
+        return CREW_EINVAL;
+    return crew__ring_join(&q->v, timeout);
+}
+
+int crew_queue_counts_get(crew_queue *q, size_t *messages, size_t *unfinished)
+{
+    if (!q)
+        return CREW_EINVAL;
+    uint64_t m, u;
+    int rc = crew__ring_counts(&q->v, &m, &u);
+    if (rc != 0)
+        return rc;
+    if (messages)
+        *messages = (size_t)m;
+    if (unfinished)
+        *unfinished = (size_t)u;
+    return 0;
+}
+
+/* Python's empty() and full(), from the byte counts: full means not even a
+ * message of 0 bytes (one 8-byte record) fits now. */
+static int queue_used(crew_queue *q, uint64_t *used)
+{
+    if (!q)
+        return CREW_EINVAL;
+    bool closed;
+    unsigned rec;
+    return crew__ring_status(&q->v, used, &closed, &rec);
+}
+
+int crew_queue_empty(crew_queue *q)
+{
+    uint64_t used;
+    int rc = queue_used(q, &used);
+    return rc ? rc : used == 0;
+}
+
+int crew_queue_full(crew_queue *q)
+{
+    uint64_t used;
+    int rc = queue_used(q, &used);
+    return rc ? rc : used + CREW__RING_HDR > q->v.cap;
+}
+
+int crew_queue_joinable(crew_queue *q)
+{
+    if (!q)
+        return CREW_EINVAL;
+    int rc = crew__ring_check(&q->v);
+    return rc ? rc : (q->v.flags & CREW__RING_JOINABLE) != 0;
 }

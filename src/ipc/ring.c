@@ -109,12 +109,27 @@
  *    messages, change the bytes of a message while a get_with callback reads
  *    them in place, and hold a lock (or never put) so that waiters time out.
  *
+ * Joinable rings (ring_tasks.c has task_done and join; docs/queue.md the
+ * whole story). unfinished = count << 1 | PENDING. A put counts its task
+ * before its tail store, PENDING set around it and the tail to be published
+ * in pending_tail (commit()); whoever takes prod_lock over from a producer
+ * killed in between settles it (settle_pending): tail == pending_tail keeps
+ * the count, anything else withdraws it. Only prod_lock's holder touches
+ * the bit. A hostile peer can forge the count: join times out or returns
+ * early, nothing else reads it.
+ *
+ * Message counts: `puts` / `gets`, written by each side's lock holder;
+ * qsize is their difference clamped to what the bytes hold (0 when
+ * tail == head). Close at once (crew__ring_close_drop): a close, then the
+ * records are walked with the get's checks (head_record, bounded by the
+ * committed bytes) and freed, their tasks counted done. Peek
+ * (crew__ring_peek): a get that checks the head record and leaves it.
+ *
  * Timeouts: deadlines are absolute (crew__deadline); a timeout of 0 never
  * sleeps and reports CREW_EAGAIN; a lock is "busy" for a poll only after a
  * spin, since a lock is held for one copy at most.
  */
-#include "ipc/ring.h"
-#include "sync/sync.h"
+#include "ipc/ring_impl.h"
 
 #include <string.h>
 
@@ -142,34 +157,6 @@ static void slice_deadline(crew__deadline *out, const crew__deadline *d, uint64_
         out->at = d->at;
 }
 
-/* A deadline computed on first use: reading the clock costs more than a
- * whole uncontended put or get on some virtual machines, so the fast paths
- * never do; the clock starts when a call first has to wait, at most one
- * copy after the call began. */
-typedef struct lazy_deadline {
-    double timeout;
-    bool ready;
-    crew__deadline d;
-} lazy_deadline;
-
-static const crew__deadline *dl(lazy_deadline *l)
-{
-    if (!l->ready) {
-        crew__deadline_init(&l->d, l->timeout);
-        l->ready = true;
-    }
-    return &l->d;
-}
-
-/* ------------------------------------------------------------ shared values
- * Everything in the ring can be rewritten at any moment by any process that
- * maps it (see HOSTILE PEERS above). A value this process acts on is read
- * once (rd32/rd64: a volatile read, so the compiler cannot read it twice and
- * check one copy but use the other), checked, and only then used. */
-
-static inline uint32_t rd32(const void *p) { return *(const volatile uint32_t *)p; }
-static inline uint64_t rd64(const void *p) { return *(const volatile uint64_t *)p; }
-
 /* The shared half of breaking: the flag every process checks, and a wake-up
  * of every waiter so that it sees the flag now rather than at its deadline. */
 static void ring_mark_broken(crew__ring *r)
@@ -177,8 +164,10 @@ static void ring_mark_broken(crew__ring *r)
     atomic_store_explicit(&r->broken, 1, memory_order_seq_cst);
     atomic_fetch_add_explicit(&r->data_seq, 1, memory_order_seq_cst);
     atomic_fetch_add_explicit(&r->space_seq, 1, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&r->done_seq, 1, memory_order_seq_cst);
     crew__futex_wake(&r->data_seq, INT32_MAX);
     crew__futex_wake(&r->space_seq, INT32_MAX);
+    crew__futex_wake(&r->done_seq, INT32_MAX);
 }
 
 int crew__ring_break(crew__ring_view *v)
@@ -188,33 +177,28 @@ int crew__ring_break(crew__ring_view *v)
     return CREW_EPROTO;
 }
 
-/* Someone else broke the ring: remember it here, so that a peer clearing
- * the shared flag again does not make the ring usable for us. */
-static int ring_seen_broken(crew__ring_view *v)
-{
-    atomic_store_explicit(v->broken, true, memory_order_relaxed);
-    return CREW_EPROTO;
-}
-
-/* The first step of every call. The constants are not used (the view's
- * copies are), but a header whose constants changed has been written over:
- * nothing else in it can be trusted either. */
-static inline int ring_enter(crew__ring_view *v)
-{
-    if (CREW__UNLIKELY(atomic_load_explicit(v->broken, memory_order_relaxed)))
-        return CREW_EPROTO;
-    crew__ring *r = v->hdr;
-    if (CREW__UNLIKELY(atomic_load_explicit(&r->broken, memory_order_acquire) != 0))
-        return ring_seen_broken(v);
-    if (CREW__UNLIKELY(rd64(&r->magic) != CREW__RING_MAGIC || rd64(&r->cap) != v->cap ||
-                      rd64(&r->max_msg) != v->max_msg))
-        return crew__ring_break(v);
-    return 0;
-}
-
 int crew__ring_check(crew__ring_view *v) { return ring_enter(v); }
 
 /* ------------------------------------------------------------ locks */
+
+/* A producer died holding prod_lock between counting its message as an
+ * unfinished task and clearing PENDING (see "Joinable" in DESIGN): if its
+ * tail store landed, the message is queued and only the bit is left to
+ * clear; if not, the count is taken back. We hold prod_lock now, so nobody
+ * else sets or clears the bit meanwhile (task_done moves only the count). */
+static void settle_pending(crew__ring *r)
+{
+    uint64_t u = atomic_load_explicit(&r->unfinished, memory_order_relaxed);
+    if (!(u & CREW__RING_PENDING))
+        return;
+    bool published = atomic_load_explicit(&r->tail, memory_order_relaxed) == rd64(&r->pending_tail);
+    if (published || u < CREW__RING_ONE_TASK + CREW__RING_PENDING)
+        atomic_fetch_and_explicit(&r->unfinished, ~(uint64_t)CREW__RING_PENDING,
+                                  memory_order_relaxed);
+    else
+        atomic_fetch_sub_explicit(&r->unfinished, CREW__RING_ONE_TASK + CREW__RING_PENDING,
+                                  memory_order_relaxed);
+}
 
 /* The slow half of taking a ring lock: crew_lock's core, with the ring's
  * rules (sync/lock.c, "Other users"): the caller's deadline, a spin even on
@@ -230,6 +214,8 @@ static int lock_slow(crew__ring_view *v, _Atomic uint64_t *w, uint64_t me, uint6
     if (rc == CREW_EOWNERDEAD) {
         atomic_fetch_add_explicit(&v->hdr->recoveries, 1, memory_order_relaxed);
         (void)crew__lw_consistent(w, me); /* a peer's rewrite shows at unlock */
+        if (w == &v->hdr->prod_lock && (v->flags & CREW__RING_JOINABLE))
+            settle_pending(v->hdr);
         return 0;
     }
     if (rc == CREW_EPROTO)
@@ -261,17 +247,6 @@ static inline bool lock_drop(_Atomic uint64_t *w)
 }
 
 /* ------------------------------------------------------------ events */
-
-static inline void event_signal(_Atomic uint32_t *seq, _Atomic uint32_t *waiters)
-{
-    /* A read-modify-write of the waiters word, not a fence + load: both
-     * sides then order themselves in that one word's modification order
-     * (see DESIGN), which C11 and TSan both understand. */
-    if (CREW__UNLIKELY(atomic_fetch_add_explicit(waiters, 0, memory_order_seq_cst) != 0)) {
-        atomic_fetch_add_explicit(seq, 1, memory_order_release);
-        crew__futex_wake(seq, INT32_MAX);
-    }
-}
 
 /* Waits until *pos != seen or the ring is closed. Returns 0 (the condition
  * may hold: callers re-check under their lock), CREW_ETIMEDOUT, CREW_EPIPE
@@ -358,7 +333,7 @@ size_t crew__ring_bytes(uint64_t cap)
 
 
 void crew__ring_init(crew__ring_view *v, crew__ring *r, uint64_t cap, uint64_t max_msg,
-                     _Atomic bool *broken)
+                     uint32_t flags, _Atomic bool *broken)
 {
     /* Fresh memfd pages are zero: only the constants need writing. */
     uint64_t bytes = crew__ring_bytes(cap);
@@ -367,12 +342,14 @@ void crew__ring_init(crew__ring_view *v, crew__ring *r, uint64_t cap, uint64_t m
     r->max_msg = max_msg;
     r->ring_size_lo = (uint32_t)bytes;
     r->ring_size_hi = (uint32_t)(bytes >> 32);
+    r->flags = flags;
     atomic_store_explicit(&r->tail, 0, memory_order_relaxed);
     atomic_store_explicit(&r->head, 0, memory_order_relaxed);
     r->head_seen = 0;
     atomic_store_explicit(&r->closed, 0, memory_order_relaxed);
     r->magic = CREW__RING_MAGIC; /* last: a ring is valid once this reads right */
-    *v = (crew__ring_view){.hdr = r, .cap = cap, .max_msg = max_msg, .broken = broken};
+    *v = (crew__ring_view){
+        .hdr = r, .cap = cap, .max_msg = max_msg, .flags = flags, .broken = broken};
 }
 
 int crew__ring_attach(crew__ring_view *v, crew__ring *r, size_t avail, _Atomic bool *broken)
@@ -383,15 +360,17 @@ int crew__ring_attach(crew__ring_view *v, crew__ring *r, size_t avail, _Atomic b
     /* A crew ring from here on: what is wrong with it is a protocol error,
      * and every process that uses it must hear of it. */
     uint64_t cap = rd64(&r->cap), max = rd64(&r->max_msg);
+    uint32_t flags = rd32(&r->flags);
     uint64_t bytes = (uint64_t)rd32(&r->ring_size_lo) | (uint64_t)rd32(&r->ring_size_hi) << 32;
     if (cap < 64 || cap % 8 != 0 || cap > MAX_CAPACITY || bytes != crew__ring_bytes(cap) ||
-        bytes > avail || max > cap - CREW__RING_HDR || max > SKIP_LEN - 1) {
+        bytes > avail || max > cap - CREW__RING_HDR || max > SKIP_LEN - 1 ||
+        (flags & ~CREW__RING_JOINABLE) != 0) {
         ring_mark_broken(r);
         return CREW_EPROTO;
     }
     if (atomic_load_explicit(&r->broken, memory_order_acquire))
         return CREW_EPROTO;
-    *v = (crew__ring_view){.hdr = r, .cap = cap, .max_msg = max, .broken = broken};
+    *v = (crew__ring_view){.hdr = r, .cap = cap, .max_msg = max, .flags = flags, .broken = broken};
     return 0;
 }
 
@@ -416,6 +395,36 @@ int crew__ring_status(crew__ring_view *v, uint64_t *used, bool *closed, unsigned
 }
 
 /* ------------------------------------------------------------ put */
+
+/* One more message in a counter only the lock holder writes (others read
+ * it for qsize): no RMW needed. */
+static inline void count_one(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* Publishes a record ending at `next` (prod_lock held). A joinable ring
+ * counts the task before the tail store, so no consumer can task_done a
+ * message not yet counted, with PENDING set around the store so that the
+ * next holder of prod_lock can settle a put that died in between
+ * (settle_pending). The counter of puts is the producers' own: a plain
+ * store under the lock. */
+static inline void commit(crew__ring_view *v, uint64_t next)
+{
+    crew__ring *r = v->hdr;
+    bool joinable = v->flags & CREW__RING_JOINABLE;
+    if (joinable) {
+        r->pending_tail = next;
+        atomic_fetch_add_explicit(&r->unfinished, CREW__RING_ONE_TASK + CREW__RING_PENDING,
+                                  memory_order_relaxed);
+    }
+    atomic_store_explicit(&r->tail, next, memory_order_release);
+    count_one(&r->puts);
+    if (joinable)
+        atomic_fetch_and_explicit(&r->unfinished, ~(uint64_t)CREW__RING_PENDING,
+                                  memory_order_release);
+}
 
 static inline void write_header(uint8_t *at, uint32_t len)
 {
@@ -522,7 +531,7 @@ int crew__ring_put(crew__ring_view *v, const void *src, size_t len, crew__fill_f
                 fill(rec + CREW__RING_HDR, len, arg);
             else if (len)
                 memcpy(rec + CREW__RING_HDR, src, len);
-            atomic_store_explicit(&r->tail, next, memory_order_release);
+            commit(v, next);
             if (!lock_drop(&r->prod_lock))
                 return crew__ring_break(v);
             event_signal(&r->data_seq, &r->data_waiters);
@@ -547,70 +556,110 @@ corrupt:
 
 /* ------------------------------------------------------------ get */
 
-int crew__ring_get(crew__ring_view *v, void *buf, size_t bufcap, size_t *len_out,
-                   crew__read_fn fn, void *arg, double timeout, const crew__ring_peer *peer)
+/* Under cons_lock, with t the tail read after `closed`: moves *h past a
+ * SKIP record if one lies at the head (*freed then), and finds the record
+ * there. Returns 1 (*rec, *mlen: the record at *h), 0 (empty: *h == t) or
+ * -1 (corrupted: the caller breaks the ring). At most two turns: a SKIP,
+ * then a record at offset 0. */
+static int head_record(crew__ring_view *v, uint64_t *h, uint64_t t, const uint8_t **rec,
+                       uint32_t *mlen, bool *freed)
+{
+    crew__ring *r = v->hdr;
+    const uint64_t cap = v->cap;
+    while (t != *h) {
+        uint64_t off = *h % cap;
+        const uint8_t *at = ring_data(r) + off;
+        uint32_t len = rd32(at);
+        if (len == SKIP_LEN) {
+            /* Only a record that does not fit before the end is skipped: a
+             * SKIP never lies at offset 0 (so two never follow each other),
+             * and it was committed whole. */
+            if (off == 0 || cap - off > t - *h)
+                return -1;
+            *h += cap - off;
+            atomic_store_explicit(&r->head, *h, memory_order_release);
+            *freed = true;
+            continue;
+        }
+        /* Committed whole, and never wrapping past the end. */
+        uint64_t size = CREW__RING_HDR + round8(len);
+        if (len > v->max_msg || size > t - *h || size > cap - off)
+            return -1;
+        *rec = at;
+        *mlen = len;
+        return 1;
+    }
+    return 0;
+}
+
+/* Takes cons_lock and reads the head and tail (checked). 0 with the lock
+ * held, the lock's status, or CREW_EPROTO (corrupted; lock dropped). */
+static int cons_enter(crew__ring_view *v, lazy_deadline *d, uint64_t *h, uint64_t *t,
+                      bool *closed)
+{
+    crew__ring *r = v->hdr;
+    int rc = lock_take(v, &r->cons_lock, d);
+    if (rc != 0)
+        return rc;
+    *h = atomic_load_explicit(&r->head, memory_order_relaxed);
+    /* `closed` before `tail`: close() takes prod_lock, so every put that
+     * will ever commit has committed before closed reads 1. */
+    *closed = atomic_load_explicit(&r->closed, memory_order_acquire);
+    *t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    /* Records are multiples of 8; consumers never pass tail; producers
+     * never get more than cap ahead of head. */
+    if ((*h | *t) % 8 != 0 || *t < *h || *t - *h > v->cap) {
+        (void)lock_drop(&r->cons_lock);
+        return crew__ring_break(v);
+    }
+    return 0;
+}
+
+/* Get, or (peek) only look: a found message is left queued and the call
+ * returns 1. An empty ring at the deadline is CREW_EAGAIN / CREW_ETIMEDOUT
+ * for a get and 0 for a peek. */
+static int ring_get(crew__ring_view *v, void *buf, size_t bufcap, size_t *len_out,
+                    crew__read_fn fn, void *arg, double timeout, const crew__ring_peer *peer,
+                    bool peek)
 {
     int rc = ring_enter(v);
     if (rc != 0)
         return rc;
     crew__ring *r = v->hdr;
-    const uint64_t cap = v->cap;
     const bool poll = timeout == 0;
     bool peer_gone = false;
     lazy_deadline d = {.timeout = timeout};
 
     for (;;) {
-        rc = lock_take(v, &r->cons_lock, &d);
+        uint64_t h, t;
+        bool closed, freed = false;
+        rc = cons_enter(v, &d, &h, &t, &closed);
         if (rc != 0)
-            return rc == CREW_ETIMEDOUT && poll ? CREW_EAGAIN : rc;
-        uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
-        bool freed = false;
-        /* `closed` before `tail`: close() takes prod_lock, so every put that
-         * will ever commit has committed before closed reads 1. */
-        bool closed = atomic_load_explicit(&r->closed, memory_order_acquire);
-        uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
-        /* Records are multiples of 8; consumers never pass tail; producers
-         * never get more than cap ahead of head. */
-        if ((h | t) % 8 != 0 || t < h || t - h > cap)
+            return rc == CREW_ETIMEDOUT && poll ? (peek ? 0 : CREW_EAGAIN) : rc;
+        const uint8_t *rec;
+        uint32_t mlen;
+        int found = head_record(v, &h, t, &rec, &mlen, &freed);
+        if (found < 0)
             goto corrupt;
-        /* At most two turns: a SKIP, then a record at offset 0. */
-        while (t != h) {
-            uint64_t off = h % cap;
-            const uint8_t *rec = ring_data(r) + off;
-            uint32_t mlen = rd32(rec);
-            if (mlen == SKIP_LEN) {
-                /* Only a record that does not fit before the end is
-                 * skipped: a SKIP never lies at offset 0 (so two never
-                 * follow each other), and it was committed whole. */
-                if (off == 0 || cap - off > t - h)
-                    goto corrupt;
-                h += cap - off;
-                atomic_store_explicit(&r->head, h, memory_order_release);
-                freed = true;
-                continue;
-            }
-            uint64_t size = CREW__RING_HDR + round8(mlen);
-            /* Committed whole, and never wrapping past the end. */
-            if (mlen > v->max_msg || size > t - h || size > cap - off)
-                goto corrupt;
+        if (found) {
             if (len_out)
                 *len_out = mlen;
-            if (!fn && mlen > bufcap) {
-                if (!lock_drop(&r->cons_lock))
-                    return crew__ring_break(v);
-                if (freed)
-                    event_signal(&r->space_seq, &r->space_waiters);
-                return CREW_E2BIG;
+            bool take = !peek && (fn || mlen <= bufcap);
+            if (take) {
+                if (fn)
+                    fn(rec + CREW__RING_HDR, mlen, arg);
+                else if (mlen)
+                    memcpy(buf, rec + CREW__RING_HDR, mlen);
+                atomic_store_explicit(&r->head, h + CREW__RING_HDR + round8(mlen),
+                                      memory_order_release);
+                count_one(&r->gets);
+                freed = true;
             }
-            if (fn)
-                fn(rec + CREW__RING_HDR, mlen, arg);
-            else if (mlen)
-                memcpy(buf, rec + CREW__RING_HDR, mlen);
-            atomic_store_explicit(&r->head, h + size, memory_order_release);
             if (!lock_drop(&r->cons_lock))
                 return crew__ring_break(v);
-            event_signal(&r->space_seq, &r->space_waiters);
-            return 0;
+            if (freed)
+                event_signal(&r->space_seq, &r->space_waiters);
+            return peek ? 1 : take ? 0 : CREW_E2BIG;
         }
         if (!lock_drop(&r->cons_lock))
             return crew__ring_break(v);
@@ -621,19 +670,99 @@ int crew__ring_get(crew__ring_view *v, void *buf, size_t bufcap, size_t *len_out
         if (peer_gone)
             return CREW_EPIPE;
         if (poll)
-            return CREW_EAGAIN;
+            return peek ? 0 : CREW_EAGAIN;
         /* As in put: the deadline bounds the turns, however tail moves. */
         if (crew__deadline_expired(dl(&d)))
-            return CREW_ETIMEDOUT;
+            return peek ? 0 : CREW_ETIMEDOUT;
         rc = event_wait(v, &r->tail, t, &r->data_seq, &r->data_waiters, dl(&d), peer);
         if (rc == CREW_EPIPE)
             peer_gone = true; /* look once more: it may have sent before dying */
+        else if (rc == CREW_ETIMEDOUT && peek)
+            return 0;
         else if (rc != 0)
             return rc;
     }
 corrupt:
     (void)lock_drop(&r->cons_lock);
     return crew__ring_break(v);
+}
+
+int crew__ring_get(crew__ring_view *v, void *buf, size_t bufcap, size_t *len_out,
+                   crew__read_fn fn, void *arg, double timeout, const crew__ring_peer *peer)
+{
+    return ring_get(v, buf, bufcap, len_out, fn, arg, timeout, peer, false);
+}
+
+int crew__ring_peek(crew__ring_view *v, size_t *len_out, double timeout,
+                    const crew__ring_peer *peer)
+{
+    return ring_get(v, NULL, 0, len_out, NULL, NULL, timeout, peer, true);
+}
+
+/* Dropped messages will never be task_done'd: count them done (Python's
+ * shutdown(immediate=True) does the same), waking join when none is left.
+ * Clamped at 0: consumers may have done some already. */
+static void tasks_dropped(crew__ring *r, uint64_t n)
+{
+    uint64_t u = atomic_load_explicit(&r->unfinished, memory_order_relaxed), nu;
+    do {
+        uint64_t count = u >> 1;
+        nu = (count > n ? count - n : 0) << 1 | (u & CREW__RING_PENDING);
+    } while (!atomic_compare_exchange_weak_explicit(&r->unfinished, &u, nu, memory_order_seq_cst,
+                                                    memory_order_relaxed));
+    if (nu >> 1 == 0 && u >> 1 != 0)
+        event_signal(&r->done_seq, &r->done_waiters);
+}
+
+/* Under cons_lock: frees every queued record. 0 and *n the messages
+ * dropped, or -1 (corrupted). Bounded: each record is at least 8 bytes of
+ * what was committed. */
+static int drop_all(crew__ring_view *v, uint64_t h, uint64_t t, uint64_t *n)
+{
+    crew__ring *r = v->hdr;
+    bool freed = false;
+    *n = 0;
+    for (;;) {
+        const uint8_t *rec;
+        uint32_t mlen;
+        int found = head_record(v, &h, t, &rec, &mlen, &freed);
+        if (found <= 0)
+            return found;
+        h += CREW__RING_HDR + round8(mlen);
+        atomic_store_explicit(&r->head, h, memory_order_release);
+        count_one(&r->gets);
+        ++*n;
+    }
+}
+
+int crew__ring_close_drop(crew__ring_view *v, double lock_wait, uint64_t *dropped)
+{
+    if (dropped)
+        *dropped = 0;
+    int rc = crew__ring_close(v, lock_wait);
+    if (rc != 0)
+        return rc;
+    crew__ring *r = v->hdr;
+    lazy_deadline bounded = {.timeout = lock_wait};
+    uint64_t h, t, n = 0;
+    bool closed;
+    rc = cons_enter(v, &bounded, &h, &t, &closed);
+    if (rc == CREW_ETIMEDOUT || rc == CREW_EDEADLK)
+        return 0; /* a get holds the lock past lock_wait: gets drain the rest */
+    if (rc != 0)
+        return rc;
+    if (drop_all(v, h, t, &n) < 0) {
+        (void)lock_drop(&r->cons_lock);
+        return crew__ring_break(v);
+    }
+    if (!lock_drop(&r->cons_lock))
+        return crew__ring_break(v);
+    event_signal(&r->space_seq, &r->space_waiters);
+    if (dropped)
+        *dropped = n;
+    if (n && (v->flags & CREW__RING_JOINABLE))
+        tasks_dropped(v->hdr, n);
+    return 0;
 }
 
 int crew__ring_close(crew__ring_view *v, double lock_wait)

@@ -14,8 +14,16 @@
 /* 2: the memfd is sealed (F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) and the
  * header has a `broken` flag. 3: the lock words are crew_lock's (64 bits:
  * pid << 32 | tid | flags, sync/sync.h) where they held a 32-bit tid. An
- * older ring is not attached. */
-#define CREW__RING_VERSION 3u
+ * older ring is not attached. 4: `flags` (joinable), the message counters
+ * `puts` / `gets`, and the joinable line (unfinished, done_seq,
+ * done_waiters). */
+#define CREW__RING_VERSION 4u
+/* flags: the ring counts unfinished tasks (crew_queue_options.joinable). */
+#define CREW__RING_JOINABLE 1u
+/* unfinished = count << 1 | PENDING; PENDING: a put has counted its message
+ * but may not have published it yet (pending_tail says where it would). */
+#define CREW__RING_PENDING 1u
+#define CREW__RING_ONE_TASK 2u
 /* Every record starts with an 8-byte header; payloads are padded to 8. */
 #define CREW__RING_HDR 8u
 /* Where the data area starts, from the ring header (one page). */
@@ -32,7 +40,7 @@ typedef struct crew__ring {
     uint64_t cap;          /* data bytes, a multiple of 8 */
     uint64_t max_msg;      /* largest accepted payload */
     uint32_t ring_size_hi;
-    uint32_t pad0;
+    uint32_t flags; /* CREW__RING_JOINABLE */
 
     /* Published positions: each has a line of its own, written by one side
      * and polled by the other, so a poll sees one change per message. */
@@ -44,9 +52,12 @@ typedef struct crew__ring {
      * safe; it is re-read only when it says there is no room). */
     alignas(CREW__CACHELINE) _Atomic uint64_t prod_lock; /* a lock word (sync/sync.h) */
     uint64_t head_seen;
+    _Atomic uint64_t puts; /* messages committed, ever (written under prod_lock) */
+    uint64_t pending_tail; /* joinable: the tail the counted put publishes */
 
     /* Consumers' private line. */
     alignas(CREW__CACHELINE) _Atomic uint64_t cons_lock;
+    _Atomic uint64_t gets; /* messages taken or dropped, ever (written under cons_lock) */
 
     /* "Data arrived" event: bumped by producers when data_waiters > 0. */
     alignas(CREW__CACHELINE) _Atomic uint32_t data_seq;
@@ -60,6 +71,12 @@ typedef struct crew__ring {
     alignas(CREW__CACHELINE) _Atomic uint32_t closed;
     _Atomic uint32_t recoveries; /* locks taken over from dead owners */
     _Atomic uint32_t broken;     /* non-zero: someone found the ring corrupted */
+
+    /* Joinable rings: tasks put and not yet done (count << 1 | PENDING),
+     * and the "all done" event join waits on. */
+    alignas(CREW__CACHELINE) _Atomic uint64_t unfinished;
+    _Atomic uint32_t done_seq;
+    _Atomic uint32_t done_waiters;
 } crew__ring;
 
 /* One process's view of a ring. Everything in shared memory may be rewritten
@@ -72,6 +89,7 @@ typedef struct crew__ring_view {
     crew__ring *hdr;
     uint64_t cap;     /* data bytes, a multiple of 8, >= 64 */
     uint64_t max_msg; /* <= cap - CREW__RING_HDR */
+    uint32_t flags;   /* CREW__RING_JOINABLE, as at create/attach */
     _Atomic bool *broken;
 } crew__ring_view;
 
@@ -96,7 +114,7 @@ size_t crew__ring_bytes(uint64_t cap);
  * (crew__fd_sealed). */
 /* Writes a new ring into fresh (zeroed) memory and binds v to it. */
 void crew__ring_init(crew__ring_view *v, crew__ring *r, uint64_t cap, uint64_t max_msg,
-                     _Atomic bool *broken);
+                     uint32_t flags, _Atomic bool *broken);
 /* Checks a ring found in `avail` mapped bytes someone else made, reading
  * each field once, and binds v to the checked values. 0; CREW_EINVAL when
  * it is not a crew ring (magic, version); CREW_EPROTO when it is one but
@@ -132,6 +150,26 @@ int crew__ring_get(crew__ring_view *v, void *buf, size_t cap, size_t *len_out,
  * thread's id into the word) cannot hold it up for ever. 0 or CREW_EPROTO. */
 #define CREW__RING_CLOSE_WAIT 1.0 /* seconds: crew_queue_close, crew_pipe_close */
 int crew__ring_close(crew__ring_view *v, double lock_wait);
+/* crew__ring_close, then drops every queued message (waiting up to
+ * lock_wait for cons_lock too; past that nothing is dropped and gets drain
+ * as after a plain close). Dropped messages count as done for join.
+ * *dropped (may be NULL) receives how many. 0 or CREW_EPROTO. */
+int crew__ring_close_drop(crew__ring_view *v, double lock_wait, uint64_t *dropped);
+
+/* Joinable rings. task_done: 0, CREW_ESTATE (no unfinished task),
+ * CREW_EPROTO. join: waits until no task is unfinished: 0, CREW_ETIMEDOUT,
+ * CREW_EPROTO. Both CREW_ENOTSUP on a ring that is not joinable. */
+int crew__ring_task_done(crew__ring_view *v);
+int crew__ring_join(crew__ring_view *v, double timeout);
+/* Snapshot counts: messages queued (puts - gets, 0 when no bytes are
+ * queued, never more than fit) and unfinished tasks (0 if not joinable). */
+int crew__ring_counts(crew__ring_view *v, uint64_t *messages, uint64_t *unfinished);
+/* Whether a message is ready at the head, without taking it: waits up to
+ * timeout. 1 (ready; *len_out, may be NULL, gets its length), 0 (none by
+ * the deadline, or a poll found none), CREW_EOF (closed and drained),
+ * CREW_EPIPE (peer gone and drained), CREW_EPROTO. */
+int crew__ring_peek(crew__ring_view *v, size_t *len_out, double timeout,
+                    const crew__ring_peer *peer);
 
 /* 0, or CREW_EPROTO when the ring is (or is now found) broken. */
 int crew__ring_check(crew__ring_view *v);
