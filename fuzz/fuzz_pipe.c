@@ -10,8 +10,8 @@
  *    fixed series of calls.
  *  program (bit 0 clear): a real pipe (capacity from byte 1), then a
  *    program of steps: patch the region through a mapping of its own, send,
- *    recv, recv_with, fd, attach another handle to either end, close, switch
- *    handles.
+ *    recv, recv_with, poll, fd, attach another handle to either end, close,
+ *    switch handles; the pipe is one-way or duplex by a bit of byte 1.
  * Every call uses timeout 0. See fuzz_common.h for what is checked.
  */
 #include "fuzz_common.h"
@@ -43,8 +43,8 @@ static layout layout_for(size_t cap)
     l.max = l.ring_bytes - CREW__RING_DATA_OFF - CREW__RING_HDR;
     size_t r0 = PIPE_HDR, r1 = PIPE_HDR + l.ring_bytes, d = l.ring_bytes - CREW__RING_DATA_OFF;
     l.pieces[0] = (piece){0, 128};                           /* pipe header */
-    l.pieces[1] = (piece){r0, 512};                          /* ring 0 header */
-    l.pieces[2] = (piece){r1, 512};                          /* ring 1 header */
+    l.pieces[1] = (piece){r0, 576};                          /* ring 0 header */
+    l.pieces[2] = (piece){r1, 576};                          /* ring 1 header */
     l.pieces[3] = (piece){r0 + CREW__RING_DATA_OFF, d < 1024 ? d : 1024};
     l.pieces[4] = (piece){r1 + CREW__RING_DATA_OFF, d < 1024 ? d : 1024};
     return l;
@@ -68,12 +68,15 @@ static size_t region_at(const layout *l, size_t off)
     return 0;
 }
 
+/* CREW_EBADF: the wrong direction of a one-way pipe. */
 static const int send_codes[] = {CREW_EPIPE, CREW_ECLOSED, CREW_E2BIG, CREW_EAGAIN,
-                                 CREW_EDEADLK, CREW_EPROTO, 0};
+                                 CREW_EDEADLK, CREW_EBADF, CREW_EPROTO, 0};
 static const int recv_codes[] = {CREW_EOF, CREW_ECLOSED, CREW_E2BIG, CREW_EAGAIN,
-                                 CREW_EDEADLK, CREW_EPROTO, 0};
+                                 CREW_EDEADLK, CREW_EBADF, CREW_EPROTO, 0};
 static const int recv_with_codes[] = {CREW_EOF, CREW_ECLOSED, CREW_EAGAIN, CREW_EDEADLK,
-                                      CREW_EPROTO, 0};
+                                      CREW_EBADF, CREW_EPROTO, 0};
+static const int poll_codes[] = {1, CREW_EOF, CREW_ECLOSED, CREW_EDEADLK, CREW_EBADF,
+                                 CREW_EPROTO, 0};
 static const int proto_codes[] = {CREW_EPROTO, 0};
 static const int attach_codes[] = {CREW_EINVAL, CREW_EPROTO, CREW_ECLOSED, 0};
 
@@ -102,6 +105,22 @@ static void op_recv_with(handle *h, size_t max)
 {
     fz_read_arg a = {.max = max};
     fz_rc("recv_with", crew_pipe_recv_with(h->p, fz_read, &a, 0), recv_with_codes, &h->broken);
+}
+
+/* poll looks without taking: a second poll finds the same message. */
+static void op_poll(handle *h, size_t max)
+{
+    size_t len = SIZE_MAX, len2 = SIZE_MAX;
+    int rc = crew_pipe_poll(h->p, &len, 0);
+    fz_rc("poll", rc, poll_codes, &h->broken);
+    if (rc != 1)
+        return;
+    FZ_CHECK(len <= max, "poll: %zu bytes (max %zu)", len, max);
+    /* Nothing was patched in between (one thread): the same message. */
+    int rc2 = crew_pipe_poll(h->p, &len2, 0);
+    fz_rc("poll again", rc2, poll_codes, &h->broken);
+    FZ_CHECK(rc2 == 1 && len2 == len, "poll again: %s, %zu bytes (then %zu)", crew_err_name(rc2),
+             len2, len);
 }
 
 static void op_fd(handle *h)
@@ -144,7 +163,7 @@ static void run(fz_in *in, handle *hs, int *nh, int fd, uint8_t *raw, const layo
     size_t n_patch = patchable(l);
     for (int step = 0; step < MAX_STEPS && in->n > 0; step++) {
         handle *h = &hs[cur];
-        switch (fz_u8(in) % 10) {
+        switch (fz_u8(in) % 11) {
         case 0:
         case 1: {
             size_t off = fz_u16(in) % n_patch;
@@ -172,6 +191,9 @@ static void run(fz_in *in, handle *hs, int *nh, int fd, uint8_t *raw, const layo
         case 8:
             op_close(h, raw, l);
             break;
+        case 9:
+            op_poll(h, l->max);
+            break;
         default:
             cur = fz_u8(in) % *nh;
             break;
@@ -196,9 +218,11 @@ static void raw_mode(fz_in *in)
     if (nh == 1) {
         uint8_t *raw = fz_map(fd, l.size);
         handle *h = &hs[0];
+        op_poll(h, l.max);
         op_recv(h, FZ_BUF, l.max);
         op_recv_with(h, l.max);
         op_send(h, 5);
+        op_poll(h, l.max);
         op_recv(h, 2, l.max);
         op_send(h, 40);
         op_fd(h);
@@ -213,7 +237,8 @@ static void raw_mode(fz_in *in)
 static void program_mode(fz_in *in)
 {
     static const size_t caps[] = {64, 128, 256, 4096};
-    crew_pipe_options o = {.capacity = caps[fz_u8(in) % 4]};
+    uint8_t c = fz_u8(in);
+    crew_pipe_options o = {.capacity = caps[c % 4], .one_way = (c >> 2) & 1};
     layout l = layout_for(o.capacity);
     handle hs[MAX_HANDLES] = {{0}};
     FZ_CHECK(crew_pipe_create(&hs[0].p, &hs[1].p, &o) == 0, "create");

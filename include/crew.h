@@ -1002,9 +1002,15 @@ typedef struct crew_pipe crew_pipe;
 typedef struct crew_pipe_options {
     size_t capacity;    /* bytes per direction; 0 = 1 MiB (as for queues) */
     size_t max_message; /* 0 = the largest that fits */
+    /* Non-zero: a one-way pipe (Python's Pipe(duplex=False)): *a only
+     * receives and *b only sends; the wrong call on an end is CREW_EBADF
+     * (as write(2) on a read-only descriptor). Ends passed to other
+     * processes keep their direction. */
+    int one_way;
 } crew_pipe_options;
 
-/* Creates a pipe; *a and *b are its two ends. Returns 0, CREW_EINVAL,
+/* Creates a pipe; *a and *b are its two ends (one_way: *a the receive end,
+ * *b the send end, in Python's order). Returns 0, CREW_EINVAL,
  * CREW_ENOMEM, or a system error. */
 CREW_API int crew_pipe_create(crew_pipe **a, crew_pipe **b, const crew_pipe_options *opts);
 
@@ -1012,22 +1018,39 @@ CREW_API int crew_pipe_create(crew_pipe **a, crew_pipe **b, const crew_pipe_opti
  * room. Returns 0; CREW_EPIPE (the other end is closed or its holders died);
  * CREW_ECLOSED (this end was closed); CREW_E2BIG; CREW_EAGAIN (timeout 0,
  * full); CREW_ETIMEDOUT; CREW_EINVAL (NULL p, NULL msg with len > 0, NaN
- * timeout); CREW_EDEADLK (lock word names this thread: a hostile peer);
- * CREW_EPROTO (broken). */
+ * timeout); CREW_EBADF (the receive end of a one-way pipe); CREW_EDEADLK
+ * (lock word names this thread: a hostile peer); CREW_EPROTO (broken). */
 CREW_API int crew_pipe_send(crew_pipe *p, const void *msg, size_t len, double timeout);
 
 /* Receives the next whole message, as crew_queue_get (CREW_E2BIG leaves it
  * queued and reports its size). Returns 0; CREW_EOF when the other end is
  * closed or dead and everything it sent has been read; CREW_ECLOSED (this
  * end was closed); CREW_E2BIG; CREW_EAGAIN; CREW_ETIMEDOUT; CREW_EINVAL
- * (NULL p, NULL buf with bufcap > 0, NaN timeout); CREW_EDEADLK (as for
- * send; or from this end's own recv_with callback); CREW_EPROTO (broken). */
+ * (NULL p, NULL buf with bufcap > 0, NaN timeout); CREW_EBADF (the send end
+ * of a one-way pipe); CREW_EDEADLK (as for send; or from this end's own
+ * recv_with callback); CREW_EPROTO (broken). */
 CREW_API int crew_pipe_recv(crew_pipe *p, void *buf, size_t bufcap, size_t *len_out,
                             double timeout);
 
 /* Zero-copy receive: fn(msg, len, arg) on the message in place (see
  * crew_queue_get_with). Returns as crew_pipe_recv. */
 CREW_API int crew_pipe_recv_with(crew_pipe *p, crew_queue_read_fn fn, void *arg, double timeout);
+
+/* Python's Connection.poll(timeout): whether a message can be received now,
+ * without receiving it; waits up to `timeout` for one (0: look once). A
+ * message of 0 bytes counts. Returns 1 (a message is ready: *len_out, may
+ * be NULL, receives its length, and the next crew_pipe_recv on this end
+ * gets it unless another thread of this end takes it first), 0 (none by
+ * the deadline), CREW_EOF (the other end is closed or gone and everything
+ * it sent has been received: a recv would return CREW_EOF too; Python's
+ * poll returns True there), CREW_ECLOSED (this end was closed),
+ * CREW_EBADF (the send end of a one-way pipe), CREW_EINVAL (NULL p, NaN
+ * timeout), CREW_EDEADLK, CREW_EPROTO (broken). */
+CREW_API int crew_pipe_poll(crew_pipe *p, size_t *len_out, double timeout);
+
+/* 1 if p is an end of a one-way pipe, 0 if of a duplex one; CREW_EINVAL or
+ * CREW_EPROTO (broken). */
+CREW_API int crew_pipe_one_way(crew_pipe *p);
 
 /* Closes this end for every holder now (the peer sees EOF after draining).
  * Idempotent. Waits for a send in progress as crew_queue_close does (at

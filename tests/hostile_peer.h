@@ -69,7 +69,8 @@ static inline double hp_now(void)
 
 typedef struct hp_pipe_hdr {
     uint64_t magic, id, total, ring_off[2];
-    uint8_t pad[64 - 40];
+    uint32_t flags; /* 1: one-way */
+    uint8_t pad[64 - 44];
     uint32_t closed[2], broken;
 } hp_pipe_hdr;
 #define HP_PIPE_MAGIC 0x3165706977657263ull /* "crewpie1" */

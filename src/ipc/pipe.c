@@ -37,6 +37,14 @@
  * closed so later calls see it at once. A process dying never corrupts a
  * ring (ring.c's argument).
  *
+ * One-way pipes (options.one_way, `flags` in the header, read at attach
+ * only): the same layout, end 0 may only receive and end 1 only send
+ * (CREW_EBADF otherwise); ring 0 is never written, so its data pages are
+ * never touched (memfd pages are allocated on first touch).
+ *
+ * Poll: crew__ring_peek on the receive ring, with the same peer probe and
+ * EOF rules as a receive, leaving the message queued.
+ *
  * Hostile peers (ring.c's HOSTILE PEERS argument, for the rings). The pipe
  * header is read at attach only: magic, the total size and the two ring
  * offsets must describe exactly the layout create makes (header page, ring
@@ -61,12 +69,15 @@
 
 #define PIPE_MAGIC 0x3165706977657263ull /* "crewpie1" */
 #define PIPE_HDR_BYTES 4096u
+/* flags: end 0 only receives, end 1 only sends (Python's Pipe(duplex=False)). */
+#define PIPE_ONE_WAY 1u
 
 typedef struct pipe_shared {
     uint64_t magic;
     uint64_t id;
     uint64_t total;
     uint64_t ring_off[2];
+    uint32_t flags; /* PIPE_ONE_WAY; constant, read at attach only */
     alignas(CREW__CACHELINE) _Atomic uint32_t closed[2];
     _Atomic uint32_t broken; /* non-zero: someone found the pipe corrupted */
 } pipe_shared;
@@ -78,6 +89,7 @@ struct crew_pipe {
     size_t map_len;
     int fd; /* this end's open file description, holding the OFD lock */
     int side;
+    bool one_way; /* from create, or read once at attach */
     crew__ring_view tx, rx;
     _Atomic bool broken; /* this handle has seen the pipe broken */
 };
@@ -237,6 +249,7 @@ int crew_pipe_create(crew_pipe **a, crew_pipe **b, const crew_pipe_options *opts
     const uint64_t off[2] = {PIPE_HDR_BYTES, PIPE_HDR_BYTES + rb};
     s->ring_off[0] = off[0];
     s->ring_off[1] = off[1];
+    s->flags = o.one_way ? PIPE_ONE_WAY : 0;
     crew__ring_view unused_view;
     _Atomic bool unused = false;
     for (int i = 0; i < 2; i++)
@@ -267,6 +280,7 @@ int crew_pipe_create(crew_pipe **a, crew_pipe **b, const crew_pipe_options *opts
     }
     handle_bind(pa, off, cap, max);
     handle_bind(pb, off, cap, max);
+    pa->one_way = pb->one_way = o.one_way != 0;
     *a = pa;
     *b = pb;
     return 0;
@@ -350,9 +364,12 @@ int crew_pipe_attach(crew_pipe **out, int fd)
         handle_free(p);
         return CREW_EINVAL;
     }
+    uint32_t flags = *(const volatile uint32_t *)&s->flags;
+    p->one_way = flags & PIPE_ONE_WAY;
     /* A crew pipe from here on: what is wrong with it is a protocol error,
      * which every holder must hear of. */
-    if ((rc = attach_rings(p)) != 0 || atomic_load(&s->broken)) {
+    if ((flags & ~PIPE_ONE_WAY) != 0 || (rc = attach_rings(p)) != 0 ||
+        atomic_load(&s->broken)) {
         atomic_store_explicit(&s->broken, 1, memory_order_seq_cst);
         handle_free(p);
         return CREW_EPROTO;
@@ -427,6 +444,8 @@ int crew_pipe_send(crew_pipe *p, const void *msg, size_t len, double timeout)
     int rc = pipe_enter(p);
     if (rc != 0)
         return rc;
+    if (p->one_way && p->side == 0)
+        return CREW_EBADF; /* the receive end */
     if (atomic_load_explicit(&p->s->closed[p->side], memory_order_acquire))
         return CREW_ECLOSED;
     crew__ring_peer peer = {peer_gone, p};
@@ -441,16 +460,20 @@ int crew_pipe_send(crew_pipe *p, const void *msg, size_t len, double timeout)
     return rc;
 }
 
+/* recv, recv_with, and (peek) poll. */
 static int pipe_recv(crew_pipe *p, void *buf, size_t bufcap, size_t *len_out,
-                     crew_queue_read_fn fn, void *arg, double timeout)
+                     crew_queue_read_fn fn, void *arg, double timeout, bool peek)
 {
     int rc = pipe_enter(p);
     if (rc != 0)
         return rc;
+    if (p->one_way && p->side == 1)
+        return CREW_EBADF; /* the send end */
     if (atomic_load_explicit(&p->s->closed[p->side], memory_order_acquire))
         return CREW_ECLOSED;
     crew__ring_peer peer = {peer_gone, p};
-    rc = crew__ring_get(&p->rx, buf, bufcap, len_out, fn, arg, timeout, &peer);
+    rc = peek ? crew__ring_peek(&p->rx, len_out, timeout, &peer)
+              : crew__ring_get(&p->rx, buf, bufcap, len_out, fn, arg, timeout, &peer);
     if (rc == CREW_EPROTO)
         return pipe_break(p);
     if (rc == CREW_EPIPE)
@@ -464,12 +487,27 @@ int crew_pipe_recv(crew_pipe *p, void *buf, size_t bufcap, size_t *len_out, doub
 {
     if (!p || (!buf && bufcap) || crew__timeout_bad(timeout))
         return CREW_EINVAL;
-    return pipe_recv(p, buf, bufcap, len_out, NULL, NULL, timeout);
+    return pipe_recv(p, buf, bufcap, len_out, NULL, NULL, timeout, false);
 }
 
 int crew_pipe_recv_with(crew_pipe *p, crew_queue_read_fn fn, void *arg, double timeout)
 {
     if (!p || !fn || crew__timeout_bad(timeout))
         return CREW_EINVAL;
-    return pipe_recv(p, NULL, 0, NULL, fn, arg, timeout);
+    return pipe_recv(p, NULL, 0, NULL, fn, arg, timeout, false);
+}
+
+int crew_pipe_poll(crew_pipe *p, size_t *len_out, double timeout)
+{
+    if (!p || crew__timeout_bad(timeout))
+        return CREW_EINVAL;
+    return pipe_recv(p, NULL, 0, len_out, NULL, NULL, timeout, true);
+}
+
+int crew_pipe_one_way(crew_pipe *p)
+{
+    if (!p)
+        return CREW_EINVAL;
+    int rc = pipe_enter(p);
+    return rc ? rc : p->one_way;
 }
