@@ -10,7 +10,7 @@
  * argument), then the input's leading (offset, byte) pairs are written
  * over it -- near-valid messages, past the magic and the size checks. The promise: whatever arrives, crew__msg_recv returns 0 or an
  * error code, never reads or writes outside the message it received, and on
- * 0 the request's parts -- fd targets, module path, name, inline argument --
+ * 0 the request's parts -- fd targets, module path, name, handle blob, inline argument --
  * lie inside the message, the strings are NUL-terminated, the counts are
  * within their limits. Nothing is loaded or run: resolving the module (a
  * dlopen) is what the channel check before the parser guards (see
@@ -57,7 +57,7 @@ static size_t build_patched(const uint8_t *data, size_t size, uint8_t *buf, size
     data += plen;
     size -= plen;
     crew__msg m;
-    if (crew__msg_build(&m, some_task, size ? data : NULL, size, NULL, false) != 0)
+    if (crew__msg_build(&m, some_task, size ? data : NULL, size, NULL, false, NULL, 0) != 0)
         return 0;
     size_t n = crew__req_size(m.req, !(m.req->flags & CREW__REQ_ARG_MEMFD));
     if (n > cap || m.arg_fd >= 0) {
@@ -139,6 +139,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *mod = crew__req_module(r), *name = crew__req_name(r);
     FR_CHECK(mod >= base && mod + r->module_len <= end && mod[r->module_len - 1] == '\0');
     FR_CHECK(name >= base && name + r->name_len <= end && name[r->name_len - 1] == '\0');
+    FR_CHECK(r->handles_len <= CREW__HANDLES_MAX_BYTES);
+    char *hb = crew__req_handles(r);
+    FR_CHECK(hb >= base && hb + r->handles_len <= end);
+    /* The child's lookups walk the handle blob: never outside it, whatever
+     * it says (an attach of a descriptor it names fails harmlessly: no fd
+     * of this process is a sealed crew memfd). */
+    crew__child_handles_set(hb, r->handles_len);
+    crew_queue *q = NULL;
+    int hrc = crew_child_handle_queue("q", &q);
+    FR_CHECK(hrc < 0 && q == NULL);
+    crew__child_handles_set(NULL, 0);
     if (!(r->flags & CREW__REQ_ARG_MEMFD)) {
         const char *arg = crew__req_arg(r);
         FR_CHECK(arg >= base && arg <= end && (size_t)(end - arg) == r->arg_len);

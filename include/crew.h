@@ -588,11 +588,38 @@ typedef struct crew_process crew_process;
  * survive, as for exit()). */
 typedef int (*crew_process_fn)(void *arg, size_t len);
 
+/* A queue, pipe end, shared region or array handed to a child by name
+ * (crew_process_options.handles): the child takes it with
+ * crew_child_handle_queue() and its siblings. */
+typedef enum crew_handle_kind {
+    CREW_HANDLE_QUEUE = 1, /* object: crew_queue * */
+    CREW_HANDLE_PIPE,      /* object: crew_pipe * (that end; the child holds it too) */
+    CREW_HANDLE_SHM,       /* object: crew_shm * */
+    CREW_HANDLE_ARRAY      /* object: crew_array * or crew_value * */
+} crew_handle_kind;
+
+#define CREW_MAX_HANDLES 32     /* handles per start */
+#define CREW_HANDLE_NAME_MAX 63 /* bytes of a handle's name */
+
+typedef struct crew_handle {
+    crew_handle_kind kind;
+    const char *name; /* 1..CREW_HANDLE_NAME_MAX bytes, unique in the list */
+    void *object;     /* the parent's handle; it stays the parent's */
+} crew_handle;
+
 typedef struct crew_process_options {
     crew_start_method method;
     const char *name;      /* the child's comm name (15 chars kept); NULL: inherited */
     const int *pass_fds;   /* fds the child receives at the SAME numbers */
-    size_t n_pass_fds;     /* at most 240 */
+    size_t n_pass_fds;     /* at most 240, handles included */
+    /* Objects the child takes by name, for every start method, without fd
+     * bookkeeping: each gets a descriptor made for the child (passed like a
+     * pass_fd, at a number crew picks) and the child attaches its own
+     * handle with crew_child_handle_queue(name, &q) and its siblings. The
+     * parent's handles stay valid and the parent's. At most
+     * CREW_MAX_HANDLES. */
+    const crew_handle *handles;
+    size_t n_handles; /* entries of handles */
 } crew_process_options;
 
 /* How a child ended: `code` is valid when `signal` is 0. */
@@ -606,8 +633,12 @@ typedef struct crew_exit {
  * On success *out owns the child; end it with crew_process_destroy().
  * A start that fails is reported here and leaves no child behind:
  * CREW_EINVAL (NULL out/fn, arg NULL with len > 0, bad method, pass_fds NULL
- * with n_pass_fds > 0), CREW_EBADF (a pass_fds entry is not open),
- * CREW_E2BIG (n_pass_fds > 240), CREW_ENOMEM, CREW_ENOTFOUND (spawn and
+ * with n_pass_fds > 0; handles NULL with n_handles > 0, a handle of unknown
+ * kind, NULL object, or a name that is NULL, empty, longer than
+ * CREW_HANDLE_NAME_MAX or given twice), CREW_EBADF (a pass_fds entry is
+ * not open), CREW_E2BIG (n_pass_fds > 240, n_handles > CREW_MAX_HANDLES,
+ * or both together > 240), CREW_EPROTO (a handle is a broken queue or
+ * pipe), CREW_ENOMEM, CREW_ENOTFOUND (spawn and
  * forkserver: fn is not in a module the child can load, e.g. a module that
  * was deleted or replaced since), CREW_EEXEC (the exec'd child did not come
  * up as a crew child), -errno of fork/clone/execve (CREW_EAGAIN,
@@ -669,6 +700,7 @@ CREW_API pid_t crew_forkserver_pid(void);
  * reaches the dispatch is reported by crew_process_start as CREW_EEXEC after
  * 30 s. */
 CREW_API int crew_child_main(int argc, char **argv);
+
 
 /* @@SECTION shm@@ */
 
@@ -1077,6 +1109,30 @@ CREW_API int crew_pipe_dup_fd(crew_pipe *p, int *fd_out);
  * holder -- or one already broken), CREW_ECLOSED (that end is already
  * closed), CREW_ENOMEM, or a system error. */
 CREW_API int crew_pipe_attach(crew_pipe **out, int fd);
+
+/* ---------------------------------------------------------------- Child handles
+ * The child's side of crew_process_options.handles (declared here, after
+ * the objects they return). */
+/* In a child started with crew_process_options.handles: attaches the queue
+ * the parent handed over as `name` and gives the child its own handle in
+ * *out (destroy it when done; the descriptor it came by is closed, so the
+ * handle is all that holds the object). Each name is taken once. Works for
+ * every start method, fork included. Returns 0; CREW_ENOTFOUND (no handle
+ * of that name -- or this process was not started with handles);
+ * CREW_EINVAL (NULL name or out, or `name` is a handle of another kind);
+ * CREW_ESTATE (taken already); or an error of crew_queue_attach
+ * (CREW_EPROTO, CREW_ENOMEM, ...). Thread-safe. */
+CREW_API int crew_child_handle_queue(const char *name, crew_queue **out);
+/* As crew_child_handle_queue, for a pipe end (crew_pipe_attach's errors; a
+ * one-way end keeps its direction). Destroying the child's handle releases
+ * the child's hold on the end. */
+CREW_API int crew_child_handle_pipe(const char *name, crew_pipe **out);
+/* As crew_child_handle_queue, for a shared region (crew_shm_attach's
+ * errors). */
+CREW_API int crew_child_handle_shm(const char *name, crew_shm **out);
+/* As crew_child_handle_queue, for an array or value (crew_array_attach's
+ * errors). */
+CREW_API int crew_child_handle_array(const char *name, crew_array **out);
 
 /* @@SECTION pool@@ */
 /* ================================================================ pool

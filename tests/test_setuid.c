@@ -79,7 +79,7 @@ static int attack(const char *target, const char *module, const char *marker)
         close(sv[1]);
         crew__msg m;
         int x = 1;
-        if (crew__msg_build(&m, fn, &x, sizeof x, NULL, false) != 0)
+        if (crew__msg_build(&m, fn, &x, sizeof x, NULL, false, NULL, 0) != 0)
             _exit(95);
         (void)crew__msg_send(sv[0], &m); /* a refusing child never reads it */
         crew__msg_free(&m);

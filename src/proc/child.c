@@ -150,6 +150,9 @@ void crew__child_run(crew__msg *m, crew_process_fn fn, int channel)
         (void)channel;
     }
     m->n_fds = 0;
+    /* The request buffer lives until the process ends: the handle blob in
+     * it is what crew_child_handle_* read. */
+    crew__child_handles_set(crew__req_handles(r), r->handles_len);
     if (r->name_len > 1)
         (void)prctl(PR_SET_NAME, crew__req_name(r), 0, 0, 0);
     sigset_t set;

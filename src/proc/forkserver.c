@@ -252,10 +252,11 @@ pid_t crew_forkserver_pid(void)
 }
 
 pid_t crew__forkserver_fork(crew_process_fn fn, const void *arg, size_t len,
-                            const crew_process_options *opts, int *err)
+                            const crew_process_options *opts, const void *handles,
+                            size_t handles_len, int *err)
 {
     crew__msg m;
-    int rc = crew__msg_build(&m, fn, arg, len, opts, true);
+    int rc = crew__msg_build(&m, fn, arg, len, opts, true, handles, handles_len);
     if (rc) {
         *err = rc;
         return -1;

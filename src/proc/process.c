@@ -69,7 +69,7 @@ struct crew_process {
 /* ------------------------------------------------------------ fork */
 
 static int start_fork(crew_process *p, crew_process_fn fn, const void *arg, size_t len,
-                      const crew_process_options *opts)
+                      const crew_process_options *opts, crew__handles *hd)
 {
     pid_t parent = (pid_t)crew__pid();
     /* Unflushed parent output would otherwise be written again by the
@@ -80,6 +80,8 @@ static int start_fork(crew_process *p, crew_process_fn fn, const void *arg, size
         return -errno;
     if (pid == 0) {
         crew__child_tie_inline(parent);
+        /* Our copy of the parent's blob; the fds it names are inherited. */
+        crew__child_handles_set(hd->blob, hd->blob_len);
         if (opts && opts->name)
             (void)prctl(PR_SET_NAME, opts->name, 0, 0, 0);
         crew__child_exit_inline(fn((void *)arg, len));
@@ -91,10 +93,10 @@ static int start_fork(crew_process *p, crew_process_fn fn, const void *arg, size
 /* ------------------------------------------------------------ spawn */
 
 static int start_spawn(crew_process *p, crew_process_fn fn, const void *arg, size_t len,
-                       const crew_process_options *opts)
+                       const crew_process_options *opts, const crew__handles *hd)
 {
     crew__msg m;
-    int rc = crew__msg_build(&m, fn, arg, len, opts, false);
+    int rc = crew__msg_build(&m, fn, arg, len, opts, false, hd->blob, hd->blob_len);
     if (rc)
         return rc;
     int sv[2];
@@ -206,29 +208,39 @@ int crew_process_start(crew_process **out, crew_process_fn fn, const void *arg, 
     }
     if (len == 0)
         arg = NULL;
+    /* Handles become pass_fds of the child's own and a blob naming them. */
+    crew__handles hd;
+    crew_process_options none = {0};
+    int rc = crew__handles_prepare(&hd, opts ? opts : &none);
+    if (rc)
+        return rc;
+    opts = &hd.opts;
     crew_process *p = crew__calloc(1, sizeof *p);
-    if (!p)
+    if (!p) {
+        crew__handles_release(&hd);
         return CREW_ENOMEM;
+    }
     p->method = method == CREW_START_DEFAULT ? CREW_START_FORKSERVER : method;
     atomic_init(&p->pidfd, -1);
     /* Everything p needs is written before the fork: each page the parent
      * writes while the child still shares it costs a copy-on-write fault. */
     pthread_mutex_init(&p->lock, NULL);
-    int rc;
     switch (p->method) {
     case CREW_START_FORK:
-        rc = start_fork(p, fn, arg, len, opts);
+        rc = start_fork(p, fn, arg, len, opts, &hd);
         break;
     case CREW_START_SPAWN:
-        rc = start_spawn(p, fn, arg, len, opts);
+        rc = start_spawn(p, fn, arg, len, opts, &hd);
         break;
     default: {
-        pid_t pid = crew__forkserver_fork(fn, arg, len, opts, &rc);
+        pid_t pid = crew__forkserver_fork(fn, arg, len, opts, hd.blob, hd.blob_len, &rc);
         if (pid > 0)
             p->pid = pid;
         break;
     }
     }
+    /* The child has its own copies of the handle fds now (or never will). */
+    crew__handles_release(&hd);
     if (rc) {
         pthread_mutex_destroy(&p->lock);
         crew__free(p);

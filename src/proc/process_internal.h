@@ -25,6 +25,9 @@
 #define CREW__INLINE_ARG (64u * 1024u)
 #define CREW__MAX_PASS_FDS 240 /* SCM_MAX_FD is 253; stdio and the arg memfd ride too */
 #define CREW__BUILD_ID_MAX 32
+/* The largest handle blob: CREW_MAX_HANDLES entries of a 12-byte header and
+ * a name of CREW_HANDLE_NAME_MAX bytes, its NUL and padding. */
+#define CREW__HANDLES_MAX_BYTES (CREW_MAX_HANDLES * (12 + CREW_HANDLE_NAME_MAX + 4))
 
 /* A function pointer as something another process image can resolve. */
 typedef struct crew__fnref {
@@ -45,7 +48,8 @@ int crew__fnref_resolve(const crew__fnref *ref, uintptr_t *fn);
 
 /* The wire format of a start request (host byte order: both ends are the
  * same program on the same machine). Followed by int32 target[n_fds],
- * module[module_len], name[name_len], then -- 16-byte aligned, so a task may
+ * module[module_len], name[name_len], handles[handles_len] (the handle
+ * blob of handles.c), then -- 16-byte aligned, so a task may
  * read any type straight from its argument pointer -- the argument bytes
  * when they are inline. fds[i] sent with SCM_RIGHTS goes to target[i] in the
  * child; target -1 marks the memfd holding the argument. */
@@ -56,7 +60,7 @@ typedef struct crew__req {
     uint64_t arg_len;
     uint32_t module_len, name_len, n_fds, build_id_len;
     int32_t parent_pid; /* the crew parent: the child dies if it is gone */
-    int32_t pad_;
+    uint32_t handles_len; /* bytes of the handle blob after the name (handles.c) */
     uint64_t sigmask[2]; /* the starting thread's blocked signals (1..128) */
     uint8_t build_id[CREW__BUILD_ID_MAX];
 } crew__req;
@@ -67,9 +71,11 @@ _Static_assert(sizeof(crew__req) % 8 == 0, "targets follow the header aligned");
 static inline int32_t *crew__req_targets(crew__req *r) { return (int32_t *)(void *)(r + 1); }
 static inline char *crew__req_module(crew__req *r) { return (char *)(crew__req_targets(r) + r->n_fds); }
 static inline char *crew__req_name(crew__req *r) { return crew__req_module(r) + r->module_len; }
+static inline char *crew__req_handles(crew__req *r) { return crew__req_name(r) + r->name_len; }
 static inline size_t crew__req_arg_offset(const crew__req *r)
 {
-    size_t s = sizeof *r + (size_t)r->n_fds * sizeof(int32_t) + r->module_len + r->name_len;
+    size_t s = sizeof *r + (size_t)r->n_fds * sizeof(int32_t) + r->module_len + r->name_len +
+               r->handles_len;
     return (s + 15) & ~(size_t)15;
 }
 static inline char *crew__req_arg(crew__req *r) { return (char *)r + crew__req_arg_offset(r); }
@@ -102,7 +108,8 @@ typedef struct crew__msg {
  * opts->pass_fds ride along as SCM_RIGHTS (forkserver), else the child has
  * them in place already (spawn). */
 int crew__msg_build(crew__msg *m, crew_process_fn fn, const void *arg, size_t len,
-                    const crew_process_options *opts, bool with_fds);
+                    const crew_process_options *opts, bool with_fds, const void *handles,
+                    size_t handles_len);
 void crew__msg_free(crew__msg *m); /* frees the buffer, closes owned fds */
 int crew__msg_send(int sock, const crew__msg *m);
 /* Receive one request; CREW_EOF on orderly end of the channel. */
@@ -155,9 +162,29 @@ pid_t crew__keeper_spawn_exec(char kind, int channel, const int *keep_fds, size_
 /* forkserver.c: start a child through the forkserver (starting it first if
  * needed). Returns the pid of a child of *this* process (CLONE_PARENT). */
 pid_t crew__forkserver_fork(crew_process_fn fn, const void *arg, size_t len,
-                            const crew_process_options *opts, int *err);
+                            const crew_process_options *opts, const void *handles,
+                            size_t handles_len, int *err);
 /* The forkserver main loop, entered from the child dispatch (process.c).
  * Never returns. */
 __attribute__((noreturn)) void crew__forkserver_main(int sock, pid_t parent);
+
+/* handles.c. Parent side: the caller's options with one new fd per handle
+ * appended to pass_fds (opts), those fds (closed by release, after the
+ * start) and the blob that names them for the child. prepare: 0,
+ * CREW_EINVAL (bad handles), CREW_E2BIG (too many, with pass_fds),
+ * CREW_ENOMEM, or a dup_fd error (CREW_EPROTO: a broken queue or pipe). */
+typedef struct crew__handles {
+    crew_process_options opts;
+    int *pass;
+    int fds[CREW_MAX_HANDLES];
+    size_t n_fds;
+    uint8_t *blob;
+    size_t blob_len;
+} crew__handles;
+int crew__handles_prepare(crew__handles *hd, const crew_process_options *in);
+void crew__handles_release(crew__handles *hd);
+/* Child side: the blob the crew_child_handle_* calls read (it must live as
+ * long as the process: the request buffer or the fork child's copy). */
+void crew__child_handles_set(void *blob, size_t len);
 
 #endif /* CREW__PROCESS_INTERNAL_H */

@@ -29,7 +29,8 @@
 #include <unistd.h>
 
 int crew__msg_build(crew__msg *m, crew_process_fn fn, const void *arg, size_t len,
-                    const crew_process_options *opts, bool with_fds)
+                    const crew_process_options *opts, bool with_fds, const void *handles,
+                    size_t handles_len)
 {
     memset(m, 0, sizeof *m);
     m->arg_fd = -1;
@@ -89,6 +90,7 @@ int crew__msg_build(crew__msg *m, crew_process_fn fn, const void *arg, size_t le
         .n_fds = (uint32_t)(nt + (arg_fd >= 0)),
         .build_id_len = ref->build_id_len,
         .parent_pid = (int32_t)getpid(),
+        .handles_len = (uint32_t)handles_len,
     };
     memcpy(hdr.build_id, ref->build_id, ref->build_id_len);
     sigset_t cur;
@@ -107,6 +109,8 @@ int crew__msg_build(crew__msg *m, crew_process_fn fn, const void *arg, size_t le
     memcpy(crew__req_module(r), ref->module, module_len);
     memcpy(crew__req_name(r), name, name_len);
     crew__req_name(r)[name_len] = '\0';
+    if (handles_len)
+        memcpy(crew__req_handles(r), handles, handles_len);
     memcpy(crew__req_targets(r), targets, (size_t)nt * sizeof(int32_t));
     if (arg_fd >= 0)
         crew__req_targets(r)[nt] = -1;
@@ -166,7 +170,9 @@ int crew__msg_send(int sock, const crew__msg *m)
     return (size_t)n == m->size ? 0 : CREW_EPROTO;
 }
 
-#define MSG_MAX (sizeof(crew__req) + PATH_MAX + 16 + sizeof(int32_t) * (CREW__MAX_PASS_FDS + 4) + 16 + CREW__INLINE_ARG)
+#define MSG_MAX                                                                                \
+    (sizeof(crew__req) + PATH_MAX + 16 + sizeof(int32_t) * (CREW__MAX_PASS_FDS + 4) +          \
+     CREW__HANDLES_MAX_BYTES + 16 + CREW__INLINE_ARG)
 
 int crew__msg_recv(int sock, crew__msg *m)
 {
@@ -203,7 +209,8 @@ int crew__msg_recv(int sock, crew__msg *m)
     if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n < sizeof *r ||
         r->magic != CREW__REQ_MAGIC || r->module_len == 0 || r->module_len > PATH_MAX ||
         r->name_len == 0 || r->name_len > 16 || r->n_fds > CREW__MAX_PASS_FDS + 4 ||
-        r->build_id_len > CREW__BUILD_ID_MAX || crew__req_size(r, false) > (size_t)n ||
+        r->build_id_len > CREW__BUILD_ID_MAX || r->handles_len > CREW__HANDLES_MAX_BYTES ||
+        r->handles_len % 4 != 0 || crew__req_size(r, false) > (size_t)n ||
         crew__req_size(r, true) != (size_t)n || crew__req_module(r)[r->module_len - 1] != '\0' ||
         crew__req_name(r)[r->name_len - 1] != '\0') {
         crew__msg_free(m);
