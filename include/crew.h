@@ -595,7 +595,8 @@ typedef enum crew_handle_kind {
     CREW_HANDLE_QUEUE = 1, /* object: crew_queue * */
     CREW_HANDLE_PIPE,      /* object: crew_pipe * (that end; the child holds it too) */
     CREW_HANDLE_SHM,       /* object: crew_shm * */
-    CREW_HANDLE_ARRAY      /* object: crew_array * or crew_value * */
+    CREW_HANDLE_ARRAY,     /* object: crew_array * or crew_value * */
+    CREW_HANDLE_FDCHAN     /* object: crew_fdchan * (that end) */
 } crew_handle_kind;
 
 #define CREW_MAX_HANDLES 32     /* handles per start */
@@ -1110,6 +1111,73 @@ CREW_API int crew_pipe_dup_fd(crew_pipe *p, int *fd_out);
  * closed), CREW_ENOMEM, or a system error. */
 CREW_API int crew_pipe_attach(crew_pipe **out, int fd);
 
+/* ---------------------------------------------------------------- Fd channel
+ * crew_fdchan: messages that carry file descriptors between two processes
+ * (Python's multiprocessing.reduction.send_handle / recv_handle), for what
+ * a crew_pipe cannot do: its shared-memory rings keep the kernel off the
+ * data path, and only the kernel moves a descriptor (docs/queue.md). A
+ * Unix SOCK_SEQPACKET socketpair: each message travels with its
+ * descriptors in one datagram, so they never part. Ends are held like
+ * descriptors (fork shares them; crew_fdchan_dup_fd / crew_fdchan_attach,
+ * or crew_process_options.handles, pass one to another process); an end
+ * whose every holder is gone (closed, exited, killed) is EOF for its peer.
+ * Calls are thread-safe and process-shared; with several receivers on one
+ * end, give each buffers of the maximum sizes (see crew_fdchan_recv). */
+typedef struct crew_fdchan crew_fdchan;
+
+#define CREW_FDCHAN_MAX_MESSAGE 65536 /* bytes of one message */
+#define CREW_FDCHAN_MAX_FDS 16        /* descriptors with one message */
+
+/* Creates a channel; *a and *b are its ends. Returns 0, CREW_EINVAL (NULL,
+ * or a == b), CREW_ENOMEM, or a system error (CREW_EMFILE). */
+CREW_API int crew_fdchan_create(crew_fdchan **a, crew_fdchan **b);
+
+/* Sends msg[0..len) (0 bytes allowed) with copies of fds[0..n_fds) -- the
+ * caller keeps its own and may close them at once. Waits up to `timeout`
+ * for room. Returns 0; CREW_E2BIG (len > CREW_FDCHAN_MAX_MESSAGE, n_fds >
+ * CREW_FDCHAN_MAX_FDS); CREW_EBADF (an fds entry is not open); CREW_EPIPE
+ * (the other end is gone, or either end was closed); CREW_EAGAIN (timeout
+ * 0, no room); CREW_ETIMEDOUT; CREW_EINVAL (NULL c, NULL msg with len > 0,
+ * NULL fds with n_fds > 0, NaN timeout); or a system error. */
+CREW_API int crew_fdchan_send(crew_fdchan *c, const void *msg, size_t len, const int *fds,
+                              size_t n_fds, double timeout);
+
+/* Receives the next message into buf (bufcap bytes) and its descriptors
+ * into fds_out (room for fds_cap): new descriptors, owned by the caller,
+ * close-on-exec. *len_out and *n_fds_out (either may be NULL) receive the
+ * sizes. Waits up to `timeout`. Returns 0; CREW_E2BIG (the message is
+ * longer than bufcap or carries more than fds_cap descriptors: the sizes
+ * needed are in *len_out / *n_fds_out and the message stays queued);
+ * CREW_EOF (the other end is gone and everything it sent was received, or
+ * this end was closed); CREW_EAGAIN (timeout 0, nothing queued);
+ * CREW_ETIMEDOUT; CREW_EIO (another receiver of this end took the message
+ * this call had sized, and the next one did not fit: it was lost, its
+ * descriptors closed); CREW_EPROTO (a datagram no crew sender made:
+ * dropped); CREW_EINVAL (NULL c, NULL buf with bufcap > 0, NULL fds_out
+ * with fds_cap > 0, NaN timeout); or a system error (CREW_EMFILE). */
+CREW_API int crew_fdchan_recv(crew_fdchan *c, void *buf, size_t bufcap, size_t *len_out,
+                              int *fds_out, size_t fds_cap, size_t *n_fds_out, double timeout);
+
+/* Shuts this end down for every holder: the peer receives what was sent,
+ * then CREW_EOF; sends from either side then get CREW_EPIPE. Returns 0,
+ * CREW_EINVAL, or a system error. */
+CREW_API int crew_fdchan_close(crew_fdchan *c);
+
+/* Drops this process's hold on the end and frees the handle. Returns 0 or
+ * CREW_EINVAL. */
+CREW_API int crew_fdchan_destroy(crew_fdchan *c);
+
+/* A new descriptor (caller-owned, no FD_CLOEXEC) for the end, for
+ * crew_fdchan_attach in another process; it holds the end until closed.
+ * Returns 0, CREW_EINVAL, or a system error. */
+CREW_API int crew_fdchan_dup_fd(crew_fdchan *c, int *fd_out);
+
+/* Takes a hold on the end behind fd (from crew_fdchan_dup_fd); the caller
+ * still owns fd. Returns 0, CREW_EBADF (fd not open), CREW_EINVAL (NULL
+ * out, or fd is not a Unix SOCK_SEQPACKET socket), CREW_ENOMEM, or a system
+ * error. */
+CREW_API int crew_fdchan_attach(crew_fdchan **out, int fd);
+
 /* ---------------------------------------------------------------- Child handles
  * The child's side of crew_process_options.handles (declared here, after
  * the objects they return). */
@@ -1133,6 +1201,9 @@ CREW_API int crew_child_handle_shm(const char *name, crew_shm **out);
 /* As crew_child_handle_queue, for an array or value (crew_array_attach's
  * errors). */
 CREW_API int crew_child_handle_array(const char *name, crew_array **out);
+/* As crew_child_handle_queue, for an fd channel end (crew_fdchan_attach's
+ * errors). */
+CREW_API int crew_child_handle_fdchan(const char *name, crew_fdchan **out);
 
 /* @@SECTION pool@@ */
 /* ================================================================ pool

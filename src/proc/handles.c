@@ -1,12 +1,13 @@
 /*
  * handles.c -- handing queues, pipes and regions to a child process by name
- * (crew_process_options.handles, crew_child_handle_*).
+ * or fd channels (crew_process_options.handles, crew_child_handle_*).
  *
  * DESIGN
  * Parent side (crew__handles_prepare, from crew_process_start): each handle
  * gets a descriptor of its own, made for the child -- crew_queue_dup_fd,
  * crew_pipe_dup_fd (which takes a hold on the end, so the end stays open
- * while the fd is in flight), a dup of a region's memfd -- and that fd
+ * while the fd is in flight), crew_fdchan_dup_fd, a dup of a region's
+ * memfd -- and that fd
  * joins pass_fds, so every start method delivers it at the same number as
  * it does any pass_fd: fork inherits it, spawn keeps it through exec, the
  * forkserver sends it as SCM_RIGHTS and places it. The table that names the
@@ -60,6 +61,8 @@ static int handle_fd(const crew_handle *h, int *fd)
     case CREW_HANDLE_ARRAY:
         src = crew_array_fd(h->object);
         break;
+    case CREW_HANDLE_FDCHAN:
+        return crew_fdchan_dup_fd(h->object, fd);
     default:
         return CREW_EINVAL;
     }
@@ -74,7 +77,7 @@ static int check_handles(const crew_handle *hs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         const crew_handle *h = &hs[i];
-        if (h->kind < CREW_HANDLE_QUEUE || h->kind > CREW_HANDLE_ARRAY || !h->object ||
+        if (h->kind < CREW_HANDLE_QUEUE || h->kind > CREW_HANDLE_FDCHAN || !h->object ||
             !h->name)
             return CREW_EINVAL;
         size_t len = strnlen(h->name, CREW_HANDLE_NAME_MAX + 1);
@@ -203,8 +206,11 @@ static int take(const char *name, crew_handle_kind kind, void **out)
         case CREW_HANDLE_SHM:
             rc = crew_shm_attach((crew_shm **)out, e.fd);
             break;
-        default:
+        case CREW_HANDLE_ARRAY:
             rc = crew_array_attach((crew_array **)out, e.fd);
+            break;
+        default:
+            rc = crew_fdchan_attach((crew_fdchan **)out, e.fd);
             break;
         }
         if (rc == 0) {
@@ -237,4 +243,9 @@ int crew_child_handle_shm(const char *name, crew_shm **out)
 int crew_child_handle_array(const char *name, crew_array **out)
 {
     return take(name, CREW_HANDLE_ARRAY, (void **)out);
+}
+
+int crew_child_handle_fdchan(const char *name, crew_fdchan **out)
+{
+    return take(name, CREW_HANDLE_FDCHAN, (void **)out);
 }
