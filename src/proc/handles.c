@@ -4,11 +4,11 @@
  *
  * DESIGN
  * Parent side (crew__handles_prepare, from crew_process_start): each handle
- * gets a descriptor of its own, made for the child -- crew_queue_dup_fd,
- * crew_pipe_dup_fd (which takes a hold on the end, so the end stays open
- * while the fd is in flight), crew_fdchan_dup_fd, a dup of a region's
- * memfd -- and that fd
- * joins pass_fds, so every start method delivers it at the same number as
+ * gets a descriptor of its own, made for the child (close-on-exec: see
+ * handle_fd) -- crew_queue_dup_fd, crew_pipe_dup_fd (which takes a hold on
+ * the end, so the end stays open while the fd is in flight),
+ * crew_fdchan_dup_fd, a dup of a region's memfd -- and that fd joins
+ * pass_fds, so every start method delivers it at the same number as
  * it does any pass_fd: fork inherits it, spawn keeps it through exec, the
  * forkserver sends it as SCM_RIGHTS and places it. The table that names the
  * fds, a "handle blob", goes with the child's start: a fork child inherits
@@ -47,29 +47,49 @@ static inline size_t pad4(size_t n) { return (n + 3) & ~(size_t)3; }
 
 /* ------------------------------------------------------------ parent */
 
+/* The child's descriptor for h, close-on-exec: another thread of ours that
+ * forks and execs meanwhile (system(), say) must not carry it off -- a
+ * pipe end held by a stranger never reads EOF. Every start method still
+ * delivers it: a fork child inherits it, spawn clears the flag on what it
+ * keeps, the forkserver sends it as SCM_RIGHTS. */
 static int handle_fd(const crew_handle *h, int *fd)
 {
-    int src;
+    int rc, src = -1;
     switch (h->kind) {
     case CREW_HANDLE_QUEUE:
-        return crew_queue_dup_fd(h->object, fd);
+        rc = crew_queue_dup_fd(h->object, fd);
+        break;
     case CREW_HANDLE_PIPE:
-        return crew_pipe_dup_fd(h->object, fd);
+        rc = crew_pipe_dup_fd(h->object, fd);
+        break;
+    case CREW_HANDLE_FDCHAN:
+        rc = crew_fdchan_dup_fd(h->object, fd);
+        break;
     case CREW_HANDLE_SHM:
         src = crew_shm_fd(h->object);
+        rc = src < 0 ? src : 0;
         break;
     case CREW_HANDLE_ARRAY:
         src = crew_array_fd(h->object);
+        rc = src < 0 ? src : 0;
         break;
-    case CREW_HANDLE_FDCHAN:
-        return crew_fdchan_dup_fd(h->object, fd);
     default:
         return CREW_EINVAL;
     }
-    if (src < 0)
-        return src;
-    *fd = fcntl(src, F_DUPFD, 0); /* no FD_CLOEXEC: it is the child's */
-    return *fd >= 0 ? 0 : -errno;
+    if (rc)
+        return rc;
+    if (src >= 0) {
+        *fd = fcntl(src, F_DUPFD_CLOEXEC, 0);
+        return *fd >= 0 ? 0 : -errno;
+    }
+    /* The dup_fd calls make descriptors meant to cross exec: this one is
+     * not (the window until here is a few instructions). */
+    if (fcntl(*fd, F_SETFD, FD_CLOEXEC) != 0) {
+        rc = -errno;
+        crew__close(*fd);
+        return rc;
+    }
+    return 0;
 }
 
 /* Names: 1 .. CREW_HANDLE_NAME_MAX bytes, unique among the handles. */
