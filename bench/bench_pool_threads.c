@@ -209,11 +209,10 @@ static const bench_setting omp_settings[] = {
 };
 #define N_OMP (int)(sizeof omp_settings / sizeof omp_settings[0])
 
-static const char *const argv_omp_tasks[] = {NULL, "--anchor", "omp_tasks", NULL};
-static const char *const argv_omp_static[] = {NULL, "--anchor", "omp_static", NULL};
-static const char *const argv_omp_dynamic[] = {NULL, "--anchor", "omp_dynamic", NULL};
-static const char *const argv_uv[] = {NULL, "--anchor", "uv", NULL};
-static const char *const argv_glib[] = {NULL, "--anchor", "glib", NULL};
+static const char *const argv_omp_tasks[] __attribute__((unused)) = {NULL, "--anchor", "omp_tasks", NULL};
+static const char *const argv_omp_static[] __attribute__((unused)) = {NULL, "--anchor", "omp_static", NULL};
+static const char *const argv_omp_dynamic[] __attribute__((unused)) = {NULL, "--anchor", "omp_dynamic", NULL};
+static const char *const argv_uv[] __attribute__((unused)) = {NULL, "--anchor", "uv", NULL};
 
 /* libuv: its default pool (UV_THREADPOOL_SIZE unset: 4 threads), one
  * thread, and one per CPU (when that is neither). */
@@ -221,7 +220,7 @@ static char uv_env_cpus[32];
 static const char *const uv_env_default[] = {"UV_THREADPOOL_SIZE", NULL};
 static const char *const uv_env_one[] = {"UV_THREADPOOL_SIZE=1", NULL};
 static const char *const uv_env_n[] = {uv_env_cpus, NULL};
-static bench_setting uv_settings[3] = {
+static bench_setting uv_settings[3] __attribute__((unused)) = {
     {"default (UV_THREADPOOL_SIZE unset: 4)", uv_env_default, NULL},
     {"UV_THREADPOOL_SIZE=1", uv_env_one, NULL},
     {uv_env_cpus, uv_env_n, NULL},
@@ -230,12 +229,15 @@ static bench_setting uv_settings[3] = {
 /* GLib has no default to fall back on (g_thread_pool_new takes both), so
  * its "default" is the common shared pool: exclusive = FALSE, one thread
  * per CPU; the other setting keeps the threads to the pool. */
+#ifdef CREW_HAVE_GLIB
+static const char *const argv_glib[] = {NULL, "--anchor", "glib", NULL};
 static const char *const glib_args_shared[] = {"shared", NULL};
 static const char *const glib_args_exclusive[] = {"exclusive", NULL};
 static const bench_setting glib_settings[] = {
     {"exclusive=FALSE", NULL, glib_args_shared},
     {"exclusive=TRUE", NULL, glib_args_exclusive},
 };
+#endif
 
 /* Alternates crew (fn on ctx, this process) with the anchor's children
  * and reports the default and the best setting. */
