@@ -262,6 +262,10 @@ void cli_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_progress_done(void);
 /* One-line error on stderr, prefixed "crew compare: ". */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A JSON string (escaped; NULL -> null) and a number (non-finite -> null),
+ * written to f: the one encoder of every --json report (report.c). */
+void cli_json_str(FILE *f, const char *s);
+void cli_json_num(FILE *f, double v);
 
 /* ---------------------------------------------------------------- workloads
  * Every task follows crew_task_fn. Arguments are small fixed structs. */

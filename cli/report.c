@@ -386,7 +386,8 @@ int report_table(FILE *f, const cmp_results *r)
 }
 
 /* ---------------------------------------------------------------- JSON */
-static void jstr(FILE *f, const char *s)
+/* JSON scalars, shared by every report (cli.h). */
+void cli_json_str(FILE *f, const char *s)
 {
     if (!s) {
         fputs("null", f);
@@ -406,7 +407,7 @@ static void jstr(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static void jnum(FILE *f, double v)
+void cli_json_num(FILE *f, double v)
 {
     if (isfinite(v))
         fprintf(f, "%.6g", v);
@@ -420,17 +421,17 @@ static void jpoints(FILE *f, const cmp_point *p, int n, bool speedup)
     for (int i = 0; i < n; i++) {
         fprintf(f, "%s{\"workers\": %d, \"items\": %ld, \"seconds\": ", i ? ", " : "", p[i].workers,
                 p[i].items);
-        jnum(f, p[i].seconds);
+        cli_json_num(f, p[i].seconds);
         if (speedup) {
             fputs(", \"speedup\": ", f);
-            jnum(f, p[i].speedup);
+            cli_json_num(f, p[i].speedup);
             fputs(", \"speedup_min\": ", f);
-            jnum(f, p[i].hi > 0 ? p[i].lo : NAN);
+            cli_json_num(f, p[i].hi > 0 ? p[i].lo : NAN);
             fputs(", \"speedup_max\": ", f);
-            jnum(f, p[i].hi > 0 ? p[i].hi : NAN);
+            cli_json_num(f, p[i].hi > 0 ? p[i].hi : NAN);
         }
         fputs(", \"items_per_s\": ", f);
-        jnum(f, p[i].items_per_s);
+        cli_json_num(f, p[i].items_per_s);
         fputc('}', f);
     }
     fputc(']', f);
@@ -441,49 +442,49 @@ static const char *status_str(int st) { return st == 0 ? "ok" : crew_err_name(st
 static void jmodel(FILE *f, const cmp_model *m)
 {
     fprintf(f, "{\n      \"status\": ");
-    jstr(f, status_str(m->status));
+    cli_json_str(f, status_str(m->status));
     fputs(",\n      \"start_method\": ", f);
-    jstr(f, m->method);
+    cli_json_str(f, m->method);
     fputs(",\n      \"worker_start_us\": ", f);
-    jnum(f, m->worker_us);
+    cli_json_num(f, m->worker_us);
     fputs(",\n      \"start_ms\": ", f);
-    jnum(f, m->start_ms);
+    cli_json_num(f, m->start_ms);
     fputs(",\n      \"start_methods\": [", f);
     for (int k = 0; k < m->nmethods; k++) {
         fprintf(f, "%s{\"method\": ", k ? ", " : "");
-        jstr(f, m->methods[k].name);
+        cli_json_str(f, m->methods[k].name);
         fputs(", \"start_ms\": ", f);
-        jnum(f, m->methods[k].status ? NAN : m->methods[k].start_ms);
+        cli_json_num(f, m->methods[k].status ? NAN : m->methods[k].start_ms);
         fputs(", \"worker_start_us\": ", f);
-        jnum(f, m->methods[k].worker_us);
+        cli_json_num(f, m->methods[k].worker_us);
         fputs(", \"status\": ", f);
-        jstr(f, status_str(m->methods[k].status));
+        cli_json_str(f, status_str(m->methods[k].status));
         fputc('}', f);
     }
     fprintf(f, "],\n      \"ready\": {\"workers\": %d, \"ms\": ", m->ready_workers);
-    jnum(f, m->ready_ms);
+    cli_json_num(f, m->ready_ms);
     fputs(", \"destroy_ms\": ", f);
-    jnum(f, m->destroy_ms);
+    cli_json_num(f, m->destroy_ms);
     fputs("},\n      \"idle_worker_bytes\": ", f);
-    jnum(f, m->idle_bytes);
+    cli_json_num(f, m->idle_bytes);
     fputs(",\n      \"idle_worker_private_bytes\": ", f);
-    jnum(f, m->idle_private_bytes);
+    cli_json_num(f, m->idle_private_bytes);
     fputs(",\n      \"idle_metric\": ", f);
-    jstr(f, m->idle_metric);
+    cli_json_str(f, m->idle_metric);
     fputs(",\n      \"roundtrip_us\": ", f);
-    jnum(f, m->roundtrip_us);
+    cli_json_num(f, m->roundtrip_us);
     fputs(",\n      \"handoff_us\": ", f);
-    jnum(f, m->handoff_us);
+    cli_json_num(f, m->handoff_us);
     fputs(",\n      \"empty_tasks_per_s\": ", f);
-    jnum(f, m->empty_per_s);
+    cli_json_num(f, m->empty_per_s);
     fputs(",\n      \"map_items_per_s\": ", f);
-    jnum(f, m->map_per_s);
+    cli_json_num(f, m->map_per_s);
     fputs(",\n      \"transfer_1mib\": {\"copy_us\": ", f);
-    jnum(f, m->xfer_copy_us);
+    cli_json_num(f, m->xfer_copy_us);
     fputs(", \"ref_us\": ", f);
-    jnum(f, m->xfer_ref_us);
+    cli_json_num(f, m->xfer_ref_us);
     fputs(", \"ref_how\": ", f);
-    jstr(f, m->xfer_ref_how);
+    cli_json_str(f, m->xfer_ref_how);
     fputs("},\n      \"scaling\": ", f);
     jpoints(f, m->curve, m->ncurve, true);
     fputs(",\n      \"io\": ", f);
@@ -491,10 +492,10 @@ static void jmodel(FILE *f, const cmp_model *m)
     const cmp_fault *fa = &m->fault;
     fprintf(f, ",\n      \"fault\": {\"measured\": %s, \"survived\": %s, \"signal\": %d, \"crashed_status\": ",
             fa->measured ? "true" : "false", fa->survived ? "true" : "false", fa->signal);
-    jstr(f, fa->measured && fa->survived ? status_str(fa->crashed_status) : NULL);
+    cli_json_str(f, fa->measured && fa->survived ? status_str(fa->crashed_status) : NULL);
     fprintf(f, ", \"innocent_total\": %d, \"innocent_ok\": %d, \"pool_usable\": %s, \"detect_ms\": ",
             fa->innocent_total, fa->innocent_ok, fa->pool_usable ? "true" : "false");
-    jnum(f, fa->detect_ms);
+    cli_json_num(f, fa->detect_ms);
     fputs("}\n    }", f);
 }
 
@@ -502,36 +503,36 @@ int report_json(FILE *f, const cmp_results *r)
 {
     fprintf(f, "{\n  \"schema\": \"%s\",\n  \"schema_version\": %d,\n  \"crew_version\": ", CMP_SCHEMA_ID,
             CMP_SCHEMA_VERSION);
-    jstr(f, r->crew_version);
+    cli_json_str(f, r->crew_version);
     fprintf(f, ",\n  \"machine\": {\"cpus\": %d, \"kernel\": ", r->cpus);
-    jstr(f, r->kernel);
+    cli_json_str(f, r->kernel);
     fputs(", \"cpu_model\": ", f);
-    jstr(f, r->cpu_model);
+    cli_json_str(f, r->cpu_model);
     fprintf(f, "},\n  \"run\": {\"quick\": %s, \"reps\": %d, \"elapsed_s\": ", r->quick ? "true" : "false",
             r->reps);
-    jnum(f, r->elapsed_s);
+    cli_json_num(f, r->elapsed_s);
     fputs(", \"load_avg_start\": ", f);
-    jnum(f, r->load_start);
+    cli_json_num(f, r->load_start);
     fputs(", \"load_avg_end\": ", f);
-    jnum(f, r->load_end);
+    cli_json_num(f, r->load_end);
     fputs(", \"busy\": ", f);
-    jnum(f, cli_busy_share(&r->busy));
+    cli_json_num(f, cli_busy_share(&r->busy));
     fputs(", \"cpu_pressure\": ", f);
-    jnum(f, cli_busy_psi(&r->busy));
+    cli_json_num(f, cli_busy_psi(&r->busy));
     fputs(", \"others_cpu\": ", f);
-    jnum(f, cli_busy_others(&r->busy));
+    cli_json_num(f, cli_busy_others(&r->busy));
     fputs("},\n  \"workload\": {\"name\": ", f);
-    jstr(f, r->workload);
+    cli_json_str(f, r->workload);
     fputs(", \"description\": ", f);
-    jstr(f, r->workload_desc);
+    cli_json_str(f, r->workload_desc);
     fprintf(f, ", \"items\": %ld, \"item_us\": ", r->items);
-    jnum(f, r->item_us);
+    cli_json_num(f, r->item_us);
     fputs(", \"serial_s\": ", f);
-    jnum(f, r->serial_seconds);
+    cli_json_num(f, r->serial_seconds);
     fputs(", \"task\": ", f);
-    jstr(f, r->task_spec);
+    cli_json_str(f, r->task_spec);
     fprintf(f, ", \"arg_bytes\": %zu},\n  \"io\": {\"tasks\": %d, \"wait_ms\": ", r->arg_len, r->io_tasks_full);
-    jnum(f, r->io_wait_ms);
+    cli_json_num(f, r->io_wait_ms);
     fputs("},\n  \"models\": {\n    \"threads\": ", f);
     jmodel(f, &r->m[CMP_THREADS]);
     fputs(",\n    \"processes\": ", f);
@@ -540,35 +541,35 @@ int report_json(FILE *f, const cmp_results *r)
     for (int i = 0; i < r->io_view_n; i++) {
         const iov_result *io = &r->io_view[i];
         fputs(i ? ",\n    {\"model\": " : "\n    {\"model\": ", f);
-        jstr(f, iov_model_name(io->model));
+        cli_json_str(f, iov_model_name(io->model));
         fputs(", \"status\": ", f);
-        jstr(f, status_str(r->io_view_status[i]));
+        cli_json_str(f, status_str(r->io_view_status[i]));
         bool ok = r->io_view_status[i] == 0;
         fprintf(f, ", \"waits\": %d, \"threads\": %d, \"elapsed_s\": ", io->concurrency, ok ? io->threads : 0);
-        jnum(f, ok ? io->elapsed_s : NAN);
+        cli_json_num(f, ok ? io->elapsed_s : NAN);
         fputs(", \"ratio_to_ideal\": ", f);
-        jnum(f, ok ? io->ratio : NAN);
+        cli_json_num(f, ok ? io->ratio : NAN);
         fputs(", \"waits_per_s\": ", f);
-        jnum(f, ok ? io->waits_per_s : NAN);
+        cli_json_num(f, ok ? io->waits_per_s : NAN);
         fputs(", \"cpu_s\": ", f);
-        jnum(f, ok ? io->cpu_s : NAN);
+        cli_json_num(f, ok ? io->cpu_s : NAN);
         fputs(", \"rss_per_wait_bytes\": ", f);
-        jnum(f, ok ? (double)io->rss_per_wait : NAN);
+        cli_json_num(f, ok ? (double)io->rss_per_wait : NAN);
         fputc('}', f);
     }
     fputs(r->io_view_n ? "\n  ],\n  \"recommendation\": {\"model\": " : "],\n  \"recommendation\": {\"model\": ", f);
-    jstr(f, r->m[r->rec.model].name);
+    cli_json_str(f, r->m[r->rec.model].name);
     fprintf(f, ", \"workers\": %d, \"speedup\": ", r->rec.workers);
-    jnum(f, r->rec.speedup);
+    cli_json_num(f, r->rec.speedup);
     fprintf(f, ", \"other_workers\": %d, \"other_speedup\": ", r->rec.other_workers);
-    jnum(f, r->rec.other_speedup);
+    cli_json_num(f, r->rec.other_speedup);
     fputs(", \"headline\": ", f);
-    jstr(f, r->rec.headline);
+    cli_json_str(f, r->rec.headline);
     fputs(", \"reasons\": [", f);
     for (int i = 0; i < r->rec.nreasons; i++) {
         if (i)
             fputs(", ", f);
-        jstr(f, r->rec.reasons[i]);
+        cli_json_str(f, r->rec.reasons[i]);
     }
     fputs("]}", f);
     if (r->task)

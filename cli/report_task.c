@@ -163,33 +163,6 @@ int task_report_table(FILE *f, const cmp_results *r, const cmp_task_report *tr)
 }
 
 /* ---------------------------------------------------------------- JSON */
-static void jstr_(FILE *f, const char *s)
-{
-    if (!s) {
-        fputs("null", f);
-        return;
-    }
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p == '\n')
-            fputs("\\n", f);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
-static void jnum_(FILE *f, double v)
-{
-    if (isfinite(v))
-        fprintf(f, "%.6g", v);
-    else
-        fputs("null", f);
-}
 
 static const char *model_key(int m) { return m == CMP_THREADS ? "threads" : m == CMP_PROCESSES ? "processes" : "serial"; }
 
@@ -204,7 +177,7 @@ static void json_config(FILE *f, const cmp_config *c)
             : c->start_method == CREW_START_FORK  ? "fork"
             : c->start_method == CREW_START_SPAWN ? "spawn"
                                                   : "forkserver");
-    jstr_(f, config_name(name, sizeof name, c));
+    cli_json_str(f, config_name(name, sizeof name, c));
     fputc('}', f);
 }
 
@@ -212,19 +185,19 @@ static void json_profile(FILE *f, const cmp_task_report *tr)
 {
     const cmp_profile *p = &tr->search->prof;
     fprintf(f, "    \"profile\": {\"items\": %zu, \"item_s\": ", tr->task->n);
-    jnum_(f, p->item_s);
+    cli_json_num(f, p->item_s);
     fputs(", \"serial_s\": ", f);
-    jnum_(f, p->serial_s);
+    cli_json_num(f, p->serial_s);
     fputs(", \"cpu_ratio\": ", f);
-    jnum_(f, p->cpu_ratio);
+    cli_json_num(f, p->cpu_ratio);
     fprintf(f, ", \"waits\": %s, \"busy\": ", p->waiting ? "true" : "false");
-    jnum_(f, p->busy);
+    cli_json_num(f, p->busy);
     fputs(", \"cpu_pressure\": ", f);
-    jnum_(f, p->psi_some);
+    cli_json_num(f, p->psi_some);
     fputs(", \"others_cpu\": ", f);
-    jnum_(f, cli_busy_others(&p->machine));
+    cli_json_num(f, cli_busy_others(&p->machine));
     fprintf(f, ", \"leaks\": %s, \"memory_growth_per_item\": ", p->leaks ? "true" : "false");
-    jnum_(f, p->leak_per_item);
+    cli_json_num(f, p->leak_per_item);
     fprintf(f, ", \"arg_bytes\": %zu, \"result_bytes\": %u, \"deterministic\": %s, \"ok\": %llu, \"failed\": %llu, "
                "\"crashed\": %llu, \"hung\": %llu, \"crash_signal\": %d},\n",
             p->arg_len, p->max_len, p->deterministic ? "true" : "false", (unsigned long long)p->ok,
@@ -237,31 +210,31 @@ static void json_cand(FILE *f, const cmp_cand *c)
     fputs("{\"config\": ", f);
     json_config(f, &c->cfg);
     fputs(", \"state\": ", f);
-    jstr_(f, cand_state_key(c->state));
+    cli_json_str(f, cand_state_key(c->state));
     fputs(", \"why\": ", f);
-    jstr_(f, c->why[0] ? c->why : NULL);
+    cli_json_str(f, c->why[0] ? c->why : NULL);
     fputs(", \"speedup\": ", f);
-    jnum_(f, c->med);
+    cli_json_num(f, c->med);
     fputs(", \"speedup_min\": ", f);
-    jnum_(f, c->lo);
+    cli_json_num(f, c->lo);
     fputs(", \"speedup_max\": ", f);
-    jnum_(f, c->hi);
+    cli_json_num(f, c->hi);
     fputs(", \"noise\": ", f);
-    jnum_(f, c->noise);
+    cli_json_num(f, c->noise);
     fputs(", \"items_per_s\": ", f);
-    jnum_(f, c->items_per_s);
+    cli_json_num(f, c->items_per_s);
     fprintf(f, ", \"runs\": %d, \"trials\": %d, \"remeasured\": %s, \"seconds\": [", c->ns, c->trials,
             c->flagged ? "true" : "false");
     for (int i = 0; i < c->ns; i++) {
         if (i)
             fputs(", ", f);
-        jnum_(f, c->seconds[i]);
+        cli_json_num(f, c->seconds[i]);
     }
     fprintf(f, "], \"checked\": %llu, \"wrong\": %llu, \"crashed_items\": %llu, \"died_signal\": %d, "
                "\"died_exit_code\": %d, \"memory_growth_per_item\": ",
             (unsigned long long)c->check.checked, (unsigned long long)c->check.wrong,
             (unsigned long long)c->check.crashed, c->died_signal, c->died_code);
-    jnum_(f, c->mem_per_item);
+    cli_json_num(f, c->mem_per_item);
     fputc('}', f);
 }
 
@@ -270,17 +243,17 @@ void task_report_json(FILE *f, const cmp_task_report *tr)
     const cmp_search *s = tr->search;
     const cmp_advice *a = tr->advice;
     fputs(",\n  \"task\": {\n    \"failure\": ", f);
-    jstr_(f, tr->failure[0] ? tr->failure : NULL);
+    cli_json_str(f, tr->failure[0] ? tr->failure : NULL);
     fprintf(f, ",\n    \"exit_status\": %d,\n    \"items_source\": ", tr->exit);
-    jstr_(f, tr->task->items.desc);
+    cli_json_str(f, tr->task->items.desc);
     fprintf(f, ",\n    \"index_prefix\": %s,\n", tr->task->items.index ? "true" : "false");
     json_profile(f, tr);
     fprintf(f, "    \"search\": {\"budget_s\": ");
-    jnum_(f, s->budget);
+    cli_json_num(f, s->budget);
     fprintf(f, ", \"rungs\": %d, \"max_workers\": %d, \"max_workers_why\": ", s->rungs, s->cap_workers);
-    jstr_(f, s->cap_why);
+    cli_json_str(f, s->cap_why);
     fprintf(f, ", \"noise_floor\": ");
-    jnum_(f, s->noise_floor);
+    cli_json_num(f, s->noise_floor);
     fprintf(f, ", \"thread_unsafe\": %s, \"threads_crash\": %s, \"candidates\": [",
             s->thread_unsafe ? "true" : "false", s->threads_crash ? "true" : "false");
     for (int i = 0; i < s->nc; i++) {
@@ -295,16 +268,16 @@ void task_report_json(FILE *f, const cmp_task_report *tr)
     fputs("{\"config\": ", f);
     json_config(f, &s->c[a->best].cfg);
     fputs(", \"speedup\": ", f);
-    jnum_(f, s->c[a->best].med);
+    cli_json_num(f, s->c[a->best].med);
     fputs(", \"noise\": ", f);
-    jnum_(f, a->noise);
+    cli_json_num(f, a->noise);
     fputs(", \"tie_with\": ", f);
     if (a->tie >= 0)
         json_config(f, &s->c[a->tie].cfg);
     else
         fputs("null", f);
     fputs(", \"snippet\": ", f);
-    jstr_(f, a->snippet);
+    cli_json_str(f, a->snippet);
     fputs("}\n  }", f);
 }
 
